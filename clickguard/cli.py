@@ -1,0 +1,128 @@
+"""`clickguard` command line: setup, the local stack, and (from later modules) produce/bench/chaos."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from clickguard.settings import get_settings
+
+
+@click.group()
+@click.version_option(package_name="clickguard")
+def main() -> None:
+    """Clickstream Guardian: real-time clickstream platform on Kafka, Spark, PostgreSQL, Dagster."""
+
+
+@main.command()
+def setup() -> None:
+    """Fetch jars with Maven and install PostgreSQL if missing (idempotent)."""
+    from clickguard.stack.setup import run_setup
+
+    run_setup(get_settings())
+
+
+@main.group()
+def stack() -> None:
+    """Run the local stack: 3 KRaft Kafka nodes, PostgreSQL, schema registry, app processes."""
+
+
+def _stack():
+    from clickguard.stack.manager import Stack
+
+    return Stack(get_settings(), echo=click.echo)
+
+
+@stack.command()
+@click.argument("nodes", nargs=-1)
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait per step.")
+def up(nodes: tuple[str, ...], timeout: float) -> None:
+    """Start NODES (default: all) and wait until they are ready."""
+    from clickguard.stack.manager import format_status
+
+    s = _stack()
+    try:
+        took = s.up(list(nodes) or None, timeout=timeout)
+    except (RuntimeError, KeyError) as exc:
+        click.echo(format_status(s.status()), err=True)
+        raise click.ClickException(str(exc)) from exc
+    click.echo(format_status(s.status()))
+    click.echo(f"stack up in {took:.1f}s")
+
+
+@stack.command()
+@click.option("--reset", is_flag=True, help="Also delete all data (Kafka logs, database).")
+def down(reset: bool) -> None:
+    """Stop every node; data persists unless --reset."""
+    _stack().down(reset=reset)
+    click.echo("stack down")
+
+
+@stack.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(as_json: bool) -> None:
+    """Each node's state (healthy/starting/paused/down), pid, port and memory."""
+    import dataclasses
+    import json
+
+    from clickguard.stack.manager import format_status
+
+    rows = _stack().status()
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
+    else:
+        click.echo(format_status(rows))
+
+
+@stack.command()
+@click.argument("node")
+@click.option("-n", "--lines", default=50, show_default=True)
+@click.option("-f", "--follow", is_flag=True)
+def logs(node: str, lines: int, follow: bool) -> None:
+    """Print the last lines of NODE's log."""
+    path = _stack().node(node).log_file
+    if not path.exists():
+        raise click.ClickException(f"no log yet at {path}")
+    with path.open("rb") as f:
+        click.echo(b"".join(f.readlines()[-lines:]).decode(errors="replace"), nl=False)
+        while follow:
+            chunk = f.read()
+            if chunk:
+                click.echo(chunk.decode(errors="replace"), nl=False)
+            time.sleep(0.5)
+
+
+def _node_command(action: str, help_text: str) -> None:
+    @stack.command(name=action, help=help_text)
+    @click.argument("node")
+    def _cmd(node: str) -> None:
+        try:
+            click.echo(_stack().control(action, node))
+        except KeyError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+for _action, _help in (
+    ("start", "Start one NODE and wait until healthy."),
+    ("stop", "Stop one NODE cleanly."),
+    ("kill", "SIGKILL one NODE (a crash)."),
+    ("pause", "SIGSTOP one NODE (a hang)."),
+    ("resume", "SIGCONT a paused NODE."),
+):
+    _node_command(_action, _help)
+
+
+@main.command()
+def migrate() -> None:
+    """Apply pending database migrations."""
+    from clickguard import db
+
+    s = get_settings()
+    db.bootstrap(s)
+    click.echo(f"applied: {db.migrate(s) or 'nothing pending'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

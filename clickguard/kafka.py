@@ -1,0 +1,160 @@
+"""Kafka helpers shared by the producer, the stack, the sensors and the tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from clickguard.settings import Settings
+
+
+def admin(settings: Settings, timeout_ms: int = 5000) -> AdminClient:
+    return AdminClient(
+        {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "socket.timeout.ms": timeout_ms,
+            "request.timeout.ms": timeout_ms,
+            "log_level": 0,  # probes run while brokers are down; their errors are expected
+        }
+    )
+
+
+def producer_config(settings: Settings, **overrides: object) -> dict[str, object]:
+    """Durable producer defaults: every acknowledged record is on min ISR brokers."""
+    conf: dict[str, object] = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "acks": "all",
+        "enable.idempotence": True,
+        "max.in.flight.requests.per.connection": 5,
+        "retries": 2_147_483_647,
+        "retry.backoff.ms": 100,
+        "retry.backoff.max.ms": 1000,
+        "delivery.timeout.ms": 120_000,
+        "request.timeout.ms": 10_000,
+        "compression.type": "lz4",
+        "linger.ms": 20,
+        "batch.size": 512 * 1024,
+        "batch.num.messages": 10_000,
+        "queue.buffering.max.messages": 1_000_000,
+        "queue.buffering.max.kbytes": 1_048_576,
+        "socket.nagle.disable": True,
+        "topic.metadata.refresh.interval.ms": 5000,
+    }
+    conf.update(overrides)
+    return conf
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """The platform's topics: raw (LogAppendTime for latency), DLQ and late."""
+    common = {
+        "min.insync.replicas": str(settings.topic_min_isr),
+        "unclean.leader.election.enable": "false",
+    }
+    return [
+        TopicSpec(
+            settings.topic_raw,
+            settings.topic_raw_partitions,
+            {**common, "message.timestamp.type": "LogAppendTime"},
+        ),
+        TopicSpec(settings.topic_dlq, settings.topic_partitions, dict(common)),
+        TopicSpec(settings.topic_late, settings.topic_partitions, dict(common)),
+    ]
+
+
+def ensure_topics(
+    settings: Settings, specs: list[TopicSpec] | None = None, timeout: float = 30.0
+) -> list[str]:
+    """Create missing topics (RF from settings) and align configs of existing ones.
+
+    Returns the names created. Idempotent: a second call creates nothing.
+    """
+    client = admin(settings)
+    specs = specs or topic_specs(settings)
+    existing = set(client.list_topics(timeout=timeout).topics)
+    new = [
+        NewTopic(s.name, s.partitions, settings.topic_replication, config=s.config)
+        for s in specs
+        if s.name not in existing
+    ]
+    created: list[str] = []
+    if new:
+        for name, fut in client.create_topics(new, operation_timeout=timeout).items():
+            try:
+                fut.result()
+                created.append(name)
+            except Exception as exc:  # noqa: BLE001
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise
+    for s in specs:
+        if s.name in existing:
+            res = ConfigResource(ConfigResource.Type.TOPIC, s.name, set_config=s.config)
+            for fut in client.alter_configs([res]).values():
+                fut.result()
+    return created
+
+
+@dataclass
+class ClusterHealth:
+    brokers: int
+    partitions: int
+    under_replicated: int
+    offline: int
+
+    def ready(self, expected_brokers: int) -> bool:
+        return (
+            self.brokers >= expected_brokers
+            and self.partitions > 0
+            and self.under_replicated == 0
+            and self.offline == 0
+        )
+
+
+def cluster_health(settings: Settings, topics: list[str] | None = None) -> ClusterHealth:
+    """Registered brokers and the ISR state of the given topics (default: ours)."""
+    md = admin(settings, 3000).list_topics(timeout=3)
+    names = topics or [s.name for s in topic_specs(settings)]
+    parts = under = offline = 0
+    for name in names:
+        t = md.topics.get(name)
+        if t is None or t.error is not None:
+            continue
+        for p in t.partitions.values():
+            parts += 1
+            if p.leader < 0:
+                offline += 1
+            if len(p.isrs) < len(p.replicas):
+                under += 1
+    return ClusterHealth(len(md.brokers), parts, under, offline)
+
+
+def end_offsets(settings: Settings, topic: str, timeout: float = 5.0) -> dict[int, int]:
+    """High watermarks per partition, read without consuming (bounded metadata calls)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "group.id": "clickguard-offset-probe",
+            "enable.auto.commit": False,
+            "socket.timeout.ms": int(timeout * 1000),
+            "log_level": 0,
+        }
+    )
+    try:
+        md = consumer.list_topics(topic, timeout=timeout)
+        if topic not in md.topics or md.topics[topic].error:
+            return {}
+        out: dict[int, int] = {}
+        for pid in md.topics[topic].partitions:
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, pid), timeout=timeout)
+            out[pid] = high
+        return out
+    finally:
+        consumer.close()

@@ -1,0 +1,162 @@
+"""One settings module for every process of the platform.
+
+Every port, path, host and threshold comes from here, read from environment variables prefixed
+``CLICKGUARD_`` (and from ``.env`` when present); ``.env.example`` documents each one. Pointing the
+code at an external Kafka cluster, a managed PostgreSQL or a Spark cluster is configuration only:
+set ``CLICKGUARD_KAFKA_BOOTSTRAP``, ``CLICKGUARD_PG_HOST``/``PORT`` or ``CLICKGUARD_SPARK_MASTER``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Typed configuration; field ``foo_bar`` is read from ``CLICKGUARD_FOO_BAR``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CLICKGUARD_", env_file=REPO_ROOT / ".env", extra="ignore"
+    )
+
+    # --- folders -------------------------------------------------------------------------------
+    home: Path = Field(REPO_ROOT / ".run", description="Run folder: data, logs and pids of nodes")
+    cache_dir: Path = Field(REPO_ROOT / ".cache", description="Downloaded jars (git-ignored)")
+
+    # --- Kafka ---------------------------------------------------------------------------------
+    kafka_bootstrap: str | None = Field(
+        None, description="External bootstrap servers; unset = the local 3-node cluster"
+    )
+    kafka_nodes: int = 3
+    kafka_broker_port_base: int = 19092
+    kafka_controller_port_base: int = 19192
+    kafka_heap: str = "448m"
+    kafka_session_timeout_ms: int = 4000
+    topic_raw: str = "km.events.raw.v1"
+    topic_dlq: str = "km.events.dlq.v1"
+    topic_late: str = "km.events.late.v1"
+    topic_raw_partitions: int = 6
+    topic_partitions: int = 3
+    topic_replication: int = 3
+    topic_min_isr: int = 2
+
+    # --- PostgreSQL ----------------------------------------------------------------------------
+    pg_host: str = "127.0.0.1"
+    pg_port: int = 15432
+    pg_superuser: str = "postgres"
+    pg_superuser_password: str = "clickguard-admin"
+    pg_db: str = "clickguard"
+    pg_dagster_db: str = "dagster"
+    pg_writer_user: str = "clickguard_writer"
+    pg_writer_password: str = "clickguard-writer"
+    pg_reader_user: str = "clickguard_reader"
+    pg_reader_password: str = "clickguard-reader"
+    pg_bin_dir: Path | None = Field(None, description="Folder of initdb/pg_ctl; found if unset")
+
+    # --- schema registry -----------------------------------------------------------------------
+    registry_url: str | None = Field(
+        None, description="External Confluent-compatible registry URL; unset = local Apicurio"
+    )
+    registry_port: int = 18081
+    registry_heap: str = "384m"
+
+    # --- Spark / streaming job -----------------------------------------------------------------
+    spark_master: str = "local[2]"
+    spark_shuffle_partitions: int = 4
+    stream_trigger_ms: int = 250
+    stream_max_offsets_per_trigger: int = 50_000
+    stream_watermark_minutes: float = 10.0
+    stream_max_future_minutes: float = 5.0
+    stream_restart_backoff_s: float = 2.0
+    stream_restart_backoff_max_s: float = 30.0
+
+    # --- anomaly thresholds --------------------------------------------------------------------
+    high_frequency_clicks: int = 50
+    bot_like_clicks: int = 50
+    bot_like_unique_ratio: float = 0.1
+    spike_z_threshold: float = 4.0
+    spike_ewma_alpha: float = 0.3
+    spike_min_events: int = 100
+    error_burst_per_minute: int = 100
+
+    # --- API -----------------------------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_workers: int = 2
+    api_key: str | None = Field(None, description="When set, requests need header X-API-Key")
+    api_cors_origins: list[str] = Field(default_factory=list)
+
+    # --- Dagster -------------------------------------------------------------------------------
+    dagster_host: str = "127.0.0.1"
+    dagster_port: int = 3000
+
+    # --- Slack / alerts ------------------------------------------------------------------------
+    slack_token: str | None = None
+    slack_channel: str = "#clickguard-alerts"
+    slack_base_url: str | None = Field(None, description="Override of Slack's Web API base URL")
+    dlq_warning_threshold: int = 1
+    dlq_critical_threshold: int = 20
+    alert_cooldown_minutes: float = 10.0
+
+    # --- derived values ------------------------------------------------------------------------
+    @property
+    def run_dir(self) -> Path:
+        return self.home
+
+    @property
+    def bootstrap_servers(self) -> str:
+        if self.kafka_bootstrap:
+            return self.kafka_bootstrap
+        return ",".join(f"127.0.0.1:{p}" for p in self.kafka_broker_ports)
+
+    @property
+    def kafka_broker_ports(self) -> list[int]:
+        return [self.kafka_broker_port_base + i for i in range(self.kafka_nodes)]
+
+    @property
+    def kafka_controller_ports(self) -> list[int]:
+        return [self.kafka_controller_port_base + i for i in range(self.kafka_nodes)]
+
+    @property
+    def schema_registry_url(self) -> str:
+        return self.registry_url or f"http://127.0.0.1:{self.registry_port}/apis/ccompat/v7"
+
+    def pg_dsn(self, role: str = "writer", db: str | None = None) -> str:
+        """libpq DSN for ``role`` in {"writer", "reader", "superuser"}."""
+        user, password = {
+            "writer": (self.pg_writer_user, self.pg_writer_password),
+            "reader": (self.pg_reader_user, self.pg_reader_password),
+            "superuser": (self.pg_superuser, self.pg_superuser_password),
+        }[role]
+        return (
+            f"host={self.pg_host} port={self.pg_port} dbname={db or self.pg_db} "
+            f"user={user} password={password}"
+        )
+
+    def pg_url(self, role: str = "writer", db: str | None = None) -> str:
+        """SQLAlchemy/JDBC-style URL (postgresql://...) for ``role``."""
+        user, password = {
+            "writer": (self.pg_writer_user, self.pg_writer_password),
+            "reader": (self.pg_reader_user, self.pg_reader_password),
+            "superuser": (self.pg_superuser, self.pg_superuser_password),
+        }[role]
+        return f"postgresql://{user}:{password}@{self.pg_host}:{self.pg_port}/{db or self.pg_db}"
+
+    @property
+    def jars_dir(self) -> Path:
+        return self.cache_dir / "jars"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.home / "streaming" / "checkpoint"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Process-wide settings; tests call ``get_settings.cache_clear()`` after changing env."""
+    return Settings()

@@ -1,0 +1,170 @@
+"""Process primitives for the local stack: start detached, pid files, signals, liveness.
+
+We only ever signal pids we recorded ourselves, and we check ``/proc/<pid>/cmdline`` against the
+recorded command so that a recycled pid is never mistaken for one of our nodes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+
+def proc_state(pid: int) -> str | None:
+    """Kernel state letter of ``pid`` (R, S, D, T, Z, ...) or None when it does not exist."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # the command name is in parentheses and may contain spaces: the state follows the last ')'
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def is_alive(pid: int | None) -> bool:
+    """True for a running or stopped (paused) process; zombies count as dead."""
+    if not pid:
+        return False
+    state = proc_state(pid)
+    return state is not None and state not in ("Z", "X")
+
+
+def is_paused(pid: int | None) -> bool:
+    return bool(pid) and proc_state(pid) == "T"  # type: ignore[arg-type]
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [p.decode(errors="replace") for p in raw.split(b"\0") if p]
+
+
+def environ_has(pid: int, entry: str) -> bool:
+    try:
+        return entry.encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident set size of ``pid`` and its descendants, in MiB."""
+    total = 0
+    for p in [pid, *descendants(pid)]:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return round(total / 1024, 1) if total else None
+
+
+def descendants(pid: int) -> list[int]:
+    """All descendants of ``pid`` (children first), read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    out: list[int] = []
+    stack = list(children.get(pid, []))
+    while stack:
+        p = stack.pop()
+        out.append(p)
+        stack.extend(children.get(p, []))
+    return out
+
+
+def spawn(
+    argv: Sequence[str],
+    log_file: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> int:
+    """Start ``argv`` detached in its own session, stdout+stderr appended to ``log_file``."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as log:
+        proc = subprocess.Popen(
+            list(argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            start_new_session=True,
+        )
+    return proc.pid
+
+
+def send(pid: int, sig: signal.Signals, tree: bool = False) -> None:
+    """Send ``sig`` to ``pid`` (and, with ``tree``, to its descendants first)."""
+    targets = [*descendants(pid), pid] if tree else [pid]
+    for p in targets:
+        try:
+            os.kill(p, sig)
+        except ProcessLookupError:
+            pass
+
+
+def wait_dead(pids: Sequence[int], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(is_alive(p) for p in pids):
+            return True
+        _reap(pids)
+        time.sleep(0.1)
+    return not any(is_alive(p) for p in pids)
+
+
+def _reap(pids: Sequence[int]) -> None:
+    """Collect zombies of children we spawned in this very process (tests, `stack up`)."""
+    for p in pids:
+        try:
+            os.waitpid(p, os.WNOHANG)
+        except ChildProcessError:
+            pass
+
+
+def terminate(pid: int, timeout: float = 20.0) -> None:
+    """SIGTERM the process tree, then SIGKILL whatever is left after ``timeout`` seconds."""
+    if not is_alive(pid):
+        return
+    tree = [*descendants(pid), pid]
+    send(pid, signal.SIGCONT, tree=True)  # a paused process cannot handle SIGTERM
+    send(pid, signal.SIGTERM)
+    if not wait_dead(tree, timeout):
+        for p in tree:
+            if is_alive(p):
+                send(p, signal.SIGKILL)
+        wait_dead(tree, 5)
+
+
+def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.25) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return True
+        except Exception:  # noqa: BLE001 - a probe that errors just means "not yet"
+            pass
+        time.sleep(interval)
+    return False
