@@ -1,4 +1,4 @@
-"""`clickguard` command line: setup, the local stack, and (from later modules) produce/bench/chaos."""
+"""`clickguard` command line: setup, the local stack, produce, bench, chaos, reports."""
 
 from __future__ import annotations
 

@@ -91,7 +91,7 @@ def ensure_topics(
             try:
                 fut.result()
                 created.append(name)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 if "TOPIC_ALREADY_EXISTS" not in str(exc):
                     raise
     for s in specs:

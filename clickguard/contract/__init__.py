@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 import json
 import struct
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -116,3 +118,50 @@ def register_contract(client: RegistryClient, topic: str) -> int:
     subj = subject(topic)
     client.set_compatibility(subj, "BACKWARD")
     return client.register(subj, schema_json())
+
+
+class DlqReason(StrEnum):
+    """Why a record went to the DLQ; the `reason` header and dlq_events.reason."""
+
+    NOT_WIRE_FORMAT = "not_wire_format"  # not Confluent-framed (no magic byte, too short)
+    UNKNOWN_SCHEMA_ID = "unknown_schema_id"  # the registry does not know the schema id
+    AVRO_DECODE_ERROR = "avro_decode_error"  # framed, known schema, but the body is corrupt
+    MISSING_REQUIRED = "missing_required"  # a required field absent or empty
+    OUT_OF_RANGE = "out_of_range"  # a value outside its domain (price < 0, far-future time)
+
+
+def validate(
+    event: dict[str, Any], now: datetime | None = None, max_future: timedelta = timedelta(minutes=5)
+) -> tuple[DlqReason, str] | None:
+    """Business validation of a decoded event; (reason, detail) or None when valid.
+
+    The future bound keeps a bogus clock from pushing the event-time watermark ahead.
+    """
+    for name in ("event_id", "source"):
+        if not event.get(name):
+            return DlqReason.MISSING_REQUIRED, f"{name} is empty"
+    for name in ("event_ts", "ingest_ts", "session_id", "event_type"):
+        if event.get(name) is None:
+            return DlqReason.MISSING_REQUIRED, f"{name} is missing"
+    if event["session_id"] < 0:
+        return DlqReason.OUT_OF_RANGE, f"session_id {event['session_id']} < 0"
+    price, quantity = event.get("price"), event.get("quantity")
+    if price is not None and not (0 <= price < 1_000_000):
+        return DlqReason.OUT_OF_RANGE, f"price {price} outside [0, 1e6)"
+    if quantity is not None and not (1 <= quantity <= 10_000):
+        return DlqReason.OUT_OF_RANGE, f"quantity {quantity} outside [1, 10000]"
+    if event["event_type"] == "purchase" and (price is None or quantity is None):
+        return DlqReason.MISSING_REQUIRED, "purchase without price or quantity"
+    now = now or datetime.now(UTC)
+    event_ts = _as_datetime(event["event_ts"])
+    if event_ts > now + max_future:
+        return DlqReason.OUT_OF_RANGE, f"event_ts {event_ts.isoformat()} is in the future"
+    if event_ts.year < 2000:
+        return DlqReason.OUT_OF_RANGE, f"event_ts {event_ts.isoformat()} before 2000"
+    return None
+
+
+def _as_datetime(value: datetime | int) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromtimestamp(value / 1000, UTC)

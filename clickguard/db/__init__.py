@@ -8,6 +8,7 @@ reader role (used by the API) gets SELECT only and a read-only default transacti
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -18,7 +19,9 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 EXTRA_DATABASES = ("registry",)  # the schema registry's storage
 
 
-def connect(settings: Settings, role: str = "writer", db: str | None = None, **kw) -> psycopg.Connection:
+def connect(
+    settings: Settings, role: str = "writer", db: str | None = None, **kw: Any
+) -> psycopg.Connection:
     """A psycopg 3 connection as ``role`` ("writer", "reader" or "superuser")."""
     return psycopg.connect(settings.pg_dsn(role, db), connect_timeout=5, **kw)
 

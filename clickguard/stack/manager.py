@@ -12,7 +12,14 @@ from clickguard import db
 from clickguard import kafka as kafka_helpers
 from clickguard.settings import Settings
 from clickguard.stack import procs
-from clickguard.stack.nodes import KafkaNode, Node, NodeStatus, PostgresNode, PythonNode, RegistryNode
+from clickguard.stack.nodes import (
+    KafkaNode,
+    Node,
+    NodeStatus,
+    PostgresNode,
+    PythonNode,
+    RegistryNode,
+)
 
 INFRA = ("postgres", "kafka-1", "kafka-2", "kafka-3", "registry")
 

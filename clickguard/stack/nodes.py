@@ -236,7 +236,7 @@ class KafkaNode(Node):
         if not jars.exists():
             raise RuntimeError(f"Kafka jars missing in {jars}: run `make setup` first")
         return [
-            "java", f"-Xms128m", f"-Xmx{self.settings.kafka_heap}", "-XX:+UseG1GC",
+            "java", "-Xms128m", f"-Xmx{self.settings.kafka_heap}", "-XX:+UseG1GC",
             "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}",
             f"-Dclickguard.node={self.dir}",
