@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import sys
 import time
 
@@ -9,8 +11,41 @@ import click
 
 from clickguard.settings import get_settings
 
+# Commands that live beside their code in the core package: name -> "module:attribute".
+# They are imported only when called, so `clickguard --help` stays fast.
+LAZY_COMMANDS = {
+    "produce": "clickguard.producer.cli:produce",
+    "bench": "clickguard.proof.bench:bench",
+    "chaos": "clickguard.proof.chaos:chaos",
+    "slo-report": "clickguard.proof.slo:slo_report",
+    "demo": "clickguard.proof.demo:demo",
+    "dlq-replay": "clickguard.producer.cli:dlq_replay",
+}
 
-@click.group()
+
+class LazyGroup(click.Group):
+    """A click group that imports a subcommand's module on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        present = [n for n, t in LAZY_COMMANDS.items() if _module_exists(t.split(":")[0])]
+        return sorted([*super().list_commands(ctx), *present])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in LAZY_COMMANDS:
+            module, attr = LAZY_COMMANDS[name].split(":")
+            if _module_exists(module):
+                return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+
+def _module_exists(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+@click.group(cls=LazyGroup)
 @click.version_option(package_name="clickguard")
 def main() -> None:
     """Clickstream Guardian: real-time clickstream platform on Kafka, Spark, PostgreSQL, Dagster."""

@@ -1,0 +1,34 @@
+"""Spark configuration shared by the streaming job and the Dagster assets (one place)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from clickguard.settings import Settings
+from clickguard.stack.setup import spark_jars
+
+
+def spark_conf(settings: Settings, app_name: str, **overrides: Any) -> dict[str, str]:
+    """Spark properties: master, connector jars (at exactly the pyspark version), local dirs.
+
+    Pass the result to ``SparkSession.builder.config(map=...)`` or to dagster-pyspark's
+    ``PySparkResource(spark_config=...)``.
+    """
+    local_dir = settings.home / "spark-local"
+    conf: dict[str, Any] = {
+        "spark.app.name": app_name,
+        "spark.master": settings.spark_master,
+        "spark.jars": ",".join(str(p) for p in spark_jars(settings)),
+        "spark.sql.shuffle.partitions": settings.spark_shuffle_partitions,
+        "spark.sql.session.timeZone": "UTC",
+        "spark.driver.memory": "1g",
+        "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1",
+        "spark.ui.enabled": "false",
+        "spark.local.dir": str(local_dir),
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.adaptive.enabled": "false",
+        "spark.python.worker.reuse": "true",
+    }
+    conf.update(overrides)
+    return {k: str(v) for k, v in conf.items()}
