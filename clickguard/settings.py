@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     )
     registry_port: int = 18081
     registry_heap: str = "384m"
+    registry_management_port: int | None = Field(
+        None, description="Apicurio's Quarkus management port; unset = registry_port + 1"
+    )
 
     # --- Spark / streaming job -----------------------------------------------------------------
     spark_master: str = "local[2]"

@@ -433,6 +433,10 @@ class RegistryNode(Node):
             "QUARKUS_HTTP_HOST": "127.0.0.1",
             "QUARKUS_HTTP_PORT": str(s.registry_port),
             "QUARKUS_MANAGEMENT_ENABLED": "false",
+            # the management interface is a build-time switch in Apicurio's assembly and binds
+            # 0.0.0.0:9000 by default, so two stacks on one machine would collide
+            "QUARKUS_MANAGEMENT_HOST": "127.0.0.1",
+            "QUARKUS_MANAGEMENT_PORT": str(s.registry_management_port or s.registry_port + 1),
             "QUARKUS_PROFILE": "prod",
             "APICURIO_STORAGE_KIND": "sql",
             "APICURIO_STORAGE_SQL_KIND": "postgresql",
