@@ -150,6 +150,21 @@ for _action, _help in (
 
 
 @main.command()
+def init() -> None:
+    """Prepare external services: roles, databases, migrations, topics, registered contract."""
+    from clickguard import db
+    from clickguard import kafka as kafka_helpers
+    from clickguard.contract import RegistryClient, register_contract
+
+    s = get_settings()
+    db.bootstrap(s)
+    click.echo(f"migrations applied: {db.migrate(s) or 'nothing pending'}")
+    click.echo(f"topics created: {kafka_helpers.ensure_topics(s) or 'none (all exist)'}")
+    schema_id = register_contract(RegistryClient(s.schema_registry_url), s.topic_raw)
+    click.echo(f"contract registered under {s.topic_raw}-value with id {schema_id}")
+
+
+@main.command()
 def migrate() -> None:
     """Apply pending database migrations."""
     from clickguard import db

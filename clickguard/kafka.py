@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+)
 
 from clickguard.settings import Settings
 
@@ -96,8 +102,12 @@ def ensure_topics(
                     raise
     for s in specs:
         if s.name in existing:
-            res = ConfigResource(ConfigResource.Type.TOPIC, s.name, set_config=s.config)
-            for fut in client.alter_configs([res]).values():
+            entries = [
+                ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+                for k, v in s.config.items()
+            ]
+            res = ConfigResource(ConfigResource.Type.TOPIC, s.name, incremental_configs=entries)
+            for fut in client.incremental_alter_configs([res]).values():
                 fut.result()
     return created
 

@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     stream_max_future_minutes: float = 5.0
     stream_restart_backoff_s: float = 2.0
     stream_restart_backoff_max_s: float = 30.0
+    stream_db_retry_s: float = Field(300.0, description="How long a batch retries a down DB")
+    stream_checkpoint_dir: Path | None = Field(
+        None, description="Spark checkpoint folder; unset = $CLICKGUARD_HOME/streaming/checkpoint"
+    )
 
     # --- anomaly thresholds --------------------------------------------------------------------
     high_frequency_clicks: int = 50
@@ -85,6 +89,7 @@ class Settings(BaseSettings):
     spike_z_threshold: float = 4.0
     spike_ewma_alpha: float = 0.3
     spike_min_events: int = 100
+    spike_min_history_minutes: int = 3
     error_burst_per_minute: int = 100
 
     # --- API -----------------------------------------------------------------------------------
@@ -93,10 +98,39 @@ class Settings(BaseSettings):
     api_workers: int = 2
     api_key: str | None = Field(None, description="When set, requests need header X-API-Key")
     api_cors_origins: list[str] = Field(default_factory=list)
+    api_pool_min: int = 2
+    api_pool_max: int = 8
+    api_pool_timeout_s: float = 2.0
+    api_statement_timeout_ms: int = 2000
+    api_cache_ttl_s: float = Field(
+        1.0, description="Per-worker cache of read responses; 0 = off (always fresh)"
+    )
+    api_max_date_span_days: int = 366
+    api_trending_rank_depth: int = Field(
+        1000, description="/items/trending considers each day's top-N of popular_items"
+    )
+    api_slo_max_samples: int = 100_000
+    api_lag_timeout_s: float = 1.0
 
     # --- Dagster -------------------------------------------------------------------------------
     dagster_host: str = "127.0.0.1"
     dagster_port: int = 3000
+    dagster_home: Path | None = Field(None, description="DAGSTER_HOME; unset = <home>/dagster-home")
+    session_gap_minutes: float = Field(30.0, description="Inactivity gap that ends a session")
+    batch_change_overlap_s: float = Field(
+        300.0, description="Re-examine days of events committed this long before the last run"
+    )
+    batch_schedule_cron: str = "15 0 * * *"
+    popular_items_limit: int = Field(500, description="Items kept per day in popular_items")
+    idempotency_check_max_days: int = 3
+    slo_window_minutes: float = Field(60.0, description="Recent stored events the SLO check reads")
+    slo_e2e_p95_ms: float = 5000.0
+    slo_stage_p50_ms: float = 1500.0
+    slo_stage_p95_ms: float = 3000.0
+    stream_stale_seconds: float = Field(120.0, description="No commit/heartbeat this long = stale")
+    dlq_poll_interval_s: int = 60
+    stream_health_interval_s: int = 60
+    dlq_top_reasons: int = 5
 
     # --- Slack / alerts ------------------------------------------------------------------------
     slack_token: str | None = None
@@ -156,7 +190,7 @@ class Settings(BaseSettings):
 
     @property
     def checkpoint_dir(self) -> Path:
-        return self.home / "streaming" / "checkpoint"
+        return self.stream_checkpoint_dir or self.home / "streaming" / "checkpoint"
 
 
 @lru_cache

@@ -1,0 +1,92 @@
+"""A fast encoder of the click-event contract in the Confluent wire format.
+
+`clickguard.contract.encode` (fastavro) is the reference; this hand-specialised encoder writes the
+same bytes about 2-3x faster, which matters at 100k events/s on two cores. A unit test checks
+byte equality with fastavro for every event type and every nullable field set/unset, so the two
+cannot drift apart silently; if the .avsc changes, that test fails until this is updated.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from clickguard.contract import EVENT_TYPES, HEADER, MAGIC
+
+_DOUBLE = struct.Struct("<d").pack
+
+
+def zigzag_varint(n: int) -> bytes:
+    """Avro `long`/`int` encoding: zig-zag then base-128 varint."""
+    z = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while z > 0x7F:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+_SMALL = [zigzag_varint(i) for i in range(4096)]
+_EVENT_TYPE = {t: _SMALL[i] for i, t in enumerate(EVENT_TYPES)}
+_NULL = b"\x00"
+_SOME = b"\x02"  # union branch 1 (the non-null type)
+
+
+def _long(n: int) -> bytes:
+    return _SMALL[n] if 0 <= n < 4096 else zigzag_varint(n)
+
+
+def _string(v: str) -> bytes:
+    b = v.encode()
+    n = len(b)
+    return (_SMALL[n] if n < 4096 else zigzag_varint(n)) + b
+
+
+def header(schema_id: int) -> bytes:
+    """The 5-byte Confluent frame header: magic byte 0 and the big-endian schema id."""
+    return HEADER.pack(MAGIC, schema_id)
+
+
+def encode_event(event: dict[str, Any], head: bytes) -> bytes:
+    """Encode ``event`` (contract field names; timestamps as epoch ms ints) after ``head``.
+
+    Keys not in the contract (such as the generator's ``_anomaly`` tag) are ignored, as fastavro
+    does.
+    """
+    user_id = event.get("user_id")
+    item_id = event.get("item_id")
+    category = event.get("category")
+    price = event.get("price")
+    quantity = event.get("quantity")
+    page = event.get("page")
+    referrer = event.get("referrer")
+    return b"".join(
+        (
+            head,
+            _string(event["event_id"]),
+            zigzag_varint(event["event_ts"]),
+            zigzag_varint(event["ingest_ts"]),
+            _string(event["source"]),
+            zigzag_varint(event["session_id"]),
+            _NULL if user_id is None else _SOME + _long(user_id),
+            _EVENT_TYPE[event["event_type"]],
+            _NULL if item_id is None else _SOME + _long(item_id),
+            _NULL if category is None else _SOME + _string(category),
+            _NULL if price is None else _SOME + _DOUBLE(price),
+            _NULL if quantity is None else _SOME + _long(quantity),
+            _NULL if page is None else _SOME + _string(page),
+            _NULL if referrer is None else _SOME + _string(referrer),
+        )
+    )
+
+
+def event_id_of(value: bytes) -> str | None:
+    """The event_id of a framed contract record without decoding the rest (None if unframed)."""
+    if len(value) < 6 or value[0] != MAGIC:
+        return None
+    n = value[5]
+    if n & 0x80 or n & 1:  # multi-byte or negative length: not one of our short ids
+        return None
+    n >>= 1
+    return value[6 : 6 + n].decode(errors="replace")

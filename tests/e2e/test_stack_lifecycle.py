@@ -1,0 +1,109 @@
+"""`clickguard stack` from the outside: a private stack on its own ports and run folder.
+
+up → status healthy → kill kafka-2 → status shows it down while acks=all still succeeds →
+down leaves no process → up again keeps the topic data → down --reset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from clickguard import kafka as kafka_helpers
+from clickguard.settings import Settings
+from clickguard.stack import procs
+
+PORTS = {
+    "CLICKGUARD_PG_PORT": "11432",
+    "CLICKGUARD_KAFKA_BROKER_PORT_BASE": "11092",
+    "CLICKGUARD_KAFKA_CONTROLLER_PORT_BASE": "11192",
+    "CLICKGUARD_REGISTRY_PORT": "11081",
+}
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    home = tmp_path_factory.mktemp("stack-home")
+    return {**os.environ, **PORTS, "CLICKGUARD_HOME": str(home)}
+
+
+def cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "clickguard.cli", "stack", *args],
+        env=env, capture_output=True, text=True, check=check, timeout=300,
+    )
+
+
+def status(env: dict[str, str]) -> dict[str, dict]:
+    return {r["name"]: r for r in json.loads(cli(env, "status", "--json").stdout)}
+
+
+def our_processes(home: str) -> list[int]:
+    """Pids whose command line or environment mentions the private run folder."""
+    mine = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            pid = int(entry.name)
+            if home in " ".join(procs.cmdline(pid)) or any(
+                procs.environ_has(pid, f"CLICKGUARD_NODE={home}/{n}")
+                for n in ("postgres", "kafka-1", "kafka-2", "kafka-3", "registry")
+            ):
+                mine.append(pid)
+    return [p for p in mine if procs.is_alive(p)]
+
+
+def test_lifecycle(env: dict[str, str]) -> None:
+    infra = ["postgres", "kafka-1", "kafka-2", "kafka-3", "registry"]
+    settings = Settings(_env_file=None, home=Path(env["CLICKGUARD_HOME"]),
+                        pg_port=11432, kafka_broker_port_base=11092,
+                        kafka_controller_port_base=11192, registry_port=11081)
+    try:
+        up = cli(env, "up", *infra)
+        assert "stack up in" in up.stdout
+        assert all(status(env)[n]["state"] == "healthy" for n in infra)
+
+        # a node that dies is reported down, and acks=all producers still succeed (min ISR 2)
+        cli(env, "kill", "kafka-2")
+        assert status(env)["kafka-2"]["state"] == "down"
+        marker = uuid.uuid4().hex
+        producer = Producer(kafka_helpers.producer_config(settings))
+        delivered: list[str] = []
+        for i in range(200):
+            producer.produce(settings.topic_late, f"{marker}-{i}".encode(),
+                             on_delivery=lambda err, m: delivered.append(err))
+        assert producer.flush(60) == 0
+        assert delivered == [None] * 200
+        cli(env, "start", "kafka-2")
+        assert status(env)["kafka-2"]["state"] == "healthy"
+
+        # down leaves no process of ours behind
+        cli(env, "down")
+        assert our_processes(env["CLICKGUARD_HOME"]) == []
+        assert all(r["state"] == "down" for r in status(env).values())
+
+        # up after down keeps the topic data
+        cli(env, "up", *infra)
+        consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers,
+                             "group.id": f"lifecycle-{marker}", "auto.offset.reset": "earliest"})
+        parts = consumer.list_topics(settings.topic_late, timeout=10).topics[
+            settings.topic_late].partitions
+        consumer.assign([TopicPartition(settings.topic_late, p, 0) for p in parts])
+        seen = set()
+        for _ in range(60):
+            for m in consumer.consume(1000, timeout=1):
+                if not m.error() and m.value().decode().startswith(marker):
+                    seen.add(m.value().decode())
+            if len(seen) == 200:
+                break
+        consumer.close()
+        assert len(seen) == 200
+    finally:
+        cli(env, "down", "--reset", check=False)
+    assert our_processes(env["CLICKGUARD_HOME"]) == []

@@ -1,0 +1,87 @@
+"""The running stack really is what issue 2 promises: 3 brokers, topic configs, roles."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from confluent_kafka.admin import ConfigResource
+
+from clickguard import db
+from clickguard import kafka as kafka_helpers
+from clickguard.settings import Settings
+from clickguard.stack.manager import INFRA, Stack
+
+
+def test_three_brokers_registered(stack: Stack, settings: Settings) -> None:
+    md = kafka_helpers.admin(settings).list_topics(timeout=10)
+    assert sorted(md.brokers) == [1, 2, 3]
+    assert {b.port for b in md.brokers.values()} == set(settings.kafka_broker_ports)
+
+
+def test_topics_have_the_specified_configs(stack: Stack, settings: Settings) -> None:
+    client = kafka_helpers.admin(settings)
+    md = client.list_topics(timeout=10)
+    for spec in kafka_helpers.topic_specs(settings):
+        topic = md.topics[spec.name]
+        assert len(topic.partitions) == spec.partitions
+        for p in topic.partitions.values():
+            assert len(p.replicas) == 3
+            assert len(p.isrs) == 3
+        res = ConfigResource(ConfigResource.Type.TOPIC, spec.name)
+        configs = next(iter(client.describe_configs([res]).values())).result()
+        assert configs["min.insync.replicas"].value == "2"
+        assert configs["unclean.leader.election.enable"].value == "false"
+        expected_ts = "LogAppendTime" if spec.name == settings.topic_raw else "CreateTime"
+        assert configs["message.timestamp.type"].value == expected_ts
+    assert md.topics[settings.topic_raw].partitions.__len__() == 6
+
+
+def test_topic_creation_and_migrations_are_idempotent(stack: Stack, settings: Settings) -> None:
+    assert kafka_helpers.ensure_topics(settings) == []
+    db.bootstrap(settings)
+    assert db.migrate(settings) == []
+
+
+def test_api_role_reads_but_cannot_write(stack: Stack, settings: Settings) -> None:
+    with db.connect(settings, "reader") as conn:
+        assert conn.execute("select count(*) from batch_ledger").fetchone() is not None
+        conn.rollback()
+        with pytest.raises((psycopg.errors.ReadOnlySqlTransaction,
+                            psycopg.errors.InsufficientPrivilege)):
+            conn.execute(
+                "insert into stream_heartbeat(component, beat_at, status) "
+                "values ('reader-test', now(), 'x')"
+            )
+        conn.rollback()
+        # even with read-only switched off for the session, the role has no write privilege
+        conn.execute("set default_transaction_read_only = off")
+        conn.commit()
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("delete from stream_heartbeat")
+
+
+def test_writer_role_writes(stack: Stack, settings: Settings) -> None:
+    with db.connect(settings, "writer") as conn:
+        conn.execute(
+            "insert into stream_heartbeat(component, beat_at, status) values ('w', now(), 'ok') "
+            "on conflict (component) do update set beat_at = excluded.beat_at"
+        )
+        conn.rollback()
+
+
+def test_status_reports_every_infra_node_healthy(stack: Stack) -> None:
+    states = {r.name: r.state for r in stack.status() if r.name in INFRA}
+    assert states == dict.fromkeys(INFRA, "healthy")
+
+
+def test_registry_keeps_schema_ids_across_restart(stack: Stack, settings: Settings) -> None:
+    from clickguard.contract import RegistryClient, register_contract
+
+    client = RegistryClient(settings.schema_registry_url)
+    schema_id = register_contract(client, settings.topic_raw)
+    stack.control("stop", "registry")
+    assert stack.node("registry").status().state == "down"
+    stack.control("start", "registry")
+    fresh = RegistryClient(settings.schema_registry_url)
+    assert fresh.schema_by_id(schema_id) is not None
+    assert register_contract(fresh, settings.topic_raw) == schema_id
