@@ -150,6 +150,20 @@ for _action, _help in (
 
 
 @main.command()
+@click.option("--env-example", is_flag=True, help="Print the documented .env.example text.")
+def config(env_example: bool) -> None:
+    """Show the effective configuration (or the .env.example template)."""
+    from clickguard.settings import env_example as template
+
+    if env_example:
+        click.echo(template(), nl=False)
+        return
+    for name, value in get_settings().model_dump().items():
+        shown = "***" if "password" in name or name.endswith(("token", "key")) and value else value
+        click.echo(f"CLICKGUARD_{name.upper()}={shown}")
+
+
+@main.command()
 def init() -> None:
     """Prepare external services: roles, databases, migrations, topics, registered contract."""
     from clickguard import db

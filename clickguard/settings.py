@@ -121,6 +121,7 @@ class Settings(BaseSettings):
         300.0, description="Re-examine days of events committed this long before the last run"
     )
     batch_schedule_cron: str = "15 0 * * *"
+    stream_checks_cron: str = "*/10 * * * *"
     popular_items_limit: int = Field(500, description="Items kept per day in popular_items")
     idempotency_check_max_days: int = 3
     slo_window_minutes: float = Field(60.0, description="Recent stored events the SLO check reads")
@@ -197,3 +198,25 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """Process-wide settings; tests call ``get_settings.cache_clear()`` after changing env."""
     return Settings()
+
+
+def env_example() -> str:
+    """Text of ``.env.example``: every field, its description and default (regenerate with
+    ``clickguard config --env-example > .env.example`` after adding a field)."""
+    import json
+
+    lines = [
+        "# Clickstream Guardian configuration. Copy to .env (or export) to override a default.",
+        "# Every variable is a field of clickguard/settings.py (prefix CLICKGUARD_).",
+        "",
+    ]
+    for name, f in Settings.model_fields.items():
+        default = f.default_factory() if f.default_factory else f.default  # type: ignore[call-arg]
+        if isinstance(default, Path):
+            default = str(default).replace(str(REPO_ROOT), "<repo>")
+        elif isinstance(default, list):
+            default = json.dumps(default)
+        if f.description:
+            lines.append(f"# {f.description}")
+        lines.append(f"# CLICKGUARD_{name.upper()}={'' if default is None else default}")
+    return "\n".join(lines) + "\n"
