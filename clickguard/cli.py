@@ -159,7 +159,8 @@ def config(env_example: bool) -> None:
         click.echo(template(), nl=False)
         return
     for name, value in get_settings().model_dump().items():
-        shown = "***" if "password" in name or name.endswith(("token", "key")) and value else value
+        secret = "password" in name or name.endswith(("token", "key"))
+        shown = "***" if secret and value else value
         click.echo(f"CLICKGUARD_{name.upper()}={shown}")
 
 
