@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -67,11 +68,8 @@ def spark_jars(settings: Settings) -> list[Path]:
 
 
 def _artifact(filename: str) -> str:
-    """'kafka-clients-3.9.1.jar' -> 'kafka-clients'."""
-    parts = filename[:-4].split("-")
-    while parts and parts[-1][:1].isdigit():
-        parts.pop()
-    return "-".join(parts)
+    """'kafka-clients-3.9.1.jar' -> 'kafka-clients' (cut at the first '-<n>.<n>' version)."""
+    return re.split(r"-\d+\.\d+", filename.removesuffix(".jar"), maxsplit=1)[0]
 
 
 def ensure_postgres(settings: Settings, echo: Callable[[str], None] = print) -> bool:
