@@ -1,0 +1,88 @@
+"""Annotated dependencies shared by the routes: settings, pool, cache, API key, JSON replies."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import Depends, Request, Response
+from fastapi.security import APIKeyHeader
+from psycopg_pool import AsyncConnectionPool
+from pydantic import TypeAdapter
+
+from api.cache import ResponseCache
+from api.errors import ApiError
+from clickguard.settings import Settings
+
+API_KEY_HEADER = "X-API-Key"
+_api_key_header = APIKeyHeader(
+    name=API_KEY_HEADER, auto_error=False, description="Required when settings.api_key is set"
+)
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_pool(request: Request) -> AsyncConnectionPool:
+    return request.app.state.pool
+
+
+def get_cache(request: Request) -> ResponseCache:
+    return request.app.state.cache
+
+
+def require_api_key(
+    settings: Annotated[Settings, Depends(get_settings_dep)],
+    key: Annotated[str | None, Depends(_api_key_header)],
+) -> None:
+    """401 unless the header matches ``settings.api_key`` (no-op when no key is configured)."""
+    expected = settings.api_key
+    if not expected:
+        return
+    if key is None:
+        raise ApiError(401, "unauthorized", f"missing {API_KEY_HEADER} header")
+    if not secrets.compare_digest(key.encode(), expected.encode()):
+        raise ApiError(401, "unauthorized", f"invalid {API_KEY_HEADER}")
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+PoolDep = Annotated[AsyncConnectionPool, Depends(get_pool)]
+CacheDep = Annotated[ResponseCache, Depends(get_cache)]
+ApiKeyDep = Annotated[None, Depends(require_api_key)]
+
+_adapters: dict[Any, TypeAdapter[Any]] = {}
+
+
+def _adapter(model: Any) -> TypeAdapter[Any]:
+    if model not in _adapters:
+        _adapters[model] = TypeAdapter(model)
+    return _adapters[model]
+
+
+class Replier:
+    """Builds JSON responses through the cache: validate rows with the response model, dump once."""
+
+    def __init__(self, request: Request, cache: ResponseCache) -> None:
+        self.request = request
+        self.cache = cache
+
+    async def __call__(self, model: Any, produce: Callable[[], Awaitable[Any]]) -> Response:
+        query = urlencode(sorted(self.request.query_params.multi_items()))
+        key = f"{self.request.url.path}?{query}"
+        adapter = _adapter(model)
+
+        async def render() -> bytes:
+            return adapter.dump_json(adapter.validate_python(await produce()))
+
+        body = await self.cache.get(key, render)
+        return Response(body, media_type="application/json")
+
+
+def get_replier(request: Request, cache: CacheDep) -> Replier:
+    return Replier(request, cache)
+
+
+ReplyDep = Annotated[Replier, Depends(get_replier)]

@@ -1,0 +1,101 @@
+"""GET /anomalies, /anomalies/types, /anomalies/timeline, /anomalies/{session_id}.
+
+Lists are newest first (detected_at DESC, id DESC) and come from index scans; types and timeline
+read the trigger-maintained aggregates of migration 0004. An unknown ``anomaly_type`` is not an
+error: it matches no rows, so the answer is 200 with ``[]`` (the original filtered in SQL the same
+way); a type longer than 64 characters is rejected with 422.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, LiteralString
+
+from fastapi import APIRouter, Path, Query, Response
+
+from api.db import fetch_all
+from api.deps import PoolDep, ReplyDep
+from api.schemas import Anomaly, AnomalyTypeStat, TimelineBucket
+
+router = APIRouter(tags=["anomalies"])
+
+BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
+COLUMNS = (
+    "id, session_id, detected_at, window_start, window_end, click_count, unique_items, "
+    "anomaly_score, anomaly_type"
+)
+ORDER = " ORDER BY detected_at DESC, id DESC LIMIT %(limit)s"
+# one statement per filter combination, so each gets its own (prepared) index plan
+LIST_SQL: dict[tuple[bool, bool], LiteralString] = {
+    (False, False): "SELECT " + COLUMNS + " FROM anomalies" + ORDER,
+    (True, False): "SELECT " + COLUMNS + " FROM anomalies WHERE anomaly_type = %(type)s" + ORDER,
+    (False, True): "SELECT " + COLUMNS + " FROM anomalies WHERE anomaly_score >= %(min)s" + ORDER,
+    (True, True): "SELECT " + COLUMNS + " FROM anomalies"
+    " WHERE anomaly_type = %(type)s AND anomaly_score >= %(min)s" + ORDER,
+}
+BY_SESSION_SQL: LiteralString = (
+    "SELECT " + COLUMNS + " FROM anomalies WHERE session_id = %(sid)s"
+    " ORDER BY detected_at DESC, id DESC LIMIT %(limit)s"
+)
+TYPES_SQL = """
+SELECT anomaly_type, anomaly_count AS count, score_sum / anomaly_count AS avg_score, last_detected
+FROM anomaly_type_stats WHERE anomaly_count > 0
+ORDER BY anomaly_count DESC, anomaly_type
+"""
+# `hours` whole UTC hours ending with the current one, newest first
+TIMELINE_SQL = """
+SELECT hour, anomaly_count, unique_sessions, score_sum / anomaly_count AS avg_score
+FROM anomaly_hourly
+WHERE hour >= date_trunc('hour', now(), 'UTC') - make_interval(hours => %(hours)s - 1)
+  AND anomaly_count > 0
+ORDER BY hour DESC
+"""
+
+Limit = Annotated[int, Query(ge=1, le=1000, description="Maximum rows (1–1000)")]
+
+
+@router.get("/anomalies", response_model=list[Anomaly])
+async def list_anomalies(
+    pool: PoolDep,
+    reply: ReplyDep,
+    limit: Limit = 100,
+    anomaly_type: Annotated[
+        str | None, Query(min_length=1, max_length=64, description="e.g. HIGH_FREQUENCY")
+    ] = None,
+    min_score: Annotated[
+        float | None, Query(allow_inf_nan=False, description="anomaly_score ≥ this")
+    ] = None,
+) -> Response:
+    """Newest anomalies, optionally of one type and above a score."""
+    sql = LIST_SQL[(anomaly_type is not None, min_score is not None)]
+    params = {"limit": limit, "type": anomaly_type, "min": min_score}
+    return await reply(list[Anomaly], lambda: fetch_all(pool, sql, params))
+
+
+@router.get("/anomalies/types", response_model=list[AnomalyTypeStat])
+async def anomaly_types(pool: PoolDep, reply: ReplyDep) -> Response:
+    """Count, mean score and latest detection per anomaly type (most frequent first)."""
+    return await reply(list[AnomalyTypeStat], lambda: fetch_all(pool, TYPES_SQL))
+
+
+@router.get("/anomalies/timeline", response_model=list[TimelineBucket])
+async def anomaly_timeline(
+    pool: PoolDep,
+    reply: ReplyDep,
+    hours: Annotated[int, Query(ge=1, le=168, description="UTC hours back (1–168)")] = 24,
+) -> Response:
+    """Hourly buckets (by detected_at, UTC) of the last ``hours`` hours; empty hours omitted."""
+    return await reply(
+        list[TimelineBucket], lambda: fetch_all(pool, TIMELINE_SQL, {"hours": hours})
+    )
+
+
+@router.get("/anomalies/{session_id}", response_model=list[Anomaly])
+async def session_anomalies(
+    pool: PoolDep,
+    reply: ReplyDep,
+    session_id: Annotated[int, Path(ge=BIGINT_MIN, le=BIGINT_MAX)],
+    limit: Limit = 1000,
+) -> Response:
+    """Anomalies of one session, newest first ([] when it has none)."""
+    params = {"sid": session_id, "limit": limit}
+    return await reply(list[Anomaly], lambda: fetch_all(pool, BY_SESSION_SQL, params))

@@ -1,0 +1,131 @@
+"""GET /stream — stream health: last committed batch, events/s, heartbeats, consumer lag.
+
+Lag = Kafka end offsets of ``settings.topic_raw`` − the end offsets recorded in the newest
+batch_ledger row's ``offsets`` json (Spark's ``{"topic": {"partition": offset}}``; a
+``{"end": {...}}`` / ``{"endOffset": {...}}`` wrapper is accepted too). The Kafka probe runs in a
+thread with ``settings.api_lag_timeout_s`` and its result is reused for a few seconds per worker,
+so /stream stays bounded when Kafka is slow or down (the lag is then null with the reason).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from api.db import fetch_all, fetch_one
+from api.deps import PoolDep, ReplyDep, SettingsDep
+from api.schemas import StreamStatus
+from clickguard import kafka as kafka_helpers
+from clickguard.settings import Settings
+
+router = APIRouter(tags=["stream"])
+
+LAST_BATCH_SQL = """
+SELECT query_id, batch_id, started_at, committed_at, input_rows, stored, dlq, late, duplicates,
+       anomalies, duration_ms, watermark, offsets
+FROM batch_ledger ORDER BY committed_at DESC LIMIT 1
+"""
+LAST_MINUTE_SQL = """
+SELECT coalesce(sum(input_rows), 0) AS input_rows, count(*) AS batches
+FROM batch_ledger WHERE committed_at >= now() - interval '60 seconds'
+"""
+HEARTBEAT_SQL = """
+SELECT component, beat_at, status, extract(epoch FROM now() - beat_at)::float8 AS age_sec
+FROM stream_heartbeat ORDER BY component
+"""
+
+
+def ledger_offsets(offsets: Any, topic: str) -> dict[str, int] | None:
+    """Per-partition end offsets of ``topic`` in a ledger ``offsets`` json, or None."""
+    if not isinstance(offsets, dict):
+        return None
+    for wrapper in ("end", "endOffset", "end_offsets"):
+        if isinstance(offsets.get(wrapper), dict):
+            offsets = offsets[wrapper]
+            break
+    parts = offsets.get(topic)
+    if not isinstance(parts, dict):
+        return None
+    out: dict[str, int] = {}
+    for p, off in parts.items():
+        if isinstance(off, int):
+            out[str(p)] = off
+        elif isinstance(off, list) and off and isinstance(off[-1], int):  # [start, end]
+            out[str(p)] = off[-1]
+    return out
+
+
+class LagProbe:
+    """Kafka end offsets fetched off the event loop, bounded and briefly reused (single-flight)."""
+
+    def __init__(self, settings: Settings, reuse_s: float = 2.0) -> None:
+        self.settings = settings
+        self.reuse_s = reuse_s
+        self._value: tuple[float, dict[int, int] | None, str | None] | None = None
+        self._lock = asyncio.Lock()
+
+    async def end_offsets(self) -> tuple[dict[int, int] | None, str | None]:
+        async with self._lock:
+            if self._value and self._value[0] > time.monotonic():
+                return self._value[1], self._value[2]
+            timeout = self.settings.api_lag_timeout_s
+            try:
+                ends = await asyncio.wait_for(
+                    asyncio.to_thread(
+                        kafka_helpers.end_offsets, self.settings, self.settings.topic_raw, timeout
+                    ),
+                    timeout + 0.5,
+                )
+                result: tuple[dict[int, int] | None, str | None] = (ends, None)
+                if not ends:
+                    result = (None, f"topic {self.settings.topic_raw} not found")
+            except TimeoutError:
+                result = (None, f"Kafka did not answer within {timeout:g}s")
+            except Exception as exc:  # noqa: BLE001 - any Kafka failure only makes lag unknown
+                result = (None, f"Kafka unavailable: {type(exc).__name__}")
+            self._value = (time.monotonic() + self.reuse_s, *result)
+            return result
+
+
+def get_lag_probe(request: Request) -> LagProbe:
+    return request.app.state.lag_probe
+
+
+LagProbeDep = Annotated[LagProbe, Depends(get_lag_probe)]
+
+
+@router.get("/stream", response_model=StreamStatus)
+async def stream(
+    pool: PoolDep, reply: ReplyDep, settings: SettingsDep, probe: LagProbeDep
+) -> Response:
+    """Newest batch, events/s over the last minute, heartbeat ages and consumer lag."""
+
+    async def status() -> dict[str, Any]:
+        last = await fetch_one(pool, LAST_BATCH_SQL)
+        minute = await fetch_one(pool, LAST_MINUTE_SQL) or {"input_rows": 0, "batches": 0}
+        beats = await fetch_all(pool, HEARTBEAT_SQL)
+        lag: dict[str, Any] = {"total": None, "by_partition": {}, "error": None}
+        committed = ledger_offsets(last["offsets"], settings.topic_raw) if last else None
+        if committed is None:
+            lag["error"] = "no ledger offsets for " + settings.topic_raw
+        else:
+            ends, error = await probe.end_offsets()
+            if ends is None:
+                lag["error"] = error
+            else:
+                by_part = {
+                    str(p): max(0, end - committed.get(str(p), 0)) for p, end in ends.items()
+                }
+                lag = {"total": sum(by_part.values()), "by_partition": by_part, "error": None}
+        return {
+            "last_batch": last,
+            "events_per_sec": float(minute["input_rows"]) / 60.0,
+            "batches_last_minute": minute["batches"],
+            "heartbeats": beats,
+            "consumer_lag": lag,
+        }
+
+    return await reply(StreamStatus, status)

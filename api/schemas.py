@@ -1,0 +1,199 @@
+"""Response models: the field names of the original API (../shared/BRIEF.md) plus the new endpoints.
+
+Every endpoint declares one of these as its ``response_model`` so /openapi.json is complete.
+Datetimes serialize as ISO 8601 in UTC; numeric(…) columns are served as JSON numbers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="Machine-readable: validation_error, not_found, unauthorized…")
+    message: str
+    details: Any = None
+
+
+class ErrorResponse(BaseModel):
+    """The one error shape of every 4xx/5xx response."""
+
+    error: ErrorBody
+
+
+class Health(BaseModel):
+    status: str = Field(description="'healthy' or 'unhealthy' (database unreachable)")
+    database: str = Field(description="'connected' or 'disconnected'")
+    version: str
+
+
+class Stats(BaseModel):
+    total_anomalies: int
+    days_processed: int
+    total_popular_items: int
+    last_anomaly_detected: dt.datetime | None
+    last_metrics_date: dt.date | None
+
+
+class Anomaly(BaseModel):
+    id: int
+    session_id: int | None = Field(description="Set for session rules; null for TRAFFIC_SPIKE…")
+    detected_at: dt.datetime
+    window_start: dt.datetime
+    window_end: dt.datetime
+    click_count: int
+    unique_items: int
+    anomaly_score: float
+    anomaly_type: str
+
+
+class AnomalyTypeStat(BaseModel):
+    anomaly_type: str
+    count: int
+    avg_score: float
+    last_detected: dt.datetime | None
+
+
+class TimelineBucket(BaseModel):
+    hour: dt.datetime = Field(description="Start of the UTC hour (bucket of detected_at)")
+    anomaly_count: int
+    unique_sessions: int
+    avg_score: float
+
+
+class DailyMetric(BaseModel):
+    metric_date: dt.date
+    total_clicks: int
+    total_purchases: int
+    unique_sessions: int
+    unique_items: int
+    conversion_rate: float
+    avg_session_duration_sec: float
+    avg_clicks_per_session: float
+    total_revenue: float
+    avg_order_value: float
+
+
+class FunnelStage(BaseModel):
+    funnel_stage: str
+    session_count: int
+    percentage: float
+    drop_rate: float
+
+
+class MetricsSummary(BaseModel):
+    days_processed: int
+    total_clicks: int
+    total_purchases: int
+    total_sessions: int
+    avg_conversion_rate: float
+    total_revenue: float
+    avg_clicks_per_session: float
+
+
+class PopularItem(BaseModel):
+    item_id: int
+    category: str | None
+    click_count: int
+    purchase_count: int
+    revenue: float
+    rank: int
+    click_to_purchase_ratio: float | None
+
+
+class PopularCategory(BaseModel):
+    category: str
+    click_count: int
+    purchase_count: int
+    unique_items: int
+    revenue: float
+    rank: int
+
+
+class TrendingItem(BaseModel):
+    """An item's clicks in the last ``days`` days against the ``days`` before (popular_items)."""
+
+    item_id: int
+    category: str | None = Field(description="Category on the item's most recent day")
+    recent_clicks: int = Field(description="Clicks in (anchor − days, anchor]")
+    previous_clicks: int = Field(description="Clicks in (anchor − 2·days, anchor − days]")
+    growth: float = Field(description="(recent − previous) / max(previous, 1)")
+    rank: int = Field(description="1 = fastest growing")
+
+
+class DlqReasonCount(BaseModel):
+    reason: str
+    count: int
+
+
+class DlqRecord(BaseModel):
+    id: int
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    reason: str
+    detail: str | None
+    event_id: str | None
+    kafka_ts: dt.datetime | None
+    detected_at: dt.datetime
+    replayed_at: dt.datetime | None
+
+
+class DlqReport(BaseModel):
+    window_minutes: int
+    total: int = Field(description="DLQ records detected in the window")
+    by_reason: list[DlqReasonCount]
+    recent: list[DlqRecord] = Field(description="Newest first")
+
+
+class SloStage(BaseModel):
+    stage: str = Field(description="produce_to_kafka, kafka_to_spark, spark_to_db, end_to_end")
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+
+
+class SloReport(BaseModel):
+    window_minutes: int
+    samples: int = Field(description="Events (newest by commit_ts) the percentiles are over")
+    stages: list[SloStage]
+
+
+class LastBatch(BaseModel):
+    query_id: str
+    batch_id: int
+    started_at: dt.datetime
+    committed_at: dt.datetime
+    input_rows: int
+    stored: int
+    dlq: int
+    late: int
+    duplicates: int
+    anomalies: int
+    duration_ms: int
+    watermark: dt.datetime | None
+
+
+class Heartbeat(BaseModel):
+    component: str
+    beat_at: dt.datetime
+    status: str
+    age_sec: float
+
+
+class ConsumerLag(BaseModel):
+    total: int | None = Field(description="Sum over partitions of end offset − ledger offset")
+    by_partition: dict[str, int]
+    error: str | None = Field(description="Why the lag is unknown (Kafka unreachable, …)")
+
+
+class StreamStatus(BaseModel):
+    last_batch: LastBatch | None
+    events_per_sec: float = Field(description="input rows of batches committed in the last 60 s")
+    batches_last_minute: int
+    heartbeats: list[Heartbeat]
+    consumer_lag: ConsumerLag

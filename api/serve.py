@@ -1,0 +1,29 @@
+"""Node entry of the stack's ``api`` node: ``python -m api.serve``.
+
+Runs uvicorn on ``settings.api_host:api_port`` with ``settings.api_workers`` worker processes,
+each building the app with :func:`api.main.create_app`.
+"""
+
+from __future__ import annotations
+
+import uvicorn
+
+from clickguard.settings import get_settings
+
+
+def main() -> None:
+    s = get_settings()
+    uvicorn.run(
+        "api.main:create_app",
+        factory=True,
+        host=s.api_host,
+        port=s.api_port,
+        workers=s.api_workers,
+        access_log=False,
+        log_level="info",
+        timeout_graceful_shutdown=5,
+    )
+
+
+if __name__ == "__main__":
+    main()
