@@ -22,6 +22,7 @@ from clickguard.producer.faults import (
 )
 from clickguard.producer.generator import (
     ANOMALY_TYPES,
+    EventGenerator,
     Generator,
     GeneratorConfig,
     GroundTruth,
@@ -34,6 +35,7 @@ __all__ = [
     "KINDS",
     "LATE",
     "VALID",
+    "EventGenerator",
     "FaultConfig",
     "FaultInjector",
     "Generator",

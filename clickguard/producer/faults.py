@@ -15,8 +15,10 @@ Every record carries ``kind``, what the streaming job must do with it:
   ``out_of_range`` (a negative purchase price, or an ``event_ts`` a day in the future),
   ``avro_decode_error`` (the contract's id, body truncated inside the event_id string).
 
-Decisions come from a seeded RNG, so a seed gives exact, repeatable per-kind counts. Events of
-anomaly blocks (``_anomaly``) are always ``valid`` so that the anomaly ground truth stays exact.
+Events that arrive labelled (``_kind``, from a YOOCHOOSE replay) keep a non-valid label and are
+sent unchanged. Decisions come from a seeded RNG, so a seed gives exact, repeatable per-kind
+counts. Events of anomaly blocks (``_anomaly``) are always ``valid`` so that the anomaly ground
+truth stays exact.
 """
 
 from __future__ import annotations
@@ -138,6 +140,14 @@ class FaultInjector:
         for event in events:
             event["ingest_ts"] = self._now_ms()
             kind = VALID
+            preset = event.get("_kind")
+            if preset is not None and preset != VALID:  # replayed data the contract rejects
+                self.counts[preset] += 1
+                yield Record(
+                    str(event["session_id"]).encode(), encode_event(event, self.head), preset,
+                    event["event_id"], event["event_type"],
+                )
+                continue
             if table and "_anomaly" not in event:
                 u = rng.random()
                 for threshold, k in table:

@@ -361,6 +361,9 @@ class Generator:
         return len(self.ground_truth)
 
 
+EventGenerator = Generator  # the name announced to the streaming job's tests
+
+
 def read_ground_truth(path: Path) -> list[GroundTruth]:
     return [GroundTruth(**json.loads(line)) for line in path.read_text().splitlines() if line]
 
