@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     topic_raw: str = "km.events.raw.v1"
     topic_dlq: str = "km.events.dlq.v1"
     topic_late: str = "km.events.late.v1"
+    topic_bench: str = Field(
+        "km.bench.producer.v1", description="Scratch topic of `clickguard bench producer`"
+    )
     topic_raw_partitions: int = 6
     topic_partitions: int = 3
     topic_replication: int = 3
