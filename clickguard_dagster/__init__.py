@@ -1,0 +1,1 @@
+"""Dagster code location of Clickstream Guardian: batch assets, checks, sensors, jobs."""

@@ -1,0 +1,1 @@
+"""Asset checks: keys, data quality (Great Expectations), idempotency, SLO, freshness."""

@@ -1,0 +1,100 @@
+"""Idempotency: recomputing a day gives exactly the rows stored for it (fingerprints equal).
+
+The check recomputes, with the asset's own Spark code, the days of its latest materialization
+whose sources did not change since (up to settings.idempotency_check_max_days), stages them and
+compares per-day row counts and content fingerprints with the table.
+"""
+
+
+from typing import Any
+
+import dagster as dg
+from dagster_pyspark import LazyPySparkResource
+
+from clickguard.settings import get_settings
+from clickguard_dagster.assets.anomalies import SUMMARY, anomaly_daily_summary, compute_summary
+from clickguard_dagster.assets.items import (
+    CATEGORIES,
+    ITEMS,
+    compute_categories,
+    compute_items,
+    popular_categories,
+    popular_items,
+)
+from clickguard_dagster.assets.metrics import METRICS, compute_metrics, daily_metrics
+from clickguard_dagster.assets.sessions import (
+    FUNNEL,
+    SESSIONS,
+    compute_funnel,
+    compute_sessions,
+    daily_sessions,
+    session_funnel,
+)
+from clickguard_dagster.batch import (
+    Compute,
+    DailyTable,
+    drop_stage,
+    fingerprint,
+    last_run_days,
+    recorded_stats,
+    stage,
+)
+from clickguard_dagster.resources import PostgresResource
+
+
+def check_idempotent(
+    spec: DailyTable, compute: Compute, spark: Any, postgres: PostgresResource, max_days: int
+) -> dg.AssetCheckResult:
+    with postgres.connect() as conn:
+        days = last_run_days(conn, spec.asset_key)
+        seen = recorded_stats(conn, spec.asset_key)
+        current = spec.source.stats(conn, days) if days else {}
+    unchanged = [d for d in days if current.get(d, (0, None)) == seen.get(d)][-max_days:]
+    skipped = [d.isoformat() for d in days if d not in unchanged]
+    if not unchanged:
+        return dg.AssetCheckResult(
+            passed=True,
+            metadata={"days_checked": dg.MetadataValue.json([]), "skipped_changed": skipped},
+        )
+    stage_name = stage(postgres, spec.table, compute(spark, postgres, unchanged))
+    try:
+        with postgres.connect() as conn:
+            again = fingerprint(conn, spec, unchanged, table=stage_name)
+            stored = fingerprint(conn, spec, unchanged)
+    finally:
+        drop_stage(postgres, stage_name)
+    differing = [d.isoformat() for d in unchanged if again[d] != stored[d]]
+    return dg.AssetCheckResult(
+        passed=not differing,
+        metadata={
+            "days_checked": dg.MetadataValue.json([d.isoformat() for d in unchanged]),
+            "days_differing": dg.MetadataValue.json(differing),
+            "skipped_changed": dg.MetadataValue.json(skipped),
+            "stored": dg.MetadataValue.json({d.isoformat(): list(v) for d, v in stored.items()}),
+            "recomputed": dg.MetadataValue.json({d.isoformat(): list(v) for d, v in again.items()}),
+        },
+    )
+
+
+def _idempotency_check(asset: Any, spec: DailyTable, compute: Compute) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=asset,
+        name="idempotency",
+        description=f"Recomputing {spec.table}'s latest days gives identical rows (fingerprint).",
+    )
+    def _check(spark: LazyPySparkResource, postgres: PostgresResource) -> dg.AssetCheckResult:
+        return check_idempotent(
+            spec, compute, spark.spark_session, postgres, get_settings().idempotency_check_max_days
+        )
+
+    return _check
+
+
+idempotency_checks = [
+    _idempotency_check(daily_sessions, SESSIONS, compute_sessions),
+    _idempotency_check(session_funnel, FUNNEL, compute_funnel),
+    _idempotency_check(daily_metrics, METRICS, compute_metrics),
+    _idempotency_check(popular_items, ITEMS, compute_items),
+    _idempotency_check(popular_categories, CATEGORIES, compute_categories),
+    _idempotency_check(anomaly_daily_summary, SUMMARY, compute_summary),
+]

@@ -1,0 +1,62 @@
+"""Key integrity of ``daily_sessions`` (blocking): no duplicate keys, all events exist."""
+
+
+import dagster as dg
+
+from clickguard_dagster.assets.sessions import daily_sessions
+from clickguard_dagster.batch import last_run_days
+from clickguard_dagster.resources import PostgresResource
+
+# A duplicated session = two rows of one session_id whose time ranges overlap (the primary key
+# cannot catch it because the starts differ).
+OVERLAPS = """
+SELECT a.session_id, a.session_start, b.session_start FROM daily_sessions a
+JOIN daily_sessions b ON b.session_id = a.session_id AND b.session_day = a.session_day
+ AND b.session_start > a.session_start AND b.session_start <= a.session_end
+WHERE a.session_day = ANY(%(days)s) LIMIT 20
+"""
+# every session's event count must be found in `events` for its id and time range
+MISSING_EVENTS = """
+SELECT s.session_id, s.session_start, s.events, (
+  SELECT count(*) FROM events e WHERE e.session_id = s.session_id
+   AND e.event_ts >= s.session_start AND e.event_ts <= s.session_end) AS found
+FROM daily_sessions s WHERE s.session_day = ANY(%(days)s)
+"""
+DUP_EVENTS = """
+SELECT count(*) - count(DISTINCT event_id) FROM events
+WHERE (event_ts AT TIME ZONE 'UTC')::date = ANY(%(days)s)
+"""
+
+
+def check_session_keys(postgres: PostgresResource) -> dg.AssetCheckResult:
+    with postgres.connect() as conn:
+        days = last_run_days(conn, "daily_sessions")
+        params = {"days": days}
+        overlaps = conn.execute(OVERLAPS, params).fetchall()
+        missing = conn.execute(
+            f"SELECT * FROM ({MISSING_EVENTS}) x WHERE x.found <> x.events LIMIT 20", params
+        ).fetchall()
+        dup_events = conn.execute(DUP_EVENTS, params).fetchone()[0]
+    return dg.AssetCheckResult(
+        passed=not overlaps and not missing and dup_events == 0,
+        metadata={
+            "days": dg.MetadataValue.json([d.isoformat() for d in days]),
+            "duplicate_sessions": len(overlaps),
+            "duplicate_session_examples": dg.MetadataValue.json(
+                [[r[0], r[1].isoformat(), r[2].isoformat()] for r in overlaps[:5]]
+            ),
+            "sessions_with_missing_events": len(missing),
+            "missing_event_examples": dg.MetadataValue.json(
+                [{"session_id": r[0], "start": r[1].isoformat(), "events": r[2], "found": r[3]}
+                 for r in missing[:5]]
+            ),
+            "duplicate_event_ids": int(dup_events),
+        },
+    )
+
+
+@dg.asset_check(asset=daily_sessions, name="keys", blocking=True)
+def daily_sessions_keys(postgres: PostgresResource) -> dg.AssetCheckResult:
+    """No duplicate (overlapping) sessions or event ids; each session's events exist in
+    `events`. Blocks the downstream assets when it fails."""
+    return check_session_keys(postgres)

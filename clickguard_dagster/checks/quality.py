@@ -1,0 +1,260 @@
+"""Data quality with Great Expectations 1.x, used directly (no dagster-ge).
+
+Each check loads the rows of the days the asset last wrote into pandas, validates them against
+an expectation suite and reports every failed expectation (type, column, unexpected count and
+examples) in the check's metadata.
+"""
+
+
+import logging
+import os
+from collections.abc import Sequence
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+import psycopg
+
+from clickguard.contract import EVENT_TYPES
+from clickguard_dagster.assets.anomalies import anomaly_daily_summary
+from clickguard_dagster.assets.items import popular_categories, popular_items
+from clickguard_dagster.assets.metrics import daily_metrics
+from clickguard_dagster.assets.sessions import daily_sessions, session_funnel
+from clickguard_dagster.batch import last_run_days
+from clickguard_dagster.resources import PostgresResource
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
+
+
+def frame(conn: psycopg.Connection, query: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+    """Query result as a DataFrame; Decimal columns become floats for the expectations."""
+    cur = conn.execute(query, params)
+    df = pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description or []])
+    for col in df.columns:
+        values = df[col].dropna()
+        if len(values) and isinstance(values.iloc[0], Decimal):
+            df[col] = df[col].astype(float)
+    return df
+
+
+def validate(df: pd.DataFrame, expectations: Sequence[Any], name: str) -> list[dict[str, Any]]:
+    """Failed expectations of ``df`` (empty list = all passed)."""
+    import great_expectations as gx
+
+    context = gx.get_context(mode="ephemeral")
+    batch = (
+        context.data_sources.add_pandas(f"{name}_source")
+        .add_dataframe_asset(name)
+        .add_batch_definition_whole_dataframe(f"{name}_batch")
+        .get_batch(batch_parameters={"dataframe": df})
+    )
+    suite = gx.ExpectationSuite(name=f"{name}_suite")
+    for exp in expectations:
+        suite.add_expectation(exp)
+    result = batch.validate(suite, result_format="SUMMARY")
+    failed = []
+    for r in result.results:
+        if r.success:
+            continue
+        kwargs = {k: v for k, v in r.expectation_config.kwargs.items() if k != "batch_id"}
+        failed.append(
+            {
+                "dataset": name,
+                "expectation": r.expectation_config.type,
+                "kwargs": {k: str(v) for k, v in kwargs.items()},
+                "unexpected_count": (r.result or {}).get("unexpected_count"),
+                "examples": [str(x) for x in (r.result or {}).get("partial_unexpected_list", [])][
+                    :5
+                ],
+            }
+        )
+    return failed
+
+
+def sessions_expectations() -> list[Any]:
+    import great_expectations.expectations as gxe
+
+    return [
+        *[
+            gxe.ExpectColumnValuesToNotBeNull(column=c)
+            for c in ("session_id", "session_start", "session_day", "session_end")
+        ],
+        gxe.ExpectColumnValuesToBeBetween(column="duration_sec", min_value=0),
+        gxe.ExpectColumnValuesToBeBetween(column="events", min_value=1),
+        *[
+            gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0)
+            for c in ("clicks", "cart_adds", "purchases", "revenue")
+        ],
+        gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A="session_end", column_B="session_start", or_equal=True
+        ),
+    ]
+
+
+def event_type_expectations() -> list[Any]:
+    import great_expectations.expectations as gxe
+
+    return [
+        gxe.ExpectColumnValuesToNotBeNull(column="event_type"),
+        gxe.ExpectColumnValuesToBeInSet(column="event_type", value_set=list(EVENT_TYPES)),
+    ]
+
+
+def totals_expectations(pairs: Sequence[tuple[str, str]]) -> list[Any]:
+    import great_expectations.expectations as gxe
+
+    return [gxe.ExpectColumnPairValuesToBeEqual(column_A=a, column_B=b) for a, b in pairs]
+
+
+def _result(failed: list[dict[str, Any]], days: list[date], rows: int) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=not failed,
+        metadata={
+            "days": dg.MetadataValue.json([d.isoformat() for d in days]),
+            "rows_validated": rows,
+            "failed_expectations": dg.MetadataValue.json(failed),
+            "failed_count": len(failed),
+        },
+    )
+
+
+def check_sessions_quality(postgres: PostgresResource) -> dg.AssetCheckResult:
+    """daily_sessions rows, event types of the same days, and per-day totals vs ``events``."""
+    with postgres.connect() as conn:
+        days = last_run_days(conn, "daily_sessions")
+        sessions = frame(
+            conn, "SELECT * FROM daily_sessions WHERE session_day = ANY(%s)", (days,)
+        )
+        types = frame(
+            conn,
+            "SELECT DISTINCT event_type FROM events"
+            " WHERE (event_ts AT TIME ZONE 'UTC')::date = ANY(%s)",
+            (days,),
+        )
+        totals = frame(
+            conn,
+            "SELECT d AS day, coalesce(s.events, 0) AS session_events,"
+            " coalesce(e.events, 0) AS table_events FROM unnest(%s::date[]) AS d"
+            " LEFT JOIN (SELECT session_day, sum(events) AS events FROM daily_sessions"
+            "   GROUP BY 1) s ON s.session_day = d"
+            " LEFT JOIN (SELECT (event_ts AT TIME ZONE 'UTC')::date AS day, count(*) AS events"
+            "   FROM events WHERE (event_ts AT TIME ZONE 'UTC')::date = ANY(%s) GROUP BY 1) e"
+            " ON e.day = d",
+            (days, days),
+        )
+    failed = [
+        *validate(sessions, sessions_expectations(), "daily_sessions"),
+        *validate(types, event_type_expectations(), "event_types"),
+        *validate(totals, totals_expectations([("session_events", "table_events")]), "totals"),
+    ]
+    return _result(failed, days, len(sessions))
+
+
+def check_metrics_quality(postgres: PostgresResource) -> dg.AssetCheckResult:
+    """daily_metrics totals equal counts in ``events``; rates within [0, 1]."""
+    import great_expectations.expectations as gxe
+
+    with postgres.connect() as conn:
+        days = last_run_days(conn, "daily_metrics")
+        df = frame(
+            conn,
+            "SELECT m.metric_date, m.total_clicks, m.total_purchases, m.unique_sessions,"
+            " m.unique_items, m.conversion_rate, m.total_revenue,"
+            " coalesce(e.clicks, 0) AS events_clicks, coalesce(e.purchases, 0) AS events_purchases,"
+            " coalesce(e.sessions, 0) AS events_sessions, coalesce(e.items, 0) AS events_items"
+            " FROM daily_metrics m LEFT JOIN ("
+            "  SELECT (event_ts AT TIME ZONE 'UTC')::date AS day,"
+            "   count(*) FILTER (WHERE event_type = 'click') AS clicks,"
+            "   count(*) FILTER (WHERE event_type = 'purchase') AS purchases,"
+            "   count(DISTINCT session_id) AS sessions, count(DISTINCT item_id) AS items"
+            "  FROM events WHERE (event_ts AT TIME ZONE 'UTC')::date = ANY(%s) GROUP BY 1"
+            " ) e ON e.day = m.metric_date WHERE m.metric_date = ANY(%s)",
+            (days, days),
+        )
+    expectations = [
+        *totals_expectations(
+            [
+                ("total_clicks", "events_clicks"),
+                ("total_purchases", "events_purchases"),
+                ("unique_sessions", "events_sessions"),
+                ("unique_items", "events_items"),
+            ]
+        ),
+        gxe.ExpectColumnValuesToBeBetween(column="conversion_rate", min_value=0, max_value=1),
+        gxe.ExpectColumnValuesToBeBetween(column="total_revenue", min_value=0),
+        gxe.ExpectColumnValuesToNotBeNull(column="metric_date"),
+    ]
+    return _result(validate(df, expectations, "daily_metrics"), days, len(df))
+
+
+def range_expectations(table: str) -> list[Any]:
+    """Value domains of the other batch tables."""
+    import great_expectations.expectations as gxe
+
+    between = gxe.ExpectColumnValuesToBeBetween
+    not_null = gxe.ExpectColumnValuesToNotBeNull
+    return {
+        "session_funnel": [
+            not_null(column="funnel_stage"),
+            between(column="session_count", min_value=0),
+            between(column="percentage", min_value=0, max_value=100),
+            between(column="drop_rate", min_value=0, max_value=100),
+        ],
+        "popular_items": [
+            not_null(column="item_id"),
+            between(column="rank", min_value=1),
+            between(column="click_count", min_value=0),
+            between(column="purchase_count", min_value=0),
+            between(column="revenue", min_value=0),
+        ],
+        "popular_categories": [
+            not_null(column="category"),
+            between(column="rank", min_value=1),
+            between(column="unique_items", min_value=1),
+            between(column="revenue", min_value=0),
+        ],
+        "anomaly_daily_summary": [
+            not_null(column="anomaly_type"),
+            between(column="anomaly_count", min_value=1),
+            between(column="avg_score", min_value=0),
+        ],
+    }[table]
+
+
+def check_ranges(postgres: PostgresResource, table: str) -> dg.AssetCheckResult:
+    with postgres.connect() as conn:
+        days = last_run_days(conn, table)
+        df = frame(conn, f"SELECT * FROM {table} WHERE metric_date = ANY(%s)", (days,))
+    return _result(validate(df, range_expectations(table), table), days, len(df))
+
+
+@dg.asset_check(asset=daily_sessions, name="data_quality", blocking=True)
+def daily_sessions_quality(postgres: PostgresResource) -> dg.AssetCheckResult:
+    """GX: non-null keys, duration >= 0, counts >= 0, end >= start, allowed event types, and
+    per-day event totals equal to the events table. Blocks downstream assets on failure."""
+    return check_sessions_quality(postgres)
+
+
+@dg.asset_check(asset=daily_metrics, name="data_quality", blocking=True)
+def daily_metrics_quality(postgres: PostgresResource) -> dg.AssetCheckResult:
+    """GX: daily totals (clicks, purchases, sessions, items) equal counts in events."""
+    return check_metrics_quality(postgres)
+
+
+def _range_check(asset: Any, table: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=asset, name="value_ranges", description=f"GX value domains of {table}")
+    def _check(postgres: PostgresResource) -> dg.AssetCheckResult:
+        return check_ranges(postgres, table)
+
+    return _check
+
+
+range_checks = [
+    _range_check(session_funnel, "session_funnel"),
+    _range_check(popular_items, "popular_items"),
+    _range_check(popular_categories, "popular_categories"),
+    _range_check(anomaly_daily_summary, "anomaly_daily_summary"),
+]

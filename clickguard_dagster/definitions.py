@@ -1,0 +1,44 @@
+"""The code location: ``dagster asset materialize --select daily_sessions`` loads this module."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from clickguard_dagster.assets.anomalies import anomaly_daily_summary
+from clickguard_dagster.assets.items import popular_categories, popular_items
+from clickguard_dagster.assets.metrics import daily_metrics
+from clickguard_dagster.assets.sessions import daily_sessions, session_funnel
+from clickguard_dagster.assets.stream import stream_events
+from clickguard_dagster.checks.idempotency import idempotency_checks
+from clickguard_dagster.checks.keys import daily_sessions_keys
+from clickguard_dagster.checks.quality import (
+    daily_metrics_quality,
+    daily_sessions_quality,
+    range_checks,
+)
+from clickguard_dagster.checks.stream import stream_events_freshness, stream_events_slo
+from clickguard_dagster.jobs import daily_batch_job, dlq_replay, stream_checks_job
+from clickguard_dagster.resources import build_resources
+from clickguard_dagster.schedules import daily_batch_schedule, stream_checks_schedule
+from clickguard_dagster.sensors.dlq import dlq_alert_sensor
+from clickguard_dagster.sensors.stream_health import stream_health_sensor
+
+BATCH_ASSETS = [
+    daily_sessions, session_funnel, daily_metrics, popular_items, popular_categories,
+    anomaly_daily_summary,
+]
+ASSET_CHECKS = [
+    daily_sessions_keys, daily_sessions_quality, daily_metrics_quality, *range_checks,
+    *idempotency_checks, stream_events_slo, stream_events_freshness,
+]
+
+defs = dg.Definitions(
+    assets=[stream_events, *BATCH_ASSETS],
+    asset_checks=ASSET_CHECKS,
+    jobs=[daily_batch_job, stream_checks_job, dlq_replay],
+    schedules=[daily_batch_schedule, stream_checks_schedule],
+    sensors=[dlq_alert_sensor, stream_health_sensor],
+    resources=build_resources(),
+    # one process per run: one Spark session serves every asset and check of the run
+    executor=dg.in_process_executor,
+)

@@ -1,0 +1,121 @@
+"""Jobs: the daily batch, the stream checks, and ``dlq_replay``.
+
+``dlq_replay`` re-publishes dead-lettered records (after the cause was fixed) to the raw topic
+with their original bytes and key, so ``event_id`` is unchanged and the stream's dedup and
+exactly-once accounting still hold; it marks them ``replayed_at`` and reports counts.
+"""
+
+
+from datetime import datetime
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from clickguard.settings import get_settings
+from clickguard_dagster.assets.stream import stream_events
+from clickguard_dagster.resources import KafkaResource, PostgresResource
+
+daily_batch_job = dg.define_asset_job(
+    "daily_batch",
+    selection=dg.AssetSelection.groups("batch"),
+    description="Materialize every batch table (changed days only) with their checks.",
+)
+stream_checks_job = dg.define_asset_job(
+    "stream_checks",
+    selection=dg.AssetSelection.checks_for_assets(stream_events.key),
+    description="Latency SLO and freshness checks of the stream's output.",
+)
+
+
+class DlqReplayConfig(dg.Config):
+    """Which DLQ records to replay: reasons (empty = all) and a detected_at range."""
+
+    reasons: list[str] = Field(default_factory=list)
+    since: str | None = None  # ISO timestamp, inclusive
+    until: str | None = None  # ISO timestamp, exclusive
+    limit: int = 100_000
+    include_replayed: bool = False
+    dry_run: bool = False
+
+
+def select_dlq(postgres: PostgresResource, config: DlqReplayConfig) -> list[tuple[Any, ...]]:
+    """(id, raw_key, raw_value, source topic/partition/offset) of the records to replay."""
+    with postgres.connect() as conn:
+        return conn.execute(
+            "SELECT id, raw_key, raw_value, source_topic, source_partition, source_offset"
+            " FROM dlq_events WHERE (cardinality(%(reasons)s::text[]) = 0"
+            "  OR reason = ANY(%(reasons)s::text[]))"
+            " AND (%(since)s::timestamptz IS NULL OR detected_at >= %(since)s::timestamptz)"
+            " AND (%(until)s::timestamptz IS NULL OR detected_at < %(until)s::timestamptz)"
+            " AND (%(all)s OR replayed_at IS NULL)"
+            " ORDER BY id LIMIT %(limit)s",
+            {
+                "reasons": config.reasons,
+                "since": datetime.fromisoformat(config.since) if config.since else None,
+                "until": datetime.fromisoformat(config.until) if config.until else None,
+                "all": config.include_replayed,
+                "limit": config.limit,
+            },
+        ).fetchall()
+
+
+def replay(
+    postgres: PostgresResource, kafka: KafkaResource, config: DlqReplayConfig, topic: str
+) -> dict[str, int]:
+    """Publish the selected records (acks=all) and mark those acknowledged; returns counts."""
+    rows = select_dlq(postgres, config)
+    counts = {"selected": len(rows), "published": 0, "failed": 0, "skipped_no_bytes": 0}
+    if config.dry_run or not rows:
+        return counts
+    producer = kafka.producer()
+    delivered: list[int] = []
+    failed: list[int] = []
+
+    def on_delivery(dlq_id: int):
+        def cb(err: Any, _msg: Any) -> None:
+            (failed if err is not None else delivered).append(dlq_id)
+
+        return cb
+
+    for dlq_id, key, value, src_topic, src_part, src_off in rows:
+        if value is None:
+            counts["skipped_no_bytes"] += 1
+            continue
+        producer.produce(
+            topic, value=bytes(value), key=bytes(key) if key is not None else None,
+            headers=[("clickguard-replay-of", f"{src_topic}/{src_part}/{src_off}".encode())],
+            on_delivery=on_delivery(dlq_id),
+        )
+        producer.poll(0)
+    remaining = producer.flush(60)
+    counts["published"] = len(delivered)
+    counts["failed"] = len(failed) + remaining
+    if delivered:
+        with postgres.connect() as conn:
+            conn.execute(
+                "UPDATE dlq_events SET replayed_at = now() WHERE id = ANY(%s)", (delivered,)
+            )
+            conn.commit()
+    return counts
+
+
+@dg.op(description="Re-publish selected DLQ records to the raw topic, keeping event_id.")
+def replay_dlq_records(
+    context: dg.OpExecutionContext,
+    config: DlqReplayConfig,
+    postgres: PostgresResource,
+    kafka: KafkaResource,
+) -> dict[str, int]:
+    """Selected -> published (acknowledged by min ISR brokers) -> marked replayed_at."""
+    counts = replay(postgres, kafka, config, get_settings().topic_raw)
+    context.log.info(f"dlq_replay: {counts}")
+    context.add_output_metadata({k: v for k, v in counts.items()})
+    if counts["failed"]:
+        raise dg.Failure(f"{counts['failed']} record(s) not acknowledged", metadata=counts)
+    return counts
+
+
+@dg.job(name="dlq_replay", description="Replay DLQ records by reason and time range.")
+def dlq_replay() -> None:
+    replay_dlq_records()

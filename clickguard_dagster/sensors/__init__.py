@@ -1,0 +1,1 @@
+"""Sensors: DLQ growth -> Slack alerts, stream health -> observations of ``stream_events``."""

@@ -1,0 +1,132 @@
+"""``stream_health_sensor``: observations of ``stream_events`` and alerts when stale or down."""
+
+
+import json
+import time
+from datetime import datetime
+from typing import Any
+
+import dagster as dg
+
+from clickguard.settings import Settings, get_settings
+from clickguard_dagster.alerts import (
+    AlertState,
+    StreamFacts,
+    decide,
+    stream_message,
+    stream_severity,
+)
+from clickguard_dagster.resources import KafkaResource, PostgresResource, SlackAlertResource
+from clickguard_dagster.sensors.outbox import deliver, reconcile
+
+ALERT_KEY = "stream_health"
+DOWN_STATUSES = {"down", "failed", "stopped", "error", "crashed"}
+
+
+def committed_offsets(offsets: Any, topic: str) -> dict[int, int]:
+    """Offsets of ``topic`` from a batch_ledger.offsets value ({topic: {partition: offset}})."""
+    if isinstance(offsets, str):
+        offsets = json.loads(offsets)
+    if not isinstance(offsets, dict):
+        return {}
+    inner = offsets.get(topic, offsets)
+    if not isinstance(inner, dict):
+        return {}
+    return {int(p): int(o) for p, o in inner.items() if str(p).isdigit()}
+
+
+def stream_facts(
+    kafka: KafkaResource, postgres: PostgresResource, settings: Settings, now: float
+) -> tuple[StreamFacts, dict[str, Any]]:
+    """Health of the stream from the ledger, the heartbeat, the events table and the raw topic."""
+    window = max(settings.stream_health_interval_s, 10)
+    with postgres.connect() as conn:
+        batch = conn.execute(
+            "SELECT committed_at, state_rows, offsets, batch_id FROM batch_ledger"
+            " ORDER BY committed_at DESC LIMIT 1"
+        ).fetchone()
+        beat = conn.execute(
+            "SELECT beat_at, status FROM stream_heartbeat ORDER BY beat_at DESC LIMIT 1"
+        ).fetchone()
+        recent = conn.execute(
+            "SELECT count(*) FROM events WHERE commit_ts > to_timestamp(%s)", (now - window,)
+        ).fetchone()[0]
+    end = kafka.end_offsets(settings.topic_raw)
+    lag: int | None = None
+    if end:
+        done = committed_offsets(batch[2], settings.topic_raw) if batch else {}
+        lag = sum(max(0, high - done.get(p, 0)) for p, high in end.items())
+    batch_at: datetime | None = batch[0] if batch else None
+    batch_age = now - batch_at.timestamp() if batch_at else None
+    beat_age = now - beat[0].timestamp() if beat else None
+    ages = [a for a in (batch_age, beat_age) if a is not None]
+    alive_age = min(ages) if ages else None
+    status, detail = "healthy", "batches committing"
+    if beat and str(beat[1]).lower() in DOWN_STATUSES:
+        status, detail = "down", f"heartbeat reports {beat[1]}"
+    elif alive_age is None or alive_age > 2 * settings.stream_stale_seconds:
+        status = "down"
+        detail = "no heartbeat or batch ever" if alive_age is None else (
+            f"no heartbeat or batch for {round(alive_age)} s"
+        )
+    elif (lag or 0) > 0 and (batch_age is None or batch_age > settings.stream_stale_seconds):
+        age = round(batch_age) if batch_age is not None else "never"
+        status, detail = "stale", f"{lag} records waiting, last batch {age} s ago"
+    facts = StreamFacts(
+        status=status, last_batch_age_s=batch_age, consumer_lag=lag,
+        events_per_s=round(recent / window, 2), state_rows=int(batch[1]) if batch else None,
+        detail=detail,
+    )
+    metadata: dict[str, Any] = {
+        "status": status,
+        "detail": detail,
+        "consumer_lag": lag if lag is not None else -1,
+        "events_per_s": facts.events_per_s,
+        "last_batch_at": batch_at.isoformat() if batch_at else "never",
+        "last_batch_age_s": round(batch_age, 1) if batch_age is not None else -1.0,
+        "last_batch_id": int(batch[3]) if batch else -1,
+        "state_rows": facts.state_rows if facts.state_rows is not None else -1,
+        "heartbeat": f"{beat[1]} at {beat[0].isoformat()}" if beat else "none",
+    }
+    return facts, metadata
+
+
+def evaluate_stream(
+    context: dg.SensorEvaluationContext,
+    kafka: KafkaResource,
+    postgres: PostgresResource,
+    slack: SlackAlertResource,
+    settings: Settings,
+    now: float,
+) -> dg.SensorResult:
+    """Observe ``stream_events``; open/escalate/resolve the stream alert."""
+    cursor: dict[str, Any] = json.loads(context.cursor) if context.cursor else {}
+    cursor = reconcile(postgres, ALERT_KEY, cursor)
+    facts, metadata = stream_facts(kafka, postgres, settings, now)
+    state = AlertState.from_dict(cursor.get("state"))
+    new_state, decision = decide(
+        state, stream_severity(facts), now, settings.alert_cooldown_minutes * 60
+    )
+    next_cursor = {"state": new_state.to_dict(), "tick_at": now}
+    observation = dg.AssetObservation(asset_key="stream_events", metadata=metadata)
+    if decision is not None:
+        message = stream_message(decision, facts, now)
+        if not deliver(context, postgres, slack, ALERT_KEY, decision, message, next_cursor):
+            next_cursor = cursor
+    return dg.SensorResult(asset_events=[observation], cursor=json.dumps(next_cursor))
+
+
+@dg.sensor(
+    name="stream_health_sensor",
+    minimum_interval_seconds=get_settings().stream_health_interval_s,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Observes stream_events (lag, events/s, last batch, state); alerts stale/down.",
+)
+def stream_health_sensor(
+    context: dg.SensorEvaluationContext,
+    kafka: KafkaResource,
+    postgres: PostgresResource,
+    slack: SlackAlertResource,
+) -> dg.SensorResult:
+    """Liveness of the Spark streaming job as observations of the external asset."""
+    return evaluate_stream(context, kafka, postgres, slack, get_settings(), time.time())
