@@ -1,0 +1,1 @@
+"""The streaming job: Kafka → Spark micro-batches → exactly-once PostgreSQL (see ``sink``)."""
