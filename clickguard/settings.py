@@ -144,6 +144,24 @@ class Settings(BaseSettings):
     dlq_critical_threshold: int = 20
     alert_cooldown_minutes: float = 10.0
 
+    # --- proof (chaos, benches, SLO report, demo) ----------------------------------------------
+    results_dir: Path = Field(
+        REPO_ROOT / "docs" / "results", description="Where proof commands write JSON/MD/PNG"
+    )
+    chaos_rate: float = Field(2000.0, description="Steady producer load during chaos, events/s")
+    chaos_warmup_s: float = 20.0
+    chaos_fault_s: float = Field(15.0, description="How long a node stays down/paused")
+    chaos_observe_s: float = Field(20.0, description="Load kept on after the fault ends")
+    chaos_recover_timeout_s: float = 180.0
+    chaos_sample_s: float = Field(0.5, description="Lag sampling interval")
+    capacity_rates: list[int] = Field(default_factory=lambda: [5000, 10000, 20000, 30000])
+    capacity_step_s: float = 30.0
+    capacity_max_p95_ms: float = Field(
+        5000.0, description="A capacity step is sustainable only if e2e p95 stays under this"
+    )
+    demo_rate: float = Field(1000.0, description="Events/s `clickguard demo` streams")
+    demo_status_s: float = 5.0
+
     # --- derived values ------------------------------------------------------------------------
     @property
     def run_dir(self) -> Path:
