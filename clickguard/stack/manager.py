@@ -44,7 +44,7 @@ def app_nodes(settings: Settings) -> list[PythonNode]:
     return [
         PythonNode(
             "streaming", settings, None, needs=list(INFRA),
-            module_argv=["streaming_job.supervisor"],
+            module_argv=["streaming_job.supervisor"], kill_child_pid_file="job.pid",
         ),
         PythonNode(
             "api", settings, settings.api_port, needs=["postgres"],

@@ -465,10 +465,24 @@ class PythonNode(Node):
     module_argv: list[str] = field(default_factory=list)
     health_url: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    # a supervisor node names the file (in its folder) holding its worker child's pid: SIGKILL
+    # then kills that child's whole tree (a crash), and the supervisor lives on to restart it
+    kill_child_pid_file: str | None = None
 
     def argv(self) -> list[str]:
         self.dir.mkdir(parents=True, exist_ok=True)
         return [sys.executable, "-m", *self.module_argv]
+
+    def signal(self, sig: signal.Signals) -> int | None:
+        if sig is signal.SIGKILL and self.kill_child_pid_file and self.pid():
+            try:
+                child = int((self.dir / self.kill_child_pid_file).read_text().strip())
+            except (FileNotFoundError, ValueError):
+                child = None
+            if child and procs.is_alive(child) and self._owns(child):
+                procs.send(child, sig, tree=True)
+                return child
+        return super().signal(sig)
 
     def env(self) -> dict[str, str]:
         return {"PYTHONUNBUFFERED": "1", **self.extra_env}

@@ -1,0 +1,115 @@
+"""A real streaming job (node ``streaming`` of the stack) on a private topic, per test module.
+
+Each module gets its own raw/DLQ/late topics and Spark checkpoint, so runs never see each other's
+records; the tables are shared, so tests filter by topic, event-id prefix and query id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from clickguard import db
+from clickguard.kafka import ensure_topics
+from clickguard.settings import Settings
+from clickguard.stack.manager import Stack
+
+
+@dataclass
+class StreamRun:
+    """A running streaming job on private topics, and how to observe it."""
+
+    settings: Settings
+    stack: Stack
+    _conn: psycopg.Connection | None = None
+
+    @property
+    def conn(self) -> psycopg.Connection:
+        """A writer connection (autocommit), re-opened if PostgreSQL was restarted."""
+        if self._conn is not None and not self._conn.closed:
+            try:
+                self._conn.execute("SELECT 1")
+                return self._conn
+            except psycopg.OperationalError:
+                self._conn.close()
+        self._conn = db.connect(self.settings, "writer", autocommit=True)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+    def query_id(self, timeout: float = 180.0) -> str:
+        meta = self.settings.checkpoint_dir / "metadata"
+        deadline = time.monotonic() + timeout
+        while not meta.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no checkpoint metadata after {timeout}s; see {self.log}")
+            time.sleep(0.5)
+        return json.loads(meta.read_text().splitlines()[0])["id"]
+
+    @property
+    def log(self) -> Path:
+        return self.stack.node("streaming").log_file
+
+    def accounted(self) -> int:
+        """Input rows of every committed batch of this query."""
+        row = self.conn.execute(
+            "SELECT coalesce(sum(input_rows), 0) FROM batch_ledger WHERE query_id = %s",
+            (self.query_id(),),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def wait_accounted(self, total: int, timeout: float = 300.0) -> None:
+        """Until the ledger accounts for ``total`` input records (progress printed)."""
+        deadline = time.monotonic() + timeout
+        last = -1
+        while True:
+            n = self.accounted()
+            if n >= total:
+                assert n == total, f"ledger accounts for {n} records, {total} were produced"
+                return
+            if n != last:
+                print(f"  ledger: {n}/{total} records accounted", flush=True)
+                last = n
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"ledger has {n}/{total} after {timeout}s; see {self.log}")
+            time.sleep(1.0)
+
+
+@pytest.fixture(scope="module")
+def stream_run(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamRun]:
+    tag = uuid.uuid4().hex[:8]
+    overrides = {
+        "CLICKGUARD_TOPIC_RAW": f"test.{tag}.raw",
+        "CLICKGUARD_TOPIC_DLQ": f"test.{tag}.dlq",
+        "CLICKGUARD_TOPIC_LATE": f"test.{tag}.late",
+        "CLICKGUARD_STREAM_CHECKPOINT_DIR": str(tmp_path_factory.mktemp("checkpoint")),
+        "CLICKGUARD_STREAM_RESTART_BACKOFF_S": "1",
+    }
+    saved = {k: os.environ.get(k) for k in overrides}
+    os.environ.update(overrides)  # the node's processes inherit this environment
+    settings = Settings()
+    run_stack = Stack(settings, echo=lambda _m: None)
+    ensure_topics(settings)
+    run_stack.control("stop", "streaming")  # never two jobs on one stack
+    run_stack.control("start", "streaming")
+    run = StreamRun(settings, run_stack)
+    try:
+        yield run
+    finally:
+        run.close()
+        run_stack.control("stop", "streaming")
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
