@@ -10,6 +10,7 @@ librdkafka's own per-message latency (`msg.latency()`, produce() call -> deliver
 from __future__ import annotations
 
 import itertools
+import operator
 import threading
 import time
 from collections import Counter
@@ -27,6 +28,8 @@ from clickguard.producer.faults import ROGUE_SUBJECT, Record, rogue_schema
 from clickguard.settings import Settings
 
 POLL_EVERY = 1024
+_KIND = operator.attrgetter("kind")
+_TYPE = operator.attrgetter("event_type")
 
 
 class ProducerError(RuntimeError):
@@ -110,25 +113,25 @@ def check_cluster(producer: Producer, settings: Settings, topic: str, timeout: f
 
 
 class _Deliveries:
-    """Delivery-report sink shared by every message: counts, latencies, errors, ledger."""
+    """Delivery-report sink shared by every message: latencies (= acks), errors, ledger."""
 
     def __init__(self, ledger: IO[str] | None) -> None:
-        self.acked = 0
         self.failed = 0
         self.latencies: list[float] = []
+        self._keep = self.latencies.append
         self.errors: Counter[str] = Counter()
-        self.last = 0.0
         self.ledger = ledger
-        self.lock = threading.Lock()
+
+    @property
+    def acked(self) -> int:
+        return len(self.latencies)
 
     def __call__(self, err: KafkaError | None, msg: Message) -> None:
         if err is None:
-            self.acked += 1
-            self.latencies.append(msg.latency())
+            self._keep(msg.latency())
         else:
             self.failed += 1
             self.errors[err.str()] += 1
-        self.last = time.monotonic()
 
     def with_ledger(self, rec: Record) -> Callable[[KafkaError | None, Message], None]:
         def cb(err: KafkaError | None, msg: Message) -> None:
@@ -172,47 +175,57 @@ def produce(
     dr = _Deliveries(ledger_file)
     kinds: Counter[str] = Counter()
     types: Counter[str] = Counter()
-    bucket = TokenBucket(rate) if rate else None
-    actions = dict(at or {})
+    # records go out in chunks: pacing, progress, fault actions and bookkeeping run per chunk,
+    # so the per-record work is a single produce() call
+    chunk_size = POLL_EVERY if not rate else max(1, min(POLL_EVERY, int(rate / 200)))
+    bucket = TokenBucket(rate, burst=max(1.0, rate / 100, chunk_size)) if rate else None
+    actions = sorted((at or {}).items())
     threads: list[threading.Thread] = []
-    source = itertools.islice(records, count) if count is not None else records
+    source = iter(itertools.islice(records, count) if count is not None else records)
     t0 = time.monotonic()
     deadline = t0 + duration if duration else None
     next_report = t0 + 1.0
-    last_sent = 0
-    sent = 0
-    produce_fn = p.produce
+    last_sent = sent = 0
+    produce_fn, poll = p.produce, p.poll
     try:
-        for rec in source:
-            if bucket is not None:
-                bucket.take()
-            cb = dr.with_ledger(rec) if ledger_file else dr
-            while True:
-                try:
-                    produce_fn(topic, rec.value, rec.key, on_delivery=cb)
-                    break
-                except BufferError:  # local queue full: let librdkafka drain it
-                    p.poll(0.05)
-            sent += 1
-            kinds[rec.kind] += 1
-            types[rec.event_type or "-"] += 1
-            if sent in actions:
-                th = threading.Thread(target=actions.pop(sent), daemon=True)
+        while True:
+            while actions and sent >= actions[0][0]:  # due fault/test actions, off the hot path
+                th = threading.Thread(target=actions.pop(0)[1], daemon=True)
                 th.start()
                 threads.append(th)
-            if sent % POLL_EVERY == 0 or bucket is not None:
-                p.poll(0)
-                now = time.monotonic()
-                if now >= next_report:
-                    if progress:
-                        progress(
-                            f"sent={sent} acked={dr.acked} failed={dr.failed} "
-                            f"rate={(sent - last_sent) / (now - next_report + 1.0):,.0f}/s "
-                            f"in-flight={len(p)}"
-                        )
-                    last_sent, next_report = sent, now + 1.0
-                if (deadline and now >= deadline) or (stop is not None and stop.is_set()):
-                    break
+            n = min(chunk_size, actions[0][0] - sent) if actions else chunk_size
+            chunk = list(itertools.islice(source, n))
+            if not chunk:
+                break
+            if bucket is not None:
+                bucket.take(len(chunk))
+            for rec in chunk:
+                cb = dr.with_ledger(rec) if ledger_file else dr
+                try:
+                    produce_fn(topic, rec.value, rec.key, on_delivery=cb)
+                except BufferError:  # local queue full: let librdkafka drain it, then retry
+                    while True:
+                        poll(0.05)
+                        try:
+                            produce_fn(topic, rec.value, rec.key, on_delivery=cb)
+                            break
+                        except BufferError:
+                            continue
+            sent += len(chunk)
+            kinds.update(map(_KIND, chunk))
+            types.update(map(_TYPE, chunk))
+            poll(0)
+            now = time.monotonic()
+            if now >= next_report:
+                if progress:
+                    progress(
+                        f"sent={sent} acked={dr.acked} failed={dr.failed} "
+                        f"rate={(sent - last_sent) / (now - next_report + 1.0):,.0f}/s "
+                        f"in-flight={len(p)}"
+                    )
+                last_sent, next_report = sent, now + 1.0
+            if (deadline and now >= deadline) or (stop is not None and stop.is_set()):
+                break
     except KeyboardInterrupt:
         if progress:
             progress("interrupted: waiting for the records already sent to be acknowledged")
@@ -220,9 +233,10 @@ def produce(
     remaining = flush_timeout if flush_timeout is not None else 180.0
     end = time.monotonic() + remaining
     while len(p) > 0 and time.monotonic() < end:
-        p.flush(1.0)
+        p.flush(1.0)  # returns as soon as the last delivery report has been served
         if progress and len(p) > 0:
             progress(f"flushing: acked={dr.acked} failed={dr.failed} in-flight={len(p)}")
+    done = time.monotonic()
     for th in threads:
         th.join(timeout=300)
     if ledger_file:
@@ -233,7 +247,7 @@ def produce(
     summary.per_kind = dict(kinds)
     summary.per_event_type = dict(types)
     summary.errors = dict(dr.errors)
-    summary.duration_s = round(max(dr.last, t0) - t0, 3) if dr.acked else summary.send_s
+    summary.duration_s = round(done - t0, 3)
     summary.send_s = round(summary.send_s, 3)
     summary.throughput_eps = round(dr.acked / summary.duration_s, 1) if summary.duration_s else 0.0
     summary.latency_ms = latency_percentiles(dr.latencies)
