@@ -5,14 +5,13 @@ from __future__ import annotations
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import Depends, Request, Response
 from fastapi.security import APIKeyHeader
 from psycopg_pool import AsyncConnectionPool
 from pydantic import TypeAdapter
 
-from api.cache import ResponseCache
+from api.cache import ResponseCache, cache_key
 from api.errors import ApiError
 from clickguard.settings import Settings
 
@@ -70,14 +69,15 @@ class Replier:
         self.cache = cache
 
     async def __call__(self, model: Any, produce: Callable[[], Awaitable[Any]]) -> Response:
-        query = urlencode(sorted(self.request.query_params.multi_items()))
-        key = f"{self.request.url.path}?{query}"
+        scope = self.request.scope
+        key = cache_key(scope["path"], scope["query_string"])
+        route = getattr(scope.get("route"), "path", scope["path"])
         adapter = _adapter(model)
 
         async def render() -> bytes:
             return adapter.dump_json(adapter.validate_python(await produce()))
 
-        body = await self.cache.get(key, render)
+        body = await self.cache.get(key, render, route)
         return Response(body, media_type="application/json")
 
 

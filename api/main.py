@@ -14,7 +14,7 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api import errors
-from api.cache import ResponseCache
+from api.cache import CacheMiddleware, ResponseCache
 from api.db import make_pool
 from api.deps import API_KEY_HEADER, require_api_key
 from api.routes import (
@@ -77,6 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (stats, anomalies, metrics, items, dlq, slo, stream, prometheus):
         app.include_router(module.router, **protected)
 
+    # middleware added last runs first: request metrics → CORS → cache → routes
+    app.add_middleware(CacheMiddleware, cache=app.state.cache, api_key=settings.api_key)
     if settings.api_cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -3,7 +3,8 @@
 Lists are newest first (detected_at DESC, id DESC) and come from index scans; types and timeline
 read the trigger-maintained aggregates of migration 0004. An unknown ``anomaly_type`` is not an
 error: it matches no rows, so the answer is 200 with ``[]`` (the original filtered in SQL the same
-way); a type longer than 64 characters is rejected with 422.
+way); a value that cannot be a rule name (not ``[A-Za-z][A-Za-z0-9_]{0,63}``, e.g. an injection
+attempt) is rejected with 422.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from api.schemas import Anomaly, AnomalyTypeStat, TimelineBucket
 router = APIRouter(tags=["anomalies"])
 
 BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
+TYPE_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"  # rule names; anything else is 422
 COLUMNS = (
     "id, session_id, detected_at, window_start, window_end, click_count, unique_items, "
     "anomaly_score, anomaly_type"
@@ -59,7 +61,8 @@ async def list_anomalies(
     reply: ReplyDep,
     limit: Limit = 100,
     anomaly_type: Annotated[
-        str | None, Query(min_length=1, max_length=64, description="e.g. HIGH_FREQUENCY")
+        str | None,
+        Query(pattern=TYPE_PATTERN, description="e.g. HIGH_FREQUENCY; unknown types give []"),
     ] = None,
     min_score: Annotated[
         float | None, Query(allow_inf_nan=False, description="anomaly_score ≥ this")

@@ -67,7 +67,10 @@ class RequestStatsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            path = getattr(scope.get("route"), "path", None) or "unmatched"
+            path = (
+                getattr(scope.get("route"), "path", None) or scope.get("cached_route")
+                or "unmatched"
+            )
             key = (scope.get("method", "GET"), path, status)
             self.stats.count[key] += 1
             self.stats.seconds[key] += time.perf_counter() - t0

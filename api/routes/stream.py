@@ -59,35 +59,46 @@ def ledger_offsets(offsets: Any, topic: str) -> dict[str, int] | None:
 
 
 class LagProbe:
-    """Kafka end offsets fetched off the event loop, bounded and briefly reused (single-flight)."""
+    """Kafka end offsets fetched off the event loop, bounded, and never waited for twice.
+
+    The first call waits for one probe (at most ``api_lag_timeout_s``); later calls get the last
+    result at once and, when it is older than ``reuse_s``, start one background probe.
+    """
 
     def __init__(self, settings: Settings, reuse_s: float = 2.0) -> None:
         self.settings = settings
         self.reuse_s = reuse_s
-        self._value: tuple[float, dict[int, int] | None, str | None] | None = None
-        self._lock = asyncio.Lock()
+        self._result: tuple[dict[int, int] | None, str | None] | None = None
+        self._checked = 0.0
+        self._task: asyncio.Task[None] | None = None
 
     async def end_offsets(self) -> tuple[dict[int, int] | None, str | None]:
-        async with self._lock:
-            if self._value and self._value[0] > time.monotonic():
-                return self._value[1], self._value[2]
-            timeout = self.settings.api_lag_timeout_s
-            try:
-                ends = await asyncio.wait_for(
-                    asyncio.to_thread(
-                        kafka_helpers.end_offsets, self.settings, self.settings.topic_raw, timeout
-                    ),
-                    timeout + 0.5,
-                )
-                result: tuple[dict[int, int] | None, str | None] = (ends, None)
-                if not ends:
-                    result = (None, f"topic {self.settings.topic_raw} not found")
-            except TimeoutError:
-                result = (None, f"Kafka did not answer within {timeout:g}s")
-            except Exception as exc:  # noqa: BLE001 - any Kafka failure only makes lag unknown
-                result = (None, f"Kafka unavailable: {type(exc).__name__}")
-            self._value = (time.monotonic() + self.reuse_s, *result)
-            return result
+        """(end offset per partition, None) or (None, why it is unknown)."""
+        stale = time.monotonic() - self._checked > self.reuse_s
+        if stale and (self._task is None or self._task.done()):
+            self._task = asyncio.create_task(self._probe())
+        if self._result is None:
+            await asyncio.shield(self._task)  # type: ignore[arg-type]
+        assert self._result is not None
+        return self._result
+
+    async def _probe(self) -> None:
+        timeout = self.settings.api_lag_timeout_s
+        try:
+            ends = await asyncio.wait_for(
+                asyncio.to_thread(
+                    kafka_helpers.end_offsets, self.settings, self.settings.topic_raw, timeout
+                ),
+                timeout + 0.5,
+            )
+            result: tuple[dict[int, int] | None, str | None] = (ends, None)
+            if not ends:
+                result = (None, f"topic {self.settings.topic_raw} not found")
+        except TimeoutError:
+            result = (None, f"Kafka did not answer within {timeout:g}s")
+        except Exception as exc:  # noqa: BLE001 - any Kafka failure only makes lag unknown
+            result = (None, f"Kafka unavailable: {type(exc).__name__}: {exc}"[:200])
+        self._result, self._checked = result, time.monotonic()
 
 
 def get_lag_probe(request: Request) -> LagProbe:
