@@ -16,6 +16,10 @@ $(STAMP):
 	@$(BIN)/pip install -q --upgrade pip
 	@$(BIN)/pip install -q -c infra/constraints.txt -r infra/requirements.in
 	@$(BIN)/pip install -q --no-deps -e .
+	@grep -q clickguard.dagster_env $(BIN)/activate || printf '%s\n' \
+		'# clickguard: `dagster asset materialize` uses the same instance as the UI' \
+		'export DAGSTER_HOME="$$("$$VIRTUAL_ENV/bin/python" -m clickguard.dagster_env home)"' \
+		'export DAGSTER_MODULE_NAME=clickguard_dagster.definitions' >> $(BIN)/activate
 	@rm -f $(VENV)/.installed-* && touch $@
 
 run: setup  ## start everything and stream demo traffic
