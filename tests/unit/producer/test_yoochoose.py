@@ -1,0 +1,86 @@
+"""YOOCHOOSE replay: parsing both line kinds, time order, pacing by speed, expected outcomes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clickguard.contract import DlqReason
+from clickguard.producer.faults import VALID, FaultInjector, malformed
+from clickguard.producer.yoochoose import (
+    ParseError,
+    YooEvent,
+    parse_line,
+    parse_ts,
+    read_files,
+    replay,
+)
+
+DATA = Path(__file__).resolve().parents[2] / "data"
+CLICKS, BUYS = DATA / "yoochoose-clicks-sample.dat", DATA / "yoochoose-buys-sample.dat"
+
+
+def test_parse_lines() -> None:
+    assert parse_ts("2014-04-07T10:51:09.277Z") == 1_396_867_869_277
+    assert parse_line("1,2014-04-07T10:51:09.277Z,214536502,0\n") == YooEvent(
+        1, 1_396_867_869_277, 214536502, category=None
+    )
+    assert parse_line("11,2014-04-03T10:44:35.672Z,214821275,S").category == "S"
+    buy = parse_line("11,2014-04-03T11:04:11.417Z,214821371,1046,1")
+    assert (buy.is_buy, buy.price, buy.quantity, buy.category) == (True, 1046.0, 1, None)
+    for bad in ("1,2,3", "x,2014-04-07T10:51:09.277Z,1,0", "1,yesterday,1,0"):
+        with pytest.raises(ParseError):
+            parse_line(bad)
+
+
+def test_read_files_sorts_both_kinds_by_time(tmp_path: Path) -> None:
+    events = read_files([CLICKS, BUYS])
+    assert len(events) == 21
+    assert [e.ts_ms for e in events] == sorted(e.ts_ms for e in events)
+    assert events[0].session_id == 11  # 2014-04-03 comes before 2014-04-07
+    bad = tmp_path / "bad.dat"
+    bad.write_text("1,2014-04-07T10:51:09.277Z,214536502,0\n1,2\n")
+    with pytest.raises(ParseError, match=r"bad\.dat:2"):
+        read_files([bad])
+
+
+class FakeTime:
+    """A virtual clock whose sleep() advances it: pacing is checked without waiting."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+        self.slept = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.now += s
+        self.slept += s
+
+
+def test_replay_shifts_to_now_and_paces_by_speed() -> None:
+    events = read_files([CLICKS, BUYS])
+    t = FakeTime(1_764_100_000.0)
+    out = list(replay(events, speed=60, run_id="r", clock=t.clock, sleep=t.sleep))
+    span_s = (events[-1].ts_ms - events[0].ts_ms) / 1000
+    assert out[0]["event_ts"] == 1_764_100_000_000
+    assert t.slept == pytest.approx(span_s / 60, abs=0.01)
+    # gaps are the original gaps / 60
+    for a, b, ea, eb in zip(out, out[1:], events, events[1:], strict=False):
+        assert b["event_ts"] - a["event_ts"] == pytest.approx((eb.ts_ms - ea.ts_ms) / 60, abs=1)
+    assert [e["event_id"] for e in out[:2]] == ["yc-r-0", "yc-r-1"]
+    kinds = {(e["event_type"], e["_kind"]) for e in out}
+    assert kinds == {
+        ("click", VALID), ("purchase", VALID), ("purchase", malformed(DlqReason.OUT_OF_RANGE)),
+    }
+
+
+def test_replay_as_fast_as_possible_and_encodable() -> None:
+    t = FakeTime(1_764_100_000.0)
+    out = list(replay(read_files([CLICKS, BUYS]), speed=0, clock=t.clock, sleep=t.sleep))
+    assert t.slept == 0 and {e["event_ts"] for e in out} == {1_764_100_000_000}
+    recs = list(FaultInjector(3).records(out))
+    assert [r.kind for r in recs] == [e["_kind"] for e in out]
+    assert sum(r.kind == VALID for r in recs) == 20
