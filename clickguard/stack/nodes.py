@@ -482,6 +482,7 @@ class PythonNode(Node):
             if child and procs.is_alive(child) and self._owns(child):
                 procs.send(child, sig, tree=True)
                 return child
+            return None  # between restarts: nothing to kill (the supervisor is not the target)
         return super().signal(sig)
 
     def env(self) -> dict[str, str]:
