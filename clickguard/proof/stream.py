@@ -46,7 +46,7 @@ def probe_lag(settings: Settings, conn: psycopg.Connection | None = None) -> int
             return None
         if conn is not None:
             return lag_from(end, committed_offsets(conn))
-        with db.connect(settings, "reader", connect_timeout=2) as c:
+        with db.connect(settings, "reader") as c:
             return lag_from(end, committed_offsets(c))
     except Exception:  # noqa: BLE001 - a probe during a fault must not raise
         return None
@@ -61,7 +61,7 @@ def wait_committed(
     last_note = 0.0
     while time.monotonic() < deadline:
         try:
-            with db.connect(settings, "reader", connect_timeout=2) as conn:
+            with db.connect(settings, "reader") as conn:
                 done = committed_offsets(conn)
             behind = {p: o for p, o in targets.items() if done.get(p, 0) <= o}
             if not behind:
@@ -114,7 +114,7 @@ class LagMonitor:
             lag = stored = None
             try:
                 if conn is None or conn.closed:
-                    conn = db.connect(self.settings, "reader", autocommit=True, connect_timeout=2)
+                    conn = db.connect(self.settings, "reader", autocommit=True)
                 lag = probe_lag(self.settings, conn)
                 row = conn.execute(
                     "SELECT coalesce(sum(stored), 0) FROM batch_ledger"
