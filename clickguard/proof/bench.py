@@ -25,6 +25,7 @@ from typing import Any
 import click
 
 from clickguard import kafka as kafka_helpers
+from clickguard.producer import scratch
 from clickguard.producer.core import ProducerError, produce, register_schemas
 from clickguard.producer.faults import FaultInjector, Record
 from clickguard.producer.generator import Generator, GeneratorConfig
@@ -90,7 +91,7 @@ def run_producer_bench(
     stack = Stack(settings, echo=lambda _m: None)
     topic = settings.topic_bench
     _require_healthy(settings)
-    _fresh_topic(settings, topic)
+    scratch.create_fresh(settings, topic)
     target = _pick_broker(settings, topic) if broker == "leader" else broker
     schema_id, _rogue = register_schemas(settings)
     echo(f"generating and encoding {count:,} records (seed {seed})...")
@@ -138,7 +139,7 @@ def run_producer_bench(
         if action:
             echo(f"  restarting {target}")
             stack.control("start", target)
-            _wait_full_isr(settings, topic)
+            scratch.wait_full_isr(settings, topic)
         if kcat:
             phase["kcat"] = _run_kcat(
                 settings, topic, records, stack, target if action else None, action,
@@ -148,12 +149,12 @@ def run_producer_bench(
                 kcat_healthy_s = phase["kcat"].get("duration_s") or 1.0
             if action:
                 stack.control("start", target)
-                _wait_full_isr(settings, topic)
+                scratch.wait_full_isr(settings, topic)
             k = phase["kcat"].get("throughput_eps")
             if k and rate is None:  # paced (smoke) runs are not a speed comparison
                 phase["ratio_ours_to_kcat"] = round(phase["ours"]["throughput_eps"] / k, 3)
         result["phases"].append(phase)
-    _delete_topic(settings, topic)
+    scratch.delete(settings, topic)
     result["machine"]["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
     return result
 
@@ -166,11 +167,11 @@ def _run_ours(
     at: dict[int, Callable[[], None]],
     echo: Callable[[str], None],
 ) -> dict[str, Any]:
-    before = _total_offsets(settings, topic)
+    before = scratch.total_offsets(settings, topic)
     summary = produce(
         settings, records, topic=topic, rate=rate, at=at, progress=lambda m: echo(f"  {m}")
     )
-    written = _total_offsets(settings, topic) - before
+    written = scratch.total_offsets(settings, topic) - before
     return {
         "records": len(records),
         "sent": summary.sent,
@@ -212,7 +213,7 @@ def _run_kcat(
     for k, v in _public_config(settings).items():
         if k not in ("bootstrap.servers", "compression.type", *KCAT_UNSUPPORTED):
             argv += ["-X", f"{k}={str(v).lower() if isinstance(v, bool) else v}"]
-    before = _total_offsets(settings, topic)
+    before = scratch.total_offsets(settings, topic)
     t0 = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     if target and action:
@@ -223,7 +224,7 @@ def _run_kcat(
         stack.control(action, target)
     _stdout, stderr = proc.communicate(timeout=900)
     took = time.monotonic() - t0
-    written = _total_offsets(settings, topic) - before
+    written = scratch.total_offsets(settings, topic) - before
     os.unlink(path)
     err_lines = stderr.decode(errors="replace").splitlines()
     failed_lines = [ln for ln in err_lines if "ailed" in ln or "ERROR" in ln]
@@ -273,53 +274,6 @@ def _require_healthy(settings: Settings) -> None:
         )
 
 
-def _fresh_topic(settings: Settings, topic: str) -> None:
-    _delete_topic(settings, topic)
-    spec = kafka_helpers.TopicSpec(
-        topic,
-        settings.topic_raw_partitions,
-        {
-            "min.insync.replicas": str(settings.topic_min_isr),
-            "unclean.leader.election.enable": "false",
-            "message.timestamp.type": "LogAppendTime",
-            "retention.ms": str(15 * 60_000),
-        },
-    )
-    for _ in range(30):  # a just-deleted topic may still be "marked for deletion"
-        try:
-            kafka_helpers.ensure_topics(settings, [spec])
-            break
-        except Exception as exc:
-            if "marked for deletion" not in str(exc).lower():
-                raise
-            time.sleep(1)
-    _wait_full_isr(settings, topic)
-
-
-def _delete_topic(settings: Settings, topic: str) -> None:
-    client = kafka_helpers.admin(settings)
-    if topic not in client.list_topics(timeout=10).topics:
-        return
-    for fut in client.delete_topics([topic], operation_timeout=30).values():
-        fut.result()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and topic in client.list_topics(timeout=10).topics:
-        time.sleep(0.5)
-
-
-def _wait_full_isr(settings: Settings, topic: str, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            h = kafka_helpers.cluster_health(settings, topics=[topic])
-            if h.ready(settings.kafka_nodes):
-                return
-        except Exception:  # noqa: BLE001 - a broker restarting answers nothing for a while
-            pass
-        time.sleep(0.5)
-    raise ProducerError(f"{topic}: partitions without a full ISR after {timeout:.0f}s")
-
-
 def _pick_broker(settings: Settings, topic: str) -> str:
     """kafka-N leading the most partitions of ``topic`` (its loss hurts most)."""
     md = kafka_helpers.admin(settings).list_topics(topic, timeout=10)
@@ -328,15 +282,6 @@ def _pick_broker(settings: Settings, topic: str) -> str:
         leaders[p.leader] = leaders.get(p.leader, 0) + 1
     node_id = max(sorted(leaders), key=lambda n: leaders[n])
     return f"kafka-{node_id}"
-
-
-def _total_offsets(settings: Settings, topic: str) -> int:
-    for _ in range(60):
-        offs = kafka_helpers.end_offsets(settings, topic, timeout=5)
-        if offs and len(offs) == settings.topic_raw_partitions:
-            return sum(offs.values())
-        time.sleep(1)
-    raise ProducerError(f"could not read the end offsets of {topic}")
 
 
 # ---------------------------------------------------------------------------------------------
