@@ -47,7 +47,7 @@ from clickguard import kafka as kafka_helpers
 from clickguard.proof.reconcile import ledger_last_offsets, reconcile
 from clickguard.proof.report import Report
 from clickguard.proof.slo import compute_slo
-from clickguard.proof.stream import LagMonitor, Sample, wait_committed
+from clickguard.proof.stream import LagMonitor, Sample, wait_caught_up, wait_committed
 from clickguard.settings import Settings, get_settings
 from clickguard.stack import procs
 from clickguard.stack.manager import INFRA, Stack
@@ -175,13 +175,6 @@ def batch_cycle(settings: Settings, last: int = 20) -> float:
         )]
     gaps = sorted((a - b).total_seconds() for a, b in itertools.pairwise(ts))
     return round(gaps[len(gaps) // 2], 3) if gaps else 0.0
-
-
-def wait_caught_up(settings: Settings, timeout: float, echo: Echo) -> bool:
-    """Wait until the stream committed everything currently in the raw topic."""
-    end = kafka_helpers.end_offsets(settings, settings.topic_raw, timeout=5)
-    targets = {p: high - 1 for p, high in end.items() if high > 0}
-    return wait_committed(settings, targets, timeout, echo) if targets else True
 
 
 # ---------------------------------------------------------------------------------------------

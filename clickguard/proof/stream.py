@@ -24,8 +24,9 @@ from clickguard.settings import Settings
 CONSUMED_SQL = """
 SELECT key::int, max((value->>1)::bigint) + 1
 FROM batch_ledger, jsonb_each(offsets)
+WHERE jsonb_typeof(offsets) = 'object' AND key ~ '^[0-9]+$' AND jsonb_typeof(value) = 'array'
 GROUP BY key
-"""
+"""  # rows of another shape (e.g. synthetic API-bench ledger rows) are not stream progress
 
 
 def committed_offsets(conn: psycopg.Connection) -> dict[int, int]:
@@ -74,6 +75,13 @@ def wait_committed(
             pass
         time.sleep(0.5)
     return False
+
+
+def wait_caught_up(settings: Settings, timeout: float, echo: Any = None) -> bool:
+    """Wait until the stream committed everything currently in the raw topic."""
+    end = kafka_helpers.end_offsets(settings, settings.topic_raw, timeout=5)
+    targets = {p: high - 1 for p, high in end.items() if high > 0}
+    return wait_committed(settings, targets, timeout, echo) if targets else True
 
 
 @dataclass

@@ -1,0 +1,61 @@
+"""Short chaos run on the real platform: processes really die, nothing acknowledged is lost.
+
+broker-kill (SIGKILL the leader of most raw partitions), postgres (immediate stop) and
+streaming-kill (SIGKILL the driver + JVM mid-batch) under steady load; each reconciles the
+producer's acknowledged ledger against the events table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from clickguard.proof.chaos import ChaosConfig, chaos_report, run_chaos
+from clickguard.settings import Settings
+from clickguard.stack import procs
+from clickguard.stack.manager import Stack
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def streaming(stack: Stack) -> Iterator[Stack]:
+    """The streaming node up for the test; stopped afterwards if the test started it."""
+    started = stack.node("streaming").pid() is None
+    stack.up(["streaming"])
+    yield stack
+    if started:
+        stack.node("streaming").stop()
+
+
+def test_broker_postgres_streaming_kill_lose_nothing(
+    streaming: Stack, settings: Settings, tmp_path: Path
+) -> None:
+    cfg = replace(ChaosConfig.from_settings(settings).short(), recover_timeout_s=150.0)
+    results = run_chaos(settings, ["broker-kill", "postgres", "streaming-kill"], cfg)
+
+    assert [r.scenario for r in results] == ["broker-kill", "postgres", "streaming-kill"]
+    for r in results:
+        rec = r.reconciliation
+        assert r.skipped is None
+        assert rec["acked"] > 0 and r.producer["failed"] == 0, r.scenario
+        assert rec["lost"] == 0, (r.scenario, rec)
+        assert rec["duplicated"] == 0, (r.scenario, rec)
+        assert rec["extra"] == 0, (r.scenario, rec)
+        assert rec["stored"] == rec["acked_valid_ids"] == rec["acked"], r.scenario
+        # the fault was real: the killed processes are gone and a new one took over
+        assert r.killed_pids, r.scenario
+        assert not any(procs.is_alive(p) for p in r.killed_pids), r.scenario
+        assert r.restarted_pid is not None and r.restarted_pid not in r.killed_pids
+        assert r.rto_first_event_s is not None and r.rto_first_event_s > 0
+    kill = results[2]
+    assert len(kill.killed_pids) >= 2  # the Python driver and its Spark JVM
+    paths = chaos_report("chaos-test", results, cfg).write(tmp_path)
+    doc = json.loads(paths["json"].read_text())
+    assert [s["scenario"] for s in doc["data"]["scenarios"]] == [r.scenario for r in results]
+    assert doc["passed"] is True
+    assert paths["png"].stat().st_size > 10_000
