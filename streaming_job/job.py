@@ -18,6 +18,8 @@ import time
 from types import FrameType
 from typing import Any
 
+from pyspark.errors import StreamingQueryException
+
 from clickguard import db
 from clickguard.settings import Settings, get_settings
 from clickguard.spark import spark_conf
@@ -109,7 +111,11 @@ def main() -> int:
     npe_restarts = 0
     try:
         while not stopping:
-            if query.awaitTermination(1):  # returns True once the query ended
+            try:
+                ended = query.awaitTermination(1)  # True once the query ended...
+            except StreamingQueryException:  # ...or raises when it failed
+                ended = True
+            if ended:
                 exc = query.exception()
                 if exc is not None and is_kafka_metrics_npe(str(exc)) and npe_restarts < 5:
                     # Spark 4.1.1 bug (SPARK-55271): the first batch of a run that re-executes
