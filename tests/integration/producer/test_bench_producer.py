@@ -1,0 +1,39 @@
+"""`clickguard bench producer --smoke` runs every phase for real and writes JSON + MD + PNG."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from clickguard.cli import main
+from clickguard.stack.manager import Stack
+
+
+def test_bench_producer_smoke_writes_results(stack: Stack, tmp_path: Path) -> None:
+    res = CliRunner().invoke(main, ["bench", "producer", "--smoke", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+
+    data = json.loads((tmp_path / "bench-producer.json").read_text())
+    assert data["records_per_phase"] == 6_000
+    phases = {p["name"]: p for p in data["phases"]}
+    assert list(phases) == ["healthy", "broker_sigkilled", "broker_stopped"]
+    target = data["failed_broker"]
+    assert phases["broker_sigkilled"]["fault"] == f"kill {target}"
+    assert phases["broker_stopped"]["fault"] == f"stop {target}"
+    for p in phases.values():
+        ours = p["ours"]
+        assert (ours["acknowledged"], ours["failed"], ours["offsets_written"]) == (6_000, 0, 6_000)
+        assert ours["exact"] is True
+        assert 0 < ours["latency_ms"]["p50"] <= ours["latency_ms"]["p99"]
+    kcat = phases["healthy"]["kcat"]
+    assert (kcat["returncode"], kcat["offsets_written"], kcat["exact"]) == (0, 6_000, True)
+    assert "kcat" not in phases["broker_sigkilled"]  # smoke: kcat only healthy
+    # the broker that was failed is back and every broker is up
+    assert all(r.healthy for r in stack.status() if r.name.startswith("kafka-"))
+
+    md = (tmp_path / "bench-producer.md").read_text()
+    assert "| phase | fault | ours ev/s | kcat ev/s |" in md
+    assert md.count("| broker_") == 2
+    assert (tmp_path / "bench-producer.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
