@@ -166,6 +166,18 @@ def health_ok(url: str) -> bool:
         return False
 
 
+def delivered_since(settings: Settings, run_id: str, since: datetime) -> bool:
+    """Has any event of this run produced at/after ``since`` been committed? (False if DB down)"""
+    try:
+        with db.connect(settings, "reader", autocommit=True) as conn:
+            return conn.execute(
+                "SELECT 1 FROM events WHERE commit_ts >= %s AND ingest_ts >= %s "
+                "AND event_id LIKE %s LIMIT 1", (since, since, f"{run_id}-%"),
+            ).fetchone() is not None
+    except Exception:  # noqa: BLE001 - the database may be the thing still recovering
+        return False
+
+
 def batch_cycle(settings: Settings, last: int = 20) -> float:
     """Median seconds between the last ``last`` batch commits (0 when unknown)."""
     with db.connect(settings, "reader", autocommit=True) as conn:
@@ -390,14 +402,21 @@ def run_scenario(
         result.fault_end_t = monitor.elapsed()
         result.fault_s = round(result.fault_end_t - result.fault_t, 2)
 
-    # keep the load on until the lag is back to normal, then observe a little longer
+    # keep the load on until events produced after the fault are committed again and the lag
+    # is back to normal, then observe a little longer
     deadline = time.monotonic() + cfg.recover_timeout_s
+    delivered = False
     while time.monotonic() < deadline:
+        if not delivered and delivered_since(settings, run_id, result.fault_end_at):
+            delivered = True
+            mark("events produced after the fault are committed again")
         recent = monitor.since(monitor.elapsed() - 2 * cfg.sample_s)
-        if recent and all(s.lag is not None and s.lag <= result.normal_lag for s in recent):
+        if delivered and recent and all(
+            s.lag is not None and s.lag <= result.normal_lag for s in recent
+        ):
             break
         time.sleep(cfg.sample_s)
-    mark("lag back to normal" if time.monotonic() < deadline else "lag NOT back to normal")
+    mark("lag back to normal" if time.monotonic() < deadline else "NOT recovered in time")
     time.sleep(cfg.observe_s)
     stop.set()
     producer.join(timeout=cfg.recover_timeout_s + 30)

@@ -8,7 +8,6 @@ producer's acknowledged ledger against the events table.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,16 +19,6 @@ from clickguard.stack import procs
 from clickguard.stack.manager import Stack
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def streaming(stack: Stack) -> Iterator[Stack]:
-    """The streaming node up for the test; stopped afterwards if the test started it."""
-    started = stack.node("streaming").pid() is None
-    stack.up(["streaming"])
-    yield stack
-    if started:
-        stack.node("streaming").stop()
 
 
 def test_broker_postgres_streaming_kill_lose_nothing(
