@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -67,13 +68,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
 
     app.include_router(health.router)
-    protected = {
-        "dependencies": [Depends(require_api_key)],
-        "responses": {
-            401: {"model": ErrorResponse, "description": f"Missing or wrong {API_KEY_HEADER}"},
-            **errors.ERROR_RESPONSES,
-        },
-    }
+    # the key (and its 401) is part of the routes and the OpenAPI document only when configured
+    protected: dict[str, Any] = {"responses": dict(errors.ERROR_RESPONSES)}
+    if settings.api_key:
+        protected["dependencies"] = [Depends(require_api_key)]
+        protected["responses"][401] = {
+            "model": ErrorResponse, "description": f"Missing or wrong {API_KEY_HEADER}"
+        }
     for module in (stats, anomalies, metrics, items, dlq, slo, stream, prometheus):
         app.include_router(module.router, **protected)
 

@@ -7,9 +7,10 @@ Datetimes serialize as ISO 8601 in UTC; numeric(…) columns are served as JSON 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+import re
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 
 class ErrorBody(BaseModel):
@@ -197,3 +198,17 @@ class StreamStatus(BaseModel):
     batches_last_minute: int
     heartbeats: list[Heartbeat]
     consumer_lag: ConsumerLag
+
+
+_ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _iso_day(value: object) -> object:
+    """Only ``YYYY-MM-DD`` strings: pydantic alone would also read '0' as a Unix timestamp."""
+    if isinstance(value, str) and not _ISO_DAY.match(value):
+        raise ValueError("expected an ISO date YYYY-MM-DD")
+    return value
+
+
+IsoDate = Annotated[dt.date, BeforeValidator(_iso_day)]
+"""A day in parameters (path or query): strictly ISO 8601 ``YYYY-MM-DD``."""

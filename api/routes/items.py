@@ -10,14 +10,13 @@ clicks are not trending; ``rank`` 1 is the fastest growing (ties: more recent cl
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
 from api.db import fetch_all
 from api.deps import PoolDep, ReplyDep, SettingsDep
-from api.schemas import PopularCategory, PopularItem, TrendingItem
+from api.schemas import IsoDate, PopularCategory, PopularItem, TrendingItem
 
 router = APIRouter(tags=["items"])
 
@@ -54,7 +53,7 @@ SELECT item_id, category, recent_clicks, previous_clicks, growth,
 FROM g ORDER BY rank LIMIT %(limit)s
 """
 
-Day = Annotated[dt.date, Path(description="ISO date, e.g. 2014-04-01")]
+Day = Annotated[IsoDate, Path(description="ISO date, e.g. 2014-04-01")]
 
 
 @router.get("/items/popular/{date}", response_model=list[PopularItem])

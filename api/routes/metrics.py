@@ -9,7 +9,6 @@ and ``[]`` on the funnel.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
@@ -17,7 +16,7 @@ from fastapi import APIRouter, Path, Query, Response
 from api.db import fetch_all, fetch_one
 from api.deps import PoolDep, ReplyDep, SettingsDep
 from api.errors import ApiError
-from api.schemas import DailyMetric, ErrorResponse, FunnelStage, MetricsSummary
+from api.schemas import DailyMetric, ErrorResponse, FunnelStage, IsoDate, MetricsSummary
 
 router = APIRouter(tags=["metrics"])
 
@@ -46,7 +45,7 @@ FROM daily_metrics
 WHERE metric_date > (SELECT max(metric_date) FROM daily_metrics) - %(days)s
 """
 
-Day = Annotated[dt.date, Path(description="ISO date, e.g. 2014-04-01")]
+Day = Annotated[IsoDate, Path(description="ISO date, e.g. 2014-04-01")]
 NOT_FOUND = {404: {"model": ErrorResponse, "description": "No metrics for that day"}}
 
 
@@ -55,8 +54,8 @@ async def daily_metrics(
     pool: PoolDep,
     reply: ReplyDep,
     settings: SettingsDep,
-    start_date: Annotated[dt.date, Query(description="First day (ISO date), inclusive")],
-    end_date: Annotated[dt.date, Query(description="Last day (ISO date), inclusive")],
+    start_date: Annotated[IsoDate, Query(description="First day (ISO date), inclusive")],
+    end_date: Annotated[IsoDate, Query(description="Last day (ISO date), inclusive")],
 ) -> Response:
     """Daily metrics between two days, oldest first."""
     if end_date < start_date:
