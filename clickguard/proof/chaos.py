@@ -439,6 +439,18 @@ def run_scenario(
     return result
 
 
+def rto_lag(samples: list[Sample], fault_t: float, normal: int) -> float | None:
+    """Seconds from the fault to the first sample after the last abnormal one (lag above
+    ``normal`` or unreadable); 0 if none was abnormal, None if it never recovered."""
+    after = [s for s in samples if s.t >= fault_t]
+    bad = [i for i, s in enumerate(after) if s.lag is None or s.lag > normal]
+    if not bad:
+        return 0.0
+    if bad[-1] + 1 < len(after):
+        return round(after[bad[-1] + 1].t - fault_t, 2)
+    return None
+
+
 def _measure(settings: Settings, result: ScenarioResult, samples: list[Sample],
              ledger: Path) -> None:
     """RTOs, lag, fault-window latency and the reconciliation, from samples and the database."""
@@ -448,11 +460,7 @@ def _measure(settings: Settings, result: ScenarioResult, samples: list[Sample],
     after = [s for s in samples if s.t >= result.fault_t]
     lags = [s.lag for s in after if s.lag is not None]
     result.max_lag = max(lags) if lags else None
-    bad = [i for i, s in enumerate(after) if s.lag is None or s.lag > (result.normal_lag or 0)]
-    if not bad:
-        result.rto_lag_s = 0.0
-    elif bad[-1] + 1 < len(after):
-        result.rto_lag_s = round(after[bad[-1] + 1].t - result.fault_t, 2)
+    result.rto_lag_s = rto_lag(samples, result.fault_t, result.normal_lag or 0)
     with db.connect(settings, "writer", autocommit=True) as conn:
         row = conn.execute(
             "SELECT min(commit_ts) FROM events WHERE event_id LIKE %s AND ingest_ts >= %s",

@@ -1,0 +1,46 @@
+"""Pure parts of chaos: RTO from lag samples, short-mode config, scenario list (no services)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from clickguard.proof.chaos import SCENARIOS, ChaosConfig, needed_nodes, rto_lag
+from clickguard.proof.stream import Sample, lag_from
+from clickguard.settings import Settings
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _samples(pairs: list[tuple[float, int | None]]) -> list[Sample]:
+    return [Sample(t, NOW, lag, None) for t, lag in pairs]
+
+
+def test_rto_lag_is_first_normal_sample_after_last_abnormal_one() -> None:
+    s = _samples([(0, 10), (5, 10), (10, 50), (11, None), (12, 900), (13, 20), (14, 500),
+                   (15, 30), (16, 10)])
+    # fault at t=10; abnormal = lag > 100 or unreadable; last abnormal at t=14 -> 15 - 10
+    assert rto_lag(s, 10.0, 100) == 5.0
+
+
+def test_rto_lag_zero_when_never_abnormal_and_none_when_never_recovered() -> None:
+    assert rto_lag(_samples([(0, 500), (10, 5), (11, 7)]), 10.0, 100) == 0.0
+    assert rto_lag(_samples([(10, 5), (11, None), (12, 400)]), 10.0, 100) is None
+
+
+def test_lag_counts_uncommitted_records_per_partition() -> None:
+    # partition 2 never committed: all of it is lag; committed beyond the end counts as 0
+    assert lag_from({0: 100, 1: 50, 2: 7}, {0: 90, 1: 60}) == 10 + 0 + 7
+
+
+def test_short_config_is_lighter_than_full() -> None:
+    full = ChaosConfig.from_settings(Settings())
+    short = full.short()
+    assert short.rate <= 500 and short.warmup_s < full.warmup_s and short.bounces == 2
+    assert short.recover_timeout_s == full.recover_timeout_s
+
+
+def test_every_scenario_needs_the_stream_and_api_only_for_api() -> None:
+    assert len(SCENARIOS) == 7
+    for sc in SCENARIOS:
+        assert "streaming" in needed_nodes(sc) and "postgres" in needed_nodes(sc)
+        assert ("api" in needed_nodes(sc)) is (sc == "api")
