@@ -14,7 +14,7 @@ recent past (never in the future, never older than a few minutes, so never late)
   every 30 s (ratio 0.033); at most 16 clicks fall in any 10-s window, so not HIGH_FREQUENCY, and
   each neighbouring sliding window holds <= 45 clicks, so exactly one window is flagged.
 - TRAFFIC_SPIKE: ``spike_events`` page views/clicks on one category inside one minute, over many
-  short sessions (<= 10 events each).
+  short sessions (<= 10 events each); successive spikes rotate over the 5 quietest categories.
 - ERROR_BURST: ``error_burst_events`` error events inside one minute, over many sessions.
 
 Ground truth (`GroundTruth`): type, entity (session id / category / "all"), window start/end;
@@ -113,11 +113,13 @@ class Catalog:
         self.by_category: dict[str, list[Item]] = {c: [] for c in CATEGORIES}
         for it in self.items:
             self.by_category[it.category].append(it)
-        # least popular non-empty category: a spike there stands out most against its baseline
-        self.quiet_category = min(
+        # least popular non-empty categories: a spike there stands out most against its
+        # baseline; successive spikes rotate over them so no baseline learns "spiky is normal"
+        self.quiet_categories = sorted(
             (c for c in CATEGORIES if self.by_category[c]),
-            key=lambda c: len(self.by_category[c]),
-        )
+            key=lambda c: (len(self.by_category[c]), c),
+        )[:5]
+        self.quiet_category = self.quiet_categories[0]
 
     def sample(self, rng: random.Random) -> Item:
         return self.items[bisect.bisect_left(self._cum, rng.random() * self._cum[-1])]
@@ -161,6 +163,7 @@ class Generator:
         self._pool = [self._new_session() for _ in range(cfg.concurrent_sessions)]
         self._anomaly_cycle = itertools.cycle(cfg.anomaly_types) if cfg.anomaly_types else None
         self._normal_since_anomaly = 0
+        self._spikes = 0
 
     # -- time and ids ------------------------------------------------------------------------
     def now_ms(self) -> int:
@@ -311,7 +314,10 @@ class Generator:
         return events
 
     def _traffic_spike(self, now: int) -> tuple[list[Event], GroundTruth]:
-        n, cat = self.config.spike_events, self.catalog.quiet_category
+        n = self.config.spike_events
+        quiet = self.catalog.quiet_categories
+        cat = quiet[self._spikes % len(quiet)]
+        self._spikes += 1
         events = self._minute_block(now, n, lambda i: "click" if i % 2 else "page_view", cat)
         ms = (now // 60_000) * 60_000 - 60_000
         return events, GroundTruth(

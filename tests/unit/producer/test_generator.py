@@ -148,14 +148,17 @@ def test_minute_anomalies() -> None:
     assert len(spike) == 500
     assert {e["category"] for e in spike} == {gen.ground_truth[-1].entity}
     assert max(Counter(e["session_id"] for e in spike).values()) <= 10
+    second = gen.inject("TRAFFIC_SPIKE")  # the next spike hits another quiet category
+    assert {e["category"] for e in second} == {gen.catalog.quiet_categories[1]}
+    assert gen.ground_truth[-2].entity == gen.catalog.quiet_categories[0]
     burst = gen.inject("ERROR_BURST")
     g = gen.ground_truth[-1]
-    assert (g.entity, g.events) == ("all", 150)
+    assert (g.type, g.entity, g.events) == ("ERROR_BURST", "all", 150)
     assert {e["event_type"] for e in burst} == {"error"}
     assert len({e["event_ts"] // 60_000 for e in burst}) == 1
     # a second burst in the same minute is the same anomaly: the row grows, none is added
     gen.inject("ERROR_BURST")
-    assert (len(gen.ground_truth), gen.ground_truth[-1].events) == (2, 300)
+    assert (len(gen.ground_truth), gen.ground_truth[-1].events) == (3, 300)
 
 
 def test_limit_is_exact_and_blocks_are_never_cut(tmp_path: Path) -> None:
