@@ -94,6 +94,8 @@ def stream_run(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "CLICKGUARD_TOPIC_LATE": f"test.{tag}.late",
         "CLICKGUARD_STREAM_CHECKPOINT_DIR": str(tmp_path_factory.mktemp("checkpoint")),
         "CLICKGUARD_STREAM_RESTART_BACKOFF_S": "1",
+        # small batches: each commits within seconds even on a busy 2-core machine
+        "CLICKGUARD_STREAM_MAX_OFFSETS_PER_TRIGGER": "5000",
     }
     saved = {k: os.environ.get(k) for k in overrides}
     os.environ.update(overrides)  # the node's processes inherit this environment
