@@ -73,8 +73,9 @@ class ResponseCache:
             return entry
         if now < entry.fresh_until + self.ttl_s:
             self.hits += 1
-            if key not in self._inflight:
-                task = asyncio.create_task(self._refresh(key, entry.produce, entry.route))
+            if key not in self._inflight:  # claim the refresh now, so it starts only once
+                future = self._claim(key)
+                task = asyncio.create_task(self._refresh(key, future, entry.produce, entry.route))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             return entry
@@ -92,11 +93,17 @@ class ResponseCache:
             self.hits += 1
             return await asyncio.shield(pending)
         self.misses += 1
-        return await self._load(key, produce, route)
+        return await self._load(key, self._claim(key), produce, route)
 
-    async def _load(self, key: str, produce: Producer, route: str) -> bytes:
+    def _claim(self, key: str) -> asyncio.Future[bytes]:
+        """Mark ``key`` as being loaded; later requests for it wait on this future."""
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
+        return future
+
+    async def _load(
+        self, key: str, future: asyncio.Future[bytes], produce: Producer, route: str
+    ) -> bytes:
         try:
             body = await produce()
         except BaseException as exc:
@@ -111,11 +118,14 @@ class ResponseCache:
                 self._entries.popitem(last=False)
             return body
         finally:
-            del self._inflight[key]
+            if self._inflight.get(key) is future:
+                del self._inflight[key]
 
-    async def _refresh(self, key: str, produce: Producer, route: str) -> None:
+    async def _refresh(
+        self, key: str, future: asyncio.Future[bytes], produce: Producer, route: str
+    ) -> None:
         try:
-            await self._load(key, produce, route)
+            await self._load(key, future, produce, route)
         except Exception as exc:  # noqa: BLE001 - the stale entry just expires
             log.warning("background refresh of %s failed: %s", key, exc)
 
