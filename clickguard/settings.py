@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     spike_ewma_alpha: float = 0.3
     spike_min_events: int = 100
     spike_min_history_minutes: int = 3
+    spike_min_relative_std: float = Field(
+        0.1, description="Deviation floor as a share of the EWMA mean: a spike must be relative"
+    )
     error_burst_per_minute: int = 100
 
     # --- API -----------------------------------------------------------------------------------

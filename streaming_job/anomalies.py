@@ -13,8 +13,9 @@ Rules (thresholds from settings):
 - BOT_LIKE: > bot_like_clicks clicks in one session, 60 s window sliding every 30 s, and
   unique_items / clicks < bot_like_unique_ratio; score = clicks / bot_like_clicks × (1 − ratio).
 - TRAFFIC_SPIKE: events per event-time minute, overall (entity 'all') and per category, against an
-  EWMA mean/variance of the previous minutes (minute_counts); z > spike_z_threshold and
-  count ≥ spike_min_events; score = z.
+  EWMA mean/variance of the previous minutes (minute_counts; at least spike_min_history_minutes);
+  z > spike_z_threshold and count ≥ spike_min_events; score = z. The deviation is floored at
+  sqrt(mean) and spike_min_relative_std × mean.
 - ERROR_BURST: error events per minute ≥ error_burst_per_minute; score = errors / threshold.
 """
 
@@ -143,12 +144,14 @@ class Baseline:
 
 
 def ewma_baseline(
-    minute: datetime, history: list[tuple[datetime, int]], alpha: float
+    minute: datetime, history: list[tuple[datetime, int]], alpha: float,
+    min_relative_std: float = 0.0,
 ) -> Baseline | None:
     """EWMA over the minutes before ``minute``, from the first minute with data (gaps = 0).
 
-    The deviation has a Poisson floor (sqrt of the mean, at least 1), so a perfectly steady
-    history does not turn every small wobble into an infinite z-score.
+    The deviation has floors: Poisson (sqrt of the mean, at least 1) and ``min_relative_std`` ×
+    mean, so a perfectly steady history (a paced producer) does not turn a small relative wobble
+    of a large count — 5 % more events overall — into a huge z-score.
     """
     if not history:
         return None
@@ -162,7 +165,7 @@ def ewma_baseline(
         incr = alpha * diff
         mean += incr
         var = (1 - alpha) * (var + diff * incr)
-    std = max(math.sqrt(var), math.sqrt(max(mean, 1.0)))
+    std = max(math.sqrt(var), math.sqrt(max(mean, 1.0)), min_relative_std * mean)
     return Baseline(mean, std, n)
 
 
@@ -192,7 +195,10 @@ def detect(cur: psycopg.Cursor, settings: Settings) -> dict[str, int]:
         {"lookback": SPIKE_LOOKBACK_MINUTES, "min_events": s.spike_min_events},
     )
     for scope, key, minute, observed, minutes, counts in cur.fetchall():
-        base = ewma_baseline(minute, list(zip(minutes, counts, strict=True)), s.spike_ewma_alpha)
+        base = ewma_baseline(
+            minute, list(zip(minutes, counts, strict=True)), s.spike_ewma_alpha,
+            s.spike_min_relative_std,
+        )
         if base is None or base.minutes < s.spike_min_history_minutes:
             continue
         z = zscore(observed, base)
@@ -204,6 +210,7 @@ def detect(cur: psycopg.Cursor, settings: Settings) -> dict[str, int]:
             "scope": scope, "events": observed, "ewma_mean": round(base.mean, 3),
             "ewma_std": round(base.std, 3), "z": round(z, 3), "history_minutes": base.minutes,
             "alpha": s.spike_ewma_alpha, "z_threshold": s.spike_z_threshold,
+            "min_relative_std": s.spike_min_relative_std,
             "min_events": s.spike_min_events,
         }
         run(

@@ -30,3 +30,14 @@ def test_gaps_count_as_zero_and_no_history_gives_none() -> None:
     base = ewma_baseline(M, hist, alpha=0.5)
     assert base is not None and base.minutes == 5
     assert base.mean == pytest.approx(100 * 0.5**4)
+
+
+def test_relative_floor_ignores_a_small_share_of_a_large_count() -> None:
+    steady = minutes([60_000] * 6)  # a paced producer: no variance at all
+    poisson_only = ewma_baseline(M, steady, alpha=0.3)
+    relative = ewma_baseline(M, steady, alpha=0.3, min_relative_std=0.1)
+    assert poisson_only is not None and relative is not None
+    assert zscore(63_000, poisson_only) > 4  # +5 % would be flagged on the Poisson floor alone
+    assert zscore(63_000, relative) < 1
+    quiet = ewma_baseline(M, minutes([1_000] * 6), alpha=0.3, min_relative_std=0.1)
+    assert quiet is not None and zscore(4_000, quiet) == pytest.approx(30)
