@@ -283,7 +283,7 @@ def materialize_days(
     df = compute(spark, postgres, days)
     stage_name = stage(postgres, spec.table, df)
     try:
-        counts = swap_days(postgres, spec, stage_name, plan, context.run_id)
+        counts = swap_days(postgres, spec, stage_name, plan, context.run.run_id)
     finally:
         drop_stage(postgres, stage_name)
     return dg.MaterializeResult(

@@ -110,7 +110,8 @@ def slack_resource(settings: Settings) -> SlackAlertResource:
 
 def spark_resource(settings: Settings) -> LazyPySparkResource:
     """dagster-pyspark session (lazy: check-only runs and sensors never start a JVM)."""
-    return LazyPySparkResource(spark_config=spark_conf(settings, "clickguard-dagster"))
+    conf = spark_conf(settings, "clickguard-dagster", **{"spark.ui.showConsoleProgress": "false"})
+    return LazyPySparkResource(spark_config=conf)
 
 
 def build_resources(settings: Settings | None = None) -> dict[str, Any]:

@@ -38,11 +38,12 @@ EVENT_COLUMNS = (
     "SELECT event_id, event_ts, session_id, event_type, item_id, category, price, quantity, page"
     " FROM events"
 )
-# (stage, order, condition on a daily_sessions row)
+# (stage, order, condition on a daily_sessions row): a session reached a stage when it did that
+# or any later step (a purchase implies the cart), so counts never grow down the funnel
 FUNNEL_STAGES = (
     ("session", 1, "true"),
-    ("click", 2, "clicks > 0"),
-    ("add_to_cart", 3, "cart_adds > 0"),
+    ("click", 2, "clicks > 0 OR cart_adds > 0 OR purchases > 0"),
+    ("add_to_cart", 3, "cart_adds > 0 OR purchases > 0"),
     ("purchase", 4, "purchases > 0"),
 )
 
