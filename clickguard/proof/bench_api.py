@@ -20,7 +20,8 @@ from clickguard.proof.report import Report
 from clickguard.settings import Settings, get_settings
 from clickguard.stack.manager import Stack
 
-SMOKE = {"duration_s": 5, "users": 4, "user_rate": 5.0}
+SMOKE = {"duration_s": 12, "users": 10, "user_rate": 10.0}  # ~1,000 requests: every endpoint hit
+SMOKE_LOAD_EVENTS = 20_000  # every endpoint has rows to return (no 404 for a missing day)
 FULL = {"duration_s": 30, "users": 50, "user_rate": 25.0}
 
 
@@ -37,7 +38,8 @@ def run(settings: Settings, duration_s: int, users: int, user_rate: float,
         from bench.load_api_data import load
 
         echo(f"loading the benchmark data set ({load_events:,} events)")
-        load(settings, events=load_events)  # type: ignore[call-arg]
+        load(settings, events=load_events, anomalies=max(100, min(100_000, load_events // 10)),
+             progress=echo)
     work = settings.home / "bench-api"
     return run_api_bench(settings, work, duration_s, users, user_rate, baseline=True,
                          progress=echo)
@@ -94,12 +96,13 @@ def api_report(result: dict[str, Any]) -> Report:
 
 
 @click.command("api")
-@click.option("--smoke", is_flag=True, help="CI mode: 4 users × 5 req/s for 5 s per target.")
+@click.option("--smoke", is_flag=True, help="CI mode: 10 users × 10 req/s for 12 s per target.")
 @click.option("--duration", type=int, default=None, help="Seconds per target (default 30).")
 @click.option("--users", type=int, default=None, help="Locust users (default 50).")
 @click.option("--user-rate", type=float, default=None, help="Requests/s per user (default 25).")
 @click.option("--load-events", type=int, default=None,
-              help="First load this many benchmark events (bench/load_api_data.py).")
+              help="First load this many benchmark events (bench/load_api_data.py); "
+              f"--smoke loads {SMOKE_LOAD_EVENTS:,} unless given.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Results folder (default: settings.results_dir).")
 def api(smoke: bool, duration: int | None, users: int | None, user_rate: float | None,
@@ -107,6 +110,8 @@ def api(smoke: bool, duration: int | None, users: int | None, user_rate: float |
     """Locust against the API and the baseline app: req/s and p50/p95/p99 per endpoint."""
     s = get_settings()
     base = SMOKE if smoke else FULL
+    if smoke and load_events is None:
+        load_events = SMOKE_LOAD_EVENTS
     result = run(s, duration or int(base["duration_s"]), users or int(base["users"]),
                  user_rate or float(base["user_rate"]), load_events, echo=click.echo)
     report = api_report(result)

@@ -85,19 +85,25 @@ def run_step(settings: Settings, rate: int, step_s: float, max_p95_ms: float,
     t_drain = time.monotonic()
     drained = wait_caught_up(settings, DRAIN_TIMEOUT_S, echo)
     step.drained_s = round(time.monotonic() - t_drain, 2) if drained else None
+    t2 = datetime.now(UTC)
     with db.connect(settings, "reader", autocommit=True) as conn:
+        # batches of the step: committed from its start until the stream drained it
         row = conn.execute(
-            "SELECT count(*), coalesce(sum(input_rows), 0),"
-            " percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms), max(duration_ms)"
-            " FROM batch_ledger WHERE committed_at >= %s AND committed_at < %s",
-            (t0, t1),
+            "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms),"
+            " max(duration_ms),"
+            " coalesce(sum(input_rows) FILTER (WHERE committed_at < %(t1)s), 0)"
+            " FROM batch_ledger WHERE committed_at >= %(t0)s AND committed_at <= %(t2)s"
+            " AND input_rows > 0",
+            {"t0": t0, "t1": t1, "t2": t2},
         ).fetchone()
         assert row is not None
-        step.batches, rows_in = int(row[0]), int(row[1])
-        step.batch_ms_p50 = float(row[2]) if row[2] is not None else None
-        step.batch_ms_max = float(row[3]) if row[3] is not None else None
-        step.stream_eps = round(rows_in / max((t1 - t0).total_seconds(), 1e-9), 1)
-        slo = compute_slo(conn, (t0, t1), column="ingest_ts", cdf=False)
+        step.batches = int(row[0])
+        step.batch_ms_p50 = float(row[1]) if row[1] is not None else None
+        step.batch_ms_max = float(row[2]) if row[2] is not None else None
+        # throughput: rows committed while the load ran
+        step.stream_eps = round(int(row[3]) / max((t1 - t0).total_seconds(), 1e-9), 1)
+        slo = compute_slo(conn, (t0, t2), column="ingest_ts", cdf=False,
+                          event_id_prefix=f"{run_id}-")
     e2e = slo.stages["end_to_end"]
     step.events = slo.events
     step.e2e_p50_ms, step.e2e_p95_ms, step.e2e_p99_ms = e2e.p50, e2e.p95, e2e.p99

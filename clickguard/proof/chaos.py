@@ -469,7 +469,8 @@ def _measure(settings: Settings, result: ScenarioResult, samples: list[Sample],
         if row and row[0] is not None:
             result.rto_first_event_s = round((row[0] - result.fault_at).total_seconds(), 3)
         window = (result.fault_at, max(result.fault_end_at, result.fault_at + timedelta(seconds=1)))
-        during = compute_slo(conn, window, column="ingest_ts", cdf=False)
+        during = compute_slo(conn, window, column="ingest_ts", cdf=False,
+                             event_id_prefix=f"{result.run_id}-")
         result.during_fault_ms = {
             "events": during.events,
             **{f"{stage}.{q}": getattr(st, q) for stage, st in during.stages.items()

@@ -91,8 +91,10 @@ def compute_slo(
     *,
     column: str = "commit_ts",
     cdf: bool = True,
+    event_id_prefix: str | None = None,
 ) -> SloResult:
-    """Per-stage p50/p95/p99 (+mean/min/max, CDF) of events with ``column`` in [start, end)."""
+    """Per-stage p50/p95/p99 (+mean/min/max, CDF) of events with ``column`` in [start, end)
+    (and, if given, an ``event_id`` starting with ``event_id_prefix``: one producer run)."""
     if column not in WINDOW_COLUMNS:
         raise ValueError(f"column must be one of {WINDOW_COLUMNS}")
     start, end = resolve_window(window)
@@ -113,9 +115,11 @@ def compute_slo(
     sql = (
         f"SELECT count(*), {', '.join(parts)} FROM events "
         f"WHERE {column} >= %(start)s AND {column} < %(end)s"
+        + (" AND event_id LIKE %(prefix)s" if event_id_prefix else "")
     )
     row = conn.execute(
-        sql, {"pct": list(PERCENTILES), "cdf": CDF_QUANTILES, "start": start, "end": end}
+        sql, {"pct": list(PERCENTILES), "cdf": CDF_QUANTILES, "start": start, "end": end,
+              "prefix": f"{event_id_prefix}%"},
     ).fetchone()
     assert row is not None
     count = int(row[0])
@@ -177,7 +181,8 @@ def plot_cdf(result: SloResult) -> Any:
         ax.axhline(95, color="grey", lw=0.6, ls="--")
         ax.axhline(99, color="grey", lw=0.6, ls=":")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(loc="lower right")
+        if result.events:
+            ax.legend(loc="lower right")
         ax.set_title(f"Per-stage latency CDF over {result.events:,} events", fontsize=10)
 
     return draw
