@@ -28,6 +28,7 @@ import click
 
 from clickguard import db
 from clickguard.settings import REPO_ROOT, Settings, get_settings
+from clickguard.stack import procs
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 KEY_ENDPOINTS = ("/anomalies", "/stats", "/metrics/summary")
@@ -55,6 +56,29 @@ def _wait_http(url: str, timeout: float = 30.0) -> None:
         time.sleep(0.3)
 
 
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds of ``pid`` and its descendants (uvicorn workers), from /proc."""
+    if pid is None:
+        return None
+    total = 0
+    for p in [pid, *procs.descendants(pid)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def api_pid(settings: Settings) -> int | None:
+    """The stack's api node process, when it runs on this machine."""
+    try:
+        pid = int((settings.home / "api" / "pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if procs.is_alive(pid) else None
+
+
 def data_facts(settings: Settings) -> dict[str, Any]:
     """Sizes of the loaded data (events from the planner's estimate: counting 10 M rows is slow)."""
     with db.connect(settings, "reader") as conn:
@@ -72,9 +96,12 @@ def data_facts(settings: Settings) -> dict[str, Any]:
 
 def run_locust(
     host: str, user_class: str, users: int, user_rate: float, duration_s: int, prefix: Path,
-    progress: Callable[[str], None] = print,
+    progress: Callable[[str], None] = print, server_pid: int | None = None,
 ) -> list[dict[str, Any]]:
-    """One headless Locust run; per-endpoint rows (plus 'Aggregated') from its CSV."""
+    """One headless Locust run; per-endpoint rows (plus 'ALL') from its CSV. The 'ALL' row also
+    gets the server's CPU milliseconds per request when ``server_pid`` is known (whole run,
+    ramp-up included): a figure that depends far less on what else the machine runs."""
+    cpu0 = cpu_seconds(server_pid)
     env = {**os.environ, "CLICKGUARD_BENCH_USER_RATE": str(user_rate)}
     cmd = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
@@ -94,6 +121,7 @@ def run_locust(
                 next_report += 10
         if proc.returncode not in (0, 1):  # 1 = some requests failed; still a result
             raise RuntimeError(f"locust exited {proc.returncode}; see {log}")
+    cpu1 = cpu_seconds(server_pid)
     rows = []
     with open(f"{prefix}_stats.csv", newline="") as fh:
         for r in csv.DictReader(fh):
@@ -108,7 +136,25 @@ def run_locust(
                 "max_ms": round(float(r["Max Response Time"]), 1),
                 "avg_ms": round(float(r["Average Response Time"]), 2),
             })
+    if cpu0 is not None and cpu1 is not None:
+        served = _served_requests(prefix)
+        rows[-1]["server_cpu_s"] = round(cpu1 - cpu0, 2)
+        rows[-1]["cpu_ms_per_request"] = round(1000 * (cpu1 - cpu0) / max(served, 1), 3)
     return rows
+
+
+def _served_requests(prefix: Path) -> int:
+    """All requests of the run, ramp-up included (--reset-stats zeroes the running total once)."""
+    done, last = 0, 0
+    with open(f"{prefix}_stats_history.csv", newline="") as fh:
+        for r in csv.DictReader(fh):
+            if r["Name"] != "Aggregated":
+                continue
+            total = int(r["Total Request Count"])
+            if total < last:
+                done += last
+            last = total
+    return done + last
 
 
 def run_api_bench(
@@ -131,6 +177,7 @@ def run_api_bench(
         "offered_rps": users * user_rate, "api_workers": settings.api_workers,
         "cache_ttl_s": settings.api_cache_ttl_s, "cpus": os.cpu_count(),
         "data": data_facts(settings),
+        "load_average_before": list(os.getloadavg()),
     }
     progress(f"data: {result['data']}")
     if baseline:
@@ -146,13 +193,14 @@ def run_api_bench(
             progress(f"baseline on :{port}, {users} users x {user_rate}/s for {duration_s}s")
             result["baseline"] = run_locust(
                 f"http://127.0.0.1:{port}", "BaselineUser", users, user_rate, duration_s,
-                out_dir / "baseline", progress)
+                out_dir / "baseline", progress, server_pid=proc.pid)
         finally:
             proc.terminate()
             proc.wait(15)
     progress(f"api at {api_url}, {users} users x {user_rate}/s for {duration_s}s")
     result["api"] = run_locust(api_url, "ApiUser", users, user_rate, duration_s,
-                               out_dir / "api", progress)
+                               out_dir / "api", progress, server_pid=api_pid(settings))
+    result["load_average_after"] = list(os.getloadavg())
     result["verdict"] = verdict(result)
     (out_dir / "results.json").write_text(json.dumps(result, indent=2))
     (out_dir / "results.md").write_text(markdown(result))
@@ -183,6 +231,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['api_workers']} uvicorn workers, cache TTL {result['cache_ttl_s']} s, "
         f"{result['cpus']} CPUs shared by the API, PostgreSQL and Locust.", "",
         f"Data: {result['data']}", "",
+        f"Load average (1/5/15 min) before {result.get('load_average_before')}, after "
+        f"{result.get('load_average_after')} — other workloads share these cores.", "",
         "| target | endpoint | requests | failures | req/s | p50 ms | p95 ms | p99 ms | max ms |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -192,6 +242,12 @@ def markdown(result: dict[str, Any]) -> str:
                 f"| {target} | {r['name']} | {r['requests']} | {r['failures']} | {r['rps']} | "
                 f"{r['p50_ms']:g} | {r['p95_ms']:g} | {r['p99_ms']:g} | {r['max_ms']:g} |"
             )
+    for target in ("baseline", "api"):
+        total = next((r for r in result.get(target, []) if r["name"] == "ALL"), {})
+        if "cpu_ms_per_request" in total:
+            lines.append(f"\n{target} server CPU: {total['server_cpu_s']} s, "
+                         f"{total['cpu_ms_per_request']} ms per request "
+                         f"(≈ {1000 / max(total['cpu_ms_per_request'], 1e-9):.0f} req/s per core).")
     v = result["verdict"]
     lines += ["", f"Target (≥ {TARGET_RPS:.0f} req/s, p99 ≤ {TARGET_P99_MS:.0f} ms on "
               f"{', '.join(KEY_ENDPOINTS)}): **{'met' if v['meets_target'] else 'NOT met'}** — "
