@@ -178,7 +178,8 @@ def produce(
     # records go out in chunks: pacing, progress, fault actions and bookkeeping run per chunk,
     # so the per-record work is a single produce() call
     chunk_size = POLL_EVERY if not rate else max(1, min(POLL_EVERY, int(rate / 200)))
-    bucket = TokenBucket(rate, burst=max(1.0, rate / 100, chunk_size)) if rate else None
+    # 50 ms of burst lets the bucket catch up after a late wake-up on a busy machine
+    bucket = TokenBucket(rate, burst=max(1.0, rate / 20, chunk_size)) if rate else None
     actions = sorted((at or {}).items())
     threads: list[threading.Thread] = []
     source = iter(itertools.islice(records, count) if count is not None else records)
@@ -237,6 +238,9 @@ def produce(
         if progress and len(p) > 0:
             progress(f"flushing: acked={dr.acked} failed={dr.failed} in-flight={len(p)}")
     done = time.monotonic()
+    if len(p) > 0:  # flush timed out: purge, so the undelivered are reported (as failed) now
+        p.purge()
+        p.poll(1.0)
     for th in threads:
         th.join(timeout=300)
     if ledger_file:

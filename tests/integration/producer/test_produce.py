@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -112,3 +113,32 @@ def test_unreachable_cluster_says_how_to_fix_it(stack: object) -> None:
     )
     assert res.returncode == 1
     assert "schema registry" in res.stderr and "clickguard stack up" in res.stderr
+
+
+def test_undeliverable_records_are_reported_failed_not_acked(
+    settings: Settings, topic: str, tmp_path: Path
+) -> None:
+    """A topic whose max.message.bytes is below any batch: the brokers really refuse every write."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+
+    from clickguard.kafka import admin
+
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+        ConfigEntry("max.message.bytes", "64", incremental_operation=AlterConfigOpType.SET)
+    ])
+    client = admin(settings)  # keep a reference: the futures die with the client
+    for fut in client.incremental_alter_configs([res]).values():
+        fut.result()
+    time.sleep(2.0)  # brokers apply topic config changes asynchronously
+    described = client.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)])
+    for fut in described.values():
+        assert fut.result()["max.message.bytes"].value == "64"
+    schema_id, _ = register_schemas(settings)
+    records = list(FaultInjector(schema_id).records(Generator(GeneratorConfig(seed=4)).events(50)))
+    ledger = tmp_path / "l.tsv"
+    s = produce(settings, records, topic=topic, ledger=ledger, progress=None,
+                **{"delivery.timeout.ms": 3000, "request.timeout.ms": 1000, "linger.ms": 5})
+    assert (s.sent, s.acknowledged, s.failed) == (50, 0, 50)
+    assert sum(s.errors.values()) == 50
+    assert any("too large" in e.lower() for e in s.errors), s.errors
+    assert ledger.read_text() == ""  # only acknowledged records are in the ledger
