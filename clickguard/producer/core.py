@@ -116,28 +116,37 @@ class _Deliveries:
     """Delivery-report sink shared by every message: latencies (= acks), errors, ledger."""
 
     def __init__(self, ledger: IO[str] | None) -> None:
-        self.failed = 0
         self.latencies: list[float] = []
-        self._keep = self.latencies.append
         self.errors: Counter[str] = Counter()
         self.ledger = ledger
+        keep, errors = self.latencies.append, self.errors
+
+        # a plain closure, not a bound method: it runs once per message on the hot path
+        def callback(err: KafkaError | None, msg: Message) -> None:
+            if err is None:
+                keep(msg.latency())
+            else:
+                errors[err.str()] += 1
+
+        self.callback = callback
 
     @property
     def acked(self) -> int:
         return len(self.latencies)
 
-    def __call__(self, err: KafkaError | None, msg: Message) -> None:
-        if err is None:
-            self._keep(msg.latency())
-        else:
-            self.failed += 1
-            self.errors[err.str()] += 1
+    @property
+    def failed(self) -> int:
+        return sum(self.errors.values())
 
     def with_ledger(self, rec: Record) -> Callable[[KafkaError | None, Message], None]:
+        callback, ledger = self.callback, self.ledger
+        if ledger is None:
+            raise ValueError("with_ledger() needs a ledger file")
+
         def cb(err: KafkaError | None, msg: Message) -> None:
-            self(err, msg)
-            if err is None and self.ledger is not None:
-                self.ledger.write(
+            callback(err, msg)
+            if err is None:
+                ledger.write(
                     f"{rec.event_id if rec.event_id is not None else '-'}\t{rec.kind}\t"
                     f"{msg.partition()}\t{msg.offset()}\n"
                 )
@@ -187,7 +196,7 @@ def produce(
     deadline = t0 + duration if duration else None
     next_report = t0 + 1.0
     last_sent = sent = 0
-    produce_fn, poll = p.produce, p.poll
+    produce_fn, poll, shared_cb = p.produce, p.poll, dr.callback
     try:
         while True:
             while actions and sent >= actions[0][0]:  # due fault/test actions, off the hot path
@@ -201,14 +210,14 @@ def produce(
             if bucket is not None:
                 bucket.take(len(chunk))
             for rec in chunk:
-                cb = dr.with_ledger(rec) if ledger_file else dr
-                try:
-                    produce_fn(topic, rec.value, rec.key, on_delivery=cb)
+                cb = dr.with_ledger(rec) if ledger_file else shared_cb
+                try:  # positional (partition -1 = by key): cheaper than keyword arguments
+                    produce_fn(topic, rec.value, rec.key, -1, cb)
                 except BufferError:  # local queue full: let librdkafka drain it, then retry
                     while True:
                         poll(0.05)
                         try:
-                            produce_fn(topic, rec.value, rec.key, on_delivery=cb)
+                            produce_fn(topic, rec.value, rec.key, -1, cb)
                             break
                         except BufferError:
                             continue
