@@ -9,6 +9,8 @@ query per URL per TTL per worker, whatever the request rate:
 - after the TTL an entry stays servable for one more TTL while ONE background task refreshes it,
   so no request waits for the database once a URL is warm. A response is therefore at most
   2 × TTL old. Errors are never cached (a failed refresh leaves the entry to expire);
+- endpoints over the daily batch tables (/metrics/*, /items/*), which change when a Dagster
+  asset recomputes a day, use the longer ``settings.api_batch_cache_ttl_s``;
 - only URLs that FastAPI validated and answered with 200 are ever stored, so serving exactly the
   same URL (path + normalized query) from :class:`CacheMiddleware` skips no validation. The API
   key is still checked there; without a valid key the request goes on to FastAPI (→ 401).
@@ -41,6 +43,7 @@ def cache_key(path: str, query_string: bytes) -> str:
 @dataclass
 class Entry:
     fresh_until: float
+    ttl_s: float
     body: bytes
     produce: Producer
     route: str  # route template, for the request metrics
@@ -71,18 +74,24 @@ class ResponseCache:
         if now < entry.fresh_until:
             self.hits += 1
             return entry
-        if now < entry.fresh_until + self.ttl_s:
+        if now < entry.fresh_until + entry.ttl_s:
             self.hits += 1
             if key not in self._inflight:  # claim the refresh now, so it starts only once
                 future = self._claim(key)
-                task = asyncio.create_task(self._refresh(key, future, entry.produce, entry.route))
+                task = asyncio.create_task(
+                    self._refresh(key, future, entry.produce, entry.route, entry.ttl_s)
+                )
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             return entry
         return None
 
-    async def get(self, key: str, produce: Producer, route: str = "") -> bytes:
-        """The cached bytes for ``key``, or ``produce()``'s (stored when the TTL is > 0)."""
+    async def get(
+        self, key: str, produce: Producer, route: str = "", ttl_s: float | None = None
+    ) -> bytes:
+        """The cached bytes for ``key``, or ``produce()``'s (stored when caching is on).
+
+        ``ttl_s`` overrides the cache's TTL for this entry (e.g. longer for daily tables)."""
         if not self.enabled:
             return await produce()
         entry = self.lookup(key)
@@ -93,7 +102,7 @@ class ResponseCache:
             self.hits += 1
             return await asyncio.shield(pending)
         self.misses += 1
-        return await self._load(key, self._claim(key), produce, route)
+        return await self._load(key, self._claim(key), produce, route, ttl_s or self.ttl_s)
 
     def _claim(self, key: str) -> asyncio.Future[bytes]:
         """Mark ``key`` as being loaded; later requests for it wait on this future."""
@@ -102,7 +111,7 @@ class ResponseCache:
         return future
 
     async def _load(
-        self, key: str, future: asyncio.Future[bytes], produce: Producer, route: str
+        self, key: str, future: asyncio.Future[bytes], produce: Producer, route: str, ttl_s: float
     ) -> bytes:
         try:
             body = await produce()
@@ -112,7 +121,7 @@ class ResponseCache:
             raise
         else:
             future.set_result(body)
-            self._entries[key] = Entry(time.monotonic() + self.ttl_s, body, produce, route)
+            self._entries[key] = Entry(time.monotonic() + ttl_s, ttl_s, body, produce, route)
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
@@ -122,10 +131,10 @@ class ResponseCache:
                 del self._inflight[key]
 
     async def _refresh(
-        self, key: str, future: asyncio.Future[bytes], produce: Producer, route: str
+        self, key: str, future: asyncio.Future[bytes], produce: Producer, route: str, ttl_s: float
     ) -> None:
         try:
-            await self._load(key, future, produce, route)
+            await self._load(key, future, produce, route, ttl_s)
         except Exception as exc:  # noqa: BLE001 - the stale entry just expires
             log.warning("background refresh of %s failed: %s", key, exc)
 

@@ -68,7 +68,10 @@ class Replier:
         self.request = request
         self.cache = cache
 
-    async def __call__(self, model: Any, produce: Callable[[], Awaitable[Any]]) -> Response:
+    async def __call__(
+        self, model: Any, produce: Callable[[], Awaitable[Any]], batch: bool = False
+    ) -> Response:
+        """Serve ``produce()``'s rows as ``model`` JSON; ``batch`` = over daily batch tables."""
         scope = self.request.scope
         key = cache_key(scope["path"], scope["query_string"])
         route = getattr(scope.get("route"), "path", scope["path"])
@@ -77,7 +80,8 @@ class Replier:
         async def render() -> bytes:
             return adapter.dump_json(adapter.validate_python(await produce()))
 
-        body = await self.cache.get(key, render, route)
+        ttl = self.request.app.state.settings.api_batch_cache_ttl_s if batch else None
+        body = await self.cache.get(key, render, route, ttl)
         return Response(body, media_type="application/json")
 
 

@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     api_cache_ttl_s: float = Field(
         1.0, description="Per-worker cache of read responses; 0 = off (always fresh)"
     )
+    api_batch_cache_ttl_s: float = Field(
+        30.0, description="Cache TTL of /metrics/* and /items/* (daily batch tables)"
+    )
     api_max_date_span_days: int = 366
     api_trending_rank_depth: int = Field(
         1000, description="/items/trending considers each day's top-N of popular_items"

@@ -65,7 +65,9 @@ async def popular_items(
 ) -> Response:
     """The day's most clicked items by rank ([] when the day is not computed)."""
     params = {"day": date, "limit": limit}
-    return await reply(list[PopularItem], lambda: fetch_all(pool, POPULAR_SQL, params))
+    return await reply(
+        list[PopularItem], lambda: fetch_all(pool, POPULAR_SQL, params), batch=True
+    )
 
 
 @router.get("/items/categories/{date}", response_model=list[PopularCategory])
@@ -77,7 +79,9 @@ async def popular_categories(
 ) -> Response:
     """The day's categories by rank ([] when the day is not computed)."""
     params = {"day": date, "limit": limit}
-    return await reply(list[PopularCategory], lambda: fetch_all(pool, CATEGORIES_SQL, params))
+    return await reply(
+        list[PopularCategory], lambda: fetch_all(pool, CATEGORIES_SQL, params), batch=True
+    )
 
 
 @router.get("/items/trending", response_model=list[TrendingItem])
@@ -90,4 +94,6 @@ async def trending_items(
 ) -> Response:
     """Items whose clicks grew most in the last ``days`` against the ``days`` before."""
     params = {"days": days, "limit": limit, "depth": settings.api_trending_rank_depth}
-    return await reply(list[TrendingItem], lambda: fetch_all(pool, TRENDING_SQL, params))
+    return await reply(
+        list[TrendingItem], lambda: fetch_all(pool, TRENDING_SQL, params), batch=True
+    )

@@ -69,7 +69,9 @@ async def daily_metrics(
             {"start_date": start_date, "end_date": end_date},
         )
     params = {"start": start_date, "end": end_date}
-    return await reply(list[DailyMetric], lambda: fetch_all(pool, RANGE_SQL, params))
+    return await reply(
+        list[DailyMetric], lambda: fetch_all(pool, RANGE_SQL, params), batch=True
+    )
 
 
 @router.get("/metrics/daily/{date}", response_model=DailyMetric, responses=NOT_FOUND)
@@ -82,13 +84,15 @@ async def daily_metric(pool: PoolDep, reply: ReplyDep, date: Day) -> Response:
             raise ApiError(404, "not_found", f"no daily metrics for {date.isoformat()}")
         return row
 
-    return await reply(DailyMetric, one)
+    return await reply(DailyMetric, one, batch=True)
 
 
 @router.get("/metrics/funnel/{date}", response_model=list[FunnelStage])
 async def funnel(pool: PoolDep, reply: ReplyDep, date: Day) -> Response:
     """Funnel stages of one day in stage order ([] when the day has no funnel)."""
-    return await reply(list[FunnelStage], lambda: fetch_all(pool, FUNNEL_SQL, {"day": date}))
+    return await reply(
+        list[FunnelStage], lambda: fetch_all(pool, FUNNEL_SQL, {"day": date}), batch=True
+    )
 
 
 @router.get("/metrics/summary", response_model=MetricsSummary)
@@ -98,4 +102,6 @@ async def summary(
     days: Annotated[int, Query(ge=1, le=90, description="Most recent days (1–90)")] = 7,
 ) -> Response:
     """Totals and averages over the ``days`` most recent computed days."""
-    return await reply(MetricsSummary, lambda: fetch_one(pool, SUMMARY_SQL, {"days": days}))
+    return await reply(
+        MetricsSummary, lambda: fetch_one(pool, SUMMARY_SQL, {"days": days}), batch=True
+    )

@@ -112,3 +112,16 @@ def test_failed_background_refresh_keeps_stale_until_expiry() -> None:
             await cache.get("k", src)
 
     asyncio.run(main())
+
+
+def test_per_entry_ttl_overrides_the_default() -> None:
+    async def main() -> None:
+        cache, src = ResponseCache(0.05), Source()
+        await cache.get("daily", src, ttl_s=10)
+        await cache.get("live", src)
+        await asyncio.sleep(0.12)  # past 2 x the default TTL
+        src.value = b"v1"
+        assert await cache.get("daily", src, ttl_s=10) == b"v0"  # still fresh
+        assert await cache.get("live", src) == b"v1"  # expired: reloaded
+
+    asyncio.run(main())
