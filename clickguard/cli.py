@@ -34,7 +34,9 @@ class LazyGroup(click.Group):
         if name in LAZY_COMMANDS:
             module, attr = LAZY_COMMANDS[name].split(":")
             if _module_exists(module):
-                return getattr(importlib.import_module(module), attr)
+                # None (= not listed, "no such command") while the module lacks the attribute,
+                # so one unfinished command cannot break `clickguard --help`
+                return getattr(importlib.import_module(module), attr, None)
         return super().get_command(ctx, name)
 
 
