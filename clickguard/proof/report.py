@@ -131,6 +131,9 @@ class Report:
             ax.text(0.5, 0.5, "no plot for this report", ha="center", va="center")
         fig.suptitle(f"{self.title} — {now:%Y-%m-%d %H:%M} UTC", fontsize=11)
         written = results.write_results(out_dir, self.name, doc, "\n".join(md), {"": fig})
+        from clickguard.proof.summary import write_index
+
+        write_index(out_dir)  # the closing table always quotes the latest runs
         return {p.suffix.lstrip("."): p for p in written}
 
 

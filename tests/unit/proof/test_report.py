@@ -49,3 +49,20 @@ def test_md_table_formats_numbers() -> None:
 def test_machine_info_keys() -> None:
     info = machine_info()
     assert {"nproc", "ram_gb", "kernel", "cpu"} <= set(info)
+
+
+def test_index_quotes_latest_figures_beside_the_original(tmp_path: Path) -> None:
+    from clickguard.proof.summary import build_index
+
+    Report(name="bench-capacity", title="cap", rows=[{"a": 1}],
+           data={"highest_sustainable_eps": 12000, "steps": []}).write(tmp_path)
+    scenario = {"scenario": "postgres", "skipped": None, "rto_first_event_s": 12.5,
+                "rto_lag_s": 20.0, "reconciliation": {"lost": 0, "duplicated": 0, "extra": 0,
+                                                      "acked": 5000}}
+    Report(name="chaos-postgres", title="chaos", data={"scenarios": [scenario]}).write(tmp_path)
+    text = (tmp_path / "README.md").read_text()
+    assert text == build_index(tmp_path)
+    assert "| highest sustainable events/s | 12,000 | 15,000 (failing at 20,000) |" in text
+    assert ("| chaos postgres | RTO 12.5 s (first event) / 20.0 s (lag normal); lost 0, "
+            "duplicated 0, extra 0 of 5,000 acked |") in text
+    assert "| API (Locust) | not measured |" in text
