@@ -123,3 +123,7 @@ def api(smoke: bool, duration: int | None, users: int | None, user_rate: float |
     click.echo(f"wrote {paths['json']}, {paths['md']}, {paths['png']}")
     if not report.passed:
         raise SystemExit(1)
+
+
+if __name__ == "__main__":  # until `clickguard bench api` is wired into the bench group
+    api()

@@ -229,3 +229,7 @@ def capacity(rates: str | None, step_s: float | None, smoke: bool, keep_going: b
     s = get_settings()
     ladder = [int(r) for r in rates.split(",")] if rates else list(s.capacity_rates)
     capacity_cmd_impl(ladder, step_s or s.capacity_step_s, out, smoke, keep_going)
+
+
+if __name__ == "__main__":  # until `clickguard bench capacity` is wired into the bench group
+    capacity()
