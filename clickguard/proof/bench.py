@@ -13,6 +13,7 @@ and that no delivery failed.
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
@@ -37,7 +38,30 @@ DEFAULT_OUT = Path("results/bench-producer")
 KCAT_UNSUPPORTED = ("retry.backoff.max.ms",)
 
 
-@click.group()
+# benchmarks that live in their own modules: name -> "module:attribute", imported on first use
+SUBCOMMANDS = {
+    "api": "clickguard.proof.bench_api:api",
+    "capacity": "clickguard.proof.bench_capacity:capacity",
+}
+
+
+class _BenchGroup(click.Group):
+    """The ``bench`` group: commands defined here plus the lazily imported SUBCOMMANDS."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *SUBCOMMANDS})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in SUBCOMMANDS:
+            module, attr = SUBCOMMANDS[name].split(":")
+            try:
+                return getattr(importlib.import_module(module), attr, None)
+            except ModuleNotFoundError:
+                return None
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_BenchGroup)
 def bench() -> None:
     """Benchmarks with results in JSON + Markdown + PNG."""
 
@@ -49,13 +73,14 @@ def bench() -> None:
 @click.option("--count", type=int, default=500_000, show_default=True, help="Records per phase.")
 @click.option("--smoke", is_flag=True,
               help="CI mode: 6,000 records per phase at 3,000/s; kcat only in the healthy phase.")
-@click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_OUT, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help=f"Results folder [default: {DEFAULT_OUT}/, plus the settings.results_dir index]")
 @click.option("--broker", default="leader", show_default=True,
               help="Broker to fail: kafka-N, or 'leader' = leader of most partitions.")
 @click.option("--no-kcat", is_flag=True, help="Skip the kcat comparison.")
 @click.option("--seed", type=int, default=42, show_default=True)
 def producer_cmd(
-    count: int, smoke: bool, out: Path, broker: str, no_kcat: bool, seed: int
+    count: int, smoke: bool, out: Path | None, broker: str, no_kcat: bool, seed: int
 ) -> None:
     """Producer events/s and delivery latency: healthy, broker killed, broker stopped; vs kcat."""
     rate = None
@@ -69,7 +94,11 @@ def producer_cmd(
         )
     except ProducerError as exc:
         raise click.ClickException(str(exc)) from exc
-    paths = write_producer_results(result, out)
+    paths = write_producer_results(result, out or DEFAULT_OUT)
+    if out is None:  # the default run is the one the results index quotes
+        from clickguard.proof.summary import write_index
+
+        paths.append(write_index(get_settings().results_dir))
     click.echo(render_markdown(result))
     click.echo("\nwritten: " + ", ".join(str(p) for p in paths))
     if any(ph["ours"]["failed"] or not ph["ours"]["exact"] for ph in result["phases"]):
