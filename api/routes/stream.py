@@ -1,10 +1,10 @@
 """GET /stream — stream health: last committed batch, events/s, heartbeats, consumer lag.
 
-Lag = Kafka end offsets of ``settings.topic_raw`` − the end offsets recorded in the newest
-batch_ledger row's ``offsets`` json (Spark's ``{"topic": {"partition": offset}}``; a
-``{"end": {...}}`` / ``{"endOffset": {...}}`` wrapper is accepted too). The Kafka probe runs in a
-thread with ``settings.api_lag_timeout_s`` and its result is reused for a few seconds per worker,
-so /stream stays bounded when Kafka is slow or down (the lag is then null with the reason).
+Lag = Kafka end offsets of ``settings.topic_raw`` − the consumer position per partition, read
+from the ``offsets`` json of the newest 100 batch_ledger rows (see :func:`next_offsets`). The
+Kafka probe runs in a thread with ``settings.api_lag_timeout_s`` and its result is reused for a
+couple of seconds per worker, refreshed in the background, so /stream stays bounded when Kafka is
+slow or down (the lag is then null with the reason).
 """
 
 from __future__ import annotations
@@ -32,30 +32,54 @@ LAST_MINUTE_SQL = """
 SELECT coalesce(sum(input_rows), 0) AS input_rows, count(*) AS batches
 FROM batch_ledger WHERE committed_at >= now() - interval '60 seconds'
 """
+# the newest ledger rows, enough to see every partition of a busy topic
+POSITIONS_SQL = "SELECT offsets FROM batch_ledger ORDER BY committed_at DESC LIMIT 100"
 HEARTBEAT_SQL = """
 SELECT component, beat_at, status, extract(epoch FROM now() - beat_at)::float8 AS age_sec
 FROM stream_heartbeat ORDER BY component
 """
 
 
-def ledger_offsets(offsets: Any, topic: str) -> dict[str, int] | None:
-    """Per-partition end offsets of ``topic`` in a ledger ``offsets`` json, or None."""
+def next_offsets(offsets: Any, topic: str) -> dict[str, int] | None:
+    """Per partition, the next offset to read according to one ledger ``offsets`` json.
+
+    Accepted shapes: the streaming sink's ``{"partition": [first, last]}`` (consumed through
+    ``last``), Spark's ``{"topic": {"partition": next}}`` (optionally inside ``end`` /
+    ``endOffset``), and ``{"topic": {"partition": [first, last]}}``. None when unreadable.
+    """
     if not isinstance(offsets, dict):
         return None
     for wrapper in ("end", "endOffset", "end_offsets"):
         if isinstance(offsets.get(wrapper), dict):
             offsets = offsets[wrapper]
             break
-    parts = offsets.get(topic)
-    if not isinstance(parts, dict):
+    if isinstance(offsets.get(topic), dict):
+        parts = offsets[topic]
+    elif offsets and all(str(k).isdigit() for k in offsets):
+        parts = offsets
+    else:
         return None
     out: dict[str, int] = {}
     for p, off in parts.items():
-        if isinstance(off, int):
+        if isinstance(off, int) and not isinstance(off, bool):
             out[str(p)] = off
-        elif isinstance(off, list) and off and isinstance(off[-1], int):  # [start, end]
-            out[str(p)] = off[-1]
-    return out
+        elif isinstance(off, list) and off and isinstance(off[-1], int):
+            out[str(p)] = off[-1] + 1
+    return out or None
+
+
+def consumer_positions(rows: list[Any], topic: str) -> dict[str, int] | None:
+    """Merge recent ledger rows (a batch may touch only some partitions): max per partition."""
+    merged: dict[str, int] = {}
+    for offsets in rows:
+        for p, nxt in (next_offsets(offsets, topic) or {}).items():
+            merged[p] = max(merged.get(p, 0), nxt)
+    return merged or None
+
+
+def consumer_lag(ends: dict[int, int], positions: dict[str, int]) -> dict[str, int]:
+    """Records not yet consumed per partition (end offset − next offset to read, ≥ 0)."""
+    return {str(p): max(0, end - positions.get(str(p), 0)) for p, end in sorted(ends.items())}
 
 
 class LagProbe:
@@ -119,17 +143,16 @@ async def stream(
         minute = await fetch_one(pool, LAST_MINUTE_SQL) or {"input_rows": 0, "batches": 0}
         beats = await fetch_all(pool, HEARTBEAT_SQL)
         lag: dict[str, Any] = {"total": None, "by_partition": {}, "error": None}
-        committed = ledger_offsets(last["offsets"], settings.topic_raw) if last else None
-        if committed is None:
+        recent = [r["offsets"] for r in await fetch_all(pool, POSITIONS_SQL)]
+        positions = consumer_positions(recent, settings.topic_raw)
+        if positions is None:
             lag["error"] = "no ledger offsets for " + settings.topic_raw
         else:
             ends, error = await probe.end_offsets()
             if ends is None:
                 lag["error"] = error
             else:
-                by_part = {
-                    str(p): max(0, end - committed.get(str(p), 0)) for p, end in ends.items()
-                }
+                by_part = consumer_lag(ends, positions)
                 lag = {"total": sum(by_part.values()), "by_partition": by_part, "error": None}
         return {
             "last_batch": last,

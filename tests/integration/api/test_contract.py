@@ -4,6 +4,8 @@ tables (not on the API's pre-aggregates, so the 0004 triggers are checked too)."
 from __future__ import annotations
 
 import datetime as dt
+import socket
+import time
 from typing import Any
 
 import httpx
@@ -387,3 +389,25 @@ def test_openapi_documents_every_endpoint(client: httpx.Client) -> None:
     assert anomalies["responses"]["422"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ErrorResponse"}
     assert client.get("/docs").status_code == 200
+
+
+def test_stream_lag_is_null_with_a_reason_when_kafka_is_unreachable(
+    make_server, wpg: psycopg.Connection  # type: ignore[no-untyped-def]
+) -> None:
+    seed.seed_stream(wpg, ledger_offsets={"0": [0, 9]})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    server = make_server(kafka_bootstrap=f"127.0.0.1:{closed}", api_lag_timeout_s=0.5)
+    t0 = time.monotonic()
+    lag = httpx.get(f"{server.url}/stream", timeout=10).json()["consumer_lag"]
+    assert time.monotonic() - t0 < 3  # bounded by the probe timeout
+    assert lag["total"] is None and lag["by_partition"] == {}
+    assert lag["error"].startswith("Kafka ")
+
+
+def test_stream_lag_without_ledger_offsets(client: httpx.Client, wpg: psycopg.Connection) -> None:
+    seed.seed_stream(wpg, ledger_offsets={})
+    lag = client.get("/stream").json()["consumer_lag"]
+    assert lag == {"total": None, "by_partition": {}, "error": "no ledger offsets for "
+                   "km.events.raw.v1"}
