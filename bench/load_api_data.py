@@ -108,7 +108,8 @@ BATCH_SQL = [
     SELECT 'bench', b, now() - make_interval(secs => (5000 - b) + 0.5),
            now() - make_interval(secs => 5000 - b), 1000, 990, 5, 3, 2, 1, 500,
            now() - make_interval(secs => 5000 - b), now() - make_interval(secs => 5600 - b),
-           jsonb_build_object('km.events.raw.v1', jsonb_build_object('0', b * 1000, '1', b * 1000))
+           jsonb_build_object('0', jsonb_build_array(b * 500 - 499, b * 500),
+                              '1', jsonb_build_array(b * 500 - 499, b * 500))
     FROM generate_series(1, 5000) AS b
     ON CONFLICT (query_id, batch_id) DO NOTHING
     """,
