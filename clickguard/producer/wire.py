@@ -16,15 +16,38 @@ from clickguard.contract import EVENT_TYPES, HEADER, MAGIC
 _DOUBLE = struct.Struct("<d").pack
 
 
-def zigzag_varint(n: int) -> bytes:
-    """Avro `long`/`int` encoding: zig-zag then base-128 varint."""
-    z = (n << 1) ^ (n >> 63)
+def _varint_loop(z: int) -> bytes:
+    """Base-128 varint of a non-negative int, low 7-bit group first (the reference)."""
     out = bytearray()
     while z > 0x7F:
         out.append((z & 0x7F) | 0x80)
         z >>= 7
     out.append(z)
     return bytes(out)
+
+
+# 14 bits per table lookup instead of 7 per loop turn: a millisecond timestamp (42 bits after
+# zig-zag until 2039) is 3 lookups. _LAST[v] = varint of v < 2^14; _MID[v] = its two 7-bit
+# groups, both with the continuation bit.
+_LAST = [_varint_loop(v) for v in range(1 << 14)]
+_MID = [bytes(((v & 0x7F) | 0x80, (v >> 7) | 0x80)) for v in range(1 << 14)]
+
+
+def zigzag_varint(n: int) -> bytes:
+    """Avro `long`/`int` encoding: zig-zag then base-128 varint."""
+    z = (n << 1) ^ (n >> 63)
+    if z < 0x4000:
+        return _LAST[z]
+    if z < 0x1000_0000:
+        return _MID[z & 0x3FFF] + _LAST[z >> 14]
+    if z < 0x400_0000_0000:
+        return _MID[z & 0x3FFF] + _MID[(z >> 14) & 0x3FFF] + _LAST[z >> 28]
+    if z < 0x100_0000_0000_0000:
+        return (
+            _MID[z & 0x3FFF] + _MID[(z >> 14) & 0x3FFF] + _MID[(z >> 28) & 0x3FFF]
+            + _LAST[z >> 42]
+        )
+    return _varint_loop(z)
 
 
 _SMALL = [zigzag_varint(i) for i in range(4096)]
