@@ -1,0 +1,74 @@
+"""SLO and freshness checks of stream_events on rows in the real events/batch_ledger tables."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from clickguard.settings import Settings
+from clickguard_dagster.checks.stream import check_freshness, check_slo
+from tests.integration.clickguard_dagster.conftest import insert_events, make_events
+
+pytestmark = pytest.mark.integration
+
+
+def recent_events(conn: psycopg.Connection, spark_to_db_ms: int, prefix: str) -> int:
+    """Events committed just now whose Spark->DB stage took ``spark_to_db_ms``."""
+    rows = []
+    now = datetime.now(UTC)
+    for r in make_events(sessions_per_day=10, seed=3, id_prefix=prefix):
+        r = list(r)
+        r[5] = now  # commit_ts
+        r[4] = now - timedelta(milliseconds=spark_to_db_ms)  # batch_start_ts
+        r[3] = r[4] - timedelta(milliseconds=300)  # kafka_ts
+        r[2] = r[3] - timedelta(milliseconds=20)  # ingest_ts
+        rows.append(tuple(r))
+    insert_events(conn, rows)
+    return len(rows)
+
+
+def test_slo_passes_on_fast_events_and_fails_on_a_slow_stage(
+    clean: psycopg.Connection, settings: Settings
+) -> None:
+    n = recent_events(clean, 200, "fast")
+    ok = check_slo(_resource(settings), settings)
+    assert ok.passed
+    assert ok.metadata["samples"].value == n
+    assert ok.metadata["spark_to_db_p50"].value == pytest.approx(200.0, abs=1.0)
+    assert ok.metadata["end_to_end_p95"].value == pytest.approx(520.0, abs=1.0)
+    clean.execute("DELETE FROM events")
+    recent_events(clean, 20_000, "slow")
+    bad = check_slo(_resource(settings), settings)
+    assert not bad.passed
+    assert bad.metadata["breaches"].value == [
+        "end_to_end p95 20320.0 > 5000.0",
+        "spark_to_db p50 20000.0 > 1500.0",
+        "spark_to_db p95 20000.0 > 3000.0",
+    ]
+
+
+def test_freshness_follows_the_last_batch(clean: psycopg.Connection, settings: Settings) -> None:
+    assert not check_freshness(_resource(settings), settings).passed  # nothing ever committed
+    ledger = (
+        "INSERT INTO batch_ledger (query_id, batch_id, started_at, committed_at, input_rows,"
+        " stored, dlq, late, duplicates, anomalies, duration_ms) VALUES"
+        " ('q', %s, %s, %s, 0, 0, 0, 0, 0, 0, 10)"
+    )
+    old = datetime.now(UTC) - timedelta(seconds=settings.stream_stale_seconds + 60)
+    clean.execute(ledger, (1, old, old))
+    stale = check_freshness(_resource(settings), settings)
+    assert not stale.passed
+    assert stale.metadata["age_s"].value > settings.stream_stale_seconds
+    now = datetime.now(UTC)
+    clean.execute(ledger, (2, now, now))
+    fresh = check_freshness(_resource(settings), settings)
+    assert fresh.passed
+    assert fresh.metadata["age_s"].value < 10
+
+
+def _resource(settings: Settings):
+    from clickguard_dagster.resources import postgres_resource
+
+    return postgres_resource(settings)
