@@ -1,4 +1,8 @@
-"""Annotated dependencies shared by the routes: settings, pool, cache, API key, JSON replies."""
+"""Annotated dependencies shared by the routes: settings, pool, cache, API key, JSON replies.
+
+All are ``async def``: FastAPI runs a plain ``def`` dependency in a worker thread, which would
+cost a thread hand-off per dependency per request.
+"""
 
 from __future__ import annotations
 
@@ -21,19 +25,19 @@ _api_key_header = APIKeyHeader(
 )
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_pool(request: Request) -> AsyncConnectionPool:
+async def get_pool(request: Request) -> AsyncConnectionPool:
     return request.app.state.pool
 
 
-def get_cache(request: Request) -> ResponseCache:
+async def get_cache(request: Request) -> ResponseCache:
     return request.app.state.cache
 
 
-def require_api_key(
+async def require_api_key(
     settings: Annotated[Settings, Depends(get_settings_dep)],
     key: Annotated[str | None, Depends(_api_key_header)],
 ) -> None:
@@ -85,7 +89,7 @@ class Replier:
         return Response(body, media_type="application/json")
 
 
-def get_replier(request: Request, cache: CacheDep) -> Replier:
+async def get_replier(request: Request, cache: CacheDep) -> Replier:
     return Replier(request, cache)
 
 

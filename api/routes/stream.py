@@ -125,7 +125,7 @@ class LagProbe:
         self._result, self._checked = result, time.monotonic()
 
 
-def get_lag_probe(request: Request) -> LagProbe:
+async def get_lag_probe(request: Request) -> LagProbe:
     return request.app.state.lag_probe
 
 
