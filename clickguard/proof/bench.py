@@ -163,8 +163,18 @@ def run_producer_bench(
         phase: dict[str, Any] = {"name": name, "fault": action and f"{action} {target}"}
         fault_at: dict[int, Callable[[], None]] = {}
         if action:
-            def fault(action: str = action) -> None:
-                echo(f"  {action} {target} after {count // 3:,} records")
+            base = scratch.total_offsets(settings, topic)
+
+            def fault(action: str = action, base: int = base, info: dict[str, Any] = phase) -> None:
+                # mid-run means after the producer is warmed up: the first records are on the
+                # brokers (a fresh idempotent producer first needs its producer id)
+                deadline = time.monotonic() + 15
+                while scratch.total_offsets(settings, topic) <= base and (
+                    time.monotonic() < deadline
+                ):
+                    time.sleep(0.05)
+                info["written_before_fault"] = scratch.total_offsets(settings, topic) - base
+                echo(f"  {action} {target} ({info['written_before_fault']:,} records written)")
                 stack.control(action, target)
 
             fault_at[count // 3] = fault
