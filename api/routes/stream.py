@@ -86,19 +86,22 @@ class LagProbe:
     """Kafka end offsets fetched off the event loop, bounded, and never waited for twice.
 
     The first call waits for one probe (at most ``api_lag_timeout_s``); later calls get the last
-    result at once and, when it is older than ``reuse_s``, start one background probe.
+    result at once and, when it is older than ``reuse_s`` (``retry_s`` after a failure), start
+    one background probe.
     """
 
-    def __init__(self, settings: Settings, reuse_s: float = 2.0) -> None:
+    def __init__(self, settings: Settings, reuse_s: float = 2.0, retry_s: float = 10.0) -> None:
         self.settings = settings
         self.reuse_s = reuse_s
+        self.retry_s = retry_s  # after a failure: do not build a Kafka client every 2 s
         self._result: tuple[dict[int, int] | None, str | None] | None = None
         self._checked = 0.0
         self._task: asyncio.Task[None] | None = None
 
     async def end_offsets(self) -> tuple[dict[int, int] | None, str | None]:
         """(end offset per partition, None) or (None, why it is unknown)."""
-        stale = time.monotonic() - self._checked > self.reuse_s
+        failed = self._result is not None and self._result[0] is None
+        stale = time.monotonic() - self._checked > (self.retry_s if failed else self.reuse_s)
         if stale and (self._task is None or self._task.done()):
             self._task = asyncio.create_task(self._probe())
         if self._result is None:
