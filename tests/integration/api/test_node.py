@@ -1,0 +1,37 @@
+"""The stack runs the API as node `api` (`python -m api.serve`, uvicorn with N workers): /health
+and /docs answer on settings.api_port, and stopping the node leaves no worker behind."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from clickguard.settings import Settings
+from clickguard.stack import procs
+from clickguard.stack.manager import Stack
+
+pytestmark = pytest.mark.integration
+
+
+def test_api_node(settings: Settings, api_settings: Settings) -> None:
+    stack = Stack(settings, echo=lambda _msg: None)
+    node = stack.node("api")
+    was_running = node.status().healthy
+    stack.up(["postgres", "api"])
+    workers: list[int] = []
+    try:
+        base = f"http://{settings.api_host}:{settings.api_port}"
+        health = httpx.get(f"{base}/health", timeout=10)
+        assert health.status_code == 200
+        assert health.json()["database"] == "connected"
+        docs = httpx.get(f"{base}/docs", timeout=10)
+        assert docs.status_code == 200 and "swagger-ui" in docs.text
+        pid = node.pid()
+        assert pid is not None
+        workers = procs.descendants(pid)
+        assert len(workers) >= settings.api_workers
+    finally:
+        if not was_running:
+            node.stop()
+            assert procs.wait_dead(workers, 15)
+            assert not procs.port_open(settings.api_port)
