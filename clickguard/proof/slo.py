@@ -233,13 +233,15 @@ def _parse_ts(value: str | None) -> datetime | None:
 @click.option("--until", default=None, help="Window end, ISO 8601 (default now).")
 @click.option("--by", "column", type=click.Choice(WINDOW_COLUMNS), default="commit_ts",
               show_default=True, help="Which timestamp must fall in the window.")
+@click.option("--event-id-prefix", default=None,
+              help="Only events whose event_id starts with this (one producer run).")
 @click.option("--min-events", default=DEFAULT_MIN_EVENTS, show_default=True,
               help="Fewer events than this in the window = failure (exit 1).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Results folder (default: settings.results_dir).")
 def slo_report(
-    minutes: float | None, since: str | None, until: str | None, column: str, min_events: int,
-    out: Path | None,
+    minutes: float | None, since: str | None, until: str | None, column: str,
+    event_id_prefix: str | None, min_events: int, out: Path | None,
 ) -> None:
     """Per-stage p50/p95/p99 latency over every stored event of a window, with a CDF plot."""
     from clickguard import db
@@ -248,7 +250,7 @@ def slo_report(
     end = _parse_ts(until) or datetime.now(UTC)
     start = _parse_ts(since) or end - timedelta(minutes=minutes or s.slo_window_minutes)
     with db.connect(s, "reader") as conn:
-        result = compute_slo(conn, (start, end), column=column)
+        result = compute_slo(conn, (start, end), column=column, event_id_prefix=event_id_prefix)
     report = slo_report_for(result, s, min_events)
     paths = report.write(out or s.results_dir)
     for row in report.rows:
