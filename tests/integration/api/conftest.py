@@ -75,7 +75,8 @@ def fingerprint(conn: psycopg.Connection) -> dict[str, tuple[int, str]]:
     return out
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port nothing listens on (bound and released)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -85,7 +86,7 @@ class LiveServer:
     """uvicorn serving ``create_app(settings)`` in a thread (real HTTP, real lifespan)."""
 
     def __init__(self, settings: Settings) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.settings = settings
         self.app = create_app(settings)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")

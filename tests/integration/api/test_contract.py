@@ -4,7 +4,6 @@ tables (not on the API's pre-aggregates, so the 0004 triggers are checked too)."
 from __future__ import annotations
 
 import datetime as dt
-import socket
 import time
 from typing import Any
 
@@ -14,6 +13,7 @@ import psycopg
 import pytest
 
 from tests.integration.api import seed
+from tests.integration.api.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -395,10 +395,7 @@ def test_stream_lag_is_null_with_a_reason_when_kafka_is_unreachable(
     make_server, wpg: psycopg.Connection  # type: ignore[no-untyped-def]
 ) -> None:
     seed.seed_stream(wpg, ledger_offsets={"0": [0, 9]})
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed = s.getsockname()[1]
-    server = make_server(kafka_bootstrap=f"127.0.0.1:{closed}", api_lag_timeout_s=0.5)
+    server = make_server(kafka_bootstrap=f"127.0.0.1:{free_port()}", api_lag_timeout_s=0.5)
     t0 = time.monotonic()
     lag = httpx.get(f"{server.url}/stream", timeout=10).json()["consumer_lag"]
     assert time.monotonic() - t0 < 3  # bounded by the probe timeout
