@@ -90,3 +90,34 @@ def test_popular_items_row_count(wpg: psycopg.Connection) -> None:
     assert counted() == (575, 575)
     wpg.execute("TRUNCATE popular_items")
     assert counted() == (0, 0)
+
+
+def test_migration_backfills_existing_anomalies(api_settings) -> None:  # type: ignore[no-untyped-def]
+    """0004 applied to a database that already holds anomalies and popular items (the
+    production upgrade path) starts with aggregates equal to the data."""
+    from psycopg import sql
+
+    from clickguard import db
+
+    scratch = api_settings.model_copy(update={"pg_db": f"{api_settings.pg_db}_mig"})
+    with db.connect(api_settings, "superuser", "postgres", autocommit=True) as su:
+        su.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(scratch.pg_db)))
+        su.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+            sql.Identifier(scratch.pg_db), sql.Identifier(api_settings.pg_writer_user)))
+    try:
+        with db.connect(scratch, "writer", autocommit=True) as conn:
+            for version, text in db.migrations():
+                if version < "0004":
+                    conn.execute(text)
+            seed.seed_anomalies(conn)
+            seed.seed_batch_tables(conn)
+            (text,) = [t for v, t in db.migrations() if v.startswith("0004")]
+            conn.execute(text)
+            assert_consistent(conn)
+            assert conn.execute("SELECT row_count FROM api_table_counts").fetchone() == (600,)
+            seed.seed_anomalies(conn)  # and the triggers work from there on
+            assert_consistent(conn)
+    finally:
+        with db.connect(api_settings, "superuser", "postgres", autocommit=True) as su:
+            su.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(
+                sql.Identifier(scratch.pg_db)))
