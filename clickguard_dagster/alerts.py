@@ -122,8 +122,9 @@ def dlq_message(decision: Decision, facts: DlqFacts, now: float) -> dict[str, An
         blocks.append(
             {"type": "section", "text": {"type": "mrkdwn", "text": f"*Top reasons*\n{reasons}"}}
         )
+    offsets = ", ".join(f"p{p}={o}" for p, o in facts.end_offsets.items())
     look = (
-        f"*Where to look*\n• topic `{facts.topic}` (offsets {facts.end_offsets})\n"
+        f"*Where to look*\n• topic `{facts.topic}` (end offsets {offsets})\n"
         "• `SELECT reason, detail, source_offset FROM dlq_events ORDER BY id DESC LIMIT 20`\n"
         "• after a fix, re-publish with the Dagster job `dlq_replay`"
     )

@@ -1,0 +1,245 @@
+"""Sensors against the real DLQ topic and a local HTTP server standing in for Slack's Web API."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import dagster as dg
+import psycopg
+import pytest
+from confluent_kafka import Producer
+
+from clickguard import kafka as kafka_helpers
+from clickguard.settings import Settings
+from clickguard_dagster.resources import SlackAlertResource, build_resources
+from clickguard_dagster.sensors.dlq import dlq_alert_sensor
+from clickguard_dagster.sensors.stream_health import stream_health_sensor
+
+pytestmark = pytest.mark.integration
+
+
+class SlackStandIn(ThreadingHTTPServer):
+    """Records chat.postMessage calls; answers like Slack (``ok`` true, or an error if told)."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.fail_next = 0
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: SlackStandIn
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+        if "json" in (self.headers.get("Content-Type") or ""):
+            payload = json.loads(body)
+        else:
+            payload = {k: v[0] for k, v in parse_qs(body).items()}
+            if "blocks" in payload:
+                payload["blocks"] = json.loads(payload["blocks"])
+        if self.server.fail_next:
+            self.server.fail_next -= 1
+            answer = {"ok": False, "error": "ratelimited"}
+        else:
+            self.server.calls.append(
+                {"method": self.path.rsplit("/", 1)[-1],
+                 "auth": self.headers.get("Authorization"), **payload}
+            )
+            answer = {"ok": True, "channel": "C0TEST", "ts": f"{len(self.server.calls)}.0001"}
+        data = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackStandIn]:
+    server = SlackStandIn()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+
+
+def sensor_resources(settings: Settings, slack: SlackStandIn, token: str = "xoxb-test") -> dict:
+    res = build_resources(settings)
+    res.pop("spark")
+    res["slack"] = SlackAlertResource(
+        token=token, channel="#clickguard-test",
+        base_url=f"http://127.0.0.1:{slack.server_address[1]}/api/",
+    )
+    return res
+
+
+def produce_dlq(settings: Settings, conn: psycopg.Connection, n: int, reason: str) -> None:
+    """n dead-lettered records on the DLQ topic, and their rows in dlq_events."""
+    producer = Producer(kafka_helpers.producer_config(settings))
+    for i in range(n):
+        producer.produce(settings.topic_dlq, value=f"garbage-{reason}-{i}".encode(),
+                         headers=[("reason", reason.encode())])
+    assert producer.flush(30) == 0
+    base = conn.execute("SELECT coalesce(max(source_offset), 0) FROM dlq_events").fetchone()[0]
+    conn.cursor().executemany(
+        "INSERT INTO dlq_events (source_topic, source_partition, source_offset, reason,"
+        " raw_value, detected_at) VALUES (%s, 0, %s, %s, %s, now())",
+        [(settings.topic_raw, base + i + 1, reason, b"x") for i in range(n)],
+    )
+
+
+def tick(resources: dict, cursor: str | None) -> dg.SensorResult:
+    ctx = dg.build_sensor_context(cursor=cursor, resources=resources)
+    result = dlq_alert_sensor(ctx)
+    assert isinstance(result, dg.SensorResult)
+    return result
+
+
+def history(conn: psycopg.Connection, key: str = "dlq") -> list[tuple]:
+    return conn.execute(
+        "SELECT seq, transition, severity, new_messages, status, delivered_via"
+        " FROM alert_history WHERE alert_key = %s ORDER BY seq", (key,)
+    ).fetchall()
+
+
+def test_dlq_alert_lifecycle_with_slack(
+    clean: psycopg.Connection, settings: Settings, slack: SlackStandIn, stack: Any
+) -> None:
+    res = sensor_resources(settings, slack)
+    first = tick(res, None)  # baseline: remembers the end offsets, sends nothing
+    assert "baseline" in str(first.skip_reason)
+    assert slack.calls == []
+
+    produce_dlq(settings, clean, 3, "avro_decode_error")
+    opened = tick(res, first.cursor)
+    assert [c["text"] for c in slack.calls] == [
+        "DLQ WARNING: 3 new dead-lettered records"
+    ]
+    fields = slack.calls[0]["blocks"][1]["fields"]
+    assert fields[0]["text"] == "*New messages*\n3"
+    assert "• `avro_decode_error`: 3" in slack.calls[0]["blocks"][2]["text"]["text"]
+    assert slack.calls[0]["channel"] == "#clickguard-test"
+    assert slack.calls[0]["auth"] == "Bearer xoxb-test"
+
+    produce_dlq(settings, clean, 2, "avro_decode_error")
+    suppressed = tick(res, opened.cursor)  # same severity inside the 10-minute cooldown
+    assert len(slack.calls) == 1
+    assert "suppressed WARNING" in str(suppressed.skip_reason)
+
+    produce_dlq(settings, clean, 25, "unknown_schema_id")
+    escalated = tick(res, suppressed.cursor)  # higher severity: sent at once
+    assert slack.calls[-1]["text"] == "DLQ escalated to CRITICAL: 25 new records"
+    assert "1 repeat(s) suppressed" in slack.calls[-1]["blocks"][-1]["elements"][0]["text"]
+
+    resolved = tick(res, escalated.cursor)  # no growth
+    assert slack.calls[-1]["text"] == "DLQ RESOLVED: no new records (was CRITICAL)"
+    assert len(slack.calls) == 3
+
+    # a daemon restart from the saved cursor repeats nothing
+    again = tick(res, resolved.cursor)
+    assert len(slack.calls) == 3
+    assert "0 new DLQ message(s)" in str(again.skip_reason)
+
+    # an alert is sent, then the daemon dies before saving the cursor: the next evaluation
+    # (from the older cursor) adopts the state saved with the alert and does not re-send it
+    produce_dlq(settings, clean, 4, "missing_required")
+    reopened = tick(res, again.cursor)
+    assert slack.calls[-1]["text"] == "DLQ WARNING: 4 new dead-lettered records"
+    produce_dlq(settings, clean, 1, "missing_required")
+    after_crash = tick(res, again.cursor)  # the cursor of `reopened` was "lost"
+    assert len(slack.calls) == 4
+    assert "1 new DLQ message(s)" in str(after_crash.skip_reason)
+    assert json.loads(after_crash.cursor)["state"]["seq"] == json.loads(reopened.cursor)["state"]["seq"]
+
+    assert history(clean) == [
+        (1, "OPEN", "WARNING", 3, "sent", "slack"),
+        (2, "ESCALATE", "CRITICAL", 25, "sent", "slack"),
+        (3, "RESOLVED", "CRITICAL", 0, "sent", "slack"),
+        (4, "OPEN", "WARNING", 4, "sent", "slack"),
+    ]
+    recorded = Path(settings.home) / "slack_messages.recorded.json"  # for the closing note
+    recorded.write_text(json.dumps(slack.calls, indent=2) + "\n")
+
+
+def test_failed_delivery_is_retried_not_lost(
+    clean: psycopg.Connection, settings: Settings, slack: SlackStandIn, stack: Any
+) -> None:
+    res = sensor_resources(settings, slack)
+    base = tick(res, None)
+    produce_dlq(settings, clean, 2, "out_of_range")
+    slack.fail_next = 1  # Slack answers ok=false once
+    failed = tick(res, base.cursor)
+    assert slack.calls == []
+    assert failed.cursor == base.cursor  # not advanced: the alert is still owed
+    assert history(clean) == [(1, "OPEN", "WARNING", 2, "failed", None)]
+    retried = tick(res, failed.cursor)
+    assert [c["text"] for c in slack.calls] == ["DLQ WARNING: 2 new dead-lettered records"]
+    assert history(clean) == [(1, "OPEN", "WARNING", 2, "sent", "slack")]
+    assert json.loads(retried.cursor)["state"]["seq"] == 1
+
+
+def test_without_token_alerts_go_to_log_and_history(
+    clean: psycopg.Connection, settings: Settings, slack: SlackStandIn, stack: Any
+) -> None:
+    res = sensor_resources(settings, slack, token="")
+    base = tick(res, None)
+    produce_dlq(settings, clean, 21, "not_wire_format")
+    tick(res, base.cursor)
+    assert slack.calls == []
+    assert history(clean) == [(1, "OPEN", "CRITICAL", 21, "logged", "log")]
+
+
+def test_stream_health_observes_and_alerts(
+    clean: psycopg.Connection, settings: Settings, slack: SlackStandIn, stack: Any
+) -> None:
+    res = sensor_resources(settings, slack)
+    end = kafka_helpers.end_offsets(settings, settings.topic_raw)
+    offsets = json.dumps({settings.topic_raw: {str(p): o for p, o in end.items()}})
+    now = datetime.now(UTC)
+    ledger = (
+        "INSERT INTO batch_ledger (query_id, batch_id, started_at, committed_at, input_rows,"
+        " stored, dlq, late, duplicates, anomalies, duration_ms, state_rows, offsets)"
+        " VALUES ('q', %s, %s, %s, 10, 10, 0, 0, 0, 0, 50, 1234, %s)"
+    )
+    clean.execute(ledger, (1, now, now, offsets))
+    clean.execute("INSERT INTO stream_heartbeat VALUES ('streaming', %s, 'running', '{}')", (now,))
+    healthy = stream_health_sensor(dg.build_sensor_context(resources=res))
+    obs = healthy.asset_events[0]
+    assert obs.asset_key == dg.AssetKey("stream_events")
+    md = {k: v.value for k, v in obs.metadata.items()}
+    assert (md["status"], md["consumer_lag"], md["state_rows"], md["last_batch_id"]) == (
+        "healthy", 0, 1234, 1
+    )
+    assert slack.calls == []
+
+    clean.execute("UPDATE stream_heartbeat SET status = 'failed'")
+    down = stream_health_sensor(dg.build_sensor_context(cursor=healthy.cursor, resources=res))
+    assert down.asset_events[0].metadata["status"].value == "down"
+    assert slack.calls[-1]["text"] == "Stream DOWN (CRITICAL): heartbeat reports failed"
+
+    clean.execute("UPDATE stream_heartbeat SET status = 'running', beat_at = now()")
+    up = stream_health_sensor(dg.build_sensor_context(cursor=down.cursor, resources=res))
+    assert up.asset_events[0].metadata["status"].value == "healthy"
+    assert slack.calls[-1]["text"] == "Stream RESOLVED: batches are committing again"
+    assert len(slack.calls) == 2
+    assert history(clean, "stream_health") == [
+        (1, "OPEN", "CRITICAL", 0, "sent", "slack"),
+        (2, "RESOLVED", "CRITICAL", 0, "sent", "slack"),
+    ]
+    old = now - timedelta(hours=1)
+    clean.execute("UPDATE stream_heartbeat SET beat_at = %s", (old,))
+    clean.execute("UPDATE batch_ledger SET committed_at = %s", (old,))
+    stale = stream_health_sensor(dg.build_sensor_context(cursor=up.cursor, resources=res))
+    assert stale.asset_events[0].metadata["status"].value == "down"
+    assert slack.calls[-1]["text"].startswith("Stream DOWN (CRITICAL): no heartbeat or batch for")
