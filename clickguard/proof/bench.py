@@ -368,8 +368,9 @@ def render_markdown(result: dict[str, Any]) -> str:
 
 {result['records_per_phase']:,} records per phase ({result['avg_record_bytes']} B each, Avro
 Confluent wire format), topic `{result['topic']}` (6 partitions, RF 3, min ISR 2), acks=all +
-idempotence + lz4. Fault target: `{result['failed_broker']}`, injected after a third of the
-records. Measured {m['measured_at']} on {m['cpus']} CPUs / {m['memory_gb']} GB, load average
+idempotence + lz4. Fault target: `{result['failed_broker']}`, failed once a third of the
+records was sent and the first were written (mid-run), restarted after the phase.
+Measured {m['measured_at']} on {m['cpus']} CPUs / {m['memory_gb']} GB, load average
 {m['load_avg_1_5_15']} before and {m.get('load_avg_after')} after (the whole stack and other
 processes share the machine).
 
