@@ -51,12 +51,12 @@ def prepare_home(settings: Settings) -> Path:
 
 
 def process_env(settings: Settings) -> dict[str, str]:
-    """Environment of a Dagster process: DAGSTER_HOME and the code location module."""
-    return {
-        **os.environ,
-        "DAGSTER_HOME": str(prepare_home(settings)),
-        "DAGSTER_MODULE_NAME": MODULE_NAME,
-    }
+    """Environment of the webserver/daemon: DAGSTER_HOME; the code location comes from
+    workspace.yaml, so an inherited DAGSTER_MODULE_NAME (from the activate script) is dropped:
+    Dagster refuses both at once."""
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_MODULE_NAME"}
+    env["DAGSTER_HOME"] = str(prepare_home(settings))
+    return env
 
 
 def command(settings: Settings, role: str) -> list[str]:

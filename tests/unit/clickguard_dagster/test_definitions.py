@@ -1,0 +1,92 @@
+"""Definitions load without services; instance config and helpers are right."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import yaml
+
+from clickguard.dagster_env import command, render_instance_yaml
+from clickguard.settings import Settings
+from clickguard_dagster.batch import DayRangeConfig, day_predicates
+from clickguard_dagster.checks.quality import sessions_expectations, validate
+from clickguard_dagster.sensors.stream_health import committed_offsets
+
+
+def test_definitions_graph() -> None:
+    from clickguard_dagster.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert keys == {
+        "stream_events", "daily_sessions", "session_funnel", "daily_metrics", "popular_items",
+        "popular_categories", "anomaly_daily_summary",
+    }
+    assert {p.to_user_string() for p in graph.get(dg.AssetKey("daily_metrics")).parent_keys} == {
+        "daily_sessions", "stream_events"
+    }
+    blocking = {
+        (k.asset_key.to_user_string(), k.name)
+        for k in graph.asset_check_keys
+        if graph.get_check_spec(k).blocking
+    }
+    assert blocking == {
+        ("daily_sessions", "keys"), ("daily_sessions", "data_quality"),
+        ("daily_metrics", "data_quality"),
+    }
+    assert len(graph.asset_check_keys) == 15
+    assert {s.name for s in defs.sensors} == {"dlq_alert_sensor", "stream_health_sensor"}
+    assert defs.resolve_job_def("dlq_replay") is not None
+
+
+def test_instance_yaml_uses_postgres(tmp_path: Path) -> None:
+    s = Settings(home=tmp_path, pg_port=5999, pg_dagster_db="dg")
+    cfg = yaml.safe_load(render_instance_yaml(s))
+    db = cfg["storage"]["postgres"]["postgres_db"]
+    assert (db["hostname"], db["port"], db["db_name"], db["username"]) == (
+        "127.0.0.1", 5999, "dg", s.pg_writer_user
+    )
+    assert db["scheme"] == "postgresql+psycopg2"
+    assert cfg["compute_logs"]["config"]["base_dir"] == str(tmp_path / "dagster-home/compute_logs")
+
+
+def test_launcher_commands(tmp_path: Path) -> None:
+    s = Settings(home=tmp_path, dagster_port=3123)
+    web = command(s, "webserver")
+    assert web[0].endswith("dagster-webserver")
+    assert web[1:6] == ["-h", "127.0.0.1", "-p", "3123", "-w"]
+    assert web[6].endswith("workspace.yaml")
+    assert command(s, "daemon")[1:3] == ["run", "-w"]
+
+
+def test_day_range_and_predicates() -> None:
+    assert DayRangeConfig().date_range() is None
+    assert DayRangeConfig(start_date="2026-11-20").date_range() == (
+        date(2026, 11, 20), date(2026, 11, 20)
+    )
+    assert day_predicates("event_ts", [date(2026, 11, 20)]) == [
+        "event_ts >= '2026-11-20T00:00:00+00:00' AND event_ts < '2026-11-21T00:00:00+00:00'"
+    ]
+
+
+def test_gx_reports_a_null_key() -> None:
+    ts = pd.Timestamp("2026-11-20 10:00", tz="UTC")
+    df = pd.DataFrame({
+        "session_id": [1, None], "session_start": [ts, ts], "session_day": [ts.date()] * 2,
+        "session_end": [ts, ts], "duration_sec": [0.0, 5.0], "events": [1, 2],
+        "clicks": [0, 1], "cart_adds": [0, 0], "purchases": [0, 0], "revenue": [0.0, 0.0],
+    })
+    failed = validate(df, sessions_expectations(), "unit_sessions")
+    assert [(f["expectation"], f["kwargs"]["column"], f["unexpected_count"]) for f in failed] == [
+        ("expect_column_values_to_not_be_null", "session_id", 1)
+    ]
+
+
+def test_committed_offsets_formats() -> None:
+    assert committed_offsets({"t": {"0": 5, "1": 7}}, "t") == {0: 5, 1: 7}
+    assert committed_offsets('{"t": {"2": 1}}', "t") == {2: 1}
+    assert committed_offsets({"0": 3}, "t") == {0: 3}
+    assert committed_offsets(None, "t") == {}
