@@ -490,6 +490,7 @@ def chaos_report(name: str, results: list[ScenarioResult], cfg: ChaosConfig) -> 
         rows.append({
             "scenario": r.scenario, "target": r.target, "fault s": r.fault_s,
             "RTO first event s": r.rto_first_event_s, "RTO lag normal s": r.rto_lag_s,
+            "RTO service s": r.rto_service_s,
             "max lag": r.max_lag, "acked": rec.get("acked"), "lost": rec.get("lost"),
             "duplicated": rec.get("duplicated"), "extra": rec.get("extra"),
             "failed sends": r.producer.get("failed"),

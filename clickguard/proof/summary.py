@@ -73,7 +73,10 @@ def build_index(results_dir: Path) -> str:
         rec = sc.get("reconciliation") or {}
         ours = (f"skipped: {sc['skipped']}" if sc.get("skipped") else
                 f"RTO {_n(sc.get('rto_first_event_s'), ' s')} (first event) / "
-                f"{_n(sc.get('rto_lag_s'), ' s')} (lag normal); lost {rec.get('lost')}, "
+                f"{_n(sc.get('rto_lag_s'), ' s')} (lag normal)"
+                + (f", API answers again after {_n(sc['rto_service_s'], ' s')}"
+                   if sc.get("rto_service_s") is not None else "")
+                + f"; lost {rec.get('lost')}, "
                 f"duplicated {rec.get('duplicated')}, extra {rec.get('extra')} of "
                 f"{rec.get('acked', 0):,} acked")
         rows.append([f"chaos {name}", ours, "≈ 62 s RTO, RPO 0 (no reconciliation)",
