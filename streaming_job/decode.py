@@ -21,6 +21,7 @@ from typing import Any
 
 import fastavro
 import pyarrow as pa
+import pyarrow.compute as pc
 from fastavro.read import SchemaResolutionError
 
 from clickguard.contract import (
@@ -191,32 +192,41 @@ def decode_table(
     Raw key/value bytes are carried only for DLQ rows and for valid rows whose event time is
     before ``keep_raw_before`` (the watermark: those are routed late with their original bytes).
     """
-    cols = batch.to_pydict()
+    values = batch.column("value").to_pylist()
     now = now or datetime.now(UTC)
-    out: dict[str, list[Any]] = {name: [] for name in OUTPUT_SCHEMA.names}
     event_names = [name for name, _ in EVENT_FIELDS]
-    for key, value, part, off, kts in zip(
-        cols["key"], cols["value"], cols["partition"], cols["offset"], cols["timestamp"],
-        strict=True,
-    ):
+    events: dict[str, list[Any]] = {name: [] for name in event_names}
+    status: list[str] = []
+    reason: list[str | None] = []
+    detail: list[str | None] = []
+    keep: list[bool] = []
+    for value in values:
         v = decode_value(value, schemas, now=now, max_future=max_future)
         ev = v.event if v.ok else None
         for name in event_names:
-            out[name].append(ev.get(name) if ev else None)
+            events[name].append(ev.get(name) if ev else None)
         if not v.ok and v.event is not None:  # decoded but invalid: keep its id for the DLQ row
-            out["event_id"][-1] = v.event.get("event_id")
-        keep = not v.ok or (
+            events["event_id"][-1] = v.event.get("event_id")
+        keep.append(not v.ok or (
             keep_raw_before is not None and ev is not None and ev["event_ts"] < keep_raw_before
-        )
-        out["kafka_partition"].append(part)
-        out["kafka_offset"].append(off)
-        out["kafka_ts"].append(kts)
-        out["status"].append("ok" if v.ok else "dlq")
-        out["reason"].append(None if v.ok else str(v.reason))
-        out["detail"].append(v.detail)
-        out["raw_key"].append(key if keep else None)
-        out["raw_value"].append(value if keep else None)
-    return pa.RecordBatch.from_pydict(out, schema=OUTPUT_SCHEMA)
+        ))
+        status.append("ok" if v.ok else "dlq")
+        reason.append(None if v.ok else str(v.reason))
+        detail.append(v.detail)
+    # Kafka coordinates pass through as Arrow columns, without a round trip through Python
+    mask = pa.array(keep, pa.bool_())
+    arrays = [pa.array(events[name], type=t) for name, t in EVENT_FIELDS] + [
+        batch.column("partition").cast(pa.int32()),
+        batch.column("offset").cast(pa.int64()),
+        batch.column("timestamp").cast(TS),
+        pa.array(status, pa.string()),
+        pa.array(reason, pa.string()),
+        pa.array(detail, pa.string()),
+        pc.if_else(mask, batch.column("key").cast(pa.binary()), pa.scalar(None, pa.binary())),
+        pc.if_else(mask, batch.column("value").cast(pa.binary()), pa.scalar(None, pa.binary())),
+    ]
+    arrays = [a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in arrays]
+    return pa.RecordBatch.from_arrays(arrays, schema=OUTPUT_SCHEMA)
 
 
 def arrow_decoder(
