@@ -62,7 +62,7 @@ def make_events(
             for _ in range(rng.randint(1, 12)):
                 gap = rng.choice([5, 40, 200, 1799, 1801, 2400, 7200])
                 ts = ts + timedelta(seconds=gap, microseconds=rng.randint(0, 999_999))
-                etype = rng.choice(EVENT_TYPES[:6] + ("click", "click", "page_view"))
+                etype = rng.choice((*EVENT_TYPES[:6], "click", "click", "page_view"))
                 item = rng.randint(1, 30) if etype != "page_view" or rng.random() < 0.3 else None
                 cat = rng.choice(CATEGORIES) if item else None
                 price = Decimal(rng.randint(100, 99_999)) / 100 if etype == "purchase" else None

@@ -59,7 +59,7 @@ def test_keys_check_catches_duplicate_and_phantom_sessions(
 ) -> None:
     pg, postgres = materialized, resources["postgres"]
     assert check_session_keys(postgres).passed
-    sid, start, day = one_session(pg)
+    sid, start, _ = one_session(pg)
     # a duplicated session: same id, starting 1 s later, overlapping the original
     pg.execute(
         "INSERT INTO daily_sessions SELECT session_id, session_start + interval '1 second',"
@@ -80,6 +80,22 @@ def test_keys_check_catches_duplicate_and_phantom_sessions(
             " AND session_start = %s + interval '1 second'",
             (sid, start),
         )
+    assert check_session_keys(postgres).passed
+    # a phantom session: its events do not exist in `events`
+    pg.execute(
+        "INSERT INTO daily_sessions SELECT 999999, session_start, session_day, session_end,"
+        " duration_sec, events, clicks, cart_adds, purchases, revenue, converted, entry_page,"
+        " exit_page FROM daily_sessions WHERE session_id = %s AND session_start = %s",
+        (sid, start),
+    )
+    try:
+        result = check_session_keys(postgres)
+        assert not result.passed
+        assert result.metadata["duplicate_sessions"].value == 0
+        assert result.metadata["sessions_with_missing_events"].value == 1
+        assert result.metadata["missing_event_examples"].value[0]["session_id"] == 999999
+    finally:
+        pg.execute("DELETE FROM daily_sessions WHERE session_id = 999999")
     assert check_session_keys(postgres).passed
 
 

@@ -9,11 +9,13 @@ from typing import Any
 import fastavro
 import psycopg
 import pytest
+from click.testing import CliRunner
 from confluent_kafka import Consumer, TopicPartition
 
 from clickguard import kafka as kafka_helpers
 from clickguard.contract import encode, parsed_schema, split
 from clickguard.settings import Settings
+from clickguard_dagster.cli import dlq_replay as dlq_replay_cli
 from clickguard_dagster.jobs import dlq_replay
 from clickguard_dagster.resources import build_resources
 
@@ -91,3 +93,11 @@ def test_replay_selected_reason_and_range(
         run_config={"ops": {"replay_dlq_records": {"config": config}}}, resources=res
     )
     assert again.output_for_node("replay_dlq_records")["selected"] == 0
+    # the shell command runs the same job in the platform's instance
+    out = CliRunner().invoke(
+        dlq_replay_cli, ["--reason", "unknown_schema_id", "--include-replayed", "--dry-run"]
+    )
+    assert out.exit_code == 0, out.output
+    assert out.output.startswith(
+        "dlq-replay: selected 3, published 0, failed 0, skipped (no bytes) 0 (dry run); run "
+    )

@@ -160,7 +160,8 @@ def test_dlq_alert_lifecycle_with_slack(
     after_crash = tick(res, again.cursor)  # the cursor of `reopened` was "lost"
     assert len(slack.calls) == 4
     assert "1 new DLQ message(s)" in str(after_crash.skip_reason)
-    assert json.loads(after_crash.cursor)["state"]["seq"] == json.loads(reopened.cursor)["state"]["seq"]
+    seq = json.loads(reopened.cursor)["state"]["seq"]
+    assert json.loads(after_crash.cursor)["state"]["seq"] == seq == 4
 
     assert history(clean) == [
         (1, "OPEN", "WARNING", 3, "sent", "slack"),
