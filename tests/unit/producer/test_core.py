@@ -16,7 +16,7 @@ def test_token_bucket_holds_the_rate() -> None:
     for _ in range(50):
         bucket.take(20)  # 1,000 tokens at 2,000/s: ~0.49 s after the first burst
     took = time.monotonic() - t0
-    assert 0.45 <= took < 1.5
+    assert 0.45 <= took < 3.0  # generous upper bound: the machine is shared
 
 
 def test_latency_percentiles_match_numpy() -> None:
