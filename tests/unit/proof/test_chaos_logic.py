@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from clickguard.proof.chaos import SCENARIOS, ChaosConfig, needed_nodes, rto_lag
 from clickguard.proof.stream import Sample, lag_from
 from clickguard.settings import Settings
@@ -44,3 +46,15 @@ def test_every_scenario_needs_the_stream_and_api_only_for_api() -> None:
     for sc in SCENARIOS:
         assert "streaming" in needed_nodes(sc) and "postgres" in needed_nodes(sc)
         assert ("api" in needed_nodes(sc)) is (sc == "api")
+
+
+def test_capacity_lag_growth_is_the_slope_over_the_second_half() -> None:
+    from clickguard.proof.bench_capacity import lag_growth
+
+    # first half ignored (start-up); second half: sawtooth on a 100 records/s upward trend
+    series = [(t / 2, (5000 if t < 20 else 0) + 100 * (t / 2) + (300 if t % 4 else 0))
+              for t in range(41)]
+    assert lag_growth(series, 20.0) == pytest.approx(100.0, abs=15)
+    flat = [(t / 2, 1000 + (500 if t % 6 < 3 else 0)) for t in range(41)]
+    assert abs(lag_growth(flat, 20.0)) < 30
+    assert lag_growth([(11.0, 5), (12.0, None)], 20.0) is None
