@@ -3,8 +3,9 @@
 Produces ``--rate`` events/s for ``--duration`` s with an anomaly block (cycling HIGH_FREQUENCY,
 BOT_LIKE, TRAFFIC_SPIKE, ERROR_BURST) every ``--every`` normal events, waits until the streaming
 job has committed everything, and scores the anomalies table against the generator's ground
-truth (:mod:`streaming_job.evaluation`). TRAFFIC_SPIKE needs a few minutes of history, so run for
-at least 5 minutes. Needs a running stack with the streaming node. Writes
+truth (:mod:`streaming_job.evaluation`). TRAFFIC_SPIKE needs a few minutes of history, hence the
+``--warmup`` of plain traffic first (detections are scored from 2 minutes before its end).
+Needs a running stack with the streaming node. Writes
 ``<out>/anomaly-quality.json|.md|.png``. Usage:
 
     python bench/anomaly_quality.py --rate 1000 --duration 300 --every 20000
@@ -13,6 +14,7 @@ at least 5 minutes. Needs a running stack with the streaming node. Writes
 from __future__ import annotations
 
 import argparse
+import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -34,17 +36,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rate", type=float, default=1000)
     ap.add_argument("--duration", type=float, default=300)
-    ap.add_argument("--every", type=int, default=20_000)
+    ap.add_argument("--every", type=int, default=25_000)
+    ap.add_argument("--warmup", type=float, default=180, help="seconds of normal traffic first")
     ap.add_argument("--out", type=Path, default=Path("results/stream"))
     args = ap.parse_args()
     s = get_settings()
     print(Stack(s).control("start", "streaming"), flush=True)
     contract_id, _ = register_schemas(s, s.topic_raw)
-    gen = Generator(GeneratorConfig(anomaly_every=args.every))
-    t0 = datetime.now(UTC)
+    # warm-up without anomalies first, so TRAFFIC_SPIKE has a baseline (history) to judge by
+    warm = Generator(GeneratorConfig(seed=1))
+    gen = Generator(GeneratorConfig(seed=2, anomaly_every=args.every))
+    events = itertools.chain(warm.events(int(args.rate * args.warmup)), gen.events())
+    t0 = datetime.now(UTC) + timedelta(seconds=args.warmup)
     summary = produce(
-        s, FaultInjector(contract_id).records(gen.events()), rate=args.rate,
-        duration=args.duration,
+        s, FaultInjector(contract_id).records(events), rate=args.rate,
+        duration=args.warmup + args.duration,
     )
     t1 = datetime.now(UTC)
     targets = {p: o - 1 for p, o in end_offsets(s, s.topic_raw).items() if o > 0}
@@ -56,7 +62,7 @@ def main() -> None:
     scores = score(gen.ground_truth, dets)
     data = {
         "machine": machine(), "rate": args.rate, "duration_s": args.duration,
-        "every": args.every, "produced": summary.acknowledged,
+        "every": args.every, "warmup_s": args.warmup, "produced": summary.acknowledged,
         "rules": {k: v.to_dict() for k, v in scores.items()},
         "thresholds": {
             "high_frequency_clicks": s.high_frequency_clicks, "bot_like_clicks": s.bot_like_clicks,

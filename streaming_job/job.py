@@ -89,9 +89,15 @@ def main() -> int:
     )
     settings = get_settings()
     stopping = False
+    started = False
 
     def on_term(signum: int, _frame: FrameType | None) -> None:
         nonlocal stopping
+        if not started:
+            # still inside Spark start-up (a py4j call that may wait for Kafka indefinitely):
+            # nothing to commit or lose yet, so leave at once; the JVM exits with its parent
+            log.info("signal %d during start-up: exiting", signum)
+            os._exit(0)
         log.info("signal %d: stopping the query", signum)
         stopping = True
 
@@ -102,6 +108,7 @@ def main() -> int:
     sink = BatchSink(settings)
     query = start_query(spark, settings, sink)
     sink.query_id = str(query.id)
+    started = True
     log.info(
         "query %s (run %s) started in %.1fs: topic %s, checkpoint %s",
         query.id, query.runId, time.monotonic() - t0, settings.topic_raw, settings.checkpoint_dir,

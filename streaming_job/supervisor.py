@@ -15,20 +15,39 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
 from clickguard.settings import get_settings
+from clickguard.stack import procs
 
 log = logging.getLogger("streaming_job.supervisor")
 JOB_PID_FILE = "job.pid"
 HEALTHY_RUN_S = 60.0
+STOP_GRACE_S = 20.0  # below the stack's own 30 s stop timeout
 
 
 def node_dir() -> Path:
     """The node folder (set by the stack), else ``$CLICKGUARD_HOME/streaming``."""
     env = os.environ.get("CLICKGUARD_NODE")
     return Path(env) if env else get_settings().home / "streaming"
+
+
+def _wait(child: subprocess.Popen[bytes], stopping: Callable[[], bool]) -> int:
+    """The child's exit code; once a stop was requested, SIGKILL its tree after STOP_GRACE_S."""
+    stop_seen: float | None = None
+    while True:
+        try:
+            return child.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            pass
+        if stopping():
+            stop_seen = stop_seen or time.monotonic()
+            if time.monotonic() - stop_seen > STOP_GRACE_S:
+                log.warning("job pid %d ignored SIGTERM for %.0fs: SIGKILL",
+                            child.pid, STOP_GRACE_S)
+                procs.send(child.pid, signal.SIGKILL, tree=True)
 
 
 def main() -> int:
@@ -59,7 +78,7 @@ def main() -> int:
         child = subprocess.Popen([sys.executable, "-m", "streaming_job.job"])
         pid_file.write_text(str(child.pid))
         log.info("job started (pid %d, restarts so far %d)", child.pid, restarts)
-        rc = child.wait()
+        rc = _wait(child, lambda: stopping)
         ran = time.monotonic() - started
         if stopping:
             log.info("job stopped (rc %s) after %.1fs", rc, ran)

@@ -11,6 +11,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,27 +86,33 @@ class StreamRun:
             time.sleep(1.0)
 
 
-@pytest.fixture(scope="module")
-def stream_run(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamRun]:
+@contextmanager
+def private_stream(
+    checkpoint: Path, extra_env: dict[str, str] | None = None, start: bool = True
+) -> Iterator[StreamRun]:
+    """The streaming node on fresh private topics and checkpoint; stopped afterwards."""
     tag = uuid.uuid4().hex[:8]
     overrides = {
         "CLICKGUARD_TOPIC_RAW": f"test.{tag}.raw",
         "CLICKGUARD_TOPIC_DLQ": f"test.{tag}.dlq",
         "CLICKGUARD_TOPIC_LATE": f"test.{tag}.late",
-        "CLICKGUARD_STREAM_CHECKPOINT_DIR": str(tmp_path_factory.mktemp("checkpoint")),
+        "CLICKGUARD_STREAM_CHECKPOINT_DIR": str(checkpoint),
         "CLICKGUARD_STREAM_RESTART_BACKOFF_S": "1",
         # small batches: each commits within seconds even on a busy 2-core machine
         "CLICKGUARD_STREAM_MAX_OFFSETS_PER_TRIGGER": "5000",
+        **(extra_env or {}),
     }
     saved = {k: os.environ.get(k) for k in overrides}
     os.environ.update(overrides)  # the node's processes inherit this environment
     settings = Settings()
     run_stack = Stack(settings, echo=lambda _m: None)
-    ensure_topics(settings)
-    run_stack.control("stop", "streaming")  # never two jobs on one stack
-    run_stack.control("start", "streaming")
     run = StreamRun(settings, run_stack)
     try:
+        if "CLICKGUARD_KAFKA_BOOTSTRAP" not in overrides:
+            ensure_topics(settings)
+        run_stack.control("stop", "streaming")  # never two jobs on one stack
+        if start:
+            run_stack.control("start", "streaming")
         yield run
     finally:
         run.close()
@@ -115,3 +122,9 @@ def stream_run(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def stream_run(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamRun]:
+    with private_stream(tmp_path_factory.mktemp("checkpoint")) as run:
+        yield run

@@ -1,0 +1,36 @@
+"""The supervisor: a stop request ends the job even while Spark is stuck starting up."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from clickguard.stack import procs
+from clickguard.stack.manager import Stack
+from tests.integration.streaming_job.conftest import private_stream
+
+pytestmark = pytest.mark.integration
+
+
+def test_stop_during_startup_leaves_no_process(stack: Stack, tmp_path: Path) -> None:
+    # nothing listens on port 9: the Kafka source waits for brokers forever
+    with private_stream(tmp_path, {"CLICKGUARD_KAFKA_BOOTSTRAP": "127.0.0.1:9"}) as run:
+        node = run.stack.node("streaming")
+        supervisor = node.pid()
+        assert supervisor is not None
+        job_pid_file = node.dir / "job.pid"
+        assert procs.wait_until(job_pid_file.exists, 30)
+        job = int(job_pid_file.read_text())
+        # wait until the JVM is up (a child of the job), so the stop lands inside start-up
+        assert procs.wait_until(lambda: any(
+            "java" in " ".join(procs.cmdline(p)) for p in procs.descendants(job)), 120)
+        time.sleep(3)
+        tree = [supervisor, job, *procs.descendants(job)]
+        t0 = time.monotonic()
+        run.stack.control("stop", "streaming")
+        took = time.monotonic() - t0
+        assert procs.wait_dead(tree, 10), [p for p in tree if procs.is_alive(p)]
+        assert took < 25  # the job exits at once; the stack never had to escalate
+        assert "during start-up: exiting" in run.log.read_text()
