@@ -19,7 +19,7 @@ LAZY_COMMANDS = {
     "chaos": "clickguard.proof.chaos:chaos",
     "slo-report": "clickguard.proof.slo:slo_report",
     "demo": "clickguard.proof.demo:demo",
-    "dlq-replay": "clickguard.producer.cli:dlq_replay",
+    "dlq-replay": "clickguard_dagster.cli:dlq_replay",  # runs the Dagster job in the instance
 }
 
 
