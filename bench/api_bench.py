@@ -166,8 +166,12 @@ def run_api_bench(
     api_url: str | None = None,
     baseline: bool = True,
     progress: Callable[[str], None] = print,
+    api_user: str = "ApiUser",
 ) -> dict[str, Any]:
-    """Benchmark the running API (and the baseline); returns and writes the results."""
+    """Benchmark the running API (and the baseline); returns and writes the results.
+
+    ``api_user``: "ApiUser" (every endpoint, weighted) or "KeyEndpointsUser" (only /anomalies,
+    /stats, /metrics/summary)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     api_url = api_url or f"http://{settings.api_host}:{settings.api_port}"
     _wait_http(f"{api_url}/health", 10)
@@ -198,7 +202,8 @@ def run_api_bench(
             proc.terminate()
             proc.wait(15)
     progress(f"api at {api_url}, {users} users x {user_rate}/s for {duration_s}s")
-    result["api"] = run_locust(api_url, "ApiUser", users, user_rate, duration_s,
+    result["api_user"] = api_user
+    result["api"] = run_locust(api_url, api_user, users, user_rate, duration_s,
                                out_dir / "api", progress, server_pid=api_pid(settings))
     result["load_average_after"] = list(os.getloadavg())
     result["verdict"] = verdict(result)
@@ -229,6 +234,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"Run {result['started_at']}: {result['users']} users × {result['user_rate']} req/s "
         f"offered ({result['offered_rps']:.0f} req/s), {result['duration_s']} s per target, "
         f"{result['api_workers']} uvicorn workers, cache TTL {result['cache_ttl_s']} s, "
+        f"API users: {result.get('api_user', 'ApiUser')}, "
         f"{result['cpus']} CPUs shared by the API, PostgreSQL and Locust.", "",
         f"Data: {result['data']}", "",
         f"Load average (1/5/15 min) before {result.get('load_average_before')}, after "
@@ -290,13 +296,15 @@ def plot(result: dict[str, Any], path: Path) -> None:
 @click.option("--user-rate", default=25.0, show_default=True, help="Requests/s per user")
 @click.option("--api-url", default=None, help="Default: settings.api_host:api_port")
 @click.option("--no-baseline", is_flag=True)
+@click.option("--user-class", "api_user", default="ApiUser", show_default=True,
+              type=click.Choice(["ApiUser", "KeyEndpointsUser"]))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path),
               default=REPO_ROOT / "results" / "bench-api", show_default=True)
 def main(duration: int, users: int, user_rate: float, api_url: str | None, no_baseline: bool,
-         out_dir: Path) -> None:
+         api_user: str, out_dir: Path) -> None:
     """Run the API benchmark and print the Markdown summary."""
     result = run_api_bench(get_settings(), out_dir, duration, users, user_rate, api_url,
-                           not no_baseline, progress=click.echo)
+                           not no_baseline, progress=click.echo, api_user=api_user)
     click.echo(markdown(result))
 
 
