@@ -158,6 +158,19 @@ def streaming_job_pid(settings: Settings) -> int | None:
     return pid if procs.is_alive(pid) else None
 
 
+def kill_tree(pid: int) -> list[int]:
+    """SIGKILL ``pid`` and all its descendants (a crash of the whole process tree)."""
+    victims = [pid, *procs.descendants(pid)]
+    for p in victims:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if not procs.wait_dead(victims, 15):
+        raise RuntimeError(f"processes {victims} survived SIGKILL")
+    return victims
+
+
 def health_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1) as resp:
@@ -277,14 +290,7 @@ def _streaming_kill(ctx: FaultContext) -> None:
         before, median_ms = last_batch()
         procs.wait_until(lambda: last_batch()[0] != before, 30, interval=0.05)
     time.sleep(min(((median_ms or 200) / 2) / 1000.0, 2.0))
-    victims = [pid, *procs.descendants(pid)]
-    for p in victims:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    if not procs.wait_dead(victims, 15):
-        raise RuntimeError(f"streaming job processes {victims} survived SIGKILL")
+    victims = kill_tree(pid)
     ctx.result.killed_pids = victims
     ctx.mark(f"SIGKILL driver {pid} + {len(victims) - 1} child(ren)")
 
@@ -303,10 +309,13 @@ def _api(ctx: FaultContext) -> None:
     node = ctx.stack.node("api")
     url = f"http://{ctx.settings.api_host}:{ctx.settings.api_port}/health"
     pid = node.pid()
+    if pid is None:
+        raise RuntimeError("node `api` is not running")
+    # the whole tree: SIGKILL of the uvicorn master alone leaves its workers serving the port
+    victims = kill_tree(pid)
     t0 = time.monotonic()
-    ctx.stack.control("kill", "api")
-    ctx.result.killed_pids = [pid] if pid else []
-    ctx.mark("SIGKILL api")
+    ctx.result.killed_pids = victims
+    ctx.mark(f"SIGKILL api {pid} + {len(victims) - 1} worker(s)")
     time.sleep(ctx.cfg.fault_s)
     ctx.stack.control("start", "api")
     procs.wait_until(lambda: health_ok(url), ctx.cfg.recover_timeout_s)
