@@ -11,13 +11,14 @@ failures (must be 0), and the API's ratio to the baseline.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
 from clickguard.proof.report import Report
-from clickguard.settings import Settings, get_settings
+from clickguard.settings import REPO_ROOT, Settings, get_settings
 from clickguard.stack.manager import Stack
 
 SMOKE = {"duration_s": 12, "users": 10, "user_rate": 10.0}  # ~1,000 requests: every endpoint hit
@@ -28,6 +29,8 @@ FULL = {"duration_s": 30, "users": 50, "user_rate": 25.0}
 def run(settings: Settings, duration_s: int, users: int, user_rate: float,
         load_events: int | None, echo: Any = print) -> dict[str, Any]:
     """API node up, optional data load, then C's Locust runner; returns its result document."""
+    if str(REPO_ROOT) not in sys.path:  # bench/ is a repo folder, not an installed package
+        sys.path.insert(0, str(REPO_ROOT))
     from bench.api_bench import run_api_bench
 
     stack = Stack(settings, echo=lambda _m: None)
