@@ -83,10 +83,12 @@ def where_to_look(s: Settings, nodes: list[str]) -> str:
     return "\n".join(lines)
 
 
-def read_status(s: Settings, conn: Any, t: float, prev: Status | None) -> Status:
+def read_status(s: Settings, t: float, prev: Status | None) -> Status:
+    """One status line's numbers; a fresh connection each time survives database restarts."""
     stored = anomalies = dlq = late = None
     try:
-        row = conn.execute(COUNTS_SQL).fetchone()
+        with db.connect(s, "reader", autocommit=True) as conn:
+            row = conn.execute(COUNTS_SQL).fetchone()
         stored, anomalies, dlq, late = (int(v) for v in row)
     except Exception:  # noqa: BLE001 - the database may be restarting
         pass
@@ -140,21 +142,16 @@ def run_demo(s: Settings, rate: float, duration: float | None, faults: bool,
     statuses: list[Status] = []
     t0 = time.monotonic()
     try:
-        with db.connect(s, "reader", autocommit=True) as conn:
-            prev = None
-            while duration is None or time.monotonic() - t0 < duration:
-                time.sleep(status_every)
-                if "error" in box:
-                    echo(f"traffic stopped: {box['error']}")
-                    break
-                try:
-                    st = read_status(s, conn, time.monotonic() - t0, prev)
-                except Exception:  # noqa: BLE001
-                    conn = db.connect(s, "reader", autocommit=True)
-                    continue
-                statuses.append(st)
-                echo(st.line())
-                prev = st
+        prev = None
+        while duration is None or time.monotonic() - t0 < duration:
+            time.sleep(status_every)
+            if "error" in box:
+                echo(f"traffic stopped: {box['error']}")
+                break
+            st = read_status(s, time.monotonic() - t0, prev)
+            statuses.append(st)
+            echo(st.line())
+            prev = st
     except KeyboardInterrupt:
         echo("\nCtrl-C: stopping the traffic (the platform keeps running; `make stop` ends it)")
     stop.set()

@@ -1,4 +1,4 @@
-"""Pure parts of chaos: RTO from lag samples, short-mode config, scenario list (no services)."""
+"""Pure parts of chaos, capacity and demo: RTO from lag, lag growth, configs (no services)."""
 
 from __future__ import annotations
 
@@ -58,3 +58,15 @@ def test_capacity_lag_growth_is_the_slope_over_the_second_half() -> None:
     flat = [(t / 2, 1000 + (500 if t % 6 < 3 else 0)) for t in range(41)]
     assert abs(lag_growth(flat, 20.0)) < 30
     assert lag_growth([(11.0, 5), (12.0, None)], 20.0) is None
+
+
+def test_demo_points_at_the_running_nodes_only() -> None:
+    from clickguard.proof.demo import where_to_look
+
+    s = Settings(api_port=16000, dagster_port=16300)
+    text = where_to_look(s, ["postgres", "api", "dagster-webserver"])
+    assert "Dagster UI      http://127.0.0.1:16300" in text
+    assert "curl -s http://127.0.0.1:16000/health" in text
+    assert "http://127.0.0.1:16000/docs" in text
+    assert "Dagster UI" not in where_to_look(s, ["postgres", "api"])
+    assert "curl" not in where_to_look(s, ["postgres"])
