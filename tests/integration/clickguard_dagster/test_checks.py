@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -155,13 +155,12 @@ def test_idempotency_check_detects_a_changed_row(
     ok = check_idempotent(SESSIONS, compute_sessions, spark.spark_session, postgres, 3)
     assert ok.passed
     assert len(ok.metadata["days_checked"].value) == 3
-    sid, start, day = one_session(pg)
-    if day.isoformat() not in ok.metadata["days_checked"].value:
-        day = max(DAYS)
-        sid, start = pg.execute(
-            "SELECT session_id, session_start FROM daily_sessions WHERE session_day = %s LIMIT 1",
-            (day,),
-        ).fetchone()
+    # the check covers the 3 latest days of the last materialization: tamper with one of them
+    day = date.fromisoformat(ok.metadata["days_checked"].value[0])
+    sid, start = pg.execute(
+        "SELECT session_id, session_start FROM daily_sessions WHERE session_day = %s LIMIT 1",
+        (day,),
+    ).fetchone()
     pg.execute(
         "UPDATE daily_sessions SET revenue = revenue + 1 WHERE session_id = %s"
         " AND session_start = %s",
