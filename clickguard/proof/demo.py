@@ -100,7 +100,8 @@ def read_status(s: Settings, t: float, prev: Status | None) -> Status:
 
 
 def run_demo(s: Settings, rate: float, duration: float | None, faults: bool,
-             status_every: float, echo: Any = print) -> tuple[list[Status], dict[str, Any]]:
+             status_every: float, echo: Any = print,
+             core_only: bool = False) -> tuple[list[Status], dict[str, Any]]:
     from clickguard.producer.core import produce, register_schemas
     from clickguard.producer.faults import FaultConfig, FaultInjector
     from clickguard.producer.generator import Generator, GeneratorConfig
@@ -112,7 +113,7 @@ def run_demo(s: Settings, rate: float, duration: float | None, faults: bool,
     core = [n for n in nodes if n in (*INFRA, "streaming")]
     stack.up(core, timeout=300)  # without these there is no demo
     running = list(core)
-    for extra in (n for n in nodes if n not in core):
+    for extra in (n for n in nodes if n not in core and not core_only):
         try:  # the API and Dagster are shown if they start; the traffic flows regardless
             stack.up([extra], timeout=300)
             running.append(extra)
@@ -206,13 +207,16 @@ def demo_report(statuses: list[Status], info: dict[str, Any]) -> Report:
 @click.option("--no-faults", is_flag=True, help="Do not inject duplicates/late/malformed.")
 @click.option("--status-every", type=float, default=None,
               help="Seconds between status lines (default: settings.demo_status_s).")
+@click.option("--core-only", is_flag=True,
+              help="Only Kafka, PostgreSQL, the registry and the stream (no API/Dagster).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Results folder (default: settings.results_dir).")
 def demo(rate: float | None, duration: float | None, no_faults: bool,
-         status_every: float | None, out: Path | None) -> None:
+         status_every: float | None, core_only: bool, out: Path | None) -> None:
     """Bring the whole platform up and stream realistic traffic with anomalies and faults."""
     s = get_settings()
     statuses, info = run_demo(s, rate or s.demo_rate, duration, not no_faults,
-                              status_every or s.demo_status_s, echo=click.echo)
+                              status_every or s.demo_status_s, echo=click.echo,
+                              core_only=core_only)
     paths = demo_report(statuses, info).write(out or s.results_dir)
     click.echo(f"wrote {paths['json']}, {paths['md']}, {paths['png']}")

@@ -41,8 +41,8 @@ def test_capacity_smoke(streaming: Stack, tmp_path: Path) -> None:
 
 def test_demo_runs_for_a_duration(streaming: Stack, tmp_path: Path) -> None:
     res = CliRunner().invoke(
-        demo, ["--duration", "12", "--rate", "300", "--status-every", "3", "--out",
-               str(tmp_path)],
+        demo, ["--duration", "12", "--rate", "300", "--status-every", "3", "--core-only",
+               "--out", str(tmp_path)],
     )
     assert res.exit_code == 0, res.output
     assert "Where to look" in res.output and "events/s" in res.output
