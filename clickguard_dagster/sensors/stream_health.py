@@ -3,6 +3,7 @@
 
 import json
 import time
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -21,18 +22,32 @@ from clickguard_dagster.sensors.outbox import deliver, reconcile
 
 ALERT_KEY = "stream_health"
 DOWN_STATUSES = {"down", "failed", "stopped", "error", "crashed"}
+LEDGER_BATCHES = 500  # recent batches read to find the stream's position per partition
 
 
-def committed_offsets(offsets: Any, topic: str) -> dict[int, int]:
-    """Offsets of ``topic`` from a batch_ledger.offsets value ({topic: {partition: offset}})."""
-    if isinstance(offsets, str):
-        offsets = json.loads(offsets)
-    if not isinstance(offsets, dict):
-        return {}
-    inner = offsets.get(topic, offsets)
-    if not isinstance(inner, dict):
-        return {}
-    return {int(p): int(o) for p, o in inner.items() if str(p).isdigit()}
+def committed_offsets(ledger_offsets: Iterable[Any], topic: str) -> dict[int, int]:
+    """Next offset to read per partition of ``topic`` from batch_ledger.offsets values.
+
+    The streaming sink stores ``{partition: [first, last]}`` of each batch's rows; a
+    ``{topic: {partition: next_offset}}`` (Spark's format) is accepted too. The max over the
+    batches given is the consumer position.
+    """
+    out: dict[int, int] = {}
+    for value in ledger_offsets:
+        if isinstance(value, str):
+            value = json.loads(value)
+        if not isinstance(value, dict):
+            continue
+        inner = value.get(topic, value)
+        if not isinstance(inner, dict):
+            continue
+        for p, off in inner.items():
+            if not str(p).isdigit():
+                continue
+            position = int(off[-1]) + 1 if isinstance(off, list) and off else off
+            if isinstance(position, int):
+                out[int(p)] = max(out.get(int(p), 0), position)
+    return out
 
 
 def stream_facts(
@@ -42,20 +57,27 @@ def stream_facts(
     window = max(settings.stream_health_interval_s, 10)
     with postgres.connect() as conn:
         batch = conn.execute(
-            "SELECT committed_at, state_rows, offsets, batch_id FROM batch_ledger"
+            "SELECT committed_at, state_rows, batch_id FROM batch_ledger"
             " ORDER BY committed_at DESC LIMIT 1"
         ).fetchone()
         beat = conn.execute(
             "SELECT beat_at, status FROM stream_heartbeat ORDER BY beat_at DESC LIMIT 1"
         ).fetchone()
+        positions = committed_offsets(
+            (r[0] for r in conn.execute(
+                "SELECT offsets FROM batch_ledger ORDER BY committed_at DESC LIMIT %s",
+                (LEDGER_BATCHES,),
+            )),
+            settings.topic_raw,
+        )
         recent = conn.execute(
             "SELECT count(*) FROM events WHERE commit_ts > to_timestamp(%s)", (now - window,)
         ).fetchone()[0]
     end = kafka.end_offsets(settings.topic_raw)
     lag: int | None = None
     if end:
-        done = committed_offsets(batch[2], settings.topic_raw) if batch else {}
-        lag = sum(max(0, high - done.get(p, 0)) for p, high in end.items())
+        # partitions absent from the recent batches have had no traffic: not counted as lag
+        lag = sum(max(0, high - positions[p]) for p, high in end.items() if p in positions)
     batch_at: datetime | None = batch[0] if batch else None
     batch_age = now - batch_at.timestamp() if batch_at else None
     beat_age = now - beat[0].timestamp() if beat else None
@@ -84,7 +106,7 @@ def stream_facts(
         "events_per_s": facts.events_per_s,
         "last_batch_at": batch_at.isoformat() if batch_at else "never",
         "last_batch_age_s": round(batch_age, 1) if batch_age is not None else -1.0,
-        "last_batch_id": int(batch[3]) if batch else -1,
+        "last_batch_id": int(batch[2]) if batch else -1,
         "state_rows": facts.state_rows if facts.state_rows is not None else -1,
         "heartbeat": f"{beat[1]} at {beat[0].isoformat()}" if beat else "none",
     }

@@ -205,8 +205,13 @@ def test_stream_health_observes_and_alerts(
     clean: psycopg.Connection, settings: Settings, slack: SlackStandIn, stack: Any
 ) -> None:
     res = sensor_resources(settings, slack)
+    raw = Producer(kafka_helpers.producer_config(settings))
+    for _ in range(2):
+        raw.produce(settings.topic_raw, value=b"x", partition=0)
+    assert raw.flush(30) == 0
     end = kafka_helpers.end_offsets(settings, settings.topic_raw)
-    offsets = json.dumps({settings.topic_raw: {str(p): o for p, o in end.items()}})
+    # the sink's format: {partition: [first, last]} of the batch's rows; last = end - 1
+    offsets = json.dumps({str(p): [max(0, o - 5), o - 1] for p, o in end.items() if o > 0})
     now = datetime.now(UTC)
     ledger = (
         "INSERT INTO batch_ledger (query_id, batch_id, started_at, committed_at, input_rows,"
@@ -224,9 +229,13 @@ def test_stream_health_observes_and_alerts(
     )
     assert slack.calls == []
 
+    for _ in range(3):  # records the stream has not read yet
+        raw.produce(settings.topic_raw, value=b"x", partition=0)
+    assert raw.flush(30) == 0
     clean.execute("UPDATE stream_heartbeat SET status = 'failed'")
     down = stream_health_sensor(dg.build_sensor_context(cursor=healthy.cursor, resources=res))
     assert down.asset_events[0].metadata["status"].value == "down"
+    assert down.asset_events[0].metadata["consumer_lag"].value == 3
     assert slack.calls[-1]["text"] == "Stream DOWN (CRITICAL): heartbeat reports failed"
 
     clean.execute("UPDATE stream_heartbeat SET status = 'running', beat_at = now()")

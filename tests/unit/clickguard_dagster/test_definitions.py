@@ -86,7 +86,9 @@ def test_gx_reports_a_null_key() -> None:
 
 
 def test_committed_offsets_formats() -> None:
-    assert committed_offsets({"t": {"0": 5, "1": 7}}, "t") == {0: 5, 1: 7}
-    assert committed_offsets('{"t": {"2": 1}}', "t") == {2: 1}
-    assert committed_offsets({"0": 3}, "t") == {0: 3}
-    assert committed_offsets(None, "t") == {}
+    # the streaming sink's {partition: [first, last]} per batch; the newest batch need not
+    # contain every partition
+    ledger = [{"0": [10, 19], "1": [5, 7]}, {"0": [0, 9], "2": [0, 3]}]
+    assert committed_offsets(ledger, "t") == {0: 20, 1: 8, 2: 4}
+    assert committed_offsets(['{"t": {"0": 5, "1": 7}}'], "t") == {0: 5, 1: 7}
+    assert committed_offsets([None, {}], "t") == {}
