@@ -483,6 +483,11 @@ class PythonNode(Node):
                 procs.send(child, sig, tree=True)
                 return child
             return None  # between restarts: nothing to kill (the supervisor is not the target)
+        if sig is signal.SIGKILL and (pid := self.pid()):
+            # a crash takes the worker processes too (uvicorn workers would otherwise keep the
+            # port open and answer health checks for a dead service)
+            procs.send(pid, sig, tree=True)
+            return pid
         return super().signal(sig)
 
     def env(self) -> dict[str, str]:
