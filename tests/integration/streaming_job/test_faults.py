@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from clickguard.contract import RegistryClient
 from clickguard.kafka import end_offsets
 from clickguard.producer.core import ProduceSummary, produce, register_schemas
 from clickguard.producer.faults import FaultInjector
 from clickguard.producer.generator import Generator, GeneratorConfig
+from clickguard.stack import procs
 from tests.integration.streaming_job.conftest import StreamRun
 
 pytestmark = pytest.mark.integration
@@ -74,6 +76,12 @@ def test_sigkill_three_times_and_postgres_restart_lose_nothing(
         time.sleep(5)
         stream_run.stack.control("start", "postgres")
         _wait_new_batch(stream_run, qid)
+        # leave the stack as found: the registry's pool answers 500 until its stale
+        # connections to the restarted database are replaced
+        client = RegistryClient(s.schema_registry_url)
+        assert procs.wait_until(
+            lambda: client.set_compatibility("clickguard.test.probe-value") is None, 120
+        )
     finally:
         stop.set()
         thread.join(timeout=300)
