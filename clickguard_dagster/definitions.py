@@ -8,6 +8,7 @@ from clickguard_dagster.assets.anomalies import anomaly_daily_summary
 from clickguard_dagster.assets.items import popular_categories, popular_items
 from clickguard_dagster.assets.metrics import daily_metrics
 from clickguard_dagster.assets.sessions import daily_sessions, session_funnel
+from clickguard_dagster.assets.slo import slo_report, slo_report_targets
 from clickguard_dagster.assets.stream import stream_events
 from clickguard_dagster.checks.idempotency import idempotency_checks
 from clickguard_dagster.checks.keys import daily_sessions_keys
@@ -29,11 +30,11 @@ BATCH_ASSETS = [
 ]
 ASSET_CHECKS = [
     daily_sessions_keys, daily_sessions_quality, daily_metrics_quality, *range_checks,
-    *idempotency_checks, stream_events_slo, stream_events_freshness,
+    *idempotency_checks, stream_events_slo, stream_events_freshness, slo_report_targets,
 ]
 
 defs = dg.Definitions(
-    assets=[stream_events, *BATCH_ASSETS],
+    assets=[stream_events, *BATCH_ASSETS, slo_report],
     asset_checks=ASSET_CHECKS,
     jobs=[daily_batch_job, stream_checks_job, dlq_replay],
     schedules=[daily_batch_schedule, stream_checks_schedule],

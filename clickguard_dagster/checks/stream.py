@@ -1,63 +1,42 @@
 """Checks of ``stream_events``: per-stage latency SLO and freshness of the stream's output."""
 
 
+from datetime import timedelta
+from typing import Any
+
 import dagster as dg
 
+from clickguard.proof.slo import compute_slo, evaluate_targets
 from clickguard.settings import Settings, get_settings
 from clickguard_dagster.assets.stream import stream_events
 from clickguard_dagster.resources import PostgresResource
 
-# stage name -> latency expression (ms) over `events` (see 0001_stream_core.sql)
-STAGES = {
-    "produce_to_kafka": "kafka_ts - ingest_ts",
-    "kafka_to_spark": "batch_start_ts - kafka_ts",
-    "spark_to_db": "commit_ts - batch_start_ts",
-    "end_to_end": "commit_ts - ingest_ts",
-}
 
-
-def slo_figures(postgres: PostgresResource, window_minutes: float) -> dict[str, float]:
-    """p50/p95 (ms) per stage over events committed in the last ``window_minutes``."""
-    parts = []
-    for name, expr in STAGES.items():
-        ms = f"extract(epoch FROM ({expr})) * 1000"
-        for q in (50, 95):
-            parts.append(
-                f"percentile_cont({q / 100}) WITHIN GROUP (ORDER BY {ms}) AS {name}_p{q}"
-            )
-    sql = (
-        f"SELECT count(*) AS samples, {', '.join(parts)} FROM events"
-        " WHERE commit_ts > now() - make_interval(secs => %s)"
-    )
-    with postgres.connect() as conn:
-        cur = conn.execute(sql, (window_minutes * 60,))
-        row = cur.fetchone()
-        names = [d.name for d in cur.description or []]
-    return {
-        n: round(float(v), 1) if v is not None else -1.0
-        for n, v in zip(names, row, strict=True)
-    }
+def breaches_of(result_targets: dict[str, dict[str, Any]]) -> list[str]:
+    """Human-readable lines for every missed target of ``evaluate_targets``."""
+    return [
+        f"{key.replace('.', ' ')} {round(t['measured_ms'], 1)} > {t['target_ms']}"
+        for key, t in result_targets.items()
+        if not t["ok"] and t["measured_ms"] is not None
+    ]
 
 
 def check_slo(postgres: PostgresResource, settings: Settings) -> dg.AssetCheckResult:
-    figures = slo_figures(postgres, settings.slo_window_minutes)
-    breaches = []
-    if figures["samples"] > 0:
-        if figures["end_to_end_p95"] > settings.slo_e2e_p95_ms:
-            breaches.append(
-                f"end_to_end p95 {figures['end_to_end_p95']} > {settings.slo_e2e_p95_ms}"
-            )
-        for stage in ("produce_to_kafka", "kafka_to_spark", "spark_to_db"):
-            for q, target in ((50, settings.slo_stage_p50_ms), (95, settings.slo_stage_p95_ms)):
-                value = figures[f"{stage}_p{q}"]
-                if value > target:
-                    breaches.append(f"{stage} p{q} {value} > {target}")
+    with postgres.connect() as conn:
+        result = compute_slo(conn, timedelta(minutes=settings.slo_window_minutes), cdf=False)
+    figures: dict[str, float] = {}
+    for name, stage in result.stages.items():
+        for q in ("p50", "p95"):
+            value = getattr(stage, q)
+            figures[f"{name}_{q}"] = round(value, 1) if value is not None else -1.0
+    breaches = breaches_of(evaluate_targets(result, settings)) if result.events else []
     return dg.AssetCheckResult(
         passed=not breaches,
         severity=dg.AssetCheckSeverity.ERROR,
-        description="no events in the window" if figures["samples"] == 0 else None,
+        description="no events in the window" if result.events == 0 else None,
         metadata={
-            **{k: (int(v) if k == "samples" else v) for k, v in figures.items()},
+            "samples": result.events,
+            **figures,
             "window_minutes": settings.slo_window_minutes,
             "target_e2e_p95_ms": settings.slo_e2e_p95_ms,
             "target_stage_p50_ms": settings.slo_stage_p50_ms,

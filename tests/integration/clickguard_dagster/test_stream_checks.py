@@ -72,3 +72,29 @@ def _resource(settings: Settings):
     from clickguard_dagster.resources import postgres_resource
 
     return postgres_resource(settings)
+
+
+def test_slo_report_asset_reports_the_figures_and_checks_targets(
+    clean: psycopg.Connection, settings: Settings, tmp_path, monkeypatch
+) -> None:
+    import dagster as dg
+
+    from clickguard.settings import get_settings
+    from clickguard_dagster.assets.slo import slo_report, slo_report_targets
+
+    monkeypatch.setenv("CLICKGUARD_RESULTS_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        n = recent_events(clean, 200, "asset")
+        result = dg.materialize(
+            [slo_report], resources={"postgres": _resource(settings)}, selection=[slo_report]
+        )
+        (mat,) = result.get_asset_materialization_events()
+        meta = mat.materialization.metadata
+        assert meta["events"].value == n
+        assert meta["spark_to_db_p50_ms"].value == pytest.approx(200.0, abs=1.0)
+        assert meta["end_to_end_p95_ms"].value == pytest.approx(520.0, abs=1.0)
+        assert (tmp_path / "slo.json").exists() and (tmp_path / "slo.png").exists()
+        assert slo_report_targets(postgres=_resource(settings)).passed
+    finally:
+        get_settings.cache_clear()
