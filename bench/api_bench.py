@@ -72,11 +72,9 @@ def cpu_seconds(pid: int | None) -> float | None:
 
 def api_pid(settings: Settings) -> int | None:
     """The stack's api node process, when it runs on this machine."""
-    try:
-        pid = int((settings.home / "api" / "pid").read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if procs.is_alive(pid) else None
+    from clickguard.stack.manager import Stack
+
+    return Stack(settings, echo=lambda _m: None).node("api").pid()
 
 
 def data_facts(settings: Settings) -> dict[str, Any]:

@@ -61,14 +61,24 @@ class Node:
 
     # -- lifecycle ----------------------------------------------------------------------------
     def pid(self) -> int | None:
-        """The recorded pid if that process still exists and is ours."""
+        """The recorded pid if that process still exists and is ours.
+
+        The pid file holds "pid start-time": a recycled pid has another start time. Processes
+        recorded without one are recognised by their node folder in argv or environment.
+        """
         try:
-            pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
+            fields = self.pid_file.read_text().split()
+            pid = int(fields[0])
+        except (FileNotFoundError, ValueError, IndexError):
             return None
-        if not procs.is_alive(pid) or not self._owns(pid):
+        if not procs.is_alive(pid):
             return None
-        return pid
+        if len(fields) > 1:
+            return pid if str(procs.start_time(pid)) == fields[1] else None
+        return pid if self._owns(pid) else None
+
+    def _record(self, pid: int) -> None:
+        self.pid_file.write_text(f"{pid} {procs.start_time(pid)}")
 
     def _owns(self, pid: int) -> bool:
         """Is ``pid`` ours? Our processes carry their node folder in argv or environment."""
@@ -92,7 +102,7 @@ class Node:
         self.prepare()
         env = {**self.env(), "CLICKGUARD_NODE": str(self.dir)}
         pid = procs.spawn(self.argv(), self.log_file, env=env, cwd=self.dir)
-        self.pid_file.write_text(str(pid))
+        self._record(pid)
         return pid
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -370,7 +380,7 @@ class PostgresNode(Node):
         pid = self.pid()
         if not pid:
             raise RuntimeError(f"PostgreSQL did not start; see {self.log_file}")
-        self.pid_file.write_text(str(pid))
+        self._record(pid)
         return pid
 
     def stop(self, timeout: float = 30.0, mode: str = "fast") -> None:
