@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 from clickguard.settings import Settings
@@ -14,6 +16,9 @@ def spark_conf(settings: Settings, app_name: str, **overrides: Any) -> dict[str,
     Pass the result to ``SparkSession.builder.config(map=...)`` or to dagster-pyspark's
     ``PySparkResource(spark_config=...)``.
     """
+    # Python workers must run this interpreter (the venv) whatever `python3` is on PATH; local
+    # mode reads the environment, a cluster the conf, so set both
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     local_dir = settings.home / "spark-local"
     conf: dict[str, Any] = {
         "spark.app.name": app_name,
@@ -29,6 +34,7 @@ def spark_conf(settings: Settings, app_name: str, **overrides: Any) -> dict[str,
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.adaptive.enabled": "false",
         "spark.python.worker.reuse": "true",
+        "spark.pyspark.python": sys.executable,
     }
     conf.update(overrides)
     return {k: str(v) for k, v in conf.items()}

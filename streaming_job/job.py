@@ -34,9 +34,6 @@ def spark_session(settings: Settings) -> Any:
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder
-    # the Python workers must run this interpreter (the venv), whatever `python3` is on PATH;
-    # PySpark reads it from the environment, not from the Spark conf
-    os.environ["PYSPARK_PYTHON"] = sys.executable
     conf = spark_conf(settings, "clickguard-streaming", **{"spark.ui.showConsoleProgress": "false"})
     for k, v in conf.items():
         builder = builder.config(k, v)
