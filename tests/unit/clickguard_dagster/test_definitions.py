@@ -23,7 +23,10 @@ def test_definitions_graph() -> None:
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == {
         "stream_events", "daily_sessions", "session_funnel", "daily_metrics", "popular_items",
-        "popular_categories", "anomaly_daily_summary",
+        "popular_categories", "anomaly_daily_summary", "slo_report",
+    }
+    assert {p.to_user_string() for p in graph.get(dg.AssetKey("slo_report")).parent_keys} == {
+        "stream_events"
     }
     assert {p.to_user_string() for p in graph.get(dg.AssetKey("daily_metrics")).parent_keys} == {
         "daily_sessions", "stream_events"
@@ -37,7 +40,7 @@ def test_definitions_graph() -> None:
         ("daily_sessions", "keys"), ("daily_sessions", "data_quality"),
         ("daily_metrics", "data_quality"),
     }
-    assert len(graph.asset_check_keys) == 15
+    assert len(graph.asset_check_keys) == 16
     assert {s.name for s in defs.sensors} == {"dlq_alert_sensor", "stream_health_sensor"}
     assert defs.resolve_job_def("dlq_replay") is not None
 
