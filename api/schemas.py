@@ -25,10 +25,23 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
+class StreamRunState(BaseModel):
+    """The streaming job as its supervisor reports it (stream_heartbeat 'streaming_supervisor')."""
+
+    state: str = Field(description="running, restarting, crash-looping, stopped, or unknown")
+    last_error: str | None = Field(None, description="Last error of a failed run (one line)")
+    consecutive_failures: int = Field(0, description="Failed runs since the ledger last moved")
+    last_batch_id: int | None = Field(None, description="Batch the last failed run was on")
+    since: dt.datetime | None = Field(None, description="When the current state began")
+
+
 class Health(BaseModel):
-    status: str = Field(description="'healthy' or 'unhealthy' (database unreachable)")
+    status: str = Field(
+        description="'healthy'; 'degraded' (stream crash-looping); 'unhealthy' (database down)"
+    )
     database: str = Field(description="'connected' or 'disconnected'")
     version: str
+    stream: StreamRunState | None = Field(None, description="null when the database is down")
 
 
 class Stats(BaseModel):
@@ -198,6 +211,7 @@ class StreamStatus(BaseModel):
     batches_last_minute: int
     heartbeats: list[Heartbeat]
     consumer_lag: ConsumerLag
+    state: StreamRunState = Field(description="Supervisor's view: crash-looping = stuck")
 
 
 _ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")

@@ -100,7 +100,7 @@ def down(reset: bool) -> None:
 @stack.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(as_json: bool) -> None:
-    """Each node's state (healthy/starting/paused/down), pid, port and memory."""
+    """Each node's state (healthy/starting/paused/down/crash-looping), pid, port, memory."""
     import dataclasses
     import json
 

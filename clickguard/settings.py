@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     stream_max_future_minutes: float = 5.0
     stream_restart_backoff_s: float = 2.0
     stream_restart_backoff_max_s: float = 30.0
+    stream_crash_loop_runs: int = Field(
+        3, ge=1, description="Failed job runs in a row without ledger progress = crash-looping"
+    )
     stream_db_retry_s: float = Field(300.0, description="How long a batch retries a down DB")
     stream_checkpoint_dir: Path | None = Field(
         None, description="Spark checkpoint folder; unset = $CLICKGUARD_HOME/streaming/checkpoint"
@@ -149,6 +152,18 @@ class Settings(BaseSettings):
     dlq_warning_threshold: int = 1
     dlq_critical_threshold: int = 20
     alert_cooldown_minutes: float = 10.0
+
+    # --- email for CRITICAL alerts (DLQ and stream); unset host = no email (logged) --------------
+    smtp_host: str | None = Field(None, description="SMTP server for CRITICAL alert emails")
+    smtp_port: int = 587
+    smtp_user: str | None = Field(None, description="SMTP login; unset = no AUTH")
+    smtp_password: str | None = None
+    smtp_from: str = "clickguard@localhost"
+    smtp_starttls: bool = Field(True, description="Upgrade the SMTP connection with STARTTLS")
+    smtp_timeout_s: float = 10.0
+    alert_email_to: str | None = Field(
+        None, description="Comma-separated recipients of CRITICAL alert emails"
+    )
 
     # --- proof (chaos, benches, SLO report, demo) ----------------------------------------------
     results_dir: Path = Field(

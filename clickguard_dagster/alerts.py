@@ -8,6 +8,7 @@ is a small JSON-able dataclass kept in the sensor cursor and in ``alert_history.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -15,6 +16,7 @@ from typing import Any, Literal
 Severity = Literal["WARNING", "CRITICAL"]
 Transition = Literal["OPEN", "ESCALATE", "REMIND", "RESOLVED"]
 RANK: dict[str | None, int] = {None: 0, "WARNING": 1, "CRITICAL": 2}
+HEADER_MAX = 150  # Slack's limit for a header block's text
 EMOJI = {"WARNING": ":warning:", "CRITICAL": ":rotating_light:", "RESOLVED": ":white_check_mark:"}
 
 
@@ -142,16 +144,22 @@ def dlq_message(decision: Decision, facts: DlqFacts, now: float) -> dict[str, An
 class StreamFacts:
     """Stream health seen by the stream-health sensor."""
 
-    status: str  # "healthy", "stale" or "down"
+    status: str  # "healthy", "stale", "down" or "crash-looping"
     last_batch_age_s: float | None
     consumer_lag: int | None
     events_per_s: float
     state_rows: int | None
     detail: str = ""
+    last_error: str | None = None  # of the job's last failed run (supervisor's state)
+    failed_runs: int = 0  # failed runs since the ledger last advanced
+    batch_id: int | None = None  # the batch the last failed run was on
+    status_file: str = ""  # the supervisor's status file (readable with the database down)
 
 
 def stream_severity(facts: StreamFacts) -> Severity | None:
-    return {"healthy": None, "stale": "WARNING", "down": "CRITICAL"}[facts.status]  # type: ignore[return-value]
+    return {  # type: ignore[return-value]
+        "healthy": None, "stale": "WARNING", "down": "CRITICAL", "crash-looping": "CRITICAL",
+    }[facts.status]
 
 
 def stream_message(decision: Decision, facts: StreamFacts, now: float) -> dict[str, Any]:
@@ -163,8 +171,11 @@ def stream_message(decision: Decision, facts: StreamFacts, now: float) -> dict[s
         else f"Stream {facts.status.upper()} ({decision.severity}): {facts.detail}"
     )
     age = "never" if facts.last_batch_age_s is None else f"{round(facts.last_batch_age_s)} s ago"
-    blocks = [
-        {"type": "header", "text": {"type": "plain_text", "text": f"{EMOJI[label]} {title}"}},
+    header = f"{EMOJI[label]} {title}"
+    if len(header) > HEADER_MAX:  # Slack rejects longer header blocks
+        header = header[: HEADER_MAX - 1] + "…"
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": header}},
         {
             "type": "section",
             "fields": [
@@ -174,6 +185,24 @@ def stream_message(decision: Decision, facts: StreamFacts, now: float) -> dict[s
                 {"type": "mrkdwn", "text": f"*State rows*\n{facts.state_rows}"},
             ],
         },
+    ]
+    if decision.transition != "RESOLVED" and facts.status == "crash-looping":
+        batch = "unknown" if facts.batch_id is None else facts.batch_id
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": (
+            f"*Last error*\n`{facts.last_error}`\n*Failed runs without progress*\n"
+            f"{facts.failed_runs} (batch {batch}); the supervisor keeps restarting the job, "
+            "nothing is lost: the records wait in Kafka"
+        )}})
+    if decision.transition != "RESOLVED":
+        look = (
+            "*Where to look*\n• `clickguard stack status` (node `streaming`)\n"
+            "• `clickguard stack logs streaming` (the job's full error)\n"
+            "• `SELECT status, details FROM stream_heartbeat`"
+        )
+        if facts.status_file:
+            look += f"\n• `{facts.status_file}`"
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": look}})
+    blocks.append(
         {
             "type": "context",
             "elements": [{"type": "mrkdwn", "text": (
@@ -181,5 +210,34 @@ def stream_message(decision: Decision, facts: StreamFacts, now: float) -> dict[s
                 " `clickguard stack logs streaming`"
             )}],
         },
-    ]
+    )
     return {"text": title, "blocks": blocks}
+
+
+def needs_email(decision: Decision) -> bool:
+    """CRITICAL alerts go by email too, and so does the RESOLVED that closes one."""
+    return decision.severity == "CRITICAL"
+
+
+def _plain(text: str) -> str:
+    """Slack mrkdwn -> plain text: drop *bold* markers, keep everything else."""
+    return re.sub(r"\*([^*\n]+)\*", r"\1", text)
+
+
+def email_message(alert_key: str, decision: Decision, message: dict[str, Any]) -> tuple[str, str]:
+    """(subject, body) of the email twin of a Slack message: severity, what broke, where to look."""
+    label = "RESOLVED" if decision.transition == "RESOLVED" else decision.severity
+    subject = f"[clickguard {label}] {message['text']}"
+    lines = [f"Severity: {label}", f"Alert: {alert_key} ({decision.transition})", ""]
+    for block in message.get("blocks", []):
+        if block.get("type") == "header":
+            continue  # the subject says it
+        if "text" in block:
+            lines += [_plain(block["text"]["text"]), ""]
+        for f in block.get("fields", []):
+            lines.append(_plain(f["text"]).replace("\n", ": ", 1))
+        if block.get("fields"):
+            lines.append("")
+        for e in block.get("elements", []):
+            lines.append(_plain(e["text"]))
+    return subject, "\n".join(lines).rstrip() + "\n"

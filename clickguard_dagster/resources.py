@@ -7,8 +7,11 @@ variable is set; otherwise the settings default is used, so a fresh checkout wor
 from __future__ import annotations
 
 import os
+import smtplib
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
+from email.message import EmailMessage
 from typing import Any
 
 import dagster as dg
@@ -92,6 +95,46 @@ class SlackAlertResource(SlackResource):
         return WebClient(token=self.token, timeout=10)
 
 
+class EmailAlertResource(dg.ConfigurableResource):
+    """SMTP delivery of CRITICAL alerts, as the original emailed on CRITICAL.
+
+    An empty host (or no recipient) means "no email": the outbox then logs that it was skipped.
+    """
+
+    host: str = ""
+    port: int = 587
+    user: str = ""
+    password: str = ""
+    from_addr: str = "clickguard@localhost"
+    to: str = ""  # comma-separated recipients
+    starttls: bool = True
+    timeout_s: float = 10.0
+
+    @property
+    def recipients(self) -> list[str]:
+        return [a.strip() for a in self.to.split(",") if a.strip()]
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.host and self.recipients)
+
+    def send(self, subject: str, body: str) -> None:
+        """One plain-text email; raises smtplib.SMTPException / OSError on failure."""
+        msg = EmailMessage()
+        msg["Subject"], msg["From"], msg["To"] = subject, self.from_addr, ", ".join(
+            self.recipients
+        )
+        msg.set_content(body)
+        with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
+            smtp.ehlo()
+            if self.starttls:
+                smtp.starttls(context=ssl.create_default_context())
+                smtp.ehlo()
+            if self.user:
+                smtp.login(self.user, self.password)
+            smtp.send_message(msg)
+
+
 def postgres_resource(settings: Settings) -> PostgresResource:
     return PostgresResource(
         host=settings.pg_host, port=settings.pg_port, dbname=settings.pg_db,
@@ -105,6 +148,19 @@ def slack_resource(settings: Settings) -> SlackAlertResource:
         token=_secret("CLICKGUARD_SLACK_TOKEN", settings.slack_token or ""),
         channel=settings.slack_channel,
         base_url=settings.slack_base_url or "",
+    )
+
+
+def email_resource(settings: Settings) -> EmailAlertResource:
+    return EmailAlertResource(
+        host=settings.smtp_host or "",
+        port=settings.smtp_port,
+        user=settings.smtp_user or "",
+        password=_secret("CLICKGUARD_SMTP_PASSWORD", settings.smtp_password or ""),
+        from_addr=settings.smtp_from,
+        to=settings.alert_email_to or "",
+        starttls=settings.smtp_starttls,
+        timeout_s=settings.smtp_timeout_s,
     )
 
 
@@ -122,4 +178,5 @@ def build_resources(settings: Settings | None = None) -> dict[str, Any]:
         "postgres": postgres_resource(settings),
         "kafka": KafkaResource(bootstrap_servers=settings.bootstrap_servers),
         "slack": slack_resource(settings),
+        "email": email_resource(settings),
     }

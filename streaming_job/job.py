@@ -15,12 +15,13 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from pyspark.errors import StreamingQueryException
 
-from clickguard import db
+from clickguard import db, stream_state
 from clickguard.settings import Settings, get_settings
 from clickguard.spark import spark_conf
 from streaming_job.sink import HEARTBEAT, BatchSink
@@ -79,6 +80,45 @@ def beat(settings: Settings, status: str, details: dict[str, Any]) -> None:
         log.warning("heartbeat failed: %s", exc)
 
 
+class BatchTracker:
+    """Remembers the batch in progress and the exception that failed it, for the supervisor.
+
+    Spark wraps a foreachBatch failure in many lines of Java and Python stack; the original
+    exception, caught here, is the one line worth showing in `stack status` and alerts.
+    """
+
+    def __init__(self, sink: BatchSink) -> None:
+        self.batch_id: int | None = None
+        self.error: str | None = None
+        self.committed = 0  # batches this run completed (the ledger may be unreachable)
+        inner = sink.process_batch
+
+        def process_batch(df: Any, batch_id: int) -> None:
+            self.batch_id = batch_id
+            try:
+                inner(df, batch_id)
+            except Exception as exc:
+                self.error = stream_state.short_error(f"{type(exc).__name__}: {exc}")
+                raise
+            self.committed += 1
+
+        sink.process_batch = process_batch  # type: ignore[method-assign]
+
+    def write_exit(self, rc: int, error: str | None) -> None:
+        """``<node dir>/job-exit.json`` for the supervisor (best effort)."""
+        node = os.environ.get("CLICKGUARD_NODE")
+        if not node:
+            return
+        try:
+            stream_state.write_json(Path(node) / stream_state.EXIT_FILE, {
+                "exit_code": rc, "error": self.error or stream_state.short_error(error),
+                "batch_id": self.batch_id, "batches_committed": self.committed,
+                "at": stream_state.now_iso(),
+            })
+        except OSError as exc:
+            log.warning("could not write the exit status: %s", exc)
+
+
 def main() -> int:
     logging.basicConfig(
         level=logging.INFO, stream=sys.stdout,
@@ -103,6 +143,7 @@ def main() -> int:
     t0 = time.monotonic()
     spark = spark_session(settings)
     sink = BatchSink(settings)
+    tracker = BatchTracker(sink)
     query = start_query(spark, settings, sink)
     sink.query_id = str(query.id)
     started = True
@@ -111,6 +152,7 @@ def main() -> int:
         query.id, query.runId, time.monotonic() - t0, settings.topic_raw, settings.checkpoint_dir,
     )
     rc = 0
+    error: str | None = None
     last_beat = 0.0
     npe_restarts = 0
     try:
@@ -131,7 +173,7 @@ def main() -> int:
                     query = start_query(spark, settings, sink)
                     continue
                 log.error("query terminated: %s", exc)
-                rc = 1
+                rc, error = 1, str(exc)
                 break
             if time.monotonic() - last_beat >= IDLE_BEAT_S:
                 last_beat = time.monotonic()
@@ -145,8 +187,9 @@ def main() -> int:
                 })
     except Exception as exc:
         log.exception("streaming job failed: %s", exc)
-        rc = 1
+        rc, error = 1, f"{type(exc).__name__}: {exc}"
     finally:
+        tracker.write_exit(rc, error)
         if query.isActive:
             query.stop()
         sink.close()

@@ -2,15 +2,22 @@
 
 Runs ``python -m streaming_job.job`` as a CHILD process and restarts it with exponential backoff
 (``stream_restart_backoff_s`` doubling up to ``stream_restart_backoff_max_s``; reset after a run
-that lasted a minute) whenever it exits. The child's pid is kept in ``<node dir>/job.pid`` so that
-``clickguard stack kill streaming`` SIGKILLs the job (driver + JVM) while the supervisor lives on
-and restarts it — the new run resumes from the checkpoint. SIGTERM is forwarded for a clean stop.
+that lasted a minute) whenever it exits. Each failed run is recorded (exit code, last error,
+batch, whether ``batch_ledger`` advanced); ``stream_crash_loop_runs`` failed runs in a row without
+progress make the state ``crash-looping`` (see :mod:`clickguard.stream_state`), published in
+``<node dir>/stream-status.json`` and the ``stream_heartbeat`` row ``streaming_supervisor``, and
+cleared as soon as the ledger advances again. The child's pid is kept in ``<node dir>/job.pid``
+so that ``clickguard stack kill streaming`` SIGKILLs the job (driver + JVM) while the supervisor
+lives on and restarts it — the new run resumes from the checkpoint. SIGTERM is forwarded for a
+clean stop.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,13 +26,19 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from clickguard.settings import get_settings
+from clickguard import db, stream_state
+from clickguard.settings import Settings, get_settings
 from clickguard.stack import procs
+from clickguard.stream_state import FailedRun, StreamRunState
+from streaming_job.sink import HEARTBEAT
 
 log = logging.getLogger("streaming_job.supervisor")
 JOB_PID_FILE = "job.pid"
 HEALTHY_RUN_S = 60.0
 STOP_GRACE_S = 20.0  # below the stack's own 30 s stop timeout
+PROGRESS_CHECK_S = 5.0  # while restarting/crash-looping: how often to look at the ledger
+UNKNOWN = "unknown"  # ledger position when the database cannot be read
+LOG_ERROR = re.compile(r" (ERROR|CRITICAL) ")  # a log record at error level
 
 
 def node_dir() -> Path:
@@ -34,20 +47,125 @@ def node_dir() -> Path:
     return Path(env) if env else get_settings().home / "streaming"
 
 
-def _wait(child: subprocess.Popen[bytes], stopping: Callable[[], bool]) -> int:
+class Reporter:
+    """Reads the ledger position and publishes the run state (status file + heartbeat row)."""
+
+    def __init__(self, settings: Settings, folder: Path) -> None:
+        self.settings = settings
+        self.folder = folder
+
+    def ledger_position(self) -> str | None:
+        """Newest ``batch_ledger.committed_at`` (ISO), None if empty, UNKNOWN if unreadable."""
+        try:
+            with db.connect(self.settings, "writer", connect_timeout=3) as conn:
+                row = conn.execute("SELECT max(committed_at) FROM batch_ledger").fetchone()
+        except Exception as exc:  # noqa: BLE001 - a down database only makes progress unknown
+            log.warning("ledger position unknown: %s", str(exc).strip().splitlines()[0])
+            return UNKNOWN
+        return row[0].isoformat() if row and row[0] else None
+
+    def save(self, state: StreamRunState) -> None:
+        stream_state.write_json(self.folder / stream_state.STATUS_FILE, state.to_dict())
+        try:
+            with db.connect(self.settings, "writer", autocommit=True, connect_timeout=3) as c:
+                c.execute(HEARTBEAT, (stream_state.SUPERVISOR_COMPONENT, state.state,
+                                      json.dumps(state.to_dict(), default=str)))
+        except Exception as exc:  # noqa: BLE001 - the status file still says it
+            log.warning("supervisor heartbeat failed: %s", str(exc).strip().splitlines()[0])
+
+
+def initial_state(reporter: Reporter, settings: Settings) -> StreamRunState:
+    """A crash loop survives a supervisor restart unless the ledger moved in between."""
+    position = reporter.ledger_position()
+    previous = stream_state.read_status(reporter.folder)
+    stream = f"{settings.pg_host}:{settings.pg_port}/{settings.pg_db} {settings.checkpoint_dir}"
+    keep = (
+        previous is not None
+        and previous.state in (stream_state.RESTARTING, stream_state.CRASH_LOOPING)
+        and previous.stream == stream
+        and position not in (UNKNOWN, None) and position == previous.ledger_position
+    )
+    state = previous if keep and previous else StreamRunState()
+    state.stream = stream
+    state.threshold = settings.stream_crash_loop_runs
+    state.supervisor_pid = os.getpid()
+    if position != UNKNOWN:
+        state.ledger_position = position
+    if not keep:
+        state.since = state.updated_at = stream_state.now_iso()
+    return state
+
+
+def log_path() -> Path | None:
+    """The file our stdout appends to (the node log the child inherits), if it is a file."""
+    try:
+        path = Path(os.readlink("/proc/self/fd/1"))
+    except OSError:
+        return None
+    return path if path.is_file() else None
+
+
+def error_from_log(path: Path | None, offset: int, limit: int = 65536) -> str | None:
+    """Last exception line the child wrote to the shared log after ``offset``."""
+    if path is None:
+        return None
+    try:
+        with path.open("rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(offset, size - limit))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    lines = text.splitlines()
+    named = [ln for ln in lines if stream_state.EXCEPTION_LINE.match(ln)]
+    logged = [ln for ln in lines if LOG_ERROR.search(ln)]
+    found = named or logged
+    return stream_state.short_error(found[-1]) if found else None
+
+
+def failed_run(
+    rc: int, ran: float, folder: Path, log_file: Path | None, log_offset: int,
+    before: str | None, after: str | None,
+) -> FailedRun:
+    """What one failed run left: the job's exit file, else the log, else the exit code."""
+    info = stream_state.read_json(folder / stream_state.EXIT_FILE) or {}
+    error = info.get("error") or (f"killed by signal {-rc}" if rc < 0 else None)
+    error = error or error_from_log(log_file, log_offset) or f"exit code {rc}"
+    if after == UNKNOWN or before == UNKNOWN:  # database down: trust the job's own count
+        advanced = bool(info.get("batches_committed")) if info else None
+    else:
+        advanced = after != before
+    return FailedRun(exit_code=rc, error=error, batch_id=info.get("batch_id"),
+                     ledger_advanced=advanced, ran_s=round(ran, 1))
+
+
+def _wait(
+    child: subprocess.Popen[bytes], stopping: Callable[[], bool],
+    on_tick: Callable[[], None] = lambda: None,
+) -> int:
     """The child's exit code; once a stop was requested, SIGKILL its tree after STOP_GRACE_S."""
     stop_seen: float | None = None
+    last_tick = time.monotonic()
     while True:
         try:
             return child.wait(timeout=0.5)
         except subprocess.TimeoutExpired:
             pass
+        if not stopping() and time.monotonic() - last_tick >= PROGRESS_CHECK_S:
+            last_tick = time.monotonic()
+            on_tick()
         if stopping():
             stop_seen = stop_seen or time.monotonic()
             if time.monotonic() - stop_seen > STOP_GRACE_S:
                 log.warning("job pid %d ignored SIGTERM for %.0fs: SIGKILL",
                             child.pid, STOP_GRACE_S)
                 procs.send(child.pid, signal.SIGKILL, tree=True)
+
+
+def _sleep(seconds: float, stopping: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + seconds
+    while not stopping() and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def main() -> int:
@@ -71,29 +189,65 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
+    reporter = Reporter(settings, folder)
+    state = initial_state(reporter, settings)
+    reporter.save(state)
+    if state.state == stream_state.CRASH_LOOPING:
+        log.error("still crash-looping (ledger has not moved): %s", state.summary())
+    log_file = log_path()
+
+    def check_progress() -> None:
+        """While failures are open, clear them as soon as the ledger advances."""
+        if state.state == stream_state.RUNNING:
+            return
+        position = reporter.ledger_position()
+        if position not in (UNKNOWN, state.ledger_position):
+            state.ledger_position = position
+            state.record_progress()
+            log.info("ledger advanced: stream running again")
+            reporter.save(state)
+
     backoff = settings.stream_restart_backoff_s
-    restarts = 0
     while not stopping:
         started = time.monotonic()
+        (folder / stream_state.EXIT_FILE).unlink(missing_ok=True)
+        log_offset = log_file.stat().st_size if log_file else 0
+        before = state.ledger_position
         child = subprocess.Popen([sys.executable, "-m", "streaming_job.job"])
         pid_file.write_text(str(child.pid))
-        log.info("job started (pid %d, restarts so far %d)", child.pid, restarts)
-        rc = _wait(child, lambda: stopping)
+        log.info("job started (pid %d, restarts so far %d)", child.pid, state.restarts)
+        rc = _wait(child, lambda: stopping, check_progress)
         ran = time.monotonic() - started
         if stopping:
             log.info("job stopped (rc %s) after %.1fs", rc, ran)
             break
         if ran >= HEALTHY_RUN_S:
             backoff = settings.stream_restart_backoff_s
-        restarts += 1
-        log.warning(
-            "job exited with rc %s after %.1fs; restart #%d in %.1fs", rc, ran, restarts, backoff
+        if rc == 0:  # asked to stop by someone else (SIGTERM to the job): not a failure
+            log.info("job ended cleanly after %.1fs; restarting in %.1fs", ran, backoff)
+            _sleep(backoff, lambda: stopping)
+            continue
+        after = reporter.ledger_position()
+        run = failed_run(rc, ran, folder, log_file, log_offset, before, after)
+        if after != UNKNOWN:
+            state.ledger_position = after
+        state.record_failure(run)
+        reporter.save(state)
+        level = logging.ERROR if state.state == stream_state.CRASH_LOOPING else logging.WARNING
+        log.log(
+            level, "job exited with rc %s after %.1fs (batch %s, ledger advanced: %s): %s; "
+            "state %s (%d/%d failed runs without progress); restart #%d in %.1fs",
+            rc, ran, run.batch_id, run.ledger_advanced, run.error, state.state,
+            state.consecutive_failures, state.threshold, state.restarts, backoff,
         )
-        deadline = time.monotonic() + backoff
-        while not stopping and time.monotonic() < deadline:
-            time.sleep(0.1)
+        _sleep(backoff, lambda: stopping)
         backoff = min(backoff * 2, settings.stream_restart_backoff_max_s)
     pid_file.unlink(missing_ok=True)
+    if state.state == stream_state.CRASH_LOOPING:
+        state.updated_at = stream_state.now_iso()  # stopped, but the stream is still stuck
+    else:
+        state.stop()
+    reporter.save(state)
     return 0
 
 

@@ -1,4 +1,8 @@
-"""GET /health — liveness and database reachability; always open (no API key)."""
+"""GET /health — liveness, database reachability and the stream's run state; always open.
+
+``status`` is ``degraded`` (still 200: the API itself serves) while the streaming job is
+crash-looping, so a dashboard polling /health sees a stuck stream without another call.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,9 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.deps import PoolDep
+from api.routes.stream import run_state
 from api.schemas import Health
-from clickguard import __version__
+from clickguard import __version__, stream_state
 
 router = APIRouter(tags=["health"])
 
@@ -25,9 +30,19 @@ async def health(pool: PoolDep) -> JSONResponse:
         ok = True
     except Exception:  # noqa: BLE001 - any failure to reach the database means 'disconnected'
         ok = False
+    stream: dict | None = None
+    if ok:
+        try:
+            stream = await run_state(pool)
+        except Exception as exc:  # noqa: BLE001 - the database answered; only this read failed
+            stream = {"state": "unknown", "last_error": f"stream state unreadable: {exc}"[:200]}
+    status = "healthy" if ok else "unhealthy"
+    if stream and stream["state"] == stream_state.CRASH_LOOPING:
+        status = "degraded"
     body = Health(
-        status="healthy" if ok else "unhealthy",
+        status=status,
         database="connected" if ok else "disconnected",
         version=__version__,
+        stream=stream,
     )
-    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+    return JSONResponse(body.model_dump(mode="json"), status_code=200 if ok else 503)

@@ -1,4 +1,5 @@
-"""GET /stream — stream health: last committed batch, events/s, heartbeats, consumer lag.
+"""GET /stream — stream health: last committed batch, events/s, heartbeats, consumer lag, and
+the supervisor's run state (``crash-looping`` when the same batch keeps failing).
 
 Lag = Kafka end offsets of ``settings.topic_raw`` − the consumer position per partition, read
 from the ``offsets`` json of the newest 100 batch_ledger rows (see :func:`next_offsets`). The
@@ -19,6 +20,7 @@ from api.db import fetch_all, fetch_one
 from api.deps import PoolDep, ReplyDep, SettingsDep
 from api.schemas import StreamStatus
 from clickguard import kafka as kafka_helpers
+from clickguard import stream_state
 from clickguard.settings import Settings
 
 router = APIRouter(tags=["stream"])
@@ -38,6 +40,24 @@ HEARTBEAT_SQL = """
 SELECT component, beat_at, status, extract(epoch FROM now() - beat_at)::float8 AS age_sec
 FROM stream_heartbeat ORDER BY component
 """
+
+RUN_STATE_SQL = """
+SELECT (SELECT details FROM stream_heartbeat WHERE component = %(component)s) AS details,
+       (SELECT max(committed_at) FROM batch_ledger) AS last_commit
+"""
+
+
+async def run_state(pool: Any) -> dict[str, Any]:
+    """The supervisor's state (api.schemas.StreamRunState), as of the newest ledger commit."""
+    row = await fetch_one(pool, RUN_STATE_SQL, {"component": stream_state.SUPERVISOR_COMPONENT})
+    st = stream_state.effective_state(row["details"], row["last_commit"]) if row else None
+    if st is None:
+        return {"state": "unknown"}
+    return {
+        "state": st.state, "last_error": st.last_error,
+        "consecutive_failures": st.consecutive_failures, "last_batch_id": st.last_batch_id,
+        "since": st.since,
+    }
 
 
 def next_offsets(offsets: Any, topic: str) -> dict[str, int] | None:
@@ -163,6 +183,7 @@ async def stream(
             "batches_last_minute": minute["batches"],
             "heartbeats": beats,
             "consumer_lag": lag,
+            "state": await run_state(pool),
         }
 
     return await reply(StreamStatus, status)

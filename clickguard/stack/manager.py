@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from clickguard import db
+from clickguard import db, stream_state
 from clickguard import kafka as kafka_helpers
 from clickguard.settings import Settings
 from clickguard.stack import procs
@@ -45,6 +45,7 @@ def app_nodes(settings: Settings) -> list[PythonNode]:
         PythonNode(
             "streaming", settings, None, needs=list(INFRA),
             module_argv=["streaming_job.supervisor"], kill_child_pid_file="job.pid",
+            run_state_file=stream_state.STATUS_FILE,
         ),
         PythonNode(
             "api", settings, settings.api_port, needs=["postgres"],
@@ -143,7 +144,10 @@ class Stack:
         def healthy() -> bool:
             if not node.pid():
                 raise RuntimeError(self._failure(f"{name} exited", [name]))
-            return node.status().healthy
+            st = node.status()
+            if st.state == stream_state.CRASH_LOOPING:
+                raise RuntimeError(self._failure(f"{name} is crash-looping: {st.detail}", [name]))
+            return st.healthy
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -202,11 +206,12 @@ def _module_present(node: Node) -> bool:
 
 
 def format_status(rows: list[NodeStatus]) -> str:
-    lines = [f"{'NODE':<18} {'STATE':<9} {'PID':>8} {'PORT':>6} {'RSS MB':>8}  DETAIL"]
+    lines = [f"{'NODE':<18} {'STATE':<13} {'PID':>8} {'PORT':>6} {'RSS MB':>8}  DETAIL"]
     for r in rows:
+        detail = r.detail if len(r.detail) <= 120 else r.detail[:119] + "…"
         lines.append(
-            f"{r.name:<18} {r.state:<9} {r.pid or '-':>8} {r.port or '-':>6} "
-            f"{r.rss_mb if r.rss_mb is not None else '-':>8}  {r.detail[:60]}"
+            f"{r.name:<18} {r.state:<13} {r.pid or '-':>8} {r.port or '-':>6} "
+            f"{r.rss_mb if r.rss_mb is not None else '-':>8}  {detail}"
         )
     return "\n".join(lines)
 

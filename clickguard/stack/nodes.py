@@ -20,6 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clickguard import stream_state
 from clickguard.settings import Settings
 from clickguard.stack import procs
 
@@ -29,7 +30,7 @@ class NodeStatus:
     name: str
     pid: int | None
     port: int | None
-    state: str  # "healthy", "starting", "paused", "down"
+    state: str  # "healthy", "starting", "paused", "down", "crash-looping"
     rss_mb: float | None = None
     detail: str = ""
 
@@ -478,6 +479,23 @@ class PythonNode(Node):
     # a supervisor node names the file (in its folder) holding its worker child's pid: SIGKILL
     # then kills that child's whole tree (a crash), and the supervisor lives on to restart it
     kill_child_pid_file: str | None = None
+    # a supervisor node names the file (in its folder) where it publishes its run state
+    # (clickguard.stream_state): an alive process whose job keeps failing is not healthy
+    run_state_file: str | None = None
+
+    def status(self) -> NodeStatus:
+        st = super().status()
+        if not self.run_state_file or st.state != "healthy":
+            return st
+        data = stream_state.read_json(self.dir / self.run_state_file)
+        run = stream_state.StreamRunState.from_dict(data) if data else None
+        if run is None or run.supervisor_pid != st.pid:  # not written by this supervisor yet
+            return st
+        if run.state == stream_state.CRASH_LOOPING:
+            st.state, st.detail = stream_state.CRASH_LOOPING, run.summary()
+        elif run.state == stream_state.RESTARTING:
+            st.detail = f"restarting: {run.summary()}"
+        return st
 
     def argv(self) -> list[str]:
         self.dir.mkdir(parents=True, exist_ok=True)

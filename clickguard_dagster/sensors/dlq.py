@@ -1,4 +1,5 @@
-"""``dlq_alert_sensor``: growth of the DLQ topic -> WARNING / CRITICAL / RESOLVED in Slack.
+"""``dlq_alert_sensor``: growth of the DLQ topic -> WARNING / CRITICAL / RESOLVED in Slack
+(CRITICAL, and its RESOLVED, also by email when SMTP is configured).
 
 The sensor reads only the DLQ topic's end offsets (bounded metadata calls, it never consumes):
 new messages in the interval = sum over partitions of the growth of the high watermark.
@@ -13,7 +14,12 @@ import dagster as dg
 
 from clickguard.settings import Settings, get_settings
 from clickguard_dagster.alerts import AlertState, DlqFacts, classify_count, decide, dlq_message
-from clickguard_dagster.resources import KafkaResource, PostgresResource, SlackAlertResource
+from clickguard_dagster.resources import (
+    EmailAlertResource,
+    KafkaResource,
+    PostgresResource,
+    SlackAlertResource,
+)
 from clickguard_dagster.sensors.outbox import deliver, reconcile
 
 ALERT_KEY = "dlq"
@@ -42,6 +48,7 @@ def evaluate_dlq(
     slack: SlackAlertResource,
     settings: Settings,
     now: float,
+    email: EmailAlertResource | None = None,
 ) -> dg.SensorResult:
     """One evaluation: count new DLQ messages, decide, deliver, and return the next cursor."""
     cursor: dict[str, Any] = json.loads(context.cursor) if context.cursor else {}
@@ -76,7 +83,7 @@ def evaluate_dlq(
         message = dlq_message(decision, facts, now)
         if not deliver(
             context, postgres, slack, ALERT_KEY, decision, message, next_cursor,
-            new_messages=new, rate_per_min=facts.rate_per_min,
+            new_messages=new, rate_per_min=facts.rate_per_min, email=email,
         ):
             return dg.SensorResult(
                 skip_reason="alert delivery failed; cursor kept to retry", cursor=json.dumps(cursor)
@@ -94,13 +101,15 @@ def evaluate_dlq(
     name="dlq_alert_sensor",
     minimum_interval_seconds=get_settings().dlq_poll_interval_s,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Alerts Slack when the DLQ topic grows (WARNING/CRITICAL/RESOLVED, cooldown).",
+    description="Alerts Slack when the DLQ topic grows (WARNING/CRITICAL/RESOLVED, cooldown);"
+    " CRITICAL also by email.",
 )
 def dlq_alert_sensor(
     context: dg.SensorEvaluationContext,
     kafka: KafkaResource,
     postgres: PostgresResource,
     slack: SlackAlertResource,
+    email: EmailAlertResource,
 ) -> dg.SensorResult:
     """Growth of the DLQ topic's end offsets per interval, with the alert lifecycle."""
-    return evaluate_dlq(context, kafka, postgres, slack, get_settings(), time.time())
+    return evaluate_dlq(context, kafka, postgres, slack, get_settings(), time.time(), email)

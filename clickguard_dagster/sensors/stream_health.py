@@ -1,4 +1,10 @@
-"""``stream_health_sensor``: observations of ``stream_events`` and alerts when stale or down."""
+"""``stream_health_sensor``: observations of ``stream_events`` and alerts when stale, down or
+crash-looping (the supervisor's state in ``stream_heartbeat``, see clickguard.stream_state).
+
+One message per incident: the stream alert opens (or escalates) once and is RESOLVED when
+batches flow again; unlike the DLQ alert it sends no cooldown reminders. Delivery goes through
+the same outbox as the DLQ alert, so a daemon restart neither repeats nor loses a message.
+"""
 
 
 import json
@@ -9,6 +15,7 @@ from typing import Any
 
 import dagster as dg
 
+from clickguard import stream_state
 from clickguard.settings import Settings, get_settings
 from clickguard_dagster.alerts import (
     AlertState,
@@ -17,7 +24,12 @@ from clickguard_dagster.alerts import (
     stream_message,
     stream_severity,
 )
-from clickguard_dagster.resources import KafkaResource, PostgresResource, SlackAlertResource
+from clickguard_dagster.resources import (
+    EmailAlertResource,
+    KafkaResource,
+    PostgresResource,
+    SlackAlertResource,
+)
 from clickguard_dagster.sensors.outbox import deliver, reconcile
 
 ALERT_KEY = "stream_health"
@@ -60,9 +72,10 @@ def stream_facts(
             "SELECT committed_at, state_rows, batch_id FROM batch_ledger"
             " ORDER BY committed_at DESC LIMIT 1"
         ).fetchone()
-        beat = conn.execute(
-            "SELECT beat_at, status FROM stream_heartbeat ORDER BY beat_at DESC LIMIT 1"
-        ).fetchone()
+        beats = conn.execute(
+            "SELECT beat_at, status, component, details FROM stream_heartbeat"
+            " ORDER BY beat_at DESC"
+        ).fetchall()
         positions = committed_offsets(
             (r[0] for r in conn.execute(
                 "SELECT offsets FROM batch_ledger ORDER BY committed_at DESC LIMIT %s",
@@ -80,11 +93,20 @@ def stream_facts(
         lag = sum(max(0, high - positions[p]) for p, high in end.items() if p in positions)
     batch_at: datetime | None = batch[0] if batch else None
     batch_age = now - batch_at.timestamp() if batch_at else None
+    beat = beats[0] if beats else None
+    supervisor = next((b for b in beats if b[2] == stream_state.SUPERVISOR_COMPONENT), None)
+    run = stream_state.effective_state(supervisor[3], batch_at) if supervisor else None
+    if run is not None and run.state in (stream_state.RUNNING, stream_state.RESTARTING):
+        # the supervisor is alive and restarting the job: a failed run's own "stopped" beat
+        # is not a dead stream (below the crash-loop threshold a restart is expected)
+        beat = next((b for b in beats if str(b[1]).lower() not in DOWN_STATUSES), beat)
     beat_age = now - beat[0].timestamp() if beat else None
     ages = [a for a in (batch_age, beat_age) if a is not None]
     alive_age = min(ages) if ages else None
     status, detail = "healthy", "batches committing"
-    if beat and str(beat[1]).lower() in DOWN_STATUSES:
+    if run is not None and run.state == stream_state.CRASH_LOOPING:
+        status, detail = "crash-looping", run.headline()
+    elif beat and str(beat[1]).lower() in DOWN_STATUSES:
         status, detail = "down", f"heartbeat reports {beat[1]}"
     elif alive_age is None or alive_age > 2 * settings.stream_stale_seconds:
         status = "down"
@@ -98,6 +120,10 @@ def stream_facts(
         status=status, last_batch_age_s=batch_age, consumer_lag=lag,
         events_per_s=round(recent / window, 2), state_rows=int(batch[1]) if batch else None,
         detail=detail,
+        last_error=run.last_error if run else None,
+        failed_runs=run.consecutive_failures if run else 0,
+        batch_id=run.last_batch_id if run else None,
+        status_file=str(settings.home / "streaming" / stream_state.STATUS_FILE),
     )
     metadata: dict[str, Any] = {
         "status": status,
@@ -109,6 +135,9 @@ def stream_facts(
         "last_batch_id": int(batch[2]) if batch else -1,
         "state_rows": facts.state_rows if facts.state_rows is not None else -1,
         "heartbeat": f"{beat[1]} at {beat[0].isoformat()}" if beat else "none",
+        "run_state": run.state if run else "unknown",
+        "last_error": (run.last_error if run else None) or "",
+        "failed_runs_without_progress": facts.failed_runs,
     }
     return facts, metadata
 
@@ -120,20 +149,22 @@ def evaluate_stream(
     slack: SlackAlertResource,
     settings: Settings,
     now: float,
+    email: EmailAlertResource | None = None,
 ) -> dg.SensorResult:
     """Observe ``stream_events``; open/escalate/resolve the stream alert."""
     cursor: dict[str, Any] = json.loads(context.cursor) if context.cursor else {}
     cursor = reconcile(postgres, ALERT_KEY, cursor)
     facts, metadata = stream_facts(kafka, postgres, settings, now)
     state = AlertState.from_dict(cursor.get("state"))
-    new_state, decision = decide(
-        state, stream_severity(facts), now, settings.alert_cooldown_minutes * 60
-    )
+    # infinite cooldown: an open incident is never re-sent, only escalated or resolved
+    new_state, decision = decide(state, stream_severity(facts), now, float("inf"))
     next_cursor = {"state": new_state.to_dict(), "tick_at": now}
     observation = dg.AssetObservation(asset_key="stream_events", metadata=metadata)
     if decision is not None:
         message = stream_message(decision, facts, now)
-        if not deliver(context, postgres, slack, ALERT_KEY, decision, message, next_cursor):
+        if not deliver(
+            context, postgres, slack, ALERT_KEY, decision, message, next_cursor, email=email
+        ):
             next_cursor = cursor
     return dg.SensorResult(asset_events=[observation], cursor=json.dumps(next_cursor))
 
@@ -142,13 +173,17 @@ def evaluate_stream(
     name="stream_health_sensor",
     minimum_interval_seconds=get_settings().stream_health_interval_s,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Observes stream_events (lag, events/s, last batch, state); alerts stale/down.",
+    description="Observes stream_events (lag, events/s, last batch, state); alerts stale/down/"
+    "crash-looping (CRITICAL also by email).",
 )
 def stream_health_sensor(
     context: dg.SensorEvaluationContext,
     kafka: KafkaResource,
     postgres: PostgresResource,
     slack: SlackAlertResource,
+    email: EmailAlertResource,
 ) -> dg.SensorResult:
     """Liveness of the Spark streaming job as observations of the external asset."""
-    return evaluate_stream(context, kafka, postgres, slack, get_settings(), time.time())
+    return evaluate_stream(
+        context, kafka, postgres, slack, get_settings(), time.time(), email
+    )

@@ -14,6 +14,8 @@ import pytest
 from clickguard.contract import EVENT_TYPES
 from clickguard.settings import Settings
 from clickguard_dagster.resources import build_resources
+from tests.integration.clickguard_dagster.slack import SlackStandIn
+from tests.integration.clickguard_dagster.smtp import SmtpRecorder
 
 STATE_TABLES = (
     "events", "anomalies", "dlq_events", "batch_ledger", "stream_heartbeat", "daily_sessions",
@@ -35,6 +37,20 @@ def clean(pg: psycopg.Connection) -> psycopg.Connection:
     for table in STATE_TABLES:
         pg.execute(f"DELETE FROM {table}")
     return pg
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackStandIn]:
+    """Slack's Web API stand-in (records chat.postMessage)."""
+    with SlackStandIn.running() as server:
+        yield server
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpRecorder]:
+    """A real SMTP server (aiosmtpd) recording the messages it accepts."""
+    with SmtpRecorder() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

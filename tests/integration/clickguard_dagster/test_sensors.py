@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 import dagster as dg
 import psycopg
@@ -18,69 +14,18 @@ from confluent_kafka import Producer
 
 from clickguard import kafka as kafka_helpers
 from clickguard.settings import Settings
-from clickguard_dagster.resources import SlackAlertResource, build_resources
+from clickguard_dagster.resources import build_resources
 from clickguard_dagster.sensors.dlq import dlq_alert_sensor
 from clickguard_dagster.sensors.stream_health import stream_health_sensor
+from tests.integration.clickguard_dagster.slack import SlackStandIn
 
 pytestmark = pytest.mark.integration
-
-
-class SlackStandIn(ThreadingHTTPServer):
-    """Records chat.postMessage calls; answers like Slack (``ok`` true, or an error if told)."""
-
-    def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
-        self.fail_next = 0
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: SlackStandIn
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
-        if "json" in (self.headers.get("Content-Type") or ""):
-            payload = json.loads(body)
-        else:
-            payload = {k: v[0] for k, v in parse_qs(body).items()}
-            if "blocks" in payload:
-                payload["blocks"] = json.loads(payload["blocks"])
-        if self.server.fail_next:
-            self.server.fail_next -= 1
-            answer = {"ok": False, "error": "ratelimited"}
-        else:
-            self.server.calls.append(
-                {"method": self.path.rsplit("/", 1)[-1],
-                 "auth": self.headers.get("Authorization"), **payload}
-            )
-            answer = {"ok": True, "channel": "C0TEST", "ts": f"{len(self.server.calls)}.0001"}
-        data = json.dumps(answer).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def slack() -> Iterator[SlackStandIn]:
-    server = SlackStandIn()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
 
 
 def sensor_resources(settings: Settings, slack: SlackStandIn, token: str = "xoxb-test") -> dict:
     res = build_resources(settings)
     res.pop("spark")
-    res["slack"] = SlackAlertResource(
-        token=token, channel="#clickguard-test",
-        base_url=f"http://127.0.0.1:{slack.server_address[1]}/api/",
-    )
+    res["slack"] = slack.resource(token)
     return res
 
 

@@ -12,6 +12,8 @@ from clickguard_dagster.alerts import (
     classify_count,
     decide,
     dlq_message,
+    email_message,
+    needs_email,
     stream_message,
     stream_severity,
 )
@@ -96,3 +98,60 @@ def test_stream_severity_and_message() -> None:
     msg = stream_message(Decision("OPEN", "CRITICAL"), down, 0.0)
     assert msg["text"] == "Stream DOWN (CRITICAL): no heartbeat or batch ever"
     assert msg["blocks"][1]["fields"][0]["text"] == "*Last batch*\nnever"
+
+
+ERR = "InsufficientPrivilege: permission denied for table events"
+LOOPING = StreamFacts(
+    "crash-looping", 95.0, 1200, 0.0, 40, f"batch 0 failed 3 times: {ERR}",
+    last_error=ERR, failed_runs=3, batch_id=0, status_file="/run/streaming/stream-status.json",
+)
+
+
+def test_crash_looping_message_names_the_error_and_where_to_look() -> None:
+    assert stream_severity(LOOPING) == "CRITICAL"
+    msg = stream_message(Decision("OPEN", "CRITICAL"), LOOPING, 0.0)
+    assert msg["text"] == (
+        f"Stream CRASH-LOOPING (CRITICAL): batch 0 failed 3 times: {ERR}"
+    )
+    header, _fields, error, look, _context = msg["blocks"]
+    assert header["text"]["text"] == f":rotating_light: {msg['text']}"
+    assert error["text"]["text"].startswith(f"*Last error*\n`{ERR}`\n")
+    assert "3 (batch 0)" in error["text"]["text"]
+    assert "`clickguard stack logs streaming`" in look["text"]["text"]
+    assert "`/run/streaming/stream-status.json`" in look["text"]["text"]
+    resolved = stream_message(Decision("RESOLVED", "CRITICAL"), LOOPING, 0.0)
+    assert [b["type"] for b in resolved["blocks"]] == ["header", "section", "context"]
+
+
+def test_long_header_is_cut_to_slacks_limit() -> None:
+    facts = StreamFacts("crash-looping", None, None, 0.0, None, "x" * 400, last_error="x")
+    header = stream_message(Decision("OPEN", "CRITICAL"), facts, 0.0)["blocks"][0]
+    assert len(header["text"]["text"]) == 150 and header["text"]["text"].endswith("…")
+
+
+def test_email_goes_with_critical_and_its_resolve_only() -> None:
+    assert needs_email(Decision("OPEN", "CRITICAL"))
+    assert needs_email(Decision("ESCALATE", "CRITICAL"))
+    assert needs_email(Decision("RESOLVED", "CRITICAL"))
+    assert not needs_email(Decision("OPEN", "WARNING"))
+    assert not needs_email(Decision("RESOLVED", "WARNING"))
+
+
+def test_email_text_carries_severity_what_and_where() -> None:
+    decision = Decision("OPEN", "CRITICAL")
+    subject, body = email_message(
+        "stream_health", decision, stream_message(decision, LOOPING, 0.0)
+    )
+    assert subject == f"[clickguard CRITICAL] {stream_message(decision, LOOPING, 0.0)['text']}"
+    lines = body.splitlines()
+    assert lines[:2] == ["Severity: CRITICAL", "Alert: stream_health (OPEN)"]
+    assert "Last batch: 95 s ago" in lines
+    assert f"`{ERR}`" in lines and "Where to look" in lines
+    assert "• `clickguard stack logs streaming` (the job's full error)" in lines
+    assert "*" not in body  # mrkdwn bold markers are gone
+    subject, body = email_message(
+        "dlq", Decision("RESOLVED", "CRITICAL"),
+        dlq_message(Decision("RESOLVED", "CRITICAL"), DlqFacts(0, 60.0, {"0": 1}), 0.0),
+    )
+    assert subject == "[clickguard RESOLVED] DLQ RESOLVED: no new records (was CRITICAL)"
+    assert body.startswith("Severity: RESOLVED\nAlert: dlq (RESOLVED)\n")

@@ -26,3 +26,41 @@ def test_kill_takes_the_worker_processes_with_it(tmp_path: Path) -> None:
         assert node.status().state == "down"
     finally:
         node.stop(timeout=5)
+
+
+def test_supervisor_node_reports_crash_looping_from_its_status_file(tmp_path: Path) -> None:
+    """An alive supervisor whose job keeps failing is not 'healthy'; a stale file is ignored."""
+    from clickguard import stream_state
+    from clickguard.stack.manager import format_status
+
+    settings = Settings(_env_file=None, home=tmp_path)
+    node = PythonNode(
+        "streaming", settings, None, module_argv=["tests.unit.stack._forker"],
+        extra_env={"PYTHONPATH": str(REPO_ROOT)}, run_state_file=stream_state.STATUS_FILE,
+    )
+    pid = node.start()
+    try:
+        st = stream_state.StreamRunState(threshold=2, supervisor_pid=pid)
+        for _ in range(2):
+            st.record_failure(stream_state.FailedRun(
+                exit_code=1, error="InsufficientPrivilege: permission denied for table events",
+                batch_id=0, ledger_advanced=False, ran_s=9.0,
+            ))
+        path = node.dir / stream_state.STATUS_FILE
+        stream_state.write_json(path, {**st.to_dict(), "supervisor_pid": pid + 1})
+        assert node.status().state == "healthy"  # written by another (earlier) supervisor
+        stream_state.write_json(path, st.to_dict())
+        status = node.status()
+        assert (status.state, status.healthy) == ("crash-looping", False)
+        assert status.detail == (
+            "2 failed run(s) without progress at batch 0: "
+            "InsufficientPrivilege: permission denied for table events"
+        )
+        line = format_status([status]).splitlines()[1]
+        assert line.split()[:2] == ["streaming", "crash-looping"]
+        assert line.endswith("permission denied for table events")
+        st.record_progress()
+        stream_state.write_json(path, st.to_dict())
+        assert node.status().state == "healthy"
+    finally:
+        node.stop(timeout=5)
