@@ -57,7 +57,7 @@ class Reporter:
     def ledger_position(self) -> str | None:
         """Newest ``batch_ledger.committed_at`` (ISO), None if empty, UNKNOWN if unreadable."""
         try:
-            with db.connect(self.settings, "writer", connect_timeout=3) as conn:
+            with db.connect(self.settings, "writer") as conn:
                 row = conn.execute("SELECT max(committed_at) FROM batch_ledger").fetchone()
         except Exception as exc:  # noqa: BLE001 - a down database only makes progress unknown
             log.warning("ledger position unknown: %s", str(exc).strip().splitlines()[0])
@@ -67,7 +67,7 @@ class Reporter:
     def save(self, state: StreamRunState) -> None:
         stream_state.write_json(self.folder / stream_state.STATUS_FILE, state.to_dict())
         try:
-            with db.connect(self.settings, "writer", autocommit=True, connect_timeout=3) as c:
+            with db.connect(self.settings, "writer", autocommit=True) as c:
                 c.execute(HEARTBEAT, (stream_state.SUPERVISOR_COMPONENT, state.state,
                                       json.dumps(state.to_dict(), default=str)))
         except Exception as exc:  # noqa: BLE001 - the status file still says it
