@@ -35,10 +35,16 @@ def seeded(wpg: psycopg.Connection) -> psycopg.Connection:
     return wpg
 
 
-def test_health(client: httpx.Client) -> None:
+def test_health(client: httpx.Client, wpg: psycopg.Connection) -> None:
     r = client.get("/health")
     assert r.status_code == 200
-    assert r.json() == {"status": "healthy", "database": "connected", "version": "1.0.0"}
+    assert r.json() == {
+        "status": "healthy", "database": "connected", "version": "1.0.0",
+        "stream": {  # no supervisor heartbeat in this database
+            "state": "unknown", "last_error": None, "consecutive_failures": 0,
+            "last_batch_id": None, "since": None,
+        },
+    }
 
 
 def test_stats(client: httpx.Client, seeded: psycopg.Connection) -> None:
