@@ -37,6 +37,7 @@ JOB_PID_FILE = "job.pid"
 HEALTHY_RUN_S = 60.0
 STOP_GRACE_S = 20.0  # below the stack's own 30 s stop timeout
 PROGRESS_CHECK_S = 5.0  # while restarting/crash-looping: how often to look at the ledger
+SUPERVISOR_BEAT_S = 30.0  # refresh of the supervisor's heartbeat row while nothing changes
 UNKNOWN = "unknown"  # ledger position when the database cannot be read
 LOG_ERROR = re.compile(r" (ERROR|CRITICAL) ")  # a log record at error level
 
@@ -196,16 +197,22 @@ def main() -> int:
         log.error("still crash-looping (ledger has not moved): %s", state.summary())
     log_file = log_path()
 
+    last_save = time.monotonic()
+
     def check_progress() -> None:
-        """While failures are open, clear them as soon as the ledger advances."""
-        if state.state == stream_state.RUNNING:
-            return
-        position = reporter.ledger_position()
-        if position not in (UNKNOWN, state.ledger_position):
-            state.ledger_position = position
-            state.record_progress()
-            log.info("ledger advanced: stream running again")
+        """While failures are open, clear them as soon as the ledger advances; beat anyway."""
+        nonlocal last_save
+        changed = False
+        if state.state != stream_state.RUNNING:
+            position = reporter.ledger_position()
+            if position not in (UNKNOWN, state.ledger_position):
+                state.ledger_position = position
+                changed = state.record_progress()
+                log.info("ledger advanced: stream running again")
+        if changed or time.monotonic() - last_save >= SUPERVISOR_BEAT_S:
+            state.updated_at = stream_state.now_iso()
             reporter.save(state)
+            last_save = time.monotonic()
 
     backoff = settings.stream_restart_backoff_s
     while not stopping:
