@@ -33,7 +33,9 @@ def offline() -> Iterator[TestClient]:
 def test_health_without_database_is_503(offline: TestClient) -> None:
     r = offline.get("/health")
     assert r.status_code == 503
-    assert r.json() == {"status": "unhealthy", "database": "disconnected", "version": "1.0.0"}
+    assert r.json() == {
+        "status": "unhealthy", "database": "disconnected", "version": "1.0.0", "stream": None
+    }
 
 
 def test_queries_without_database_are_503_in_the_error_shape(offline: TestClient) -> None:
