@@ -198,3 +198,41 @@ def test_stream_health_observes_and_alerts(
     stale = stream_health_sensor(dg.build_sensor_context(cursor=up.cursor, resources=res))
     assert stale.asset_events[0].metadata["status"].value == "down"
     assert slack.calls[-1]["text"].startswith("Stream DOWN (CRITICAL): no heartbeat or batch for")
+
+
+def test_stream_restart_below_threshold_is_quiet_crash_loop_is_one_alert(
+    clean: psycopg.Connection, settings: Settings, slack: SlackStandIn, stack: Any
+) -> None:
+    """A failed run's own 'stopped' beat while the supervisor restarts it is not 'down'."""
+    from clickguard import stream_state
+    from clickguard.stream_state import FailedRun, StreamRunState
+
+    res = sensor_resources(settings, slack)
+    now = datetime.now(UTC)
+    clean.execute(
+        "INSERT INTO batch_ledger (query_id, batch_id, started_at, committed_at, input_rows,"
+        " stored, dlq, late, duplicates, anomalies, duration_ms, state_rows, offsets)"
+        " VALUES ('q', 1, %s, %s, 10, 10, 0, 0, 0, 0, 50, 0, '{}')", (now, now),
+    )
+    st = StreamRunState(threshold=2)
+    err = "InsufficientPrivilege: permission denied for table events"
+    st.record_failure(FailedRun(1, err, 2, False, 30.0))
+    beat = ("INSERT INTO stream_heartbeat VALUES (%s, now(), %s, %s) ON CONFLICT (component)"
+            " DO UPDATE SET beat_at = now(), status = EXCLUDED.status, details = EXCLUDED.details")
+    clean.execute(beat, (stream_state.SUPERVISOR_COMPONENT, st.state, json.dumps(st.to_dict())))
+    clean.execute(beat, ("streaming_driver", "stopped", "{}"))  # newest beat: the failed run's
+    quiet = stream_health_sensor(dg.build_sensor_context(resources=res))
+    md = quiet.asset_events[0].metadata
+    assert (md["status"].value, md["run_state"].value) == ("healthy", "restarting")
+    assert slack.calls == []
+
+    st.record_failure(FailedRun(1, err, 2, False, 30.0))
+    clean.execute(beat, (stream_state.SUPERVISOR_COMPONENT, st.state, json.dumps(st.to_dict())))
+    loud = stream_health_sensor(dg.build_sensor_context(cursor=quiet.cursor, resources=res))
+    assert loud.asset_events[0].metadata["status"].value == "crash-looping"
+    assert [c["text"] for c in slack.calls] == [
+        f"Stream CRASH-LOOPING (CRITICAL): batch 2 failed 2 times: {err}"
+    ]
+    again = stream_health_sensor(dg.build_sensor_context(cursor=loud.cursor, resources=res))
+    assert again.asset_events[0].metadata["status"].value == "crash-looping"
+    assert len(slack.calls) == 1  # no reminder for an open stream incident
