@@ -86,7 +86,7 @@ def supervisor_row(conn: psycopg.Connection) -> tuple[str, dict[str, Any]] | Non
     ).fetchone()
 
 
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(2400)
 def test_crash_loop_is_reported_alerted_once_and_resolved(
     private_db: Settings, tmp_path: Path
 ) -> None:
@@ -112,7 +112,7 @@ def test_crash_loop_is_reported_alerted_once_and_resolved(
 
         # 1. the job fails batch 0 again and again: crash-looping, with the error, everywhere
         status = wait_for("crash-looping", lambda: (
-            st if (st := node.status()).state == "crash-looping" else None), 600, run.log)
+            st if (st := node.status()).state == "crash-looping" else None), 900, run.log)
         assert status.detail == (
             f"2 failed run(s) without progress at batch 0: InsufficientPrivilege: {ERROR}"
         )
