@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     stream_restart_backoff_s: float = 2.0
     stream_restart_backoff_max_s: float = 30.0
     stream_db_retry_s: float = Field(300.0, description="How long a batch retries a down DB")
+    stream_max_string_bytes: int = Field(
+        32_768, description="Longest string field (UTF-8 bytes) stored; longer = DLQ unstorable"
+    )
     stream_checkpoint_dir: Path | None = Field(
         None, description="Spark checkpoint folder; unset = $CLICKGUARD_HOME/streaming/checkpoint"
     )
