@@ -58,6 +58,7 @@ CREATE TRIGGER fuzz_reject_marker BEFORE INSERT ON events
 """
 EVENT_TYPES = ("page_view", "click", "add_to_cart", "remove_from_cart", "checkout", "purchase",
                "error")
+MAX_VALUE = 900_000  # below Kafka's default 1 MB message limit
 KINDS = ("valid", "strings", "numbers", "timestamps", "mutation", "duplicate", "db_poison")
 
 
@@ -157,7 +158,7 @@ def adversarial_records(
                 ev[rng.choice(["event_ts", "ingest_ts"])] = rng.choice([*MS_EXTREMES, near])
             elif kind == "db_poison":
                 ev["page"] = f"{POISON_MARKER}-{i}"
-            value = encode(ev, schema_id)
+            value = encode(ev, schema_id)[:MAX_VALUE]  # oversize: sent truncated (corrupt)
             if kind == "mutation":
                 value = mutate(rng, value)
             key = str(ev["session_id"]).encode() if rng.random() < 0.9 else None
@@ -372,14 +373,27 @@ class Accounting:
     dlq_reasons: dict[tuple[int, int], str]
 
 
-def _event_id(value: bytes | None) -> str | None:
-    """The event_id the contract would decode from ``value`` (None when it does not decode)."""
+COMPARED = ("event_id", "source", "session_id", "user_id", "event_type", "item_id", "category",
+            "quantity", "page", "referrer")
+
+
+def _decode(value: bytes | None, schema_id: int | None = None) -> dict[str, Any] | None:
+    """The event the contract decodes from ``value`` (None when it does not decode, or when
+    framed with another schema id than ``schema_id``)."""
     try:
-        _, body = split(value)
-        return fastavro.schemaless_reader(io.BytesIO(body), parsed_schema(),
-                                          parsed_schema())["event_id"]
-    except Exception:  # noqa: BLE001 - an undecodable record has no id
+        sid, body = split(value)
+        if schema_id is not None and sid != schema_id:
+            return None
+        buf = io.BytesIO(body)
+        ev = fastavro.schemaless_reader(buf, parsed_schema(), parsed_schema())
+        return ev if buf.tell() == len(body) else None
+    except Exception:  # noqa: BLE001 - an undecodable record has no event
         return None
+
+
+def _event_id(value: bytes | None) -> str | None:
+    ev = _decode(value)
+    return None if ev is None else ev["event_id"]
 
 
 def account(run: FuzzStream, sent: list[Sent] | None = None) -> Accounting:
@@ -389,8 +403,8 @@ def account(run: FuzzStream, sent: list[Sent] | None = None) -> Accounting:
     parts = [s.partition for s in sent]
     offs = [s.offset for s in sent]
     where = "(p, o) IN (SELECT * FROM unnest(%s::int[], %s::bigint[]) AS t(p, o))"
-    stored = {(p, o): eid for p, o, eid in conn.execute(
-        f"SELECT kafka_partition, kafka_offset, event_id FROM events "
+    stored = {(r[0], r[1]): r[2:] for r in conn.execute(
+        f"SELECT kafka_partition, kafka_offset, {', '.join(COMPARED)} FROM events "
         f"WHERE {where.replace('(p, o) IN', '(kafka_partition, kafka_offset) IN')}",
         (parts, offs)).fetchall()}
     dlq = {(p, o): r for p, o, r in conn.execute(
@@ -415,6 +429,9 @@ def account(run: FuzzStream, sent: list[Sent] | None = None) -> Accounting:
             problems.append(f"{c} ({s.record.kind}) is in {where_found}")
         if "stored" in where_found:
             fates["stored"] += 1
+            ev = _decode(s.record.value, run.schema_id)
+            if ev is not None and tuple(ev[k] for k in COMPARED) != stored[c]:
+                problems.append(f"{c} ({s.record.kind}) stored altered: {stored[c]!r:.300}")
         elif "dlq" in where_found:
             fates[f"dlq:{dlq[c]}"] += 1
         elif "late" in where_found:
