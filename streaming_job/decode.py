@@ -219,7 +219,7 @@ def decode_table(
             events[name].append(ev.get(name) if ev else None)
         if not v.ok and v.event is not None:  # decoded but invalid: keep its id for the DLQ row
             eid = v.event.get("event_id")  # informative only: made storable (NUL escaped)
-            events["event_id"][-1] = pg_text(eid, 200) if isinstance(eid, str) else None
+            events["event_id"][-1] = pg_text(eid, 1000) if isinstance(eid, str) else None
         keep.append(not v.ok or (
             keep_raw_before is not None and ev is not None and ev["event_ts"] < keep_raw_before
         ))

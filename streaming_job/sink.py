@@ -460,7 +460,7 @@ class BatchSink:
             out.append({
                 "kafka_partition": r["kafka_partition"], "kafka_offset": r["kafka_offset"],
                 "reason": DlqReason.UNSTORABLE.value, "detail": db_error_detail(r["error"]),
-                "event_id": pg_text(r["event_id"], 200), "kafka_ts": r["kafka_ts"],
+                "event_id": pg_text(r["event_id"], 1000), "kafka_ts": r["kafka_ts"],
                 "raw_key": None if src["key"] is None else bytes(src["key"]),
                 "raw_value": None if src["value"] is None else bytes(src["value"]),
                 "raw_headers": headers or None,
