@@ -48,7 +48,7 @@ class StreamRun:
         if self._conn is not None:
             self._conn.close()
 
-    def query_id(self, timeout: float = 180.0) -> str:
+    def query_id(self, timeout: float = 360.0) -> str:  # Spark start-up on a loaded box
         meta = self.settings.checkpoint_dir / "metadata"
         deadline = time.monotonic() + timeout
         while not meta.exists():
