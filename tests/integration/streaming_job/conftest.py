@@ -69,7 +69,7 @@ class StreamRun:
         ).fetchone()
         return int(row[0]) if row else 0
 
-    def wait_accounted(self, total: int, timeout: float = 300.0) -> None:
+    def wait_accounted(self, total: int, timeout: float = 600.0) -> None:
         """Until the ledger accounts for ``total`` input records (progress printed)."""
         deadline = time.monotonic() + timeout
         last = -1
