@@ -19,6 +19,7 @@ LAZY_COMMANDS = {
     "chaos": "clickguard.proof.chaos:chaos",
     "slo-report": "clickguard.proof.slo:slo_report",
     "demo": "clickguard.proof.demo:demo",
+    "fuzz-stream": "clickguard.proof.fuzz:fuzz_stream_cmd",
     "dlq-replay": "clickguard_dagster.cli:dlq_replay",  # runs the Dagster job in the instance
 }
 

@@ -84,6 +84,9 @@ class Settings(BaseSettings):
         3, ge=1, description="Failed job runs in a row without ledger progress = crash-looping"
     )
     stream_db_retry_s: float = Field(300.0, description="How long a batch retries a down DB")
+    stream_max_string_bytes: int = Field(
+        32_768, description="Longest string field (UTF-8 bytes) stored; longer = DLQ unstorable"
+    )
     stream_checkpoint_dir: Path | None = Field(
         None, description="Spark checkpoint folder; unset = $CLICKGUARD_HOME/streaming/checkpoint"
     )

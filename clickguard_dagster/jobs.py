@@ -1,7 +1,8 @@
 """Jobs: the daily batch, the stream checks, and ``dlq_replay``.
 
 ``dlq_replay`` re-publishes dead-lettered records (after the cause was fixed) to the raw topic
-with their original bytes and key, so ``event_id`` is unchanged and the stream's dedup and
+exactly as they came in: original key, value and headers (not the DLQ's ``clickguard.error.*``
+headers), so ``event_id`` and a user's tracing headers are unchanged and the stream's dedup and
 exactly-once accounting still hold; it marks them ``replayed_at`` and reports counts.
 """
 
@@ -40,10 +41,10 @@ class DlqReplayConfig(dg.Config):
 
 
 def select_dlq(postgres: PostgresResource, config: DlqReplayConfig) -> list[tuple[Any, ...]]:
-    """(id, raw_key, raw_value, source topic/partition/offset) of the records to replay."""
+    """(id, raw_key, raw_value, header keys, header values) of the records to replay."""
     with postgres.connect() as conn:
         return conn.execute(
-            "SELECT id, raw_key, raw_value, source_topic, source_partition, source_offset"
+            "SELECT id, raw_key, raw_value, raw_header_keys, raw_header_values"
             " FROM dlq_events WHERE (cardinality(%(reasons)s::text[]) = 0"
             "  OR reason = ANY(%(reasons)s::text[]))"
             " AND (%(since)s::timestamptz IS NULL OR detected_at >= %(since)s::timestamptz)"
@@ -78,14 +79,17 @@ def replay(
 
         return cb
 
-    for dlq_id, key, value, src_topic, src_part, src_off in rows:
+    for dlq_id, key, value, header_keys, header_values in rows:
         if value is None:
             counts["skipped_no_bytes"] += 1
             continue
+        headers = [
+            (bytes(k).decode("utf-8", "surrogatepass"), None if v is None else bytes(v))
+            for k, v in zip(header_keys or [], header_values or [], strict=True)
+        ]
         producer.produce(
             topic, value=bytes(value), key=bytes(key) if key is not None else None,
-            headers=[("clickguard-replay-of", f"{src_topic}/{src_part}/{src_off}".encode())],
-            on_delivery=on_delivery(dlq_id),
+            headers=headers or None, on_delivery=on_delivery(dlq_id),
         )
         producer.poll(0)
     remaining = producer.flush(60)

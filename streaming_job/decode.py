@@ -25,15 +25,19 @@ import pyarrow.compute as pc
 from fastavro.read import SchemaResolutionError
 
 from clickguard.contract import (
+    DEFAULT_MAX_STRING_BYTES,
     DlqReason,
     RegistryClient,
     WireFormatError,
     parsed_schema,
+    pg_text,
     split,
     validate,
 )
 
 TS = pa.timestamp("us", tz="UTC")
+# Kafka record headers as Spark's source gives them (option includeHeaders).
+HEADERS = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
 
 # Event fields as they leave the decoder (names/types match the events table).
 EVENT_FIELDS: list[tuple[str, pa.DataType]] = [
@@ -61,6 +65,7 @@ META_FIELDS: list[tuple[str, pa.DataType]] = [
     ("detail", pa.string()),
     ("raw_key", pa.binary()),  # kept only where needed downstream (DLQ and late candidates)
     ("raw_value", pa.binary()),
+    ("raw_headers", HEADERS),
 ]
 OUTPUT_SCHEMA = pa.schema(EVENT_FIELDS + META_FIELDS)
 # The same schema as a Spark DDL string, for ``DataFrame.mapInArrow``.
@@ -74,6 +79,7 @@ SPARK_DDL = ", ".join(
         ("kafka_partition", "int"), ("kafka_offset", "bigint"), ("kafka_ts", "timestamp"),
         ("status", "string"), ("reason", "string"), ("detail", "string"),
         ("raw_key", "binary"), ("raw_value", "binary"),
+        ("raw_headers", "array<struct<key:string,value:binary>>"),
     ]
 )
 
@@ -149,6 +155,7 @@ def decode_value(
     schemas: SchemaCache,
     now: datetime | None = None,
     max_future: timedelta = timedelta(minutes=5),
+    max_string_bytes: int = DEFAULT_MAX_STRING_BYTES,
 ) -> Verdict:
     """Decode one record value (Confluent wire format) and validate it against the contract."""
     try:
@@ -164,6 +171,10 @@ def decode_value(
         event = fastavro.schemaless_reader(buf, writer, parsed_schema())
     except SchemaResolutionError as exc:
         return Verdict(None, DlqReason.MISSING_REQUIRED, f"schema {schema_id}: {exc}"[:500])
+    except OverflowError as exc:  # a timestamp-millis beyond Python's years 1..9999
+        return Verdict(
+            None, DlqReason.OUT_OF_RANGE, f"timestamp outside years 1-9999: {exc}"[:500]
+        )
     except Exception as exc:  # noqa: BLE001 - any failure to parse the body is corruption
         return Verdict(
             None, DlqReason.AVRO_DECODE_ERROR, f"{type(exc).__name__}: {exc}"[:500]
@@ -174,7 +185,7 @@ def decode_value(
             DlqReason.AVRO_DECODE_ERROR,
             f"{len(body) - buf.tell()} trailing bytes after the record",
         )
-    problem = validate(event, now=now, max_future=max_future)
+    problem = validate(event, now=now, max_future=max_future, max_string_bytes=max_string_bytes)
     if problem:
         return Verdict(event, problem[0], problem[1])
     return Verdict(event)
@@ -186,10 +197,11 @@ def decode_table(
     keep_raw_before: datetime | None = None,
     now: datetime | None = None,
     max_future: timedelta = timedelta(minutes=5),
+    max_string_bytes: int = DEFAULT_MAX_STRING_BYTES,
 ) -> pa.RecordBatch:
-    """Decode Kafka rows (key, value, partition, offset, timestamp) into OUTPUT_SCHEMA.
+    """Decode Kafka rows (key, value, partition, offset, timestamp[, headers]) into OUTPUT_SCHEMA.
 
-    Raw key/value bytes are carried only for DLQ rows and for valid rows whose event time is
+    Raw key/value/headers are carried only for DLQ rows and for valid rows whose event time is
     before ``keep_raw_before`` (the watermark: those are routed late with their original bytes).
     """
     values = batch.column("value").to_pylist()
@@ -201,20 +213,26 @@ def decode_table(
     detail: list[str | None] = []
     keep: list[bool] = []
     for value in values:
-        v = decode_value(value, schemas, now=now, max_future=max_future)
+        v = decode_value(value, schemas, now, max_future, max_string_bytes)
         ev = v.event if v.ok else None
         for name in event_names:
             events[name].append(ev.get(name) if ev else None)
         if not v.ok and v.event is not None:  # decoded but invalid: keep its id for the DLQ row
-            events["event_id"][-1] = v.event.get("event_id")
+            eid = v.event.get("event_id")  # informative only: made storable (NUL escaped)
+            events["event_id"][-1] = pg_text(eid, 1000) if isinstance(eid, str) else None
         keep.append(not v.ok or (
             keep_raw_before is not None and ev is not None and ev["event_ts"] < keep_raw_before
         ))
         status.append("ok" if v.ok else "dlq")
         reason.append(None if v.ok else str(v.reason))
-        detail.append(v.detail)
+        detail.append(pg_text(v.detail))
     # Kafka coordinates pass through as Arrow columns, without a round trip through Python
     mask = pa.array(keep, pa.bool_())
+    names = batch.schema.names
+    headers = (
+        batch.column("headers").cast(HEADERS) if "headers" in names
+        else pa.nulls(batch.num_rows, HEADERS)
+    )
     arrays = [pa.array(events[name], type=t) for name, t in EVENT_FIELDS] + [
         batch.column("partition").cast(pa.int32()),
         batch.column("offset").cast(pa.int64()),
@@ -224,6 +242,7 @@ def decode_table(
         pa.array(detail, pa.string()),
         pc.if_else(mask, batch.column("key").cast(pa.binary()), pa.scalar(None, pa.binary())),
         pc.if_else(mask, batch.column("value").cast(pa.binary()), pa.scalar(None, pa.binary())),
+        pc.if_else(mask, headers, pa.scalar(None, HEADERS)),
     ]
     arrays = [a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in arrays]
     return pa.RecordBatch.from_arrays(arrays, schema=OUTPUT_SCHEMA)
@@ -233,6 +252,7 @@ def arrow_decoder(
     registry_url: str,
     keep_raw_before: datetime | None,
     max_future_minutes: float,
+    max_string_bytes: int = DEFAULT_MAX_STRING_BYTES,
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """The function handed to ``DataFrame.mapInArrow`` (pickled to the Python workers)."""
 
@@ -240,6 +260,6 @@ def arrow_decoder(
         schemas = registry_cache(registry_url)
         max_future = timedelta(minutes=max_future_minutes)
         for b in batches:
-            yield decode_table(b, schemas, keep_raw_before, max_future=max_future)
+            yield decode_table(b, schemas, keep_raw_before, None, max_future, max_string_bytes)
 
     return fn

@@ -53,8 +53,9 @@ def start_query(spark: Any, settings: Settings, sink: BatchSink) -> Any:
         .option("maxOffsetsPerTrigger", settings.stream_max_offsets_per_trigger)
         .option("failOnDataLoss", "true")
         .option("kafka.fetch.max.wait.ms", 50)
+        .option("includeHeaders", "true")  # DLQ/late records keep the producer's headers
         .load()
-        .select("key", "value", "partition", "offset", "timestamp")
+        .select("key", "value", "partition", "offset", "timestamp", "headers")
     )
     settings.checkpoint_dir.mkdir(parents=True, exist_ok=True)
     return (

@@ -121,44 +121,102 @@ def register_contract(client: RegistryClient, topic: str) -> int:
 
 
 class DlqReason(StrEnum):
-    """Why a record went to the DLQ; the `reason` header and dlq_events.reason."""
+    """Why a record went to the DLQ; the `clickguard.error.reason` header and dlq_events.reason."""
 
     NOT_WIRE_FORMAT = "not_wire_format"  # not Confluent-framed (no magic byte, too short)
     UNKNOWN_SCHEMA_ID = "unknown_schema_id"  # the registry does not know the schema id
     AVRO_DECODE_ERROR = "avro_decode_error"  # framed, known schema, but the body is corrupt
     MISSING_REQUIRED = "missing_required"  # a required field absent or empty
     OUT_OF_RANGE = "out_of_range"  # a value outside its domain (price < 0, far-future time)
+    UNSTORABLE = "unstorable"  # valid Avro that PostgreSQL cannot store (NUL, oversize, ...)
+
+
+# Bounds of what the events table (and the indexes over its values) can store; see
+# docs/streaming.md "Poison records". Violations are rejected, never silently altered.
+TS_MIN = datetime(2000, 1, 1, tzinfo=UTC)  # older clocks are bogus (and far from any watermark)
+KEY_MAX_BYTES = 1000  # event_id and category are btree keys (row limit ~2,700 bytes)
+DEFAULT_MAX_STRING_BYTES = 32_768
+STRING_FIELDS = ("event_id", "source", "event_type", "category", "page", "referrer")
+INT_BOUNDS = {  # the column types of events (0001_stream_core.sql)
+    "session_id": (0, 2**63 - 1),  # bigint, and ids are never negative
+    "user_id": (-(2**63), 2**63 - 1),  # bigint
+    "item_id": (-(2**63), 2**63 - 1),  # bigint
+    "quantity": (1, 10_000),  # integer; the business bound is far tighter
+}
+PRICE_MAX = 1_000_000  # numeric(12, 2) holds < 1e10; the business bound is far tighter
+
+
+def storable_problem(
+    event: dict[str, Any], max_string_bytes: int = DEFAULT_MAX_STRING_BYTES
+) -> str | None:
+    """Why PostgreSQL could not store ``event`` as text/numbers, or None.
+
+    Checked before the business rules so that a value the database would choke on is always
+    named ``unstorable``. PostgreSQL text cannot hold U+0000; lone surrogates cannot be encoded
+    as UTF-8 at all. The detail never repeats the value (it may itself be unstorable).
+    """
+    for name in STRING_FIELDS:
+        value = event.get(name)
+        if value is None or not isinstance(value, str):
+            continue
+        nul = value.find("\x00")
+        if nul >= 0:
+            return f"{name} contains U+0000 (NUL) at character {nul}"
+        try:
+            size = len(value.encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            return f"{name} is not encodable as UTF-8 ({exc.reason} at character {exc.start})"
+        limit = KEY_MAX_BYTES if name in ("event_id", "category") else max_string_bytes
+        if size > limit:
+            return f"{name} is {size} bytes long, more than {limit}"
+    return None
 
 
 def validate(
-    event: dict[str, Any], now: datetime | None = None, max_future: timedelta = timedelta(minutes=5)
+    event: dict[str, Any],
+    now: datetime | None = None,
+    max_future: timedelta = timedelta(minutes=5),
+    max_string_bytes: int = DEFAULT_MAX_STRING_BYTES,
 ) -> tuple[DlqReason, str] | None:
     """Business validation of a decoded event; (reason, detail) or None when valid.
 
     The future bound keeps a bogus clock from pushing the event-time watermark ahead.
     """
+    problem = storable_problem(event, max_string_bytes)
+    if problem:
+        return DlqReason.UNSTORABLE, problem
     for name in ("event_id", "source"):
         if not event.get(name):
             return DlqReason.MISSING_REQUIRED, f"{name} is empty"
     for name in ("event_ts", "ingest_ts", "session_id", "event_type"):
         if event.get(name) is None:
             return DlqReason.MISSING_REQUIRED, f"{name} is missing"
-    if event["session_id"] < 0:
-        return DlqReason.OUT_OF_RANGE, f"session_id {event['session_id']} < 0"
+    for name, (lo, hi) in INT_BOUNDS.items():
+        value = event.get(name)
+        if value is not None and not (lo <= value <= hi):
+            return DlqReason.OUT_OF_RANGE, f"{name} {value} outside [{lo}, {hi}]"
     price, quantity = event.get("price"), event.get("quantity")
-    if price is not None and not (0 <= price < 1_000_000):
+    if price is not None and not (0 <= price < PRICE_MAX):  # also false for NaN
         return DlqReason.OUT_OF_RANGE, f"price {price} outside [0, 1e6)"
-    if quantity is not None and not (1 <= quantity <= 10_000):
-        return DlqReason.OUT_OF_RANGE, f"quantity {quantity} outside [1, 10000]"
     if event["event_type"] == "purchase" and (price is None or quantity is None):
         return DlqReason.MISSING_REQUIRED, "purchase without price or quantity"
     now = now or datetime.now(UTC)
-    event_ts = _as_datetime(event["event_ts"])
-    if event_ts > now + max_future:
-        return DlqReason.OUT_OF_RANGE, f"event_ts {event_ts.isoformat()} is in the future"
-    if event_ts.year < 2000:
-        return DlqReason.OUT_OF_RANGE, f"event_ts {event_ts.isoformat()} before 2000"
+    for name in ("event_ts", "ingest_ts"):
+        ts = _as_datetime(event[name])
+        if ts > now + max_future:
+            return DlqReason.OUT_OF_RANGE, f"{name} {ts.isoformat()} is in the future"
+        if ts < TS_MIN:
+            return DlqReason.OUT_OF_RANGE, f"{name} {ts.isoformat()} before 2000"
     return None
+
+
+def pg_text(value: str | None, limit: int = 2000) -> str | None:
+    """``value`` made safe for a text column/header that only informs (DLQ detail, event_id):
+    NUL and unencodable characters escaped, length capped. Never used on event data."""
+    if value is None:
+        return None
+    out = value.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+    return out if len(out) <= limit else out[:limit] + "…"
 
 
 def _as_datetime(value: datetime | int) -> datetime:

@@ -117,9 +117,10 @@ def _fault_config(
     if late is not None:
         kw["late_rate"] = late
     if malformed is not None:
-        share = malformed / 5
+        share = malformed / 6
         kw.update(
             not_wire_format_rate=share, unknown_schema_id_rate=share,
             missing_required_rate=share, out_of_range_rate=share, avro_decode_error_rate=share,
+            unstorable_rate=share,
         )
     return replace(base, **kw)

@@ -13,7 +13,8 @@ Every record carries ``kind``, what the streaming job must do with it:
   ``missing_required`` (written with a rogue schema lacking ``event_id`` that is registered under
   another subject so its id is real, or an empty ``event_id``),
   ``out_of_range`` (a negative purchase price, or an ``event_ts`` a day in the future),
-  ``avro_decode_error`` (the contract's id, body truncated inside the event_id string).
+  ``avro_decode_error`` (the contract's id, body truncated inside the event_id string),
+  ``unstorable`` (schema-valid, but ``page`` holds a NUL character PostgreSQL text rejects).
 
 Events that arrive labelled (``_kind``, from a YOOCHOOSE replay) keep a non-valid label and are
 sent unchanged. Decisions come from a seeded RNG, so a seed gives exact, repeatable per-kind
@@ -57,6 +58,7 @@ class FaultConfig:
     missing_required_rate: float = 0.0
     out_of_range_rate: float = 0.0
     avro_decode_error_rate: float = 0.0
+    unstorable_rate: float = 0.0
     late_minutes: float | None = None  # None = 3 x settings.stream_watermark_minutes
 
     @classmethod
@@ -124,6 +126,7 @@ class FaultInjector:
             (c.missing_required_rate, malformed(DlqReason.MISSING_REQUIRED)),
             (c.out_of_range_rate, malformed(DlqReason.OUT_OF_RANGE)),
             (c.avro_decode_error_rate, malformed(DlqReason.AVRO_DECODE_ERROR)),
+            (c.unstorable_rate, malformed(DlqReason.UNSTORABLE)),
         ):
             if rate > 0:
                 acc += rate
@@ -209,6 +212,9 @@ class FaultInjector:
             else:
                 event["event_ts"] = event["ingest_ts"] + 24 * 3600 * 1000
             return Record(key, encode_event(event, self.head), kind, eid, event["event_type"])
+        if reason is DlqReason.UNSTORABLE:
+            event["page"] = f"/p\x00{rng.randrange(1000)}"
+            return Record(key, encode_event(event, self.head), kind, eid, etype)
         # AVRO_DECODE_ERROR: the body ends inside the event_id string
         value = encode_event(event, self.head)
         return Record(key, value[: 5 + 1 + len(eid) // 2], kind, None, etype)

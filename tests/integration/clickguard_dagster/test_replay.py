@@ -1,4 +1,5 @@
-"""``dlq_replay`` job: selected DLQ records go back to the raw topic byte for byte."""
+"""``dlq_replay`` job: selected DLQ records go back to the raw topic byte for byte: key, value and
+the original headers (repeated keys, a null value, and none at all), without our error headers."""
 
 from __future__ import annotations
 
@@ -57,12 +58,21 @@ def test_replay_selected_reason_and_range(
         ("unknown_schema_id", now - timedelta(days=2), 2),  # outside the time range
         ("out_of_range", now - timedelta(minutes=3), 3),  # other reason
     ]
+    # original headers of record 0: order kept, a repeated key, a null value, binary bytes
+    headers0 = [("traceparent", b"00-4bf92f-00f067-01"), ("x-tag", b"a"), ("x-tag", None),
+                ("bin", bytes(range(256)))]
+    originals = {0: headers0, 1: None}
+    values: dict[int, bytes] = {}
     for offset, (reason, detected, i) in enumerate(rows):
+        h = originals.get(i)
+        values[i] = encode(event(i), 1)
         clean.execute(
             "INSERT INTO dlq_events (source_topic, source_partition, source_offset, reason,"
-            " event_id, raw_value, raw_key, detected_at) VALUES (%s, 1, %s, %s, %s, %s, %s, %s)",
-            (settings.topic_raw, 100 + offset, reason, f"replay-{i}", encode(event(i), 1),
-             b"7", detected),
+            " event_id, raw_value, raw_key, detected_at, raw_header_keys, raw_header_values)"
+            " VALUES (%s, 1, %s, %s, %s, %s, %s, %s, %s::bytea[], %s::bytea[])",
+            (settings.topic_raw, 100 + offset, reason, f"replay-{i}", values[i], b"7", detected,
+             [k.encode() for k, _ in h] if h else None,
+             [v for _, v in h] if h else None),
         )
     start = kafka_helpers.end_offsets(settings, settings.topic_raw)
     config = {"reasons": ["unknown_schema_id"],
@@ -76,15 +86,16 @@ def test_replay_selected_reason_and_range(
         "selected": 2, "published": 2, "failed": 0, "skipped_no_bytes": 0
     }
     msgs = consume(settings, start, 2)
-    ids = sorted(
-        fastavro.schemaless_reader(io.BytesIO(split(m.value())[1]), parsed_schema())["event_id"]
-        for m in msgs
-    )
-    assert ids == ["replay-0", "replay-1"]  # event_id kept: the stream's dedup still applies
+    by_id = {
+        fastavro.schemaless_reader(io.BytesIO(split(m.value())[1]), parsed_schema())["event_id"]:
+        m for m in msgs
+    }
+    assert sorted(by_id) == ["replay-0", "replay-1"]  # event_id kept: dedup still applies
     assert {m.key() for m in msgs} == {b"7"}
-    assert sorted(dict(m.headers())["clickguard-replay-of"] for m in msgs) == [
-        f"{settings.topic_raw}/1/100".encode(), f"{settings.topic_raw}/1/101".encode()
-    ]
+    assert {i: by_id[f"replay-{i}"].value() for i in (0, 1)} == {i: values[i] for i in (0, 1)}
+    # exactly the original headers, nothing of ours added
+    assert by_id["replay-0"].headers() == headers0
+    assert by_id["replay-1"].headers() is None
     replayed = clean.execute(
         "SELECT source_offset FROM dlq_events WHERE replayed_at IS NOT NULL ORDER BY 1"
     ).fetchall()

@@ -48,7 +48,7 @@ class StreamRun:
         if self._conn is not None:
             self._conn.close()
 
-    def query_id(self, timeout: float = 180.0) -> str:
+    def query_id(self, timeout: float = 360.0) -> str:  # Spark start-up on a loaded box
         meta = self.settings.checkpoint_dir / "metadata"
         deadline = time.monotonic() + timeout
         while not meta.exists():
@@ -69,7 +69,7 @@ class StreamRun:
         ).fetchone()
         return int(row[0]) if row else 0
 
-    def wait_accounted(self, total: int, timeout: float = 300.0) -> None:
+    def wait_accounted(self, total: int, timeout: float = 600.0) -> None:
         """Until the ledger accounts for ``total`` input records (progress printed)."""
         deadline = time.monotonic() + timeout
         last = -1

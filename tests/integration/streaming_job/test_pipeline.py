@@ -159,10 +159,10 @@ def test_dlq_and_late_topics_carry_original_bytes_and_headers(
     kinds = scenario.kinds()
     by_offset = {}
     for m in _consume_all(stream_run, s.topic_dlq):
-        h = {k: v.decode() for k, v in m.headers()}
-        assert set(h) >= {"reason", "detail", "source_topic", "source_partition",
-                          "source_offset", "detected_at"}
-        by_offset[(int(h["source_partition"]), int(h["source_offset"]))] = (h["reason"], m.value())
+        h = {k.removeprefix("clickguard.error."): v.decode() for k, v in m.headers()}
+        assert set(h) == {"reason", "detail", "source.topic", "source.partition",
+                          "source.offset", "detected_at"}
+        by_offset[(int(h["source.partition"]), int(h["source.offset"]))] = (h["reason"], m.value())
     assert Counter(r for r, _ in by_offset.values()) == Counter(
         {r.value: kinds[f"malformed:{r.value}"] for r in DlqReason}
     )
@@ -175,7 +175,7 @@ def test_dlq_and_late_topics_carry_original_bytes_and_headers(
     assert {k: v for k, (_, v) in by_offset.items()} == stored  # original bytes, both places
     late_msgs = _consume_all(stream_run, s.topic_late)
     assert len(late_msgs) == kinds[LATE]
-    assert all(int(dict(m.headers())["lateness_ms"]) > 0 for m in late_msgs)
+    assert all(int(dict(m.headers())["clickguard.late.lateness_ms"]) > 0 for m in late_msgs)
     late_values = {m.value() for m in late_msgs}
     assert late_values == {r.value for r in scenario.records if r.kind == LATE}
 
