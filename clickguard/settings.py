@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     spike_min_relative_std: float = Field(
         0.1, description="Deviation floor as a share of the EWMA mean: a spike must be relative"
     )
+    spike_level_shift_minutes: int = Field(
+        3, description="Spike minutes in a row that make a new baseline level"
+    )
     error_burst_per_minute: int = 100
 
     # --- API -----------------------------------------------------------------------------------
