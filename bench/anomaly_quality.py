@@ -54,12 +54,20 @@ ERROR_FACTORS = (0.9, 1.02, 0.95, 1.05, 0.98, 1.1)  # minute's errors vs error_b
 SPIKE_LEVELS = (0.75, 1.08, 0.85, 1.15, 0.92, 1.25)  # category's minute count vs firing count
 
 
-def generator_config(s: Settings, seed: int) -> GeneratorConfig:
+def generator_config(s: Settings, seed: int, rate: float) -> GeneratorConfig:
+    """The rules' thresholds, and a realistic number of concurrent sessions for the rate.
+
+    A session then gets an event every ~20 s (it lasts minutes, as real ones do); the default
+    pool (200) at 1,000 ev/s would give each a few seconds, and a handful of sessions would make
+    a small category's per-minute count swing far more than a real shop's.
+    """
     return GeneratorConfig(
-        seed=seed, high_frequency_clicks=s.high_frequency_clicks,
+        seed=seed, concurrent_sessions=max(200, int(rate * 20)),
+        high_frequency_clicks=s.high_frequency_clicks,
         bot_like_clicks=s.bot_like_clicks, bot_like_unique_ratio=s.bot_like_unique_ratio,
         error_burst_per_minute=s.error_burst_per_minute, spike_z_threshold=s.spike_z_threshold,
         spike_min_relative_std=s.spike_min_relative_std, spike_min_events=s.spike_min_events,
+        spike_dispersion=s.spike_dispersion,
     )
 
 
@@ -96,7 +104,7 @@ def main() -> None:
     stack = Stack(s)
     print(stack.control("start", "streaming"), flush=True)
     contract_id, rogue_id = register_schemas(s, s.topic_raw)
-    gen = Generator(generator_config(s, args.seed))
+    gen = Generator(generator_config(s, args.seed, args.rate))
     start = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
     first_inject = start + timedelta(minutes=args.warmup_minutes + 1)
     end = first_inject + timedelta(minutes=args.minutes)

@@ -14,7 +14,7 @@ Rules (thresholds from settings):
   unique_items / clicks < bot_like_unique_ratio; score = clicks / bot_like_clicks × (1 − ratio).
 - TRAFFIC_SPIKE: events per event-time minute, overall (entity 'all') and per category, against an
   EWMA mean/variance of the previous minutes (minute_counts); z > spike_z_threshold and count ≥
-  spike_min_events; score = z. The deviation is floored at sqrt(mean) and
+  spike_min_events; score = z. The deviation is floored at sqrt(spike_dispersion × mean) and
   spike_min_relative_std × mean. Warm-up: the rule stays silent until the baseline holds
   spike_min_history_minutes FULL minutes (see :func:`ewma_baseline`: empty minutes are gaps, not
   zeros; minutes next to a gap may be partial and are left out; earlier spikes are not learnt).
@@ -148,8 +148,8 @@ class Baseline:
 ONE_MINUTE = timedelta(minutes=1)
 
 
-def _std(mean: float, var: float, min_relative_std: float) -> float:
-    return max(math.sqrt(var), math.sqrt(max(mean, 1.0)), min_relative_std * mean)
+def _std(mean: float, var: float, min_relative_std: float, dispersion: float) -> float:
+    return max(math.sqrt(var), math.sqrt(dispersion * max(mean, 1.0)), min_relative_std * mean)
 
 
 def full_minutes(minute: datetime, history: list[tuple[datetime, int]]) -> list[datetime]:
@@ -171,10 +171,13 @@ def full_minutes(minute: datetime, history: list[tuple[datetime, int]]) -> list[
 def ewma_baseline(
     minute: datetime, history: list[tuple[datetime, int]], alpha: float,
     min_relative_std: float = 0.0, outlier_z: float | None = None, level_shift_minutes: int = 3,
+    dispersion: float = 1.0,
 ) -> Baseline | None:
     """EWMA mean/variance over the full minutes of ``history`` before ``minute`` (None if none).
 
-    The deviation has floors: Poisson (sqrt of the mean, at least 1) and ``min_relative_std`` ×
+    The deviation has floors: sqrt(``dispersion`` × mean) (Poisson for 1; clicks come in
+    sessions, so per-minute counts of a category vary several times more than Poisson ones: a
+    small category's count would otherwise "spike" on steady traffic) and ``min_relative_std`` ×
     mean, so a perfectly steady history (a paced producer) does not turn a small relative wobble
     of a large count — 5 % more events overall — into a huge z-score. With ``outlier_z``, a minute
     above mean + outlier_z × std (an earlier spike) is not learnt, so one spike does not hide the
@@ -188,7 +191,8 @@ def ewma_baseline(
     pending: list[float] = []  # consecutive outliers not learnt (yet)
     for m in usable[1:]:
         x = float(counts[m])
-        if outlier_z is not None and x > mean + outlier_z * _std(mean, var, min_relative_std):
+        limit = mean + (outlier_z or 0.0) * _std(mean, var, min_relative_std, dispersion)
+        if outlier_z is not None and x > limit:
             pending.append(x)
             if len(pending) < level_shift_minutes:
                 continue
@@ -202,7 +206,7 @@ def ewma_baseline(
             mean += incr
             var = (1 - alpha) * (var + diff * incr)
             n += 1
-    return Baseline(mean, _std(mean, var, min_relative_std), n)
+    return Baseline(mean, _std(mean, var, min_relative_std, dispersion), n)
 
 
 def zscore(observed: float, base: Baseline) -> float:
@@ -234,7 +238,7 @@ def detect(cur: psycopg.Cursor, settings: Settings) -> dict[str, int]:
         base = ewma_baseline(
             minute, list(zip(minutes, counts, strict=True)), s.spike_ewma_alpha,
             s.spike_min_relative_std, outlier_z=s.spike_z_threshold,
-            level_shift_minutes=s.spike_level_shift_minutes,
+            level_shift_minutes=s.spike_level_shift_minutes, dispersion=s.spike_dispersion,
         )
         if base is None or base.minutes < s.spike_min_history_minutes:
             continue
@@ -247,7 +251,7 @@ def detect(cur: psycopg.Cursor, settings: Settings) -> dict[str, int]:
             "scope": scope, "events": observed, "ewma_mean": round(base.mean, 3),
             "ewma_std": round(base.std, 3), "z": round(z, 3), "history_minutes": base.minutes,
             "alpha": s.spike_ewma_alpha, "z_threshold": s.spike_z_threshold,
-            "min_relative_std": s.spike_min_relative_std,
+            "min_relative_std": s.spike_min_relative_std, "dispersion": s.spike_dispersion,
             "min_events": s.spike_min_events,
         }
         run(

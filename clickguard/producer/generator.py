@@ -94,6 +94,7 @@ class GeneratorConfig:
     error_burst_per_minute: int = 100
     spike_z_threshold: float = 4.0
     spike_min_relative_std: float = 0.1
+    spike_dispersion: float = 4.0
     spike_min_events: int = 100
 
 
@@ -396,7 +397,7 @@ class Generator:
         """The smallest count of ``category`` in ``minute`` that the TRAFFIC_SPIKE rule flags.
 
         Baseline = mean of the generator's own counts over the (up to 5) full minutes before,
-        deviation = the rule's floors (sqrt of the mean, relative share): what a steady EWMA
+        deviation = the rule's floors (dispersion × mean, relative share): what a steady EWMA
         converges to.
         """
         cfg = self.config
@@ -408,7 +409,9 @@ class Generator:
             self.minute_counts.get(minute, Counter())[category]
         ]
         mean = sum(counts) / len(counts)
-        std = max(math.sqrt(max(mean, 1.0)), cfg.spike_min_relative_std * mean)
+        std = max(
+            math.sqrt(cfg.spike_dispersion * max(mean, 1.0)), cfg.spike_min_relative_std * mean
+        )
         return max(float(cfg.spike_min_events), mean + cfg.spike_z_threshold * std)
 
     def _traffic_spike(self, now: int, level: float | None) -> tuple[list[Event], GroundTruth]:

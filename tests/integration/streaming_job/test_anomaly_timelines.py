@@ -81,7 +81,10 @@ class Timeline:
         self.run = run
         self.start = start
         self.clock = SimClock(start, RATE)
-        self.gen = Generator(GeneratorConfig(seed=seed), clock=self.clock)
+        # sessions last minutes (an event every ~20 s each), as in bench/anomaly_quality.py
+        self.gen = Generator(
+            GeneratorConfig(seed=seed, concurrent_sessions=int(RATE * 20)), clock=self.clock
+        )
         contract_id, rogue_id = register_schemas(run.settings, run.settings.topic_raw)
         self.injector = FaultInjector(
             contract_id, FAULTS, seed=seed, rogue_schema_id=rogue_id, clock=self.clock.peek,

@@ -240,7 +240,7 @@ def test_spike_level_is_relative_to_the_category_s_own_minutes() -> None:
     per_minute = Counter(e["event_ts"] // 60_000 * 60_000 for e in normal if e["category"] == cat)
     mean = sum(per_minute[last - i * 60_000] for i in range(1, 6)) / 5
     threshold = gen.spike_threshold(cat, last)
-    assert threshold == pytest.approx(max(100, mean + 4 * max(mean**0.5, 0.1 * mean)))
+    assert threshold == pytest.approx(max(100, mean + 4 * max((4 * mean) ** 0.5, 0.1 * mean)))
     block = gen.inject("TRAFFIC_SPIKE", level=1.1)
     g = gen.ground_truth[-1]
     assert g.entity == cat and g.above and g.size == math.ceil(1.1 * threshold)
