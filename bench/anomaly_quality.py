@@ -12,7 +12,9 @@ the anomalies table against the generator's ground truth (:mod:`streaming_job.ev
 precision, recall of above-threshold blocks, below-threshold blocks flagged, false alarms per
 hour of steady traffic, detection delay p50/p95 (last event's ingest → ``detected_at``).
 
-Needs a running stack (`clickguard stack up`); starts the streaming node if it is down. Writes
+Needs a running stack (`clickguard stack up`) with no other traffic for 30 minutes before (the
+TRAFFIC_SPIKE baseline looks back that far; the report counts such minutes); starts the streaming
+node if it is down. Writes
 ``<out>/<name>.json|.md|.png``. Usage (the full measurement, ≈ 36 minutes):
 
     python -m bench.anomaly_quality --rate 1000 --minutes 30
@@ -180,6 +182,11 @@ def main() -> None:
     with db.connect(s, "reader") as conn:
         dets = detections_between(conn, start, end + timedelta(minutes=1))
         ingested = ingest_times(conn, [g.last_event_id for g in truths if g.last_event_id])
+        # TRAFFIC_SPIKE looks back 30 minutes: earlier traffic (another run) is in its baseline
+        prior = conn.execute(
+            "SELECT count(*) FROM minute_counts WHERE scope = 'all' AND minute >= %s "
+            "AND minute < %s", (start - timedelta(minutes=31), start),
+        ).fetchone()
     hours = (end - start).total_seconds() / 3600
     scores = score(truths, dets, ingested, steady_hours=hours)
     command = "python -m bench.anomaly_quality " + shlex.join(sys.argv[1:])
@@ -188,6 +195,7 @@ def main() -> None:
         "event_time": {"start": start, "first_injection_minute": first_inject, "end": end,
                        "hours": round(hours, 3)},
         "per_minute": args.per_minute, "fault_rate_each": args.faults,
+        "prior_traffic_minutes": int(prior[0]) if prior else 0,
         "stream_kills": kills, "produced": summary.acknowledged,
         "per_kind": dict(Counter(summary.per_kind)),
         "rules": {k: v.to_dict() for k, v in scores.items()},
@@ -233,7 +241,9 @@ def report(data: dict[str, Any], scores: dict[str, Any], hours: float) -> str:
         f"Date: {m['measured_at']}; machine: {m['cpus']} CPUs, {m['memory_gb']} GB RAM, "
         f"load average (1/5/15 min) {m['load_avg_1_5_15']}\n\n"
         f"{data['produced']:,} records at {data['rate']:,.0f}/s over {hours * 60:.0f} minutes of "
-        f"event time ({kinds}); streaming job killed mid-run: {len(data['stream_kills'])}×. "
+        f"event time ({kinds}); streaming job killed mid-run: {len(data['stream_kills'])}×; "
+        f"minutes with other traffic in the 31 minutes before (part of TRAFFIC_SPIKE's "
+        f"baseline; 0 on a quiet stack): {data['prior_traffic_minutes']}. "
         "Blocks alternate just below and just above each threshold; a detection counts when type "
         "and entity match and the windows overlap. Delay = last event's ingest → detected_at.\n\n"
         + md_table(
