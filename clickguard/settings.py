@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     spike_min_relative_std: float = Field(
         0.1, description="Deviation floor as a share of the EWMA mean: a spike must be relative"
     )
+    spike_dispersion: float = Field(
+        4.0, description="Variance floor as a multiple of the mean: clicks cluster by session"
+    )
+    spike_level_shift_minutes: int = Field(
+        3, description="Spike minutes in a row that make a new baseline level"
+    )
     error_burst_per_minute: int = 100
 
     # --- API -----------------------------------------------------------------------------------

@@ -13,9 +13,11 @@ Rules (thresholds from settings):
 - BOT_LIKE: > bot_like_clicks clicks in one session, 60 s window sliding every 30 s, and
   unique_items / clicks < bot_like_unique_ratio; score = clicks / bot_like_clicks × (1 − ratio).
 - TRAFFIC_SPIKE: events per event-time minute, overall (entity 'all') and per category, against an
-  EWMA mean/variance of the previous minutes (minute_counts; at least spike_min_history_minutes);
-  z > spike_z_threshold and count ≥ spike_min_events; score = z. The deviation is floored at
-  sqrt(mean) and spike_min_relative_std × mean.
+  EWMA mean/variance of the previous minutes (minute_counts); z > spike_z_threshold and count ≥
+  spike_min_events; score = z. The deviation is floored at sqrt(spike_dispersion × mean) and
+  spike_min_relative_std × mean. Warm-up: the rule stays silent until the baseline holds
+  spike_min_history_minutes FULL minutes (see :func:`ewma_baseline`: empty minutes are gaps, not
+  zeros; minutes next to a gap may be partial and are left out; earlier spikes are not learnt).
 - ERROR_BURST: error events per minute ≥ error_burst_per_minute; score = errors / threshold.
 """
 
@@ -120,7 +122,7 @@ SELECT t.scope, t.key, t.minute, cur.events,
 FROM touched t
 JOIN minute_counts cur ON cur.scope = t.scope AND cur.key = t.key AND cur.minute = t.minute
 LEFT JOIN minute_counts h ON h.scope = t.scope AND h.key = t.key
-     AND h.minute >= t.minute - make_interval(mins => %(lookback)s) AND h.minute < t.minute
+     AND h.minute >= t.minute - make_interval(mins => %(lookback)s + 1) AND h.minute < t.minute
 WHERE cur.events >= %(min_events)s
 GROUP BY t.scope, t.key, t.minute, cur.events
 """
@@ -143,30 +145,68 @@ class Baseline:
     minutes: int
 
 
+ONE_MINUTE = timedelta(minutes=1)
+
+
+def _std(mean: float, var: float, min_relative_std: float, dispersion: float) -> float:
+    return max(math.sqrt(var), math.sqrt(dispersion * max(mean, 1.0)), min_relative_std * mean)
+
+
+def full_minutes(minute: datetime, history: list[tuple[datetime, int]]) -> list[datetime]:
+    """The history minutes (before ``minute``) that are surely complete, oldest first.
+
+    A minute with no events is a gap (an outage, a stopped producer), not a zero: a zero would
+    drag the mean down and make the minute traffic resumes look like a spike. A minute next to a
+    gap (the first one of the series, the last one before a gap, the first one after) may hold
+    only part of a minute's traffic, so it is left out too. The minute just before ``minute``
+    counts as complete: ``minute`` itself has events.
+    """
+    have = {m for m, c in history if c > 0 and m < minute}
+    return sorted(
+        m for m in have
+        if m - ONE_MINUTE in have and (m + ONE_MINUTE in have or m + ONE_MINUTE == minute)
+    )
+
+
 def ewma_baseline(
     minute: datetime, history: list[tuple[datetime, int]], alpha: float,
-    min_relative_std: float = 0.0,
+    min_relative_std: float = 0.0, outlier_z: float | None = None, level_shift_minutes: int = 3,
+    dispersion: float = 1.0,
 ) -> Baseline | None:
-    """EWMA over the minutes before ``minute``, from the first minute with data (gaps = 0).
+    """EWMA mean/variance over the full minutes of ``history`` before ``minute`` (None if none).
 
-    The deviation has floors: Poisson (sqrt of the mean, at least 1) and ``min_relative_std`` ×
+    The deviation has floors: sqrt(``dispersion`` × mean) (Poisson for 1; clicks come in
+    sessions, so per-minute counts of a category vary several times more than Poisson ones: a
+    small category's count would otherwise "spike" on steady traffic) and ``min_relative_std`` ×
     mean, so a perfectly steady history (a paced producer) does not turn a small relative wobble
-    of a large count — 5 % more events overall — into a huge z-score.
+    of a large count — 5 % more events overall — into a huge z-score. With ``outlier_z``, a minute
+    above mean + outlier_z × std (an earlier spike) is not learnt, so one spike does not hide the
+    next; ``level_shift_minutes`` such minutes in a row are a new level and restart the baseline.
     """
-    if not history:
-        return None
     counts = dict(history)
-    first = min(counts)
-    n = int((minute - first) / timedelta(minutes=1))
-    mean, var = float(counts[first]), 0.0
-    for i in range(1, n):
-        x = float(counts.get(first + timedelta(minutes=i), 0))
-        diff = x - mean
-        incr = alpha * diff
-        mean += incr
-        var = (1 - alpha) * (var + diff * incr)
-    std = max(math.sqrt(var), math.sqrt(max(mean, 1.0)), min_relative_std * mean)
-    return Baseline(mean, std, n)
+    usable = full_minutes(minute, history)
+    if not usable:
+        return None
+    mean, var, n = float(counts[usable[0]]), 0.0, 1
+    pending: list[float] = []  # consecutive outliers not learnt (yet)
+    for m in usable[1:]:
+        x = float(counts[m])
+        limit = mean + (outlier_z or 0.0) * _std(mean, var, min_relative_std, dispersion)
+        if outlier_z is not None and x > limit:
+            pending.append(x)
+            if len(pending) < level_shift_minutes:
+                continue
+            mean, var, n = pending[0], 0.0, 1  # the new normal: learn it from its start
+            xs, pending = pending[1:], []
+        else:
+            xs, pending = [x], []  # isolated spikes stay unlearnt
+        for v in xs:
+            diff = v - mean
+            incr = alpha * diff
+            mean += incr
+            var = (1 - alpha) * (var + diff * incr)
+            n += 1
+    return Baseline(mean, _std(mean, var, min_relative_std, dispersion), n)
 
 
 def zscore(observed: float, base: Baseline) -> float:
@@ -197,7 +237,8 @@ def detect(cur: psycopg.Cursor, settings: Settings) -> dict[str, int]:
     for scope, key, minute, observed, minutes, counts in cur.fetchall():
         base = ewma_baseline(
             minute, list(zip(minutes, counts, strict=True)), s.spike_ewma_alpha,
-            s.spike_min_relative_std,
+            s.spike_min_relative_std, outlier_z=s.spike_z_threshold,
+            level_shift_minutes=s.spike_level_shift_minutes, dispersion=s.spike_dispersion,
         )
         if base is None or base.minutes < s.spike_min_history_minutes:
             continue
@@ -210,7 +251,7 @@ def detect(cur: psycopg.Cursor, settings: Settings) -> dict[str, int]:
             "scope": scope, "events": observed, "ewma_mean": round(base.mean, 3),
             "ewma_std": round(base.std, 3), "z": round(z, 3), "history_minutes": base.minutes,
             "alpha": s.spike_ewma_alpha, "z_threshold": s.spike_z_threshold,
-            "min_relative_std": s.spike_min_relative_std,
+            "min_relative_std": s.spike_min_relative_std, "dispersion": s.spike_dispersion,
             "min_events": s.spike_min_events,
         }
         run(

@@ -17,7 +17,17 @@ recent past (never in the future, never older than a few minutes, so never late)
   short sessions (<= 10 events each); successive spikes rotate over the 5 quietest categories.
 - ERROR_BURST: ``error_burst_events`` error events inside one minute, over many sessions.
 
-Ground truth (`GroundTruth`): type, entity (session id / category / "all"), window start/end;
+Sized injections (``inject(kind, size=...)`` / ``level=...``) place a block just above or just
+below a rule's threshold (the thresholds are in the config, defaults = the settings' defaults), so
+the rules can be measured at their edge: HIGH_FREQUENCY/BOT_LIKE take a click count (BOT_LIKE also
+a number of distinct items), ERROR_BURST the minute's TOTAL of error events (the generator counts
+its own background errors and adds the rest), TRAFFIC_SPIKE a ``level`` = multiple of the smallest
+count that fires against the category's own recent per-minute mean (the generator counts that too).
+Sized spikes go to mid-sized categories (`Catalog.spike_categories`); session anomalies never
+click items of a spike category, so blocks never add up to a neighbouring rule's threshold.
+
+Ground truth (`GroundTruth`): type, entity (session id / category / "all"), window start/end,
+size, threshold, whether the block is above it, and its last event id (for detection delays);
 written as JSON lines so precision and recall can be computed against the anomalies table.
 Every event of an anomaly block carries the extra key ``_anomaly`` (ignored by the encoders);
 fault injection leaves such events untouched so the ground truth stays exact.
@@ -29,9 +39,11 @@ import bisect
 import hashlib
 import itertools
 import json
+import math
 import random
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -75,6 +87,15 @@ class GeneratorConfig:
     session_clicks: int = 60  # clicks of a HIGH_FREQUENCY / BOT_LIKE session (> 50)
     spike_events: int = 3000  # events of a TRAFFIC_SPIKE in its minute
     error_burst_events: int = 300  # error events of an ERROR_BURST in its minute
+    # the rules' thresholds, for sized injections (defaults = clickguard.settings defaults)
+    high_frequency_clicks: int = 50
+    bot_like_clicks: int = 50
+    bot_like_unique_ratio: float = 0.1
+    error_burst_per_minute: int = 100
+    spike_z_threshold: float = 4.0
+    spike_min_relative_std: float = 0.1
+    spike_dispersion: float = 4.0
+    spike_min_events: int = 100
 
 
 @dataclass(frozen=True)
@@ -88,6 +109,10 @@ class GroundTruth:
     events: int
     session_id: int | None = None
     category: str | None = None
+    size: float | None = None  # in the rule's unit: clicks in the window, events in the minute
+    threshold: float | None = None  # the smallest size that must fire
+    above: bool = True  # False: a block just below the threshold, which must NOT fire
+    last_event_id: str | None = None  # its ingest time starts the detection delay
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -120,6 +145,18 @@ class Catalog:
             key=lambda c: (len(self.by_category[c]), c),
         )[:5]
         self.quiet_category = self.quiet_categories[0]
+        total = self._cum[-1]
+        share = dict.fromkeys(CATEGORIES, 0.0)
+        for it, w in zip(self.items, weights, strict=True):
+            share[it.category] += w / total
+        self.share = share
+        # sized spikes: categories with 2-12 % of the traffic, so a count well above the Poisson
+        # noise and a spike that cannot lift the overall ('all') count to a spike of its own
+        self.spike_categories = sorted(
+            (c for c in CATEGORIES if 0.02 <= share[c] <= 0.12), key=lambda c: -share[c]
+        )[:6] or self.quiet_categories
+        excluded = {*self.spike_categories, *self.quiet_categories}
+        self.plain_items = [it for it in self.items if it.category not in excluded] or self.items
 
     def sample(self, rng: random.Random) -> Item:
         return self.items[bisect.bisect_left(self._cum, rng.random() * self._cum[-1])]
@@ -164,6 +201,11 @@ class Generator:
         self._anomaly_cycle = itertools.cycle(cfg.anomaly_types) if cfg.anomaly_types else None
         self._normal_since_anomaly = 0
         self._spikes = 0
+        self._sized_spikes = 0
+        # normal events per minute (epoch ms) and category, "" = error events: sized injections
+        self.minute_counts: dict[int, Counter[str]] = {}
+        self._minute = -1
+        self._tally: Counter[str] = Counter()
 
     # -- time and ids ------------------------------------------------------------------------
     def now_ms(self) -> int:
@@ -217,7 +259,21 @@ class Generator:
             self._pool[idx] = self._new_session()
         if rng.random() < self.config.error_rate:
             kind, item, qty = "error", None, None
-        return self._event(s.session_id, kind, item, qty, s.user_id, s.referrer, self.now_ms())
+        ts = self.now_ms()
+        minute = ts - ts % 60_000
+        if minute != self._minute:
+            self._new_minute(minute)
+        if item is not None:
+            self._tally[item.category] += 1
+        elif kind == "error":
+            self._tally[""] += 1
+        return self._event(s.session_id, kind, item, qty, s.user_id, s.referrer, ts)
+
+    def _new_minute(self, minute: int) -> None:
+        self._minute = minute
+        self._tally = self.minute_counts.setdefault(minute, Counter())
+        for old in [m for m in self.minute_counts if m < minute - 15 * 60_000]:
+            del self.minute_counts[old]
 
     def _event(
         self,
@@ -246,19 +302,33 @@ class Generator:
         }
 
     # -- anomalies ---------------------------------------------------------------------------
-    def inject(self, anomaly_type: str) -> list[Event]:
-        """The events of one anomaly block (sorted by event_ts); records its ground truth."""
+    def inject(
+        self, anomaly_type: str, size: int | None = None, level: float | None = None,
+        distinct: int | None = None,
+    ) -> list[Event]:
+        """The events of one anomaly block (sorted by event_ts); records its ground truth.
+
+        Default sizes are well above the thresholds. ``size`` (HIGH_FREQUENCY/BOT_LIKE clicks,
+        ERROR_BURST total errors in the minute) or ``level`` (TRAFFIC_SPIKE: multiple of the
+        smallest count that fires) place the block near the threshold; ``distinct`` = BOT_LIKE's
+        distinct items (default 2).
+        """
         now = self.now_ms()
-        build = {
-            "HIGH_FREQUENCY": self._high_frequency,
-            "BOT_LIKE": self._bot_like,
-            "TRAFFIC_SPIKE": self._traffic_spike,
-            "ERROR_BURST": self._error_burst,
-        }[anomaly_type]
-        events, truth = build(now)
+        if anomaly_type == "HIGH_FREQUENCY":
+            events, truth = self._high_frequency(now, size)
+        elif anomaly_type == "BOT_LIKE":
+            events, truth = self._bot_like(now, size, distinct)
+        elif anomaly_type == "TRAFFIC_SPIKE":
+            events, truth = self._traffic_spike(now, level)
+        elif anomaly_type == "ERROR_BURST":
+            events, truth = self._error_burst(now, size)
+        else:
+            raise ValueError(f"unknown anomaly type {anomaly_type!r}; one of {ANOMALY_TYPES}")
         for e in events:
             e["_anomaly"] = anomaly_type
         events.sort(key=lambda e: e["event_ts"])
+        if events:
+            truth = replace(truth, last_event_id=events[-1]["event_id"])
         self._record_truth(truth)
         return events
 
@@ -270,33 +340,43 @@ class Generator:
                 return
         self.ground_truth.append(truth)
 
-    def _high_frequency(self, now: int) -> tuple[list[Event], GroundTruth]:
-        n = self.config.session_clicks
+    def _high_frequency(self, now: int, size: int | None) -> tuple[list[Event], GroundTruth]:
+        cfg = self.config
+        n = size or cfg.session_clicks
         ws = (now // 10_000) * 10_000 - 10_000  # the last complete 10-s tumbling window
         sid = self._next_session_id()
-        items = [self.catalog.sample(self.rng) for _ in range(n)]
-        items = [*self.rng.sample(self.catalog.items, k=n // 2), *items][:n]  # >= n/2 distinct
+        plain = self.catalog.plain_items
+        items = [self.rng.choice(plain) for _ in range(n)]
+        items = [*self.rng.sample(plain, k=n // 2), *items][:n]  # >= n/2 distinct
         step = 9_000 // n
         events = [
             self._event(sid, "click", it, None, None, None, ws + 100 + i * step)
             for i, it in enumerate(items)
         ]
+        thr = cfg.high_frequency_clicks
         return events, GroundTruth(
-            "HIGH_FREQUENCY", str(sid), iso_ms(ws), iso_ms(ws + 10_000), n, session_id=sid
+            "HIGH_FREQUENCY", str(sid), iso_ms(ws), iso_ms(ws + 10_000), n, session_id=sid,
+            size=n, threshold=thr + 1, above=n > thr,
         )
 
-    def _bot_like(self, now: int) -> tuple[list[Event], GroundTruth]:
-        n = self.config.session_clicks
+    def _bot_like(
+        self, now: int, size: int | None, distinct: int | None
+    ) -> tuple[list[Event], GroundTruth]:
+        cfg = self.config
+        n = size or cfg.session_clicks
+        k = distinct or 2
         ws = (now // 30_000) * 30_000 - 60_000  # a sliding window that ended by now
         sid = self._next_session_id()
-        two = self.rng.sample(self.catalog.items, k=2)
+        few = self.rng.sample(self.catalog.plain_items, k=k)
         step = 38_000 // n
         events = [
-            self._event(sid, "click", two[i % 2], None, None, None, ws + 2_000 + i * step)
+            self._event(sid, "click", few[i % k], None, None, None, ws + 2_000 + i * step)
             for i in range(n)
         ]
+        above = n > cfg.bot_like_clicks and k / n < cfg.bot_like_unique_ratio
         return events, GroundTruth(
-            "BOT_LIKE", str(sid), iso_ms(ws), iso_ms(ws + 60_000), n, session_id=sid
+            "BOT_LIKE", str(sid), iso_ms(ws), iso_ms(ws + 60_000), n, session_id=sid,
+            size=n, threshold=cfg.bot_like_clicks + 1, above=above,
         )
 
     def _minute_block(
@@ -313,22 +393,63 @@ class Generator:
             events.append(self._event(sid, kind_of(i), item, None, None, None, ts))
         return events
 
-    def _traffic_spike(self, now: int) -> tuple[list[Event], GroundTruth]:
-        n = self.config.spike_events
-        quiet = self.catalog.quiet_categories
-        cat = quiet[self._spikes % len(quiet)]
-        self._spikes += 1
-        events = self._minute_block(now, n, lambda i: "click" if i % 2 else "page_view", cat)
+    def spike_threshold(self, category: str, minute: int) -> float:
+        """The smallest count of ``category`` in ``minute`` that the TRAFFIC_SPIKE rule flags.
+
+        Baseline = mean of the generator's own counts over the (up to 5) full minutes before,
+        deviation = the rule's floors (dispersion × mean, relative share): what a steady EWMA
+        converges to.
+        """
+        cfg = self.config
+        full = [
+            m for m in sorted(self.minute_counts)
+            if m < minute and m - 60_000 in self.minute_counts
+        ][-5:]
+        counts = [self.minute_counts[m][category] for m in full] or [
+            self.minute_counts.get(minute, Counter())[category]
+        ]
+        mean = sum(counts) / len(counts)
+        std = max(
+            math.sqrt(cfg.spike_dispersion * max(mean, 1.0)), cfg.spike_min_relative_std * mean
+        )
+        return max(float(cfg.spike_min_events), mean + cfg.spike_z_threshold * std)
+
+    def _traffic_spike(self, now: int, level: float | None) -> tuple[list[Event], GroundTruth]:
         ms = (now // 60_000) * 60_000 - 60_000
+        if level is None:
+            n = self.config.spike_events
+            quiet = self.catalog.quiet_categories
+            cat = quiet[self._spikes % len(quiet)]
+            self._spikes += 1
+            events = self._minute_block(now, n, lambda i: "click" if i % 2 else "page_view", cat)
+            return events, GroundTruth(
+                "TRAFFIC_SPIKE", cat, iso_ms(ms), iso_ms(ms + 60_000), n, category=cat
+            )
+        cats = self.catalog.spike_categories
+        cat = cats[self._sized_spikes % len(cats)]
+        self._sized_spikes += 1
+        thr = self.spike_threshold(cat, ms)
+        total = math.ceil(level * thr)
+        n = max(0, total - self.minute_counts.get(ms, Counter())[cat])
+        events = self._minute_block(now, n, lambda i: "click" if i % 2 else "page_view", cat)
         return events, GroundTruth(
-            "TRAFFIC_SPIKE", cat, iso_ms(ms), iso_ms(ms + 60_000), n, category=cat
+            "TRAFFIC_SPIKE", cat, iso_ms(ms), iso_ms(ms + 60_000), n, category=cat,
+            size=total, threshold=round(thr, 1), above=total > thr,
         )
 
-    def _error_burst(self, now: int) -> tuple[list[Event], GroundTruth]:
-        n = self.config.error_burst_events
-        events = self._minute_block(now, n, lambda i: "error", None)
+    def _error_burst(self, now: int, size: int | None) -> tuple[list[Event], GroundTruth]:
         ms = (now // 60_000) * 60_000 - 60_000
-        return events, GroundTruth("ERROR_BURST", "all", iso_ms(ms), iso_ms(ms + 60_000), n)
+        thr = self.config.error_burst_per_minute
+        if size is None:
+            n = total = self.config.error_burst_events
+        else:
+            total = size
+            n = max(0, total - self.minute_counts.get(ms, Counter())[""])
+        events = self._minute_block(now, n, lambda i: "error", None)
+        return events, GroundTruth(
+            "ERROR_BURST", "all", iso_ms(ms), iso_ms(ms + 60_000), n,
+            size=total, threshold=thr, above=total >= thr,
+        )
 
     # -- the stream --------------------------------------------------------------------------
     def events(self, limit: int | None = None) -> Iterator[Event]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -189,3 +190,61 @@ def _ms(iso: str) -> int:
     from datetime import datetime
 
     return int(datetime.fromisoformat(iso).timestamp() * 1000)
+
+
+# --- sized injections around the rules' thresholds (issue 9) ----------------------------------
+def minute_clock(rate: float):
+    """A clock at ``rate`` readings/s from a minute boundary (events at that rate)."""
+    ticks = itertools.count()
+    start = (T0 // 60 + 1) * 60
+    return lambda: start + next(ticks) / rate
+
+
+def test_session_blocks_sized_at_the_threshold() -> None:
+    gen = Generator(GeneratorConfig(run_id="sz"), clock=fixed_clock())
+    gen.take(100)
+    hf_at = gen.inject("HIGH_FREQUENCY", size=50)
+    hf_over = gen.inject("HIGH_FREQUENCY", size=51)
+    bot_over = gen.inject("BOT_LIKE", size=53, distinct=3)
+    bot_diverse = gen.inject("BOT_LIKE", size=56, distinct=6)  # ratio 0.107: not bot-like
+    assert [len(b) for b in (hf_at, hf_over, bot_over, bot_diverse)] == [50, 51, 53, 56]
+    assert len({e["item_id"] for e in bot_over}) == 3
+    truths = gen.ground_truth
+    assert [(g.size, g.threshold, g.above) for g in truths] == [
+        (50, 51, False), (51, 51, True), (53, 51, True), (56, 51, False)]
+    assert [g.last_event_id for g in truths] == [
+        b[-1]["event_id"] for b in (hf_at, hf_over, bot_over, bot_diverse)]
+    spike_cats = set(gen.catalog.spike_categories)
+    assert not {e["category"] for b in (hf_at, hf_over, bot_over) for e in b} & spike_cats
+
+
+def test_error_burst_tops_up_the_minute_s_background_errors() -> None:
+    gen = Generator(GeneratorConfig(run_id="eb", error_rate=0.01), clock=minute_clock(100))
+    normal = gen.take(6_100)  # 61 s: minute 0 is complete
+    minute0 = normal[0]["event_ts"] // 60_000
+    background = sum(1 for e in normal
+                     if e["event_type"] == "error" and e["event_ts"] // 60_000 == minute0)
+    assert background > 20
+    block = gen.inject("ERROR_BURST", size=99)
+    assert len(block) == 99 - background
+    assert {e["event_ts"] // 60_000 for e in block} == {minute0}
+    g = gen.ground_truth[-1]
+    assert (g.size, g.threshold, g.above) == (99, 100, False)
+
+
+def test_spike_level_is_relative_to_the_category_s_own_minutes() -> None:
+    gen = Generator(GeneratorConfig(run_id="sp"), clock=minute_clock(200))
+    normal = gen.take(200 * 60 * 7 + 100)  # seven full minutes
+    last = normal[-1]["event_ts"] // 60_000 * 60_000 - 60_000
+    cat = gen.catalog.spike_categories[0]
+    per_minute = Counter(e["event_ts"] // 60_000 * 60_000 for e in normal if e["category"] == cat)
+    mean = sum(per_minute[last - i * 60_000] for i in range(1, 6)) / 5
+    threshold = gen.spike_threshold(cat, last)
+    assert threshold == pytest.approx(max(100, mean + 4 * max((4 * mean) ** 0.5, 0.1 * mean)))
+    block = gen.inject("TRAFFIC_SPIKE", level=1.1)
+    g = gen.ground_truth[-1]
+    assert g.entity == cat and g.above and g.size == math.ceil(1.1 * threshold)
+    assert per_minute[last] + len(block) == g.size  # the minute's total is the size
+    gen.inject("TRAFFIC_SPIKE", level=0.9)
+    assert not gen.ground_truth[-1].above
+    assert gen.ground_truth[-1].entity == gen.catalog.spike_categories[1]
