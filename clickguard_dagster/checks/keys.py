@@ -31,7 +31,8 @@ JOIN unnest(%(days)s::date[], %(marks)s::timestamptz[]) AS m(day, mark) ON m.day
 DUP_EVENTS = """
 SELECT count(*) - count(DISTINCT event_id) FROM events e
 JOIN unnest(%(days)s::date[], %(marks)s::timestamptz[]) AS m(day, mark)
-  ON (e.event_ts AT TIME ZONE 'UTC')::date = m.day AND e.commit_ts <= m.mark
+  ON e.event_ts >= (m.day::timestamp AT TIME ZONE 'UTC')
+ AND e.event_ts < ((m.day + 1)::timestamp AT TIME ZONE 'UTC') AND e.commit_ts <= m.mark
 """
 
 
