@@ -6,6 +6,13 @@ load is idempotent: a chunk whose last row already exists is skipped. Batch tabl
 rows so /metrics/summary, /items/* and /stats have realistic work to do.
 
     python -m bench.load_api_data --events 10000000 --anomalies 100000
+
+Events follow the contract (clickguard.contract): only its event types (checked at import),
+price and quantity on purchases only, millisecond event/ingest times, and a latency chain
+ingest <= kafka <= batch start <= commit <= load time, as the stream stores them. It is a
+backfill: rows carry past commit times, so batch assets that already ran must be rematerialized
+with ``full_refresh: true`` (their incremental plan and snapshot marks assume the database
+stamps commit times as rows arrive).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from collections.abc import Callable
 import click
 
 from clickguard import db
+from clickguard.contract import EVENT_TYPES
 from clickguard.settings import Settings, get_settings
 
 CHUNK = 1_000_000
@@ -23,23 +31,34 @@ DAYS = 90
 ITEMS_PER_DAY = 1_000
 CATEGORIES = 40
 SPAN_HOURS = 240  # events spread over the last 10 days, so /slo and /stream see recent rows
+# event i gets the first type whose modulus divides i, else DEFAULT_TYPE
+TYPE_MIX = (("purchase", 50), ("checkout", 40), ("add_to_cart", 10), ("page_view", 4))
+DEFAULT_TYPE = "click"
+if not {t for t, _ in TYPE_MIX} | {DEFAULT_TYPE} <= set(EVENT_TYPES):
+    raise ValueError(f"bench event types must be contract types {EVENT_TYPES}")
+TYPE_SQL = (
+    "CASE " + " ".join(f"WHEN i %% {m} = 0 THEN '{t}'" for t, m in TYPE_MIX)
+    + f" ELSE '{DEFAULT_TYPE}' END"
+)
 
-EVENTS_SQL = """
+EVENTS_SQL = f"""
 INSERT INTO events (event_id, event_ts, ingest_ts, kafka_ts, batch_start_ts, commit_ts, source,
     session_id, user_id, event_type, item_id, category, price, quantity, page, referrer,
     kafka_partition, kafka_offset, batch_id)
 SELECT 'bench-' || lpad(i::text, 12, '0'),
        t, t + interval '3 ms', t + interval '15 ms',
        t + make_interval(secs => 0.2 + (i %% 7) * 0.05),
-       t + make_interval(secs => 0.4 + (i %% 11) * 0.05),
+       t + make_interval(secs => 0.2 + (i %% 7) * 0.05 + 0.2 + (i %% 11) * 0.05),
        'bench', i / 20, i / 200,
-       CASE WHEN i %% 50 = 0 THEN 'purchase' WHEN i %% 10 = 0 THEN 'cart' ELSE 'click' END,
+       {TYPE_SQL},
        (i * 7919) %% 50000, 'cat-' || ((i * 7919) %% 50000) %% %(categories)s,
        CASE WHEN i %% 50 = 0 THEN ((i %% 9000) / 100.0 + 1)::numeric(12, 2) END,
        CASE WHEN i %% 50 = 0 THEN 1 + i %% 3 END,
        '/p/' || (i %% 100), NULL, (i %% 6)::int, i / 6, i / 5000
 FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) AS i,
-     LATERAL (SELECT now() - make_interval(secs => (%(n)s - i) * %(step)s) AS t) AS ts
+     -- millisecond times (the contract's timestamp-millis); the newest commit is >= 0.3 s old
+     LATERAL (SELECT date_trunc('milliseconds',
+                     now() - make_interval(secs => 1.5 + (%(n)s - i) * %(step)s)) AS t) AS ts
 ON CONFLICT (event_id) DO NOTHING
 """
 
@@ -89,7 +108,8 @@ BATCH_SQL = [
     SELECT current_date - d, s.stage, s.ord, 5000 / s.ord, 100.0 / s.ord,
            CASE WHEN s.ord = 1 THEN 0 ELSE 100.0 - 100.0 * (s.ord - 1) / s.ord END
     FROM generate_series(0, %(days)s - 1) AS d,
-         (VALUES ('view', 1), ('click', 2), ('cart', 3), ('purchase', 4)) AS s(stage, ord)
+         (VALUES ('session', 1), ('click', 2), ('add_to_cart', 3), ('purchase', 4))
+         AS s(stage, ord)
     ON CONFLICT (metric_date, funnel_stage) DO NOTHING
     """,
     """

@@ -141,6 +141,9 @@ class Settings(BaseSettings):
     batch_change_overlap_s: float = Field(
         300.0, description="Re-examine days of events committed this long before the last run"
     )
+    batch_snapshot_timeout_s: float = Field(
+        120.0, description="Longest wait for writers in flight when a batch asset takes its mark"
+    )
     batch_schedule_cron: str = "15 0 * * *"
     stream_checks_cron: str = "*/10 * * * *"
     popular_items_limit: int = Field(500, description="Items kept per day in popular_items")

@@ -9,12 +9,29 @@ Every batch table is keyed by a day. A materialization
    records the source stats it computed from; readers see the old days or the new, never a mix.
 Re-running with unchanged sources therefore finds no day to do, and recomputing a day yields the
 same rows (the idempotency check compares fingerprints).
+
+Snapshot mark. The stream keeps adding events while an asset runs, so every read of a run (the
+plan, the Spark JDBC reads) and every check of it must see the SAME rows. A run first settles a
+mark on its source table (:func:`settle_mark`): ``T = clock_timestamp()``, then it waits until
+every transaction that held a write lock on the table at ``T`` has ended. ``events.commit_ts``
+(and ``anomalies.updated_at``) is ``clock_timestamp()`` taken inside the writer's transaction
+BEFORE it commits, so a batch in flight at ``T`` may later show rows with ``commit_ts < T``; that
+batch holds its lock on ``events`` from its INSERT until it commits, hence once those
+transactions are over no row with ``commit_ts <= T`` can appear any more: "committed up to T"
+is a fixed set of rows. The plan's per-day stats are taken under the mark (count and newest
+``commit_ts <= T``); that newest time is the day's mark. Spark reads each day with
+``commit_ts <= <day mark>`` in its JDBC predicate, and ``asset_day_watermarks`` stores the day
+marks in the same transaction as the rows, so a check reads exactly the events the asset read,
+whatever the stream added since. (The day mark selects the same rows as ``T`` itself: no row of
+the day lies in ``(day mark, T]``, and none can appear there later.) A run's ``T`` and day marks
+are also in its materialization metadata (``snapshot_mark``, ``source_marks``).
 """
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -23,9 +40,52 @@ import dagster as dg
 import psycopg
 from psycopg import sql
 
+from clickguard.settings import get_settings
 from clickguard_dagster.resources import PostgresResource
 
 DayStats = dict[date, tuple[int, datetime | None]]  # day -> (source rows, newest source ts)
+DayMarks = Mapping[date, datetime | None]  # day -> newest source ts read (None: no rows)
+
+# writers of a table: transactions holding a lock that INSERT/UPDATE/DELETE/COPY take on it
+WRITERS = """
+SELECT DISTINCT virtualtransaction, pid FROM pg_locks
+WHERE locktype = 'relation' AND granted AND pid <> pg_backend_pid()
+  AND relation = ANY(%s::text[]::regclass[])
+  AND mode IN ('RowExclusiveLock', 'ShareRowExclusiveLock', 'ExclusiveLock',
+               'AccessExclusiveLock')
+"""
+STILL_RUNNING = """
+SELECT DISTINCT virtualtransaction, pid FROM pg_locks
+WHERE locktype = 'relation' AND virtualtransaction = ANY(%s::text[])
+"""
+
+
+def settle_mark(conn: psycopg.Connection, tables: Sequence[str], timeout_s: float) -> datetime:
+    """A time T such that the rows of ``tables`` with an ingestion time <= T never change again.
+
+    The ingestion time (``commit_ts``/``updated_at``) is ``clock_timestamp()`` inside the writer's
+    statement, which holds its table lock from before that moment until its transaction ends. So
+    every transaction that can still commit a row stamped <= T holds the lock right after T: wait
+    until those transactions are over (a micro-batch commit: seconds). Writers must let the
+    database stamp the row; a client-chosen past timestamp defeats any mark.
+    """
+    mark = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+    pending = conn.execute(WRITERS, (list(tables),)).fetchall()
+    deadline = time.monotonic() + timeout_s
+    delay = 0.05
+    while pending:
+        pending = conn.execute(STILL_RUNNING, ([v for v, _ in pending],)).fetchall()
+        if not pending:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"snapshot of {', '.join(tables)}: writer transaction(s) open since {mark}"
+                f" (pids {sorted({p for _, p in pending})}) still running after {timeout_s} s;"
+                " end them or raise CLICKGUARD_BATCH_SNAPSHOT_TIMEOUT_S"
+            )
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
+    return mark
 
 
 class DayRangeConfig(dg.Config):
@@ -53,25 +113,47 @@ class TableSource:
     day_expr: str  # e.g. "(event_ts AT TIME ZONE 'UTC')::date"
     ts_column: str  # ingestion/update time that moves when rows are added or changed
 
-    def stats(self, conn: psycopg.Connection, days: Sequence[date] | None) -> DayStats:
-        where = sql.SQL("")
-        params: dict[str, Any] = {}
+    def settle(self, conn: psycopg.Connection, timeout_s: float) -> datetime | None:
+        return settle_mark(conn, [self.table], timeout_s)
+
+    def stats(
+        self, conn: psycopg.Connection, days: Sequence[date] | None, mark: datetime | None = None
+    ) -> DayStats:
+        """Per day: rows and newest ingestion time, counting only rows ingested <= ``mark``."""
+        conds = [sql.SQL("{} <= %(mark)s").format(sql.Identifier(self.ts_column))] if mark else []
+        params: dict[str, Any] = {"mark": mark}
         if days is not None:
-            where = sql.SQL(" WHERE {} = ANY(%(days)s)").format(sql.SQL(self.day_expr))
+            conds.append(sql.SQL("{} = ANY(%(days)s)").format(sql.SQL(self.day_expr)))
             params["days"] = list(days)
+        where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conds) if conds else sql.SQL("")
         q = sql.SQL("SELECT {d} AS day, count(*), max({ts}) FROM {t}{w} GROUP BY 1").format(
             d=sql.SQL(self.day_expr), ts=sql.Identifier(self.ts_column),
             t=sql.Identifier(self.table), w=where,
         )
         return {r[0]: (r[1], r[2]) for r in conn.execute(q, params)}
 
-    def candidate_days(self, conn: psycopg.Connection, since: datetime) -> list[date]:
-        """Days that have rows ingested/updated after ``since`` (uses the ts index)."""
-        q = sql.SQL("SELECT DISTINCT {d} FROM {t} WHERE {ts} > %s").format(
+    def stats_at(self, conn: psycopg.Connection, marks: DayMarks) -> DayStats:
+        """Per day: rows and newest ingestion time among rows ingested <= that day's mark, i.e.
+        the stats a run with these day marks recorded, if nothing it read changed since."""
+        q = sql.SQL(
+            "SELECT m.day, count(t.*), max(t.{ts}) FROM unnest(%s::date[], %s::timestamptz[])"
+            " AS m(day, mark) LEFT JOIN {t} t ON {d} = m.day AND t.{ts} <= m.mark GROUP BY 1"
+        ).format(
+            ts=sql.Identifier(self.ts_column), t=sql.Identifier(self.table),
+            d=sql.SQL(self.day_expr),
+        )
+        rows = conn.execute(q, (list(marks), list(marks.values())))
+        return {r[0]: (r[1], r[2]) for r in rows if r[1]}
+
+    def candidate_days(
+        self, conn: psycopg.Connection, since: datetime, mark: datetime | None = None
+    ) -> list[date]:
+        """Days that have rows ingested/updated after ``since`` (and <= ``mark``)."""
+        q = sql.SQL("SELECT DISTINCT {d} FROM {t} WHERE {ts} > %s AND {ts} <= %s").format(
             d=sql.SQL(self.day_expr), t=sql.Identifier(self.table),
             ts=sql.Identifier(self.ts_column),
         )
-        return [r[0] for r in conn.execute(q, (since,))]
+        return [r[0] for r in conn.execute(q, (since, mark or datetime.max.replace(tzinfo=UTC)))]
 
 
 @dataclass(frozen=True)
@@ -80,7 +162,13 @@ class UpstreamSource:
 
     asset_key: str
 
-    def stats(self, conn: psycopg.Connection, days: Sequence[date] | None) -> DayStats:
+    def settle(self, conn: psycopg.Connection, timeout_s: float) -> datetime | None:
+        """No mark of its own: the upstream's recorded day marks are this asset's day marks."""
+        return None
+
+    def stats(
+        self, conn: psycopg.Connection, days: Sequence[date] | None, mark: datetime | None = None
+    ) -> DayStats:
         rows = conn.execute(
             "SELECT day, source_rows, source_max_ts FROM asset_day_watermarks"
             " WHERE asset_key = %s AND (%s::date[] IS NULL OR day = ANY(%s::date[]))",
@@ -89,7 +177,12 @@ class UpstreamSource:
         )
         return {r[0]: (r[1], r[2]) for r in rows}
 
-    def candidate_days(self, conn: psycopg.Connection, since: datetime) -> list[date]:
+    def stats_at(self, conn: psycopg.Connection, marks: DayMarks) -> DayStats:
+        return self.stats(conn, list(marks))
+
+    def candidate_days(
+        self, conn: psycopg.Connection, since: datetime, mark: datetime | None = None
+    ) -> list[date]:
         return list(self.stats(conn, None))
 
 
@@ -120,45 +213,65 @@ def recorded_stats(conn: psycopg.Connection, asset_key: str) -> DayStats:
 
 
 def plan_days(
-    conn: psycopg.Connection, spec: DailyTable, config: DayRangeConfig, overlap_s: float
+    conn: psycopg.Connection,
+    spec: DailyTable,
+    config: DayRangeConfig,
+    overlap_s: float,
+    mark: datetime | None = None,
 ) -> DayStats:
-    """Days to (re)compute with the source stats they will be computed from."""
+    """Days to (re)compute with the source stats (rows ingested <= ``mark``) they will be
+    computed from; each day's newest ingestion time is the mark its reads apply."""
     rng = config.date_range()
     if rng is not None:
         start, end = rng
         days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
-        current = spec.source.stats(conn, days)
+        current = spec.source.stats(conn, days, mark)
         return {d: current.get(d, (0, None)) for d in days}
     seen = recorded_stats(conn, spec.asset_key)
     if config.full_refresh or not seen:
-        return spec.source.stats(conn, None)
+        return spec.source.stats(conn, None, mark)
     newest = max((ts for _, ts in seen.values() if ts is not None), default=None)
     if newest is None:
-        return spec.source.stats(conn, None)
-    # rows committed slightly before the newest one we saw may have become visible only later
+        return spec.source.stats(conn, None, mark)
+    # rows stamped before the newest one we saw may have become visible only later (rows written
+    # without a settled mark, e.g. by older versions); the settled mark makes this a no-op
     since = newest - timedelta(seconds=overlap_s)
-    candidates = spec.source.candidate_days(conn, since)
-    current = spec.source.stats(conn, candidates) if candidates else {}
+    candidates = spec.source.candidate_days(conn, since, mark)
+    current = spec.source.stats(conn, candidates, mark) if candidates else {}
     return {d: st for d, st in current.items() if seen.get(d) != st}
 
 
-def day_predicates(column: str, days: Sequence[date]) -> list[str]:
-    """One JDBC partition per day: ``column`` in [day, day + 1) in UTC (uses the ts index)."""
+def day_predicates(
+    column: str, days: Sequence[date], marks: DayMarks | None = None, mark_column: str = ""
+) -> list[str]:
+    """One JDBC partition per day: ``column`` in [day, day + 1) in UTC (uses the ts index) and,
+    with ``marks``, ``mark_column`` <= the day's mark (a day without a mark reads nothing)."""
     out = []
     for d in days:
         lo = datetime(d.year, d.month, d.day, tzinfo=UTC)
         hi = lo + timedelta(days=1)
-        out.append(f"{column} >= '{lo.isoformat()}' AND {column} < '{hi.isoformat()}'")
+        pred = f"{column} >= '{lo.isoformat()}' AND {column} < '{hi.isoformat()}'"
+        if marks is not None:
+            m = marks.get(d)
+            pred += f" AND {mark_column} <= '{m.isoformat()}'" if m is not None else " AND false"
+        out.append(pred)
     return out
 
 
 def read_days(
-    spark: Any, postgres: PostgresResource, query: str, ts_column: str, days: Sequence[date]
+    spark: Any,
+    postgres: PostgresResource,
+    query: str,
+    ts_column: str,
+    marks: DayMarks,
+    mark_column: str,
 ) -> Any:
-    """A Spark DataFrame of ``query`` (a SELECT) restricted to ``days``, one partition per day."""
+    """A Spark DataFrame of ``query`` (a SELECT exposing ``ts_column`` and ``mark_column``)
+    restricted to the days of ``marks``, each read up to its mark, one partition per day."""
     props = {**postgres.jdbc_properties, "fetchsize": "10000"}
     return spark.read.jdbc(
-        postgres.jdbc_url, f"({query}) AS src", predicates=day_predicates(ts_column, days),
+        postgres.jdbc_url, f"({query}) AS src",
+        predicates=day_predicates(ts_column, sorted(marks), marks, mark_column),
         properties=props,
     )
 
@@ -258,7 +371,12 @@ def fingerprint(
     return {d: found.get(d, (0, "")) for d in days}
 
 
-Compute = Callable[[Any, PostgresResource, list[date]], Any]
+# (spark, postgres, day marks) -> DataFrame of the table's rows for those days
+Compute = Callable[[Any, PostgresResource, DayMarks], Any]
+
+
+def day_marks(plan: DayStats) -> dict[date, datetime | None]:
+    return {d: ts for d, (_, ts) in plan.items()}
 
 
 def materialize_days(
@@ -270,17 +388,27 @@ def materialize_days(
     postgres: PostgresResource,
     overlap_s: float,
 ) -> dg.MaterializeResult:
-    """Plan, compute, stage and swap; metadata lists the days recomputed and their row counts."""
-    with postgres.connect() as conn:
-        plan = plan_days(conn, spec, config, overlap_s)
+    """Settle the snapshot mark, plan, compute, stage and swap; metadata lists the days recomputed,
+    their row counts and the marks the reads applied (the checks apply the same)."""
+    timeout_s = get_settings().batch_snapshot_timeout_s
+    with postgres.connect(autocommit=True) as conn:
+        mark = spec.source.settle(conn, timeout_s)
+        plan = plan_days(conn, spec, config, overlap_s, mark)
     days = sorted(plan)
+    snapshot = {"snapshot_mark": mark.isoformat() if mark else "upstream day marks"}
     if not days:
         context.log.info(f"{spec.asset_key}: no day changed since the last materialization")
         return dg.MaterializeResult(
-            metadata={"days": dg.MetadataValue.json([]), "days_recomputed": 0, "rows_written": 0}
+            metadata={
+                "days": dg.MetadataValue.json([]), "days_recomputed": 0, "rows_written": 0,
+                **snapshot,
+            }
         )
-    context.log.info(f"{spec.asset_key}: computing {len(days)} day(s): {days[0]} .. {days[-1]}")
-    df = compute(spark, postgres, days)
+    context.log.info(
+        f"{spec.asset_key}: computing {len(days)} day(s): {days[0]} .. {days[-1]}"
+        f" from sources ingested up to {snapshot['snapshot_mark']}"
+    )
+    df = compute(spark, postgres, day_marks(plan))
     stage_name = stage(postgres, spec.table, df)
     try:
         counts = swap_days(postgres, spec, stage_name, plan, context.run.run_id)
@@ -293,16 +421,32 @@ def materialize_days(
             "days_recomputed": len(days),
             "rows_written": sum(counts.values()),
             "source_rows": sum(plan[d][0] for d in days),
+            **snapshot,
+            "source_marks": dg.MetadataValue.json(
+                {d.isoformat(): ts.isoformat() if ts else None for d, (_, ts) in plan.items()}
+            ),
         }
     )
 
 
-def last_run_days(conn: psycopg.Connection, asset_key: str) -> list[date]:
-    """Days written by the asset's most recent materialization that wrote any day."""
+def last_run_marks(conn: psycopg.Connection, asset_key: str) -> dict[date, datetime | None]:
+    """Days written by the asset's most recent materialization that wrote any day, with the
+    day marks its reads applied (stored in the same transaction as the rows: they always
+    describe what the table holds, whichever run or instance wrote it)."""
     rows = conn.execute(
-        "SELECT day FROM asset_day_watermarks WHERE asset_key = %s AND run_id = ("
+        "SELECT day, source_max_ts FROM asset_day_watermarks WHERE asset_key = %s AND run_id = ("
         " SELECT run_id FROM asset_day_watermarks WHERE asset_key = %s"
         " ORDER BY computed_at DESC LIMIT 1) ORDER BY day",
         (asset_key, asset_key),
     )
-    return [r[0] for r in rows]
+    return {r[0]: r[1] for r in rows}
+
+
+def last_run_days(conn: psycopg.Connection, asset_key: str) -> list[date]:
+    """Days written by the asset's most recent materialization that wrote any day."""
+    return list(last_run_marks(conn, asset_key))
+
+
+def marks_metadata(marks: DayMarks) -> dg.MetadataValue:
+    return dg.MetadataValue.json({d.isoformat(): m.isoformat() if m else None
+                                  for d, m in marks.items()})

@@ -1,7 +1,6 @@
 """Anomalies domain: ``anomaly_daily_summary`` from the stream's ``anomalies`` table."""
 
 
-from datetime import date
 from typing import Any
 
 import dagster as dg
@@ -14,6 +13,7 @@ from clickguard_dagster.assets.stream import stream_events
 from clickguard_dagster.batch import (
     ANOMALIES,
     DailyTable,
+    DayMarks,
     DayRangeConfig,
     materialize_days,
     read_days,
@@ -37,10 +37,12 @@ def summarize(anomalies: DataFrame) -> DataFrame:
     )
 
 
-def compute_summary(spark: Any, postgres: PostgresResource, days: list[date]) -> DataFrame:
+def compute_summary(spark: Any, postgres: PostgresResource, marks: DayMarks) -> DataFrame:
+    """Each day's anomalies as updated up to the day's mark (``updated_at``)."""
     rows = read_days(
-        spark, postgres, "SELECT window_start, anomaly_type, entity, anomaly_score FROM anomalies",
-        "window_start", days,
+        spark, postgres,
+        "SELECT window_start, updated_at, anomaly_type, entity, anomaly_score FROM anomalies",
+        "window_start", marks, ANOMALIES.ts_column,
     )
     return summarize(rows)
 

@@ -1,7 +1,6 @@
 """Items domain: ``popular_items`` and ``popular_categories`` per day."""
 
 
-from datetime import date
 from typing import Any
 
 import dagster as dg
@@ -11,7 +10,14 @@ from pyspark.sql import functions as F
 
 from clickguard.settings import get_settings
 from clickguard_dagster.assets.stream import stream_events
-from clickguard_dagster.batch import EVENTS, DailyTable, DayRangeConfig, materialize_days, read_days
+from clickguard_dagster.batch import (
+    EVENTS,
+    DailyTable,
+    DayMarks,
+    DayRangeConfig,
+    materialize_days,
+    read_days,
+)
 from clickguard_dagster.resources import PostgresResource
 
 ITEMS = DailyTable(
@@ -21,7 +27,7 @@ CATEGORIES = DailyTable(
     "popular_categories", "popular_categories", "metric_date", ("category",), EVENTS
 )
 ITEM_EVENTS = (
-    "SELECT event_ts, event_type, item_id, category, price, quantity FROM events"
+    "SELECT event_ts, commit_ts, event_type, item_id, category, price, quantity FROM events"
     " WHERE item_id IS NOT NULL"
 )
 
@@ -71,13 +77,13 @@ def categories(events: DataFrame) -> DataFrame:
     )
 
 
-def compute_items(spark: Any, postgres: PostgresResource, days: list[date]) -> DataFrame:
-    events = read_days(spark, postgres, ITEM_EVENTS, "event_ts", days)
+def compute_items(spark: Any, postgres: PostgresResource, marks: DayMarks) -> DataFrame:
+    events = read_days(spark, postgres, ITEM_EVENTS, "event_ts", marks, EVENTS.ts_column)
     return popular(events, get_settings().popular_items_limit)
 
 
-def compute_categories(spark: Any, postgres: PostgresResource, days: list[date]) -> DataFrame:
-    return categories(read_days(spark, postgres, ITEM_EVENTS, "event_ts", days))
+def compute_categories(spark: Any, postgres: PostgresResource, marks: DayMarks) -> DataFrame:
+    return categories(read_days(spark, postgres, ITEM_EVENTS, "event_ts", marks, EVENTS.ts_column))
 
 
 @dg.asset(

@@ -1,7 +1,6 @@
 """Metrics domain: ``daily_metrics``, the original API's per-day KPIs."""
 
 
-from datetime import date
 from typing import Any
 
 import dagster as dg
@@ -13,7 +12,9 @@ from clickguard.settings import get_settings
 from clickguard_dagster.assets.sessions import daily_sessions
 from clickguard_dagster.assets.stream import stream_events
 from clickguard_dagster.batch import (
+    EVENTS,
     DailyTable,
+    DayMarks,
     DayRangeConfig,
     UpstreamSource,
     materialize_days,
@@ -56,11 +57,14 @@ def metrics(sessions: DataFrame, items: DataFrame) -> DataFrame:
     )
 
 
-def compute_metrics(spark: Any, postgres: PostgresResource, days: list[date]) -> DataFrame:
-    sessions = read_table_days(spark, postgres, "daily_sessions", "session_day", days)
+def compute_metrics(spark: Any, postgres: PostgresResource, marks: DayMarks) -> DataFrame:
+    """daily_sessions' day marks (its recorded stats are this asset's source) bound the events
+    read for unique items, so both inputs describe the same snapshot of ``events``."""
+    sessions = read_table_days(spark, postgres, "daily_sessions", "session_day", sorted(marks))
     items = read_days(
-        spark, postgres, "SELECT event_ts, item_id FROM events WHERE item_id IS NOT NULL",
-        "event_ts", days,
+        spark, postgres,
+        "SELECT event_ts, commit_ts, item_id FROM events WHERE item_id IS NOT NULL",
+        "event_ts", marks, EVENTS.ts_column,
     )
     return metrics(sessions, items)
 

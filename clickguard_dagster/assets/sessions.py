@@ -6,7 +6,6 @@ that day's events.
 """
 
 
-from datetime import date
 from typing import Any
 
 import dagster as dg
@@ -19,6 +18,7 @@ from clickguard_dagster.assets.stream import stream_events
 from clickguard_dagster.batch import (
     EVENTS,
     DailyTable,
+    DayMarks,
     DayRangeConfig,
     UpstreamSource,
     materialize_days,
@@ -35,8 +35,8 @@ FUNNEL = DailyTable(
     UpstreamSource("daily_sessions"),
 )
 EVENT_COLUMNS = (
-    "SELECT event_id, event_ts, session_id, event_type, item_id, category, price, quantity, page"
-    " FROM events"
+    "SELECT event_id, event_ts, commit_ts, session_id, event_type, item_id, category, price,"
+    " quantity, page FROM events"
 )
 # (stage, order, condition on a daily_sessions row): a session reached a stage when it did that
 # or any later step (a purchase implies the cart), so counts never grow down the funnel
@@ -88,8 +88,9 @@ def sessionize(events: DataFrame, gap_minutes: float) -> DataFrame:
     )
 
 
-def compute_sessions(spark: Any, postgres: PostgresResource, days: list[date]) -> DataFrame:
-    events = read_days(spark, postgres, EVENT_COLUMNS, "event_ts", days)
+def compute_sessions(spark: Any, postgres: PostgresResource, marks: DayMarks) -> DataFrame:
+    """Each day's events committed up to the day's mark (see clickguard_dagster.batch)."""
+    events = read_days(spark, postgres, EVENT_COLUMNS, "event_ts", marks, EVENTS.ts_column)
     return sessionize(events, get_settings().session_gap_minutes)
 
 
@@ -124,8 +125,8 @@ def funnel(sessions: DataFrame) -> DataFrame:
     )
 
 
-def compute_funnel(spark: Any, postgres: PostgresResource, days: list[date]) -> DataFrame:
-    return funnel(read_table_days(spark, postgres, "daily_sessions", "session_day", days))
+def compute_funnel(spark: Any, postgres: PostgresResource, marks: DayMarks) -> DataFrame:
+    return funnel(read_table_days(spark, postgres, "daily_sessions", "session_day", sorted(marks)))
 
 
 @dg.asset(

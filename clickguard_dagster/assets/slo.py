@@ -3,15 +3,20 @@
 The figures come from :func:`clickguard.proof.slo.compute_slo` — the same code as
 ``clickguard slo-report`` — and the report files (JSON, Markdown, CDF plot) land in the results
 folder; its check compares the figures with the configured targets.
+
+The window ends at a settled mark on ``events`` (:func:`clickguard_dagster.batch.settle_mark`):
+no row with ``commit_ts`` before it can still appear, so the check, which recomputes the window
+recorded in the materialization's metadata, judges exactly the rows the report covered.
 """
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import dagster as dg
 
 from clickguard.proof.slo import compute_slo, evaluate_targets, slo_report_for
 from clickguard.settings import get_settings
 from clickguard_dagster.assets.stream import stream_events
+from clickguard_dagster.batch import settle_mark
 from clickguard_dagster.resources import PostgresResource
 
 
@@ -27,13 +32,17 @@ def slo_report(
 ) -> dg.MaterializeResult:
     """Why an asset: the report is a dated artefact people look at, with lineage to the stream."""
     settings = get_settings()
-    with postgres.connect() as conn:
-        result = compute_slo(conn, timedelta(minutes=settings.slo_window_minutes))
+    with postgres.connect(autocommit=True) as conn:
+        end = settle_mark(conn, ["events"], settings.batch_snapshot_timeout_s)
+        start = end - timedelta(minutes=settings.slo_window_minutes)
+        result = compute_slo(conn, (start, end))
     report = slo_report_for(result, settings, min_events=1)
     paths = report.write(settings.results_dir)
     context.log.info(f"SLO report over {result.events:,} events written to {paths['md']}")
     metadata: dict[str, object] = {
         "events": result.events,
+        "window_start": start.isoformat(),
+        "window_end": end.isoformat(),
         "report": dg.MetadataValue.path(str(paths["md"])),
         "plot": dg.MetadataValue.path(str(paths["png"])),
     }
@@ -45,9 +54,24 @@ def slo_report(
     return dg.MaterializeResult(metadata=metadata)
 
 
+def report_window(instance: dg.DagsterInstance) -> tuple[datetime, datetime] | None:
+    """The window of slo_report's latest materialization (None: never materialized here)."""
+    event = instance.get_latest_materialization_event(slo_report.key)
+    mat = event.asset_materialization if event else None
+    if mat is None or "window_start" not in mat.metadata:
+        return None
+    return (
+        datetime.fromisoformat(str(mat.metadata["window_start"].value)),
+        datetime.fromisoformat(str(mat.metadata["window_end"].value)),
+    )
+
+
 @dg.asset_check(asset=slo_report, name="slo_targets")
-def slo_report_targets(postgres: PostgresResource) -> dg.AssetCheckResult:
-    """Every SLO target of the settings (e2e p95, per-stage p50/p95) met over the window."""
+def slo_report_targets(
+    context: dg.AssetCheckExecutionContext, postgres: PostgresResource
+) -> dg.AssetCheckResult:
+    """Every SLO target of the settings (e2e p95, per-stage p50/p95) met over the window the
+    latest report covered (the last window up to now if it never was materialized)."""
     from clickguard_dagster.checks.stream import check_slo
 
-    return check_slo(postgres, get_settings())
+    return check_slo(postgres, get_settings(), report_window(context.instance))

@@ -1,8 +1,11 @@
 """Idempotency: recomputing a day gives exactly the rows stored for it (fingerprints equal).
 
 The check recomputes, with the asset's own Spark code, the days of its latest materialization
-whose sources did not change since (up to settings.idempotency_check_max_days), stages them and
-compares per-day row counts and content fingerprints with the table.
+(up to settings.idempotency_check_max_days) from the same snapshot: each day's source rows up to
+the day mark recorded with the table's rows. Rows the stream added since are beyond the mark and
+do not count; a day is skipped only when rows the run read have changed since (count or newest
+time under the mark differ: deleted or updated rows). It stages the recomputed rows and compares
+per-day row counts and content fingerprints with the table.
 """
 
 
@@ -35,7 +38,7 @@ from clickguard_dagster.batch import (
     DailyTable,
     drop_stage,
     fingerprint,
-    last_run_days,
+    last_run_marks,
     recorded_stats,
     stage,
 )
@@ -46,17 +49,21 @@ def check_idempotent(
     spec: DailyTable, compute: Compute, spark: Any, postgres: PostgresResource, max_days: int
 ) -> dg.AssetCheckResult:
     with postgres.connect() as conn:
-        days = last_run_days(conn, spec.asset_key)
+        marks = last_run_marks(conn, spec.asset_key)
+        days = list(marks)
         seen = recorded_stats(conn, spec.asset_key)
-        current = spec.source.stats(conn, days) if days else {}
-    unchanged = [d for d in days if current.get(d, (0, None)) == seen.get(d)][-max_days:]
+        current = spec.source.stats_at(conn, marks) if days else {}
+    unchanged = [
+        d for d in days if current.get(d, (0, None)) == seen.get(d, (0, None))
+    ][-max_days:]
     skipped = [d.isoformat() for d in days if d not in unchanged]
     if not unchanged:
         return dg.AssetCheckResult(
             passed=True,
             metadata={"days_checked": dg.MetadataValue.json([]), "skipped_changed": skipped},
         )
-    stage_name = stage(postgres, spec.table, compute(spark, postgres, unchanged))
+    df = compute(spark, postgres, {d: marks[d] for d in unchanged})
+    stage_name = stage(postgres, spec.table, df)
     try:
         with postgres.connect() as conn:
             again = fingerprint(conn, spec, unchanged, table=stage_name)

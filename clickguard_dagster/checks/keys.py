@@ -1,10 +1,13 @@
-"""Key integrity of ``daily_sessions`` (blocking): no duplicate keys, all events exist."""
+"""Key integrity of ``daily_sessions`` (blocking): no duplicate keys, all events exist.
+
+``events`` is read up to each day's mark, i.e. the rows the materialization read.
+"""
 
 
 import dagster as dg
 
 from clickguard_dagster.assets.sessions import daily_sessions
-from clickguard_dagster.batch import last_run_days
+from clickguard_dagster.batch import last_run_marks, marks_metadata
 from clickguard_dagster.resources import PostgresResource
 
 # A duplicated session = two rows of one session_id whose time ranges overlap (the primary key
@@ -15,23 +18,29 @@ JOIN daily_sessions b ON b.session_id = a.session_id AND b.session_day = a.sessi
  AND b.session_start > a.session_start AND b.session_start <= a.session_end
 WHERE a.session_day = ANY(%(days)s) LIMIT 20
 """
-# every session's event count must be found in `events` for its id and time range
+# every session's event count must be found in `events` (as of the day's mark) for its id and
+# time range
 MISSING_EVENTS = """
 SELECT s.session_id, s.session_start, s.events, (
   SELECT count(*) FROM events e WHERE e.session_id = s.session_id
-   AND e.event_ts >= s.session_start AND e.event_ts <= s.session_end) AS found
-FROM daily_sessions s WHERE s.session_day = ANY(%(days)s)
+   AND e.event_ts >= s.session_start AND e.event_ts <= s.session_end
+   AND e.commit_ts <= m.mark) AS found
+FROM daily_sessions s
+JOIN unnest(%(days)s::date[], %(marks)s::timestamptz[]) AS m(day, mark) ON m.day = s.session_day
 """
 DUP_EVENTS = """
-SELECT count(*) - count(DISTINCT event_id) FROM events
-WHERE (event_ts AT TIME ZONE 'UTC')::date = ANY(%(days)s)
+SELECT count(*) - count(DISTINCT event_id) FROM events e
+JOIN unnest(%(days)s::date[], %(marks)s::timestamptz[]) AS m(day, mark)
+  ON e.event_ts >= (m.day::timestamp AT TIME ZONE 'UTC')
+ AND e.event_ts < ((m.day + 1)::timestamp AT TIME ZONE 'UTC') AND e.commit_ts <= m.mark
 """
 
 
 def check_session_keys(postgres: PostgresResource) -> dg.AssetCheckResult:
     with postgres.connect() as conn:
-        days = last_run_days(conn, "daily_sessions")
-        params = {"days": days}
+        marks = last_run_marks(conn, "daily_sessions")
+        days = list(marks)
+        params = {"days": days, "marks": list(marks.values())}
         overlaps = conn.execute(OVERLAPS, params).fetchall()
         missing = conn.execute(
             f"SELECT * FROM ({MISSING_EVENTS}) x WHERE x.found <> x.events LIMIT 20", params
@@ -41,6 +50,7 @@ def check_session_keys(postgres: PostgresResource) -> dg.AssetCheckResult:
         passed=not overlaps and not missing and dup_events == 0,
         metadata={
             "days": dg.MetadataValue.json([d.isoformat() for d in days]),
+            "source_marks": marks_metadata(marks),
             "duplicate_sessions": len(overlaps),
             "duplicate_session_examples": dg.MetadataValue.json(
                 [[r[0], r[1].isoformat(), r[2].isoformat()] for r in overlaps[:5]]

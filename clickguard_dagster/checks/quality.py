@@ -2,7 +2,8 @@
 
 Each check loads the rows of the days the asset last wrote into pandas, validates them against
 an expectation suite and reports every failed expectation (type, column, unexpected count and
-examples) in the check's metadata.
+examples) in the check's metadata. Comparisons with ``events`` read it up to each day's mark, the
+rows the materialization read (``SNAPSHOT_EVENTS``), so a live stream cannot fail them.
 """
 
 
@@ -22,14 +23,29 @@ from clickguard_dagster.assets.anomalies import anomaly_daily_summary
 from clickguard_dagster.assets.items import popular_categories, popular_items
 from clickguard_dagster.assets.metrics import daily_metrics
 from clickguard_dagster.assets.sessions import daily_sessions, session_funnel
-from clickguard_dagster.batch import last_run_days
+from clickguard_dagster.batch import DayMarks, last_run_days, last_run_marks, marks_metadata
 from clickguard_dagster.resources import PostgresResource
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 
-def frame(conn: psycopg.Connection, query: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+# the events an asset read: each day's rows committed up to the day's recorded mark
+SNAPSHOT_EVENTS = """
+(SELECT e.* FROM events e
+ JOIN unnest(%(days)s::date[], %(marks)s::timestamptz[]) AS m(day, mark)
+   ON e.event_ts >= (m.day::timestamp AT TIME ZONE 'UTC')
+  AND e.event_ts < ((m.day + 1)::timestamp AT TIME ZONE 'UTC') AND e.commit_ts <= m.mark)
+"""
+
+
+def snapshot_params(marks: DayMarks) -> dict[str, Any]:
+    return {"days": list(marks), "marks": list(marks.values())}
+
+
+def frame(
+    conn: psycopg.Connection, query: str, params: Sequence[Any] | dict[str, Any] = ()
+) -> pd.DataFrame:
     """Query result as a DataFrame; Decimal columns become floats for the expectations."""
     cur = conn.execute(query, params)
     df = pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description or []])
@@ -109,11 +125,15 @@ def totals_expectations(pairs: Sequence[tuple[str, str]]) -> list[Any]:
     return [gxe.ExpectColumnPairValuesToBeEqual(column_A=a, column_B=b) for a, b in pairs]
 
 
-def _result(failed: list[dict[str, Any]], days: list[date], rows: int) -> dg.AssetCheckResult:
+def _result(
+    failed: list[dict[str, Any]], days: list[date], rows: int, marks: DayMarks | None = None
+) -> dg.AssetCheckResult:
+    extra = {"source_marks": marks_metadata(marks)} if marks is not None else {}
     return dg.AssetCheckResult(
         passed=not failed,
         metadata={
             "days": dg.MetadataValue.json([d.isoformat() for d in days]),
+            **extra,
             "rows_validated": rows,
             "failed_expectations": dg.MetadataValue.json(failed),
             "failed_count": len(failed),
@@ -122,43 +142,41 @@ def _result(failed: list[dict[str, Any]], days: list[date], rows: int) -> dg.Ass
 
 
 def check_sessions_quality(postgres: PostgresResource) -> dg.AssetCheckResult:
-    """daily_sessions rows, event types of the same days, and per-day totals vs ``events``."""
+    """daily_sessions rows, event types of the events it read, and per-day totals vs those
+    events (each day's ``events`` up to the mark recorded with the day's rows)."""
     with postgres.connect() as conn:
-        days = last_run_days(conn, "daily_sessions")
+        marks = last_run_marks(conn, "daily_sessions")
+        days, params = list(marks), snapshot_params(marks)
         sessions = frame(
-            conn, "SELECT * FROM daily_sessions WHERE session_day = ANY(%s)", (days,)
+            conn, "SELECT * FROM daily_sessions WHERE session_day = ANY(%(days)s)", params
         )
-        types = frame(
-            conn,
-            "SELECT DISTINCT event_type FROM events"
-            " WHERE (event_ts AT TIME ZONE 'UTC')::date = ANY(%s)",
-            (days,),
-        )
+        types = frame(conn, f"SELECT DISTINCT event_type FROM {SNAPSHOT_EVENTS} e", params)
         totals = frame(
             conn,
             "SELECT d AS day, coalesce(s.events, 0) AS session_events,"
-            " coalesce(e.events, 0) AS table_events FROM unnest(%s::date[]) AS d"
+            " coalesce(e.events, 0) AS table_events FROM unnest(%(days)s::date[]) AS d"
             " LEFT JOIN (SELECT session_day, sum(events) AS events FROM daily_sessions"
-            "   GROUP BY 1) s ON s.session_day = d"
+            "   WHERE session_day = ANY(%(days)s) GROUP BY 1) s ON s.session_day = d"
             " LEFT JOIN (SELECT (event_ts AT TIME ZONE 'UTC')::date AS day, count(*) AS events"
-            "   FROM events WHERE (event_ts AT TIME ZONE 'UTC')::date = ANY(%s) GROUP BY 1) e"
-            " ON e.day = d",
-            (days, days),
+            f"   FROM {SNAPSHOT_EVENTS} x GROUP BY 1) e ON e.day = d",
+            params,
         )
     failed = [
         *validate(sessions, sessions_expectations(), "daily_sessions"),
         *validate(types, event_type_expectations(), "event_types"),
         *validate(totals, totals_expectations([("session_events", "table_events")]), "totals"),
     ]
-    return _result(failed, days, len(sessions))
+    return _result(failed, days, len(sessions), marks)
 
 
 def check_metrics_quality(postgres: PostgresResource) -> dg.AssetCheckResult:
-    """daily_metrics totals equal counts in ``events``; rates within [0, 1]."""
+    """daily_metrics totals equal counts in ``events`` up to the day marks it read (those of
+    daily_sessions it was computed from); rates within [0, 1]."""
     import great_expectations.expectations as gxe
 
     with postgres.connect() as conn:
-        days = last_run_days(conn, "daily_metrics")
+        marks = last_run_marks(conn, "daily_metrics")
+        days, params = list(marks), snapshot_params(marks)
         df = frame(
             conn,
             "SELECT m.metric_date, m.total_clicks, m.total_purchases, m.unique_sessions,"
@@ -170,9 +188,9 @@ def check_metrics_quality(postgres: PostgresResource) -> dg.AssetCheckResult:
             "   count(*) FILTER (WHERE event_type = 'click') AS clicks,"
             "   count(*) FILTER (WHERE event_type = 'purchase') AS purchases,"
             "   count(DISTINCT session_id) AS sessions, count(DISTINCT item_id) AS items"
-            "  FROM events WHERE (event_ts AT TIME ZONE 'UTC')::date = ANY(%s) GROUP BY 1"
-            " ) e ON e.day = m.metric_date WHERE m.metric_date = ANY(%s)",
-            (days, days),
+            f"  FROM {SNAPSHOT_EVENTS} x GROUP BY 1"
+            " ) e ON e.day = m.metric_date WHERE m.metric_date = ANY(%(days)s)",
+            params,
         )
     expectations = [
         *totals_expectations(
@@ -187,7 +205,7 @@ def check_metrics_quality(postgres: PostgresResource) -> dg.AssetCheckResult:
         gxe.ExpectColumnValuesToBeBetween(column="total_revenue", min_value=0),
         gxe.ExpectColumnValuesToNotBeNull(column="metric_date"),
     ]
-    return _result(validate(df, expectations, "daily_metrics"), days, len(df))
+    return _result(validate(df, expectations, "daily_metrics"), days, len(df), marks)
 
 
 def range_expectations(table: str) -> list[Any]:

@@ -1,4 +1,9 @@
-"""Checks of ``stream_events``: per-stage latency SLO and freshness of the stream's output."""
+"""Checks of ``stream_events``: per-stage latency SLO and freshness of the stream's output.
+
+``stream_events`` is not materialized by Dagster, so these two judge the stream as it is now (a
+window ending at the check's run); ``slo_report``'s target check instead recomputes the exact
+window its report covered (``check_slo(window=...)``).
+"""
 
 
 from datetime import timedelta
@@ -6,7 +11,7 @@ from typing import Any
 
 import dagster as dg
 
-from clickguard.proof.slo import compute_slo, evaluate_targets
+from clickguard.proof.slo import Window, compute_slo, evaluate_targets
 from clickguard.settings import Settings, get_settings
 from clickguard_dagster.assets.stream import stream_events
 from clickguard_dagster.resources import PostgresResource
@@ -21,9 +26,14 @@ def breaches_of(result_targets: dict[str, dict[str, Any]]) -> list[str]:
     ]
 
 
-def check_slo(postgres: PostgresResource, settings: Settings) -> dg.AssetCheckResult:
+def check_slo(
+    postgres: PostgresResource, settings: Settings, window: Window | None = None
+) -> dg.AssetCheckResult:
+    """Targets over ``window`` (default: the last settings.slo_window_minutes)."""
     with postgres.connect() as conn:
-        result = compute_slo(conn, timedelta(minutes=settings.slo_window_minutes), cdf=False)
+        result = compute_slo(
+            conn, window or timedelta(minutes=settings.slo_window_minutes), cdf=False
+        )
     figures: dict[str, float] = {}
     for name, stage in result.stages.items():
         for q in ("p50", "p95"):
@@ -38,6 +48,8 @@ def check_slo(postgres: PostgresResource, settings: Settings) -> dg.AssetCheckRe
             "samples": result.events,
             **figures,
             "window_minutes": settings.slo_window_minutes,
+            "window_start": result.window_start.isoformat(),
+            "window_end": result.window_end.isoformat(),
             "target_e2e_p95_ms": settings.slo_e2e_p95_ms,
             "target_stage_p50_ms": settings.slo_stage_p50_ms,
             "target_stage_p95_ms": settings.slo_stage_p95_ms,

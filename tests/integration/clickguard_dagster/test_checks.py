@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 import dagster as dg
@@ -12,12 +13,16 @@ import pytest
 
 from clickguard import db
 from clickguard.settings import Settings
+from clickguard_dagster.assets.items import ITEMS, compute_items
+from clickguard_dagster.assets.metrics import METRICS, compute_metrics
 from clickguard_dagster.assets.sessions import SESSIONS, compute_sessions
+from clickguard_dagster.batch import last_run_marks, settle_mark
 from clickguard_dagster.checks.idempotency import check_idempotent
 from clickguard_dagster.checks.keys import check_session_keys
 from clickguard_dagster.checks.quality import check_metrics_quality, check_sessions_quality
 from clickguard_dagster.definitions import ASSET_CHECKS, BATCH_ASSETS
 from tests.integration.clickguard_dagster.conftest import (
+    COLUMNS,
     DAYS,
     STATE_TABLES,
     insert_events,
@@ -178,6 +183,101 @@ def test_idempotency_check_detects_a_changed_row(
         )
 
 
+def test_rows_committed_after_the_mark_do_not_count(
+    materialized: psycopg.Connection, resources: dict
+) -> None:
+    """What a live stream does after a materialization (more events of the same days, even of an
+    unknown type) is beyond the recorded day marks: every check still judges the rows the
+    assets read and passes; the idempotency check still covers the changed-looking days."""
+    pg, postgres, spark = materialized, resources["postgres"], resources["spark"].spark_session
+    marks = last_run_marks(pg, "daily_sessions")
+    assert set(DAYS) <= set(marks) and all(marks.values())
+    later = make_events(days=DAYS, sessions_per_day=5, seed=99, commit_ts=datetime.now(UTC),
+                        id_prefix="live")
+    later[0] = (*later[0][:9], "cart", *later[0][10:])  # not a contract type
+    insert_events(pg, later)
+    try:
+        assert check_sessions_quality(postgres).passed
+        assert check_session_keys(postgres).passed
+        assert check_metrics_quality(postgres).passed
+        for spec, compute in ((SESSIONS, compute_sessions), (METRICS, compute_metrics),
+                              (ITEMS, compute_items)):
+            result = check_idempotent(spec, compute, spark, postgres, 3)
+            assert result.passed, spec.asset_key
+            assert len(result.metadata["days_checked"].value) == 3, spec.asset_key
+        assert last_run_marks(pg, "daily_sessions") == marks
+    finally:
+        pg.execute("DELETE FROM events WHERE event_id LIKE 'live%%'")
+
+
+def test_missing_events_fail_keys_and_quality(
+    materialized: psycopg.Connection, resources: dict
+) -> None:
+    """Events the asset read that disappeared (below the mark) still fail both checks."""
+    pg, postgres = materialized, resources["postgres"]
+    sid, start, end = pg.execute(
+        "SELECT session_id, session_start, session_end FROM daily_sessions"
+        " WHERE events >= 2 AND clicks >= 1 ORDER BY session_day, session_id LIMIT 1"
+    ).fetchone()
+    gone = pg.execute(
+        "DELETE FROM events WHERE ctid = (SELECT ctid FROM events WHERE session_id = %s"
+        " AND event_ts BETWEEN %s AND %s AND event_type = 'click' LIMIT 1) RETURNING *",
+        (sid, start, end),
+    ).fetchall()
+    assert len(gone) == 1
+    try:
+        keys = check_session_keys(postgres)
+        assert not keys.passed
+        assert keys.metadata["sessions_with_missing_events"].value == 1
+        assert keys.metadata["missing_event_examples"].value[0]["session_id"] == sid
+        quality = check_sessions_quality(postgres)
+        assert failed_types(quality) == [
+            ("expect_column_pair_values_to_be_equal", "session_events")
+        ]
+        metrics = check_metrics_quality(postgres)
+        assert failed_types(metrics) == [
+            ("expect_column_pair_values_to_be_equal", "total_clicks")
+        ]
+    finally:
+        with pg.cursor().copy("COPY events FROM STDIN") as copy:
+            for row in gone:
+                copy.write_row(row)
+    assert check_session_keys(postgres).passed
+    assert check_sessions_quality(postgres).passed
+
+
+def test_mark_waits_for_a_batch_in_flight(stack: Any, settings: Settings) -> None:
+    """A writer that stamped commit_ts = clock_timestamp() and has not committed yet when the
+    mark is taken: the mark is only returned after that commit, so the in-flight rows (stamped
+    before the mark) are visible to every read that applies it; a writer that never ends makes
+    the mark fail clearly after its timeout."""
+    row = make_events(days=(DAYS[0],), sessions_per_day=1, seed=3, id_prefix="inflight")[0]
+    values = ", ".join("clock_timestamp()" if c == "commit_ts" else "%s" for c in COLUMNS)
+    with db.connect(settings, "writer") as writer, \
+            db.connect(settings, "writer", autocommit=True) as reader:
+        writer.execute(
+            f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES ({values})",
+            [v for c, v in zip(COLUMNS, row, strict=True) if c != "commit_ts"],
+        )
+        with pytest.raises(RuntimeError, match=r"still running after 0\.5 s"):
+            settle_mark(reader, ["events"], 0.5)
+        got: dict[str, Any] = {}
+        waiter = threading.Thread(
+            target=lambda: got.update(mark=settle_mark(reader, ["events"], 60)), daemon=True
+        )
+        waiter.start()
+        waiter.join(2)
+        assert waiter.is_alive(), "the mark must wait while the writer's transaction is open"
+        writer.commit()
+        waiter.join(60)
+        assert not waiter.is_alive()
+        stamped = reader.execute(
+            "SELECT commit_ts FROM events WHERE event_id = %s", (row[0],)
+        ).fetchone()[0]
+        assert stamped <= got["mark"]
+        reader.execute("DELETE FROM events WHERE event_id = %s", (row[0],))
+
+
 def test_blocking_quality_check_stops_downstream_assets(
     materialized: psycopg.Connection, resources: dict
 ) -> None:
@@ -185,7 +285,7 @@ def test_blocking_quality_check_stops_downstream_assets(
     so daily_metrics and session_funnel are not materialized in that run."""
     pg = materialized
     bad = make_events(days=(DAYS[0],), sessions_per_day=1, seed=5,
-                      commit_ts=datetime.now(UTC) + timedelta(seconds=1), id_prefix="bogus")[:1]
+                      commit_ts=datetime.now(UTC), id_prefix="bogus")[:1]
     bad = [(*bad[0][:9], "teleport", *bad[0][10:])]
     insert_events(pg, bad)
     try:

@@ -87,7 +87,7 @@ def test_slo_report_asset_reports_the_figures_and_checks_targets(
     try:
         n = recent_events(clean, 200, "asset")
         result = dg.materialize(
-            [slo_report], resources={"postgres": _resource(settings)}, selection=[slo_report]
+            [slo_report, slo_report_targets], resources={"postgres": _resource(settings)}
         )
         (mat,) = result.get_asset_materialization_events()
         meta = mat.materialization.metadata
@@ -95,6 +95,20 @@ def test_slo_report_asset_reports_the_figures_and_checks_targets(
         assert meta["spark_to_db_p50_ms"].value == pytest.approx(200.0, abs=1.0)
         assert meta["end_to_end_p95_ms"].value == pytest.approx(520.0, abs=1.0)
         assert (tmp_path / "slo.json").exists() and (tmp_path / "slo.png").exists()
-        assert slo_report_targets(postgres=_resource(settings)).passed
+        (check,) = result.get_asset_check_evaluations()
+        assert check.passed
+        # the check judged the report's own window, recorded in the materialization
+        window = (
+            datetime.fromisoformat(meta["window_start"].value),
+            datetime.fromisoformat(meta["window_end"].value),
+        )
+        assert check.metadata["window_end"].value == meta["window_end"].value
+        assert check.metadata["samples"].value == n
+        # slow events the stream stores after the report do not change its verdict...
+        recent_events(clean, 20_000, "later")
+        again = check_slo(_resource(settings), settings, window)
+        assert again.passed and again.metadata["samples"].value == n
+        # ...while the same events inside the report's window would fail it
+        assert not check_slo(_resource(settings), settings).passed
     finally:
         get_settings.cache_clear()

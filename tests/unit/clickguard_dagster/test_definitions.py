@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -72,6 +72,15 @@ def test_day_range_and_predicates() -> None:
     )
     assert day_predicates("event_ts", [date(2026, 11, 20)]) == [
         "event_ts >= '2026-11-20T00:00:00+00:00' AND event_ts < '2026-11-21T00:00:00+00:00'"
+    ]
+    # with day marks: each day reads up to its own mark; a day without one reads nothing
+    mark = datetime(2026, 11, 21, 8, 30, 1, 123456, tzinfo=UTC)
+    days = [date(2026, 11, 20), date(2026, 11, 21)]
+    assert day_predicates("event_ts", days, {days[0]: None, days[1]: mark}, "commit_ts") == [
+        "event_ts >= '2026-11-20T00:00:00+00:00' AND event_ts < '2026-11-21T00:00:00+00:00'"
+        " AND false",
+        "event_ts >= '2026-11-21T00:00:00+00:00' AND event_ts < '2026-11-22T00:00:00+00:00'"
+        " AND commit_ts <= '2026-11-21T08:30:01.123456+00:00'",
     ]
 
 
