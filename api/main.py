@@ -4,8 +4,8 @@
 response cache, the error handlers, CORS, the optional API key (every route except /health,
 /docs, /redoc, their assets and /openapi.json) and the routers, one per resource.
 
-/docs (Swagger UI) and /redoc load their JavaScript and CSS from this server, copied from the
-pinned ``fastapi-offline`` wheel: FastAPI's defaults come from a CDN, so without internet the
+/docs (Swagger UI) and /redoc load their JavaScript and CSS from this server (the files of the
+pinned ``fastapi-offline`` wheel): FastAPI's defaults come from a CDN, so without internet the
 pages were blank.
 """
 
@@ -24,7 +24,7 @@ from fastapi.openapi.docs import (
     get_swagger_ui_html,
     get_swagger_ui_oauth2_redirect_html,
 )
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
@@ -56,6 +56,7 @@ TITLE = "Clickstream Guardian API"
 DOCS_ASSETS_URL = "/docs-assets"
 # swagger-ui-bundle.js, swagger-ui.css, redoc.standalone.js and favicon.png of the pinned wheel
 DOCS_ASSETS_DIR = Path(str(files("fastapi_offline") / "static"))
+REDOC_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -117,6 +118,13 @@ def install_docs(app: FastAPI) -> None:
     without the API key like /openapi.json: the key is typed into Swagger UI's Authorize."""
     if not (DOCS_ASSETS_DIR / "swagger-ui-bundle.js").is_file():
         raise RuntimeError(f"Swagger UI assets missing in {DOCS_ASSETS_DIR}: run `make setup`")
+    # ReDoc's sidebar footer always loads Redocly's logo from its CDN; an empty src loads nothing
+    redoc_js = (DOCS_ASSETS_DIR / "redoc.standalone.js").read_bytes().replace(REDOC_LOGO, b"")
+
+    @app.get(f"{DOCS_ASSETS_URL}/redoc.standalone.js", include_in_schema=False)
+    async def redoc_bundle() -> Response:
+        return Response(redoc_js, media_type="text/javascript")
+
     app.mount(DOCS_ASSETS_URL, StaticFiles(directory=DOCS_ASSETS_DIR), name="docs-assets")
     openapi_url = app.openapi_url or "/openapi.json"
     oauth2_redirect_url = "/docs/oauth2-redirect"

@@ -109,8 +109,9 @@ LAST = ("make stop", "clickguard stack down --reset")
 
 
 def readme_commands(text: str) -> list[str]:
-    """Commands in README order: lines of bash code blocks (a block's lines joined with "; ",
-    trailing comments dropped) and inline code spans that start with a command word."""
+    """Commands in README order: lines of bash code blocks (trailing comments dropped; a block
+    that starts with ``source`` is one command, its lines joined with "; ") and inline code spans
+    of two words or more that start with a command word."""
     out: list[str] = []
     fence = re.compile(r"^```(\w*)\s*$")
     lines = text.splitlines()
@@ -132,7 +133,8 @@ def readme_commands(text: str) -> list[str]:
             continue
         for span in re.findall(r"`([^`]+)`", lines[i]):
             words = span.split()
-            if words and words[0] in COMMAND_WORDS and span not in out:
+            # one word alone (`clickguard`, `dagster`) names a database or a package here
+            if len(words) > 1 and words[0] in COMMAND_WORDS and span not in out:
                 out.append(span)
         i += 1
     return out
