@@ -40,7 +40,9 @@ README = REPO_ROOT / "README.md"
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
 COMMAND_WORDS = {"make", "clickguard", "dagster", "curl", "source", "docker", "python",
                  "python3", "apt-get", "pip", "pytest", "bash"}
-FIRST_DATA_DEADLINE_S = 180.0  # issue 9: every endpoint shows data within 3 minutes
+# issue 9: every endpoint shows data within 3 minutes (of the traffic starting; a developer on
+# an overloaded box may stretch it to see the rest of the test run)
+FIRST_DATA_DEADLINE_S = float(os.environ.get("CLICKGUARD_FIRST_DATA_DEADLINE_S", "180"))
 NODES = ("postgres", "kafka-1", "kafka-2", "kafka-3", "registry", "streaming", "api",
          "dagster-webserver", "dagster-daemon")
 BATCH_ASSETS = ("daily_sessions", "session_funnel", "daily_metrics", "popular_items",
@@ -197,6 +199,15 @@ class Private:
                                       f"127.0.0.1:{getattr(self.settings, name)}")
         return command
 
+    def log_tails(self, nodes: tuple[str, ...] = ("streaming", "dagster-daemon"),
+                  n: int = 15) -> str:
+        out = []
+        for node in nodes:
+            log = self.home / node / f"{node}.log"
+            lines = log.read_text(errors="replace").splitlines()[-n:] if log.exists() else []
+            out.append(f"--- {log}\n" + "\n".join(ln[:300] for ln in lines))
+        return "\n".join(out)
+
     def sh(self, command: str, timeout: float) -> subprocess.CompletedProcess[str]:
         """``command`` as a user types it in bash, in the repo root."""
         t0 = time.monotonic()
@@ -226,8 +237,9 @@ def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Private]:
                         api_port=base + 9, dagster_port=base + 10)
     p = Private(home, env, settings)
     yield p
-    # whatever happened, no process of the private stack survives the test
-    subprocess.run([str(VENV_BIN / "clickguard"), "stack", "down", "--reset"], env=env,
+    # whatever happened, no process of the private stack survives the test; its run folder (and
+    # logs) stays for a look when the test failed before its last command, `down --reset`
+    subprocess.run([str(VENV_BIN / "clickguard"), "stack", "down"], env=env,
                    cwd=REPO_ROOT, capture_output=True, timeout=300, check=False)
     print("\n".join(p.log))
 
@@ -406,7 +418,7 @@ def test_first_hour_by_the_readme(private: Private, tmp_path: Path) -> None:
         assert not missing, (
             f"{FIRST_DATA_DEADLINE_S:.0f}s after the traffic started (stack up in "
             f"{stack_up_s:.0f}s) these still show no data: {missing}\nDagster: {catalog} "
-            f"runs {live_runs}\ndemo:\n{demo.tail()}"
+            f"runs {live_runs}\ndemo:\n{demo.tail()}\n{private.log_tails()}"
         )
         private.log.append(f"stack up {stack_up_s:.0f}s; every endpoint with data "
                            f"{first_data_s:.0f}s after the traffic started")
