@@ -3,8 +3,8 @@
 The commands are read from README.md (lines of ```bash blocks and inline code that starts with a
 command), so the test breaks when the README drifts: each one must be in ``PLAN``, either run (as
 written, or a synopsis such as ``clickguard stack start|stop NODE`` expanded to its forms) or
-excluded with the reason. The run happens on a private stack (fresh run folder, free ports) so
-that it is truly a first hour and leaves the developer's stack alone: ``clickguard demo`` is
+excluded with the reason. The run happens on a private stack (fresh run folder; free ports, or a
+developer's .env ports, see ``private``) so that it is truly a first hour: ``clickguard demo`` is
 started as ``make run`` starts it, every endpoint of the original API must show data within
 3 minutes of the traffic starting (live_batch_sensor materializes the batch assets) with the runs
 and materializations visible through the Dagster webserver, then the commands run in README order
@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 import pytest
+from dotenv import dotenv_values
 
 from clickguard.settings import REPO_ROOT, Settings
 
@@ -217,24 +218,54 @@ class Private:
         return res
 
 
+def port_in_use(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
 @pytest.fixture(scope="module")
 def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Private]:
+    """A stack of our own. Dagster's CLI and processes load the repo's .env OVER the
+    environment, so a value that a developer's .env sets is kept (its ports must then be free:
+    `make stop` first); CI's fresh clone has no .env and every port is a free one."""
     home = tmp_path_factory.mktemp("first-hour") / "run"
+    dotenv = {k: v for k, v in dotenv_values(REPO_ROOT / ".env").items()
+              if k.startswith("CLICKGUARD_") and v is not None} if (REPO_ROOT / ".env").exists() \
+        else {}
+    if "CLICKGUARD_HOME" in dotenv:
+        pytest.skip(".env sets CLICKGUARD_HOME: no private run folder possible")
     base = free_block(12)
     ports = {
         "CLICKGUARD_PG_PORT": base, "CLICKGUARD_KAFKA_BROKER_PORT_BASE": base + 1,
         "CLICKGUARD_KAFKA_CONTROLLER_PORT_BASE": base + 4, "CLICKGUARD_REGISTRY_PORT": base + 7,
         "CLICKGUARD_API_PORT": base + 9, "CLICKGUARD_DAGSTER_PORT": base + 10,
     }
+    ports.update({k: int(dotenv[k]) for k in ports if k in dotenv})
+    span = {"CLICKGUARD_KAFKA_BROKER_PORT_BASE": 3, "CLICKGUARD_KAFKA_CONTROLLER_PORT_BASE": 3,
+            "CLICKGUARD_REGISTRY_PORT": 2}
+    busy = [k for k, v in ports.items() for p in range(v, v + span.get(k, 1)) if port_in_use(p)]
+    if busy:
+        msg = f"ports of .env in use ({', '.join(sorted(set(busy)))}): stop that stack first"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
     env = {k: v for k, v in os.environ.items()
            if k not in ("DAGSTER_HOME", "DAGSTER_MODULE_NAME", "VIRTUAL_ENV")
            and not k.startswith("CLICKGUARD_")}
+    env.update(dotenv)
     env.update({k: str(v) for k, v in ports.items()})
     env["CLICKGUARD_HOME"] = str(home)
     env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"  # `clickguard` as after `make setup`
-    settings = Settings(home=home, pg_port=base, kafka_broker_port_base=base + 1,
-                        kafka_controller_port_base=base + 4, registry_port=base + 7,
-                        api_port=base + 9, dagster_port=base + 10)
+    settings = Settings(home=home, pg_port=ports["CLICKGUARD_PG_PORT"],
+                        kafka_broker_port_base=ports["CLICKGUARD_KAFKA_BROKER_PORT_BASE"],
+                        kafka_controller_port_base=ports["CLICKGUARD_KAFKA_CONTROLLER_PORT_BASE"],
+                        registry_port=ports["CLICKGUARD_REGISTRY_PORT"],
+                        api_port=ports["CLICKGUARD_API_PORT"],
+                        dagster_port=ports["CLICKGUARD_DAGSTER_PORT"])
     p = Private(home, env, settings)
     yield p
     # whatever happened, no process of the private stack survives the test; its run folder (and
