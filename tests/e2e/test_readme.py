@@ -165,13 +165,8 @@ def free_block(n: int) -> int:
     rng = random.Random()
     for _ in range(200):
         base = rng.randrange(20000, 32000 - n)
-        try:
-            for port in range(base, base + n):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
+        if not any(port_in_use(port) for port in range(base, base + n)):
+            return base
     raise RuntimeError("no free port block")
 
 
@@ -219,7 +214,9 @@ class Private:
 
 
 def port_in_use(port: int) -> bool:
+    """True when a server could not listen on ``port`` (TIME_WAIT leftovers do not count)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
