@@ -112,7 +112,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-
 def install_docs(app: FastAPI) -> None:
     """/docs and /redoc with their assets served by this app (no CDN, no Google Fonts), open
     without the API key like /openapi.json: the key is typed into Swagger UI's Authorize."""
