@@ -19,9 +19,11 @@ import os
 import random
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -225,11 +227,14 @@ def port_in_use(port: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Private]:
+def private() -> Iterator[Private]:
     """A stack of our own. Dagster's CLI and processes load the repo's .env OVER the
     environment, so a value that a developer's .env sets is kept (its ports must then be free:
     `make stop` first); CI's fresh clone has no .env and every port is a free one."""
-    home = tmp_path_factory.mktemp("first-hour") / "run"
+    # not under pytest's tmp_path: other pytest sessions of the same user prune those folders,
+    # which took a running stack's PostgreSQL data directory away
+    scratch = Path(tempfile.mkdtemp(prefix="clickguard-first-hour-"))
+    home = scratch / "run"
     dotenv = {k: v for k, v in dotenv_values(REPO_ROOT / ".env").items()
               if k.startswith("CLICKGUARD_") and v is not None} if (REPO_ROOT / ".env").exists() \
         else {}
@@ -270,6 +275,8 @@ def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Private]:
     subprocess.run([str(VENV_BIN / "clickguard"), "stack", "down"], env=env,
                    cwd=REPO_ROOT, capture_output=True, timeout=300, check=False)
     print("\n".join(p.log))
+    if not home.exists():
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 class Demo:
@@ -422,12 +429,13 @@ def node_states(private: Private) -> dict[str, str]:
 
 
 @pytest.mark.timeout(1500 + max(0.0, FIRST_DATA_DEADLINE_S - 180))
-def test_first_hour_by_the_readme(private: Private, tmp_path: Path) -> None:
+def test_first_hour_by_the_readme(private: Private) -> None:
     commands = readme_commands(README.read_text())
     assert set(commands) == set(PLAN)  # the classification test says which one drifted
 
     check(private.sh("make setup", 600), "make setup")
-    demo = Demo(private, tmp_path / "demo-results")
+    results = private.home.parent / "demo-results"
+    demo = Demo(private, results)
     try:
         traffic_at = demo.wait_for_traffic(600)
         stack_up_s = traffic_at - demo.started
@@ -477,7 +485,7 @@ def test_first_hour_by_the_readme(private: Private, tmp_path: Path) -> None:
     finally:
         rc = demo.ctrl_c()
     assert rc == 0, demo.tail()
-    assert (tmp_path / "demo-results" / "demo.json").exists(), demo.tail()
+    assert (results / "demo.json").exists(), demo.tail()
 
     run_step(private, "make stop", "make stop")
     assert set(node_states(private).values()) == {"down"}
