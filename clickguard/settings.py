@@ -146,6 +146,12 @@ class Settings(BaseSettings):
     )
     batch_schedule_cron: str = "15 0 * * *"
     stream_checks_cron: str = "*/10 * * * *"
+    batch_live_interval_s: int = Field(
+        30, description="How often live_batch_sensor (on during the demo) looks for new data"
+    )
+    batch_live_min_gap_s: float = Field(
+        60.0, description="Least time between two daily_batch runs live_batch_sensor requests"
+    )
     popular_items_limit: int = Field(500, description="Items kept per day in popular_items")
     idempotency_check_max_days: int = 3
     slo_window_minutes: float = Field(60.0, description="Recent stored events the SLO check reads")

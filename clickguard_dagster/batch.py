@@ -319,6 +319,10 @@ def swap_days(
     day_col = sql.Identifier(spec.day_column)
     with postgres.connect() as conn, conn.transaction():
         conn.execute("SET LOCAL lock_timeout = '30s'")
+        # one swap per table at a time: a second run's DELETE would miss the rows the first one
+        # is inserting and its INSERT would then hit their keys (e.g. the live sensor's run and
+        # a user's `dagster asset materialize` at once)
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"swap:{spec.table}",))
         counts = {
             r[0]: r[1]
             for r in conn.execute(

@@ -20,7 +20,11 @@ from clickguard_dagster.checks.quality import (
 from clickguard_dagster.checks.stream import stream_events_freshness, stream_events_slo
 from clickguard_dagster.jobs import daily_batch_job, dlq_replay, stream_checks_job
 from clickguard_dagster.resources import build_resources
-from clickguard_dagster.schedules import daily_batch_schedule, stream_checks_schedule
+from clickguard_dagster.schedules import (
+    daily_batch_schedule,
+    live_batch_sensor,
+    stream_checks_schedule,
+)
 from clickguard_dagster.sensors.dlq import dlq_alert_sensor
 from clickguard_dagster.sensors.stream_health import stream_health_sensor
 
@@ -38,7 +42,7 @@ defs = dg.Definitions(
     asset_checks=ASSET_CHECKS,
     jobs=[daily_batch_job, stream_checks_job, dlq_replay],
     schedules=[daily_batch_schedule, stream_checks_schedule],
-    sensors=[dlq_alert_sensor, stream_health_sensor],
+    sensors=[dlq_alert_sensor, stream_health_sensor, live_batch_sensor],
     resources=build_resources(),
     # one process per run: one Spark session serves every asset and check of the run
     executor=dg.in_process_executor,

@@ -1,11 +1,27 @@
-"""Schedules: the daily batch and the periodic stream checks (crons from settings)."""
+"""Schedules and the live batch trigger.
+
+- ``daily_batch_schedule`` (``batch_schedule_cron``): the production path, every batch asset
+  recomputes its changed days once a day.
+- ``stream_checks_schedule`` (``stream_checks_cron``): the stream's SLO and freshness checks.
+- ``live_batch_sensor``: while events stream in, runs ``daily_batch`` (changed days only) as
+  soon as new rows are committed, one run at a time, at most every ``batch_live_min_gap_s``.
+  It is STOPPED by default: each run starts Spark and recomputes today's whole day, cheap on a
+  demo but a waste on a production day of tens of millions of events, where the daily schedule
+  is enough. ``clickguard demo`` turns it on (so a newcomer's API and asset catalog fill within
+  minutes); anyone else can with ``dagster sensor start live_batch_sensor`` or in the UI.
+"""
 
 from __future__ import annotations
+
+import json
+import time
+from typing import Any
 
 import dagster as dg
 
 from clickguard.settings import get_settings
 from clickguard_dagster.jobs import daily_batch_job, stream_checks_job
+from clickguard_dagster.resources import PostgresResource
 
 daily_batch_schedule = dg.ScheduleDefinition(
     name="daily_batch_schedule",
@@ -21,3 +37,85 @@ stream_checks_schedule = dg.ScheduleDefinition(
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
+
+LIVE_BATCH_SENSOR = "live_batch_sensor"
+BATCH_GROUP = "batch"
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING,
+]
+# the batch assets' inputs: newest ingestion time of events and newest anomaly update
+# (events.commit_ts is indexed; anomalies holds one row per detection, a small table)
+SOURCE_VERSION_SQL = """
+SELECT (SELECT max(commit_ts) FROM events), (SELECT max(updated_at) FROM anomalies)
+"""
+
+
+def source_version(postgres: PostgresResource) -> str | None:
+    """A string that changes whenever the batch assets' sources change; None = no data yet."""
+    with postgres.connect() as conn:
+        events_ts, anomalies_ts = conn.execute(SOURCE_VERSION_SQL).fetchone()
+    if events_ts is None and anomalies_ts is None:
+        return None
+    return f"{events_ts and events_ts.isoformat()}|{anomalies_ts and anomalies_ts.isoformat()}"
+
+
+def batch_run_in_flight(
+    instance: dg.DagsterInstance, batch_keys: set[dg.AssetKey]
+) -> str | None:
+    """Id of a queued or running run that writes a batch table (a sensor's or a user's CLI
+    run): two runs swapping the same days at once would only slow each other down."""
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT), limit=100):
+        if run.job_name == daily_batch_job.name or (run.asset_selection or set()) & batch_keys:
+            return run.run_id
+    return None
+
+
+def decide_live_run(
+    cursor: dict[str, Any], version: str | None, busy_run: str | None, now: float,
+    min_gap_s: float,
+) -> str | None:
+    """Why no run is due (a SkipReason text), or None when a run should be requested."""
+    if version is None:
+        return "no event stored yet"
+    if version == cursor.get("version"):
+        return "no new event or anomaly since the last requested batch run"
+    if busy_run is not None:
+        return f"batch run {busy_run} is still in progress"
+    waited = now - float(cursor.get("requested_at", 0.0))
+    if waited < min_gap_s:
+        return f"last batch run requested {waited:.0f}s ago (batch_live_min_gap_s={min_gap_s:g})"
+    return None
+
+
+@dg.sensor(
+    name=LIVE_BATCH_SENSOR,
+    job=daily_batch_job,
+    minimum_interval_seconds=get_settings().batch_live_interval_s,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description=(
+        "Materializes every batch asset (changed days only) while events stream in: one run at "
+        "a time, when new rows were committed, at most every batch_live_min_gap_s. Turned on by "
+        "`clickguard demo`; production relies on daily_batch_schedule."
+    ),
+)
+def live_batch_sensor(
+    context: dg.SensorEvaluationContext, postgres: PostgresResource
+) -> dg.SensorResult | dg.SkipReason:
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    version = source_version(postgres)
+    busy = None
+    if version is not None and version != cursor.get("version"):
+        graph = context.repository_def.asset_graph  # type: ignore[union-attr]
+        keys = dg.AssetSelection.groups(BATCH_GROUP).resolve(graph)
+        busy = batch_run_in_flight(context.instance, set(keys))
+    now = time.time()
+    skip = decide_live_run(cursor, version, busy, now, get_settings().batch_live_min_gap_s)
+    if skip is not None:
+        return dg.SkipReason(skip)
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(run_key=f"live-{version}", tags={"clickguard/trigger": "live"})
+        ],
+        cursor=json.dumps({"version": version, "requested_at": now}),
+    )

@@ -1,10 +1,13 @@
 """`clickguard demo` (what `make run` runs): the whole platform up, realistic traffic flowing.
 
-Starts every node of the stack whose code is present, then streams generated clickstream
-traffic at ``demo_rate`` events/s with labelled anomalies (the four rules, in turn) and injected
-faults (exact duplicates, late events, each kind of malformed record), prints where to look, and
-a status line every ``demo_status_s`` seconds — events/s committed, consumer lag, anomalies and
-DLQ rows — until Ctrl-C (or ``--duration``). The stack keeps running afterwards (`make stop`).
+Starts every node of the stack whose code is present, turns on Dagster's ``live_batch_sensor``
+(so every batch asset is materialized while the traffic flows, and the API's /metrics, /items
+and /stats fill within minutes instead of after the nightly schedule), then streams generated
+clickstream traffic at ``demo_rate`` events/s with labelled anomalies (the four rules, in turn)
+and injected faults (exact duplicates, late events, each kind of malformed record), prints where
+to look, and a status line every ``demo_status_s`` seconds — events/s committed, consumer lag,
+anomalies, DLQ rows, newest batch materialization — until Ctrl-C (or ``--duration``). The stack
+and the sensor keep running afterwards (`make stop`; with no new data the sensor starts no run).
 The status series is written as ``demo.json/.md/.png`` in the results folder.
 """
 
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import httpx
 
 from clickguard import db
 from clickguard.proof.report import Report
@@ -34,7 +38,23 @@ COUNTS_SQL = """
 SELECT (SELECT coalesce(sum(stored), 0) FROM batch_ledger),
        (SELECT count(*) FROM anomalies),
        (SELECT count(*) FROM dlq_events),
-       (SELECT count(*) FROM late_events)
+       (SELECT count(*) FROM late_events),
+       (SELECT max(computed_at) FROM asset_day_watermarks)
+"""
+# the Dagster sensor that materializes the batch assets while events arrive
+# (clickguard_dagster/schedules.py; code location "clickguard" of workspace.yaml)
+LIVE_BATCH_SENSOR = "live_batch_sensor"
+DAGSTER_LOCATION = "clickguard"
+START_SENSOR = """
+mutation StartSensor($selector: SensorSelector!) {
+  startSensor(sensorSelector: $selector) {
+    __typename
+    ... on Sensor { sensorState { status } }
+    ... on PythonError { message }
+    ... on SensorNotFoundError { message }
+    ... on UnauthorizedError { message }
+  }
+}
 """
 
 
@@ -48,30 +68,72 @@ class Status:
     anomalies: int | None
     dlq: int | None
     late: int | None
+    batch_at: datetime | None = None  # newest batch-asset day written by Dagster
 
     def line(self) -> str:
         def f(v: float | None) -> str:
             return "?" if v is None else f"{v:,.0f}"
 
+        batch = "-" if self.batch_at is None else f"{self.batch_at.astimezone(UTC):%H:%M:%S}"
         return (f"{self.at:%H:%M:%S} events/s {f(self.events_per_s):>7} | lag {f(self.lag):>7} | "
                 f"stored {f(self.stored):>10} | anomalies {f(self.anomalies):>6} | "
-                f"DLQ {f(self.dlq):>6} | late {f(self.late):>6}")
+                f"DLQ {f(self.dlq):>6} | late {f(self.late):>6} | batch {batch}")
 
 
-def where_to_look(s: Settings, nodes: list[str]) -> str:
+def start_live_batch(s: Settings, timeout: float = 180.0) -> str | None:
+    """Turn on ``live_batch_sensor`` through the Dagster webserver's GraphQL API; None when on,
+    else why not. Retries while the webserver is still loading the code location."""
+    url = f"http://{s.dagster_host}:{s.dagster_port}/graphql"
+    selector = {"repositoryLocationName": DAGSTER_LOCATION, "repositoryName": "__repository__",
+                "sensorName": LIVE_BATCH_SENSOR}
+    deadline = time.monotonic() + timeout
+    why = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.post(url, json={"query": START_SENSOR, "variables": {"selector": selector}},
+                           timeout=30)
+            r.raise_for_status()
+            body = r.json()
+            result = (body.get("data") or {}).get("startSensor") or {}
+            if result.get("__typename") == "Sensor":
+                status = result["sensorState"]["status"]
+                if status == "RUNNING":
+                    return None
+                why = f"sensor status {status}"
+            else:
+                why = result.get("message") or str(body.get("errors") or body)[:300]
+        except (httpx.HTTPError, ValueError) as exc:
+            why = repr(exc)
+        time.sleep(2)
+    return why
+
+
+def where_to_look(s: Settings, nodes: list[str], live_batch: bool = False) -> str:
     api = f"http://{s.api_host}:{s.api_port}"
+    today = datetime.now(UTC).date().isoformat()
     lines = ["", "Clickstream Guardian is running. Where to look:"]
     if "dagster-webserver" in nodes:
-        lines.append(f"  Dagster UI      http://{s.dagster_host}:{s.dagster_port}")
+        ui = f"http://{s.dagster_host}:{s.dagster_port}"
+        lines += [
+            f"  Dagster UI      {ui}   (assets {ui}/assets, runs {ui}/runs)",
+        ]
+        if live_batch:
+            lines.append(f"  batch assets    {LIVE_BATCH_SENSOR} is on: every batch asset is "
+                         "materialized while events arrive (first run within ~2 min)")
     if "api" in nodes:
         lines += [
-            f"  API docs        {api}/docs",
+            f"  API docs        {api}/docs   (ReDoc: {api}/redoc)",
             "  sample calls:",
             f"    curl -s {api}/health",
             f"    curl -s {api}/stats",
             f"    curl -s '{api}/anomalies?limit=5'",
             f"    curl -s {api}/anomalies/types",
             f"    curl -s '{api}/anomalies/timeline?hours=1'",
+            "  once the first batch run is done (status column `batch`):",
+            f"    curl -s '{api}/metrics/daily?start_date={today}&end_date={today}'",
+            f"    curl -s {api}/metrics/funnel/{today}",
+            f"    curl -s '{api}/items/popular/{today}?limit=5'",
+            f"    curl -s '{api}/metrics/summary?days=7'",
         ]
     lines += [
         "  stack           clickguard stack status   (logs: clickguard stack logs NODE)",
@@ -86,17 +148,19 @@ def where_to_look(s: Settings, nodes: list[str]) -> str:
 def read_status(s: Settings, t: float, prev: Status | None) -> Status:
     """One status line's numbers; a fresh connection each time survives database restarts."""
     stored = anomalies = dlq = late = None
+    batch_at = None
     try:
         with db.connect(s, "reader", autocommit=True) as conn:
             row = conn.execute(COUNTS_SQL).fetchone()
-        stored, anomalies, dlq, late = (int(v) for v in row)
+        stored, anomalies, dlq, late = (int(v) for v in row[:4])
+        batch_at = row[4]
     except Exception:  # noqa: BLE001 - the database may be restarting
         pass
     eps = None
     if prev is not None and prev.stored is not None and stored is not None and t > prev.t:
         eps = (stored - prev.stored) / (t - prev.t)
     return Status(datetime.now(UTC), round(t, 2), eps, probe_lag(s), stored, anomalies, dlq,
-                  late)
+                  late, batch_at)
 
 
 def run_demo(s: Settings, rate: float, duration: float | None, faults: bool,
@@ -119,7 +183,14 @@ def run_demo(s: Settings, rate: float, duration: float | None, faults: bool,
             running.append(extra)
         except RuntimeError as exc:
             echo(f"WARNING: {extra} did not start ({exc}); continuing without it")
-    echo(where_to_look(s, running))
+    live_batch = False
+    if {"dagster-webserver", "dagster-daemon"} <= set(running):
+        why = start_live_batch(s)
+        live_batch = why is None
+        if why is not None:
+            echo(f"WARNING: could not turn on {LIVE_BATCH_SENSOR} ({why}); batch assets will "
+                 f"wait for the nightly schedule (or: dagster sensor start {LIVE_BATCH_SENSOR})")
+    echo(where_to_look(s, running, live_batch))
     schema_id, rogue_id = register_schemas(s)
     gen = Generator(GeneratorConfig(seed=int(time.time()), anomaly_every=ANOMALY_EVERY))
     injector = FaultInjector(
@@ -162,6 +233,7 @@ def run_demo(s: Settings, rate: float, duration: float | None, faults: bool,
     summary = box.get("summary")
     info: dict[str, Any] = {
         "run_id": gen.run_id, "rate": rate, "faults": FAULTS if faults else {},
+        "live_batch_sensor": live_batch,
         "ground_truth": str(truth), "injected_anomalies": n_truth,
         "producer": summary.to_dict() if summary is not None else {"error": box.get("error")},
     }
@@ -189,7 +261,8 @@ def demo_report(statuses: list[Status], info: dict[str, Any]) -> Report:
         title="Demo traffic: live status",
         data={**info, "status": [asdict(x) for x in statuses]},
         rows=[{"time": f"{x.at:%H:%M:%S}", "events/s": x.events_per_s, "lag": x.lag,
-               "stored": x.stored, "anomalies": x.anomalies, "DLQ": x.dlq, "late": x.late}
+               "stored": x.stored, "anomalies": x.anomalies, "DLQ": x.dlq, "late": x.late,
+               "batch": f"{x.batch_at:%H:%M:%S}" if x.batch_at else "-"}
               for x in statuses[-20:]],
         notes=[f"Run {info['run_id']} at {info['rate']:,.0f} events/s; producer acknowledged "
                f"{producer.get('acknowledged', '–')}, failed {producer.get('failed', '–')}; "

@@ -41,7 +41,9 @@ def test_definitions_graph() -> None:
         ("daily_metrics", "data_quality"),
     }
     assert len(graph.asset_check_keys) == 16
-    assert {s.name for s in defs.sensors} == {"dlq_alert_sensor", "stream_health_sensor"}
+    assert {s.name for s in defs.sensors} == {
+        "dlq_alert_sensor", "stream_health_sensor", "live_batch_sensor"
+    }
     assert defs.resolve_job_def("dlq_replay") is not None
 
 

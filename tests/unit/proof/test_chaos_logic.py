@@ -70,3 +70,10 @@ def test_demo_points_at_the_running_nodes_only() -> None:
     assert "http://127.0.0.1:16000/docs" in text
     assert "Dagster UI" not in where_to_look(s, ["postgres", "api"])
     assert "curl" not in where_to_look(s, ["postgres"])
+    # the batch endpoints are shown for today; the sensor line only when it was turned on
+    today = datetime.now(UTC).date().isoformat()
+    assert f"curl -s http://127.0.0.1:16000/metrics/funnel/{today}" in text
+    assert "http://127.0.0.1:16000/redoc" in text
+    assert "live_batch_sensor is on" not in text
+    on = where_to_look(s, ["postgres", "api", "dagster-webserver"], live_batch=True)
+    assert "live_batch_sensor is on" in on
