@@ -2,9 +2,9 @@
 
 Issue 9 item 4: with the streaming node committing batches during the run, every blocking and
 non-blocking check must judge the snapshot its asset computed, so three runs in a row of
-``--select daily_sessions``, then every batch asset (``CLICKGUARD_LIVE_ALL_RUNS`` times),
-all succeed with every check passed. Each run's status and duration is printed (the lead reports them); durations are not
-asserted.
+``--select daily_sessions``, then every batch asset (``CLICKGUARD_LIVE_ALL_RUNS`` times), all
+succeed with every check passed. Each run's status and duration is printed (the lead reports
+them); durations are not asserted.
 """
 
 from __future__ import annotations
