@@ -50,7 +50,8 @@ def test_environment_marker_identifies_our_processes(tmp_path: Path) -> None:
     finally:
         del os.environ["CLICKGUARD_NODE"]
     try:
-        assert procs.environ_has(pid, f"CLICKGUARD_NODE={tmp_path}")
+        # until the child has exec'd, /proc/<pid>/environ is still the parent's copy
+        assert procs.wait_until(lambda: procs.environ_has(pid, f"CLICKGUARD_NODE={tmp_path}"), 10)
         assert not procs.environ_has(pid, "CLICKGUARD_NODE=/elsewhere")
     finally:
         procs.terminate(pid, 5)
