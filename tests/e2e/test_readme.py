@@ -102,11 +102,15 @@ PLAN: dict[str, Run | Excluded] = {
     "clickguard bench api": Excluded(PROOF_SMOKE),
     "clickguard bench capacity": Excluded(PROOF_SMOKE),
     "python -m bench.stream_bench": Excluded(BENCH),
-    "python -m bench.anomaly_quality": Excluded(BENCH),
+    "python -m bench.anomaly_quality --rate 1000 --minutes 30": Excluded(BENCH),
+    "clickguard fuzz-stream --records 100000": Excluded(
+        "≈ 10 minutes; tests/integration/streaming_job/test_fuzz.py runs the same records "
+        "(Hypothesis) through the real stream in CI"),
     "python -m bench.api_bench": Excluded(BENCH),
     "python -m clickguard_dagster.bench": Excluded(BENCH),
     "clickguard stack status": Run(),
     "clickguard stack logs NODE": Run(("clickguard stack logs dagster-daemon",)),
+    "clickguard stack logs streaming": Run(),
     "apt-get install postgresql": Excluded("installs a system package; `make setup` (run "
                                            "here) does it when PostgreSQL is missing"),
     "clickguard stack down --reset": Run(note="last: deletes the private run folder"),
