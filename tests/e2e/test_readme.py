@@ -377,7 +377,7 @@ def empty_endpoints(c: httpx.Client) -> dict[str, str]:
         if body is not None and not _nonempty_list(body):
             why[path] = "[]"
     daily = get(f"/metrics/daily/{day}")
-    if daily is not None and not daily.get("total_sessions"):
+    if daily is not None and not daily.get("unique_sessions"):
         why[f"/metrics/daily/{day}"] = str(daily)[:120]
     return why
 
