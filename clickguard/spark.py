@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
 from clickguard.settings import Settings
@@ -38,3 +41,18 @@ def spark_conf(settings: Settings, app_name: str, **overrides: Any) -> dict[str,
     }
     conf.update(overrides)
     return {k: str(v) for k, v in conf.items()}
+
+
+def checkpoint_query_id(checkpoint_dir: Path, timeout: float = 0.0, where: str = "") -> str:
+    """The streaming query's persistent id from the checkpoint's ``metadata`` file.
+
+    It keys ``batch_ledger`` across restarts. ``timeout`` > 0 waits for a query that is still
+    starting to write it; ``where`` (e.g. a log path) is added to the timeout error.
+    """
+    meta = Path(checkpoint_dir) / "metadata"
+    deadline = time.monotonic() + timeout
+    while not meta.exists():
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"no checkpoint metadata at {meta} after {timeout:.0f}s{where}")
+        time.sleep(0.5)
+    return str(json.loads(meta.read_text().splitlines()[0])["id"])

@@ -38,7 +38,6 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -52,6 +51,7 @@ from clickguard import db
 from clickguard.contract import DlqReason, pg_text
 from clickguard.kafka import producer_config
 from clickguard.settings import Settings
+from clickguard.spark import checkpoint_query_id
 from streaming_job import anomalies
 from streaming_job.decode import SPARK_DDL, arrow_decoder
 
@@ -257,8 +257,7 @@ class BatchSink:
     def _query_id(self) -> str:
         """The streaming query's persistent id, from the checkpoint's metadata file."""
         if self.query_id is None:
-            meta = Path(self.settings.checkpoint_dir) / "metadata"
-            self.query_id = json.loads(meta.read_text().splitlines()[0])["id"]
+            self.query_id = checkpoint_query_id(self.settings.checkpoint_dir)
         return self.query_id
 
     def _connection(self) -> psycopg.Connection:

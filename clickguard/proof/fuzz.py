@@ -40,6 +40,7 @@ from clickguard.contract import encode, parsed_schema, split
 from clickguard.kafka import ensure_topics, producer_config
 from clickguard.producer.core import register_schemas
 from clickguard.settings import REPO_ROOT, Settings
+from clickguard.spark import checkpoint_query_id
 
 POISON_MARKER = "clickguard-fuzz-db-poison"
 ISOLATED = "unstorable (isolated by the sink)"  # fate of a record the sink's bisect dead-lettered
@@ -258,15 +259,7 @@ class FuzzStream:
         return self._conn
 
     def query_id(self, timeout: float = 300.0) -> str:
-        import json
-
-        meta = self.settings.checkpoint_dir / "metadata"
-        deadline = time.monotonic() + timeout
-        while not meta.exists():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no checkpoint metadata after {timeout}s")
-            time.sleep(0.5)
-        return json.loads(meta.read_text().splitlines()[0])["id"]
+        return checkpoint_query_id(self.settings.checkpoint_dir, timeout)
 
     def produce(self, records: Iterable[FuzzRecord], progress: Callable[[str], None] | None = None
                 ) -> list[Sent]:

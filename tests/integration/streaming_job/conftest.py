@@ -6,7 +6,6 @@ records; the tables are shared, so tests filter by topic, event-id prefix and qu
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import uuid
@@ -21,6 +20,7 @@ import pytest
 from clickguard import db
 from clickguard.kafka import ensure_topics
 from clickguard.settings import Settings
+from clickguard.spark import checkpoint_query_id
 from clickguard.stack.manager import Stack
 
 
@@ -49,13 +49,7 @@ class StreamRun:
             self._conn.close()
 
     def query_id(self, timeout: float = 360.0) -> str:  # Spark start-up on a loaded box
-        meta = self.settings.checkpoint_dir / "metadata"
-        deadline = time.monotonic() + timeout
-        while not meta.exists():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no checkpoint metadata after {timeout}s; see {self.log}")
-            time.sleep(0.5)
-        return json.loads(meta.read_text().splitlines()[0])["id"]
+        return checkpoint_query_id(self.settings.checkpoint_dir, timeout, f"; see {self.log}")
 
     @property
     def log(self) -> Path:
