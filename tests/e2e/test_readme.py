@@ -152,7 +152,13 @@ def readme_commands(text: str) -> list[str]:
 
 def readme_urls(text: str) -> list[str]:
     """http:// addresses of the local stack that the README shows."""
-    return sorted(set(re.findall(r"http://127\.0\.0\.1:\d+[^\s`)|]*", text)))
+    found = re.findall(r"http://127\.0\.0\.1:\d+[^\s`)|]*", text)
+    return sorted({url.rstrip(".,;:") for url in found})  # prose punctuation is not the URL's
+
+
+def test_readme_urls_leave_prose_punctuation_out() -> None:
+    text = "(http://127.0.0.1:8000/docs, or `/redoc`) and http://127.0.0.1:3000/runs."
+    assert readme_urls(text) == ["http://127.0.0.1:3000/runs", "http://127.0.0.1:8000/docs"]
 
 
 def test_every_readme_command_is_run_or_excluded_with_a_reason() -> None:

@@ -84,7 +84,8 @@ def test_every_injected_fault_gets_its_reason() -> None:
         (encode(event(event_type="purchase", price=-1.0, quantity=1), CONTRACT),
          DlqReason.OUT_OF_RANGE),
         (encode(event(event_type="purchase"), CONTRACT), DlqReason.MISSING_REQUIRED),
-        (encode(event(event_ts=int(time.time() * 1000) + 3_600_000), CONTRACT),
+        (encode(event(event_ts=int(time.time() * 1000) + 30 * 86_400_000), CONTRACT),  # the
+         # parameters are built at collection: far enough ahead to still be future at run time
          DlqReason.OUT_OF_RANGE),
         (encode(event(session_id=-5), CONTRACT), DlqReason.OUT_OF_RANGE),
     ],
