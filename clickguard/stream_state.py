@@ -216,6 +216,8 @@ def read_drivers(node_dir: Path) -> list[dict[str, Any]]:
 
 def drivers_summary(drivers: list[dict[str, Any]], expected: int | None = None) -> str:
     """``active d0 pid 123 epoch 7; standby d1 pid 456 warm`` (``no standby`` when missing)."""
+    if not drivers:  # none published yet (or the node runs an older job): say nothing
+        return ""
     parts = []
     for d in sorted(drivers, key=lambda d: (d.get("role") != "active", str(d.get("slot")))):
         text = f"{d.get('role')} d{d.get('slot')} pid {d.get('pid')}"
