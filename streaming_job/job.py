@@ -236,7 +236,18 @@ def main() -> int:
     if not lease.wait_acquire(lambda: stopping, standby_tick):
         return 0
     t_lease = time.monotonic()
-    lease.start_renewing(on_lost=lambda: None)  # the loop below sees lease.lost
+
+    def fenced() -> None:
+        """Another driver holds the lease: every commit of ours is fenced anyway; leave at
+        once (no query.stop(): it would wait for a batch that cannot commit) so that this
+        JVM stops touching the shared checkpoint too."""
+        log.error("driver %s was fenced (epoch %s taken over): exiting to become a standby",
+                  holder, lease.epoch)
+        driver.publish("fenced")
+        tracker.write_exit(FENCED_RC, "lease lost: fenced")
+        os._exit(FENCED_RC)
+
+    lease.start_renewing(on_lost=fenced)  # from the renewal thread, within a second of waking
     driver.publish("active", epoch=lease.epoch)
     log.info("driver %s holds the lease (epoch %s): starting the query", holder, lease.epoch)
     query = start_query(spark, settings, sink)
@@ -257,14 +268,8 @@ def main() -> int:
                 ended = query.awaitTermination(1)  # True once the query ended...
             except StreamingQueryException:  # ...or raises when it failed
                 ended = True
-            if lease.lost.is_set():
-                # another driver holds the lease: every commit of ours is fenced; leave at
-                # once (no query.stop(): it would wait for a batch that cannot commit)
-                log.error("driver %s was fenced (epoch %s taken over): exiting as standby",
-                          holder, lease.epoch)
-                driver.publish("fenced")
-                tracker.write_exit(FENCED_RC, "lease lost: fenced")
-                os._exit(FENCED_RC)
+            if lease.lost.is_set():  # a commit found the lease taken (LeaseLost)
+                fenced()
             if ended:
                 exc = query.exception()
                 if exc is not None and is_kafka_metrics_npe(str(exc)) and npe_restarts < 5:

@@ -41,6 +41,7 @@ from streaming_job.sink import HEARTBEAT
 log = logging.getLogger("streaming_job.supervisor")
 JOB_PID_FILE = "job.pid"
 HEALTHY_RUN_S = 60.0
+STAGGER_MAX_S = 180.0  # standbys start once a first driver is warm, or after this long
 STOP_GRACE_S = 20.0  # below the stack's own 30 s stop timeout
 PROGRESS_CHECK_S = 5.0  # while restarting/crash-looping: how often to look at the ledger
 SUPERVISOR_BEAT_S = 30.0  # refresh of the supervisor's heartbeat row while nothing changes
@@ -200,6 +201,16 @@ def main() -> int:
     for old in folder.glob("driver-*.json"):
         old.unlink(missing_ok=True)
     slots = [Slot(i, settings.stream_drivers, settings) for i in range(settings.stream_drivers)]
+    # the first driver starts alone: on a small machine two JVMs starting at once delay the
+    # stream's first batch; the standbys follow once it is warm (or after STAGGER_MAX_S)
+    launched_at = time.monotonic()
+    for slot in slots[1:]:
+        slot.restart_at = launched_at + STAGGER_MAX_S
+
+    def first_driver_warm() -> bool:
+        return any(d.get("role") in ("standby", "active")
+                   for d in stream_state.read_drivers(folder))
+
     stopping = False
 
     def children() -> list[subprocess.Popen[bytes]]:
@@ -271,6 +282,12 @@ def main() -> int:
 
     while True:
         now = time.monotonic()
+        if now < launched_at + STAGGER_MAX_S and any(
+            s.restart_at == launched_at + STAGGER_MAX_S for s in slots[1:]
+        ) and first_driver_warm():
+            for slot in slots[1:]:
+                if slot.child is None and slot.restart_at == launched_at + STAGGER_MAX_S:
+                    slot.restart_at = now
         for slot in slots:
             if slot.child is not None:
                 rc = slot.child.poll()
