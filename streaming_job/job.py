@@ -23,6 +23,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -225,15 +226,21 @@ def main() -> int:
              holder, spark_s, warm_s)
     driver.publish("standby", warm=True, spark_start_s=round(spark_s, 1),
                    warm_up_s=round(warm_s, 1))
-    last_warm = time.monotonic()
+    active = threading.Event()
 
-    def standby_tick() -> None:
-        nonlocal last_warm
-        if time.monotonic() - last_warm >= WARM_EVERY_S:
-            warm_up(spark, settings)
-            last_warm = time.monotonic()
+    def keep_warm() -> None:
+        """Re-run the warm-up in the background while standing by: never delays the lease
+        polling (on a loaded machine one warm-up can take longer than a takeover should)."""
+        while not active.wait(WARM_EVERY_S):
+            try:
+                warm_up(spark, settings)
+            except Exception as exc:  # noqa: BLE001 - a cold worker is slower, not wrong
+                log.warning("re-warm failed: %s", stream_state.short_error(str(exc)))
 
-    if not lease.wait_acquire(lambda: stopping, standby_tick):
+    threading.Thread(target=keep_warm, name="keep-warm", daemon=True).start()
+    acquired = lease.wait_acquire(lambda: stopping, lambda: None)
+    active.set()
+    if not acquired:
         return 0
     t_lease = time.monotonic()
 

@@ -22,6 +22,11 @@ def _lease(settings: Settings, name: str, holder: str, ttl: float = 2.0) -> Leas
     return lease
 
 
+def _drop(settings: Settings, name: str) -> None:
+    with db.connect(settings, "writer", autocommit=True) as conn:
+        conn.execute("DELETE FROM stream_lease WHERE name = %s", (name,))
+
+
 def test_one_holder_takeover_on_dead_session_and_on_expiry(stack: Stack) -> None:
     s = stack.settings
     name = f"test-lease-{uuid.uuid4().hex[:8]}"
@@ -49,6 +54,7 @@ def test_one_holder_takeover_on_dead_session_and_on_expiry(stack: Stack) -> None
     finally:
         a.close()
         b.close()
+        _drop(s, name)
 
 
 def test_fence_rolls_back_a_commit_after_takeover(stack: Stack) -> None:
@@ -83,3 +89,4 @@ def test_fence_rolls_back_a_commit_after_takeover(stack: Stack) -> None:
     finally:
         old.close()
         new.close()
+        _drop(s, name)
