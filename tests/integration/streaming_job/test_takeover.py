@@ -36,7 +36,7 @@ pytestmark = pytest.mark.integration
 RATE = 200  # events/s
 # two JVMs starting on a loaded 2-core machine (raise it on a box that is busier still)
 START_TIMEOUT = float(os.environ.get("CLICKGUARD_TEST_START_TIMEOUT", "420"))
-TAKEOVER_TIMEOUT = 120.0
+TAKEOVER_TIMEOUT = float(os.environ.get("CLICKGUARD_TEST_TAKEOVER_TIMEOUT", "120"))
 PAUSE_S = 30.0
 
 
