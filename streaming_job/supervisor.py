@@ -42,6 +42,9 @@ log = logging.getLogger("streaming_job.supervisor")
 JOB_PID_FILE = "job.pid"
 HEALTHY_RUN_S = 60.0
 STAGGER_MAX_S = 180.0  # standbys start once a first driver is warm, or after this long
+# a dead driver's replacement waits this long while another driver is alive: its JVM start-up
+# would otherwise compete on a small machine with the successor's first batches (the takeover)
+REPLACE_DELAY_S = 20.0
 STOP_GRACE_S = 20.0  # below the stack's own 30 s stop timeout
 PROGRESS_CHECK_S = 5.0  # while restarting/crash-looping: how often to look at the ledger
 SUPERVISOR_BEAT_S = 30.0  # refresh of the supervisor's heartbeat row while nothing changes
@@ -255,14 +258,17 @@ def main() -> int:
             slot.backoff = settings.stream_restart_backoff_s
         if is_fenced_exit(rc):
             log.warning("driver slot %d was fenced after %.1fs (another driver took over the "
-                        "lease): restarting it as a standby", slot.index, ran)
-            slot.restart_at = time.monotonic()
+                        "lease): restarting it as a standby in %.0fs", slot.index, ran,
+                        REPLACE_DELAY_S)
+            slot.restart_at = time.monotonic() + REPLACE_DELAY_S
             return
         if rc == 0:  # asked to stop by someone else (SIGTERM to the job): not a failure
             log.info("job (slot %d) ended cleanly after %.1fs; restarting in %.1fs",
                      slot.index, ran, slot.backoff)
             slot.restart_at = time.monotonic() + slot.backoff
             return
+        others_alive = any(o is not slot and o.child is not None and o.child.poll() is None
+                           for o in slots)
         after = reporter.ledger_position()
         run = failed_run(rc, ran, folder, log_file, slot.log_offset, slot.before, after,
                          slot.exit_name)
@@ -270,14 +276,15 @@ def main() -> int:
             state.ledger_position = after
         state.record_failure(run)
         reporter.save(state)
+        delay = max(slot.backoff, REPLACE_DELAY_S if others_alive else 0.0)
         level = logging.ERROR if state.state == stream_state.CRASH_LOOPING else logging.WARNING
         log.log(
             level, "job (slot %d) exited with rc %s after %.1fs (batch %s, ledger advanced: %s): "
             "%s; state %s (%d/%d failed runs without progress); restart #%d in %.1fs",
             slot.index, rc, ran, run.batch_id, run.ledger_advanced, run.error, state.state,
-            state.consecutive_failures, state.threshold, state.restarts, slot.backoff,
+            state.consecutive_failures, state.threshold, state.restarts, delay,
         )
-        slot.restart_at = time.monotonic() + slot.backoff
+        slot.restart_at = time.monotonic() + delay
         slot.backoff = min(slot.backoff * 2, settings.stream_restart_backoff_max_s)
 
     while True:
