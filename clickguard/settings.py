@@ -90,6 +90,17 @@ class Settings(BaseSettings):
     stream_checkpoint_dir: Path | None = Field(
         None, description="Spark checkpoint folder; unset = $CLICKGUARD_HOME/streaming/checkpoint"
     )
+    stream_drivers: int = Field(
+        2, ge=1, le=4,
+        description="Streaming drivers kept by the supervisor: 1 active + warm standbys (1 = none)",
+    )
+    stream_lease_ttl_s: float = Field(
+        5.0, gt=0, description="Active driver's lease lifetime; a standby takes it when expired"
+    )
+    stream_lease_renew_s: float = Field(1.0, gt=0, description="Lease renewal interval")
+    stream_lease_poll_s: float = Field(
+        0.25, gt=0, description="How often a standby driver tries to take the lease"
+    )
 
     # --- anomaly thresholds --------------------------------------------------------------------
     high_frequency_clicks: int = 50

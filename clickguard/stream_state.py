@@ -11,7 +11,10 @@ and, after ``stream_crash_loop_runs`` consecutive failed runs without ledger pro
 * the ``stream_heartbeat`` row ``streaming_supervisor`` (status = state, details = this
   dataclass) — read by the API (``/health``, ``/stream``) and Dagster's stream health sensor.
 
-The job itself leaves ``<node dir>/job-exit.json`` (its last error and batch) before it exits.
+The job itself leaves ``<node dir>/job-exit.json`` (its last error and batch) before it exits;
+with several drivers (``stream_drivers``: one active, the others warm standbys, see
+:mod:`streaming_job.lease`) each has its slot's ``job-exit-<slot>.json`` and publishes its role
+in ``driver-<slot>.json`` (:func:`drivers_summary` for ``clickguard stack status``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 SUPERVISOR_COMPONENT = "streaming_supervisor"
 STATUS_FILE = "stream-status.json"
 EXIT_FILE = "job-exit.json"
+DRIVER_ROLES = ("starting", "standby", "active", "fenced", "stopped")
 
 RUNNING = "running"  # the job runs (or is starting) and nothing failed since the last progress
 RESTARTING = "restarting"  # failed runs without progress, fewer than the threshold
@@ -181,3 +185,47 @@ def effective_state(
         if last_commit_at > since:
             st.record_progress()
     return st
+
+
+def exit_file(slot: str | int | None) -> str:
+    """The job's exit-status file name: per slot when the supervisor runs several drivers."""
+    return EXIT_FILE if slot in (None, "") else f"job-exit-{slot}.json"
+
+
+def driver_file(slot: str | int | None) -> str:
+    return f"driver-{'x' if slot in (None, '') else slot}.json"
+
+
+def _alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+        return Path(f"/proc/{int(pid)}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, ValueError, TypeError, IndexError):
+        return False
+
+
+def read_drivers(node_dir: Path) -> list[dict[str, Any]]:
+    """Role files of the drivers whose process is alive, by slot."""
+    out = []
+    for path in sorted(node_dir.glob("driver-*.json")):
+        info = read_json(path)
+        if info and _alive(info.get("pid")):
+            out.append(info)
+    return out
+
+
+def drivers_summary(drivers: list[dict[str, Any]], expected: int | None = None) -> str:
+    """``active d0 pid 123 epoch 7; standby d1 pid 456 warm`` (``no standby`` when missing)."""
+    if not drivers:  # none published yet (or the node runs an older job): say nothing
+        return ""
+    parts = []
+    for d in sorted(drivers, key=lambda d: (d.get("role") != "active", str(d.get("slot")))):
+        text = f"{d.get('role')} d{d.get('slot')} pid {d.get('pid')}"
+        if d.get("role") == "active":
+            text += f" epoch {d.get('epoch')}"
+        elif d.get("role") == "standby":
+            text += " warm" if d.get("warm") else " warming"
+        parts.append(text)
+    if expected and expected > 1 and not any(d.get("role") == "standby" for d in drivers):
+        parts.append("no warm standby yet")
+    return "; ".join(parts)

@@ -2,9 +2,18 @@
 
 Spark is the Kafka source, the micro-batch engine (offsets + checkpoint) and the parallel decoder;
 PostgreSQL holds every piece of state in the same transaction as the data (see ``sink``). Started
-by :mod:`streaming_job.supervisor` as a child process; run directly with
-``python -m streaming_job.job``. SIGTERM stops the query cleanly; SIGKILL is survivable: the next
-run resumes from the checkpoint and the ledger skips batches that were already committed.
+by :mod:`streaming_job.supervisor` as a child process (``stream_drivers`` of them); run directly
+with ``python -m streaming_job.job``. SIGTERM stops the query cleanly; SIGKILL is survivable: the
+next run resumes from the checkpoint and the ledger skips batches that were already committed.
+
+Warm standby: every driver starts its JVM and SparkSession, runs a tiny local decode job (Python
+workers forked and importing pyarrow, codegen done, the Kafka source classes loaded) and opens
+its database connection, then waits for the stream's lease (:mod:`streaming_job.lease`). Only
+the holder starts the query, from the shared checkpoint; the others re-warm every
+``WARM_EVERY_S`` (Spark ends idle Python workers after a minute). A driver that loses the lease
+exits with ``FENCED_RC`` and is restarted as a standby. Each driver publishes its role in
+``<node dir>/driver-<slot>.json`` (read by ``clickguard stack status``); the active one writes
+its pid to ``<node dir>/job.pid`` (what ``clickguard stack kill streaming`` kills).
 """
 
 from __future__ import annotations
@@ -14,7 +23,9 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -24,11 +35,18 @@ from pyspark.errors import StreamingQueryException
 from clickguard import db, stream_state
 from clickguard.settings import Settings, get_settings
 from clickguard.spark import spark_conf
-from streaming_job.sink import HEARTBEAT, BatchSink
+from streaming_job.decode import SPARK_DDL, arrow_decoder
+from streaming_job.lease import FENCED_RC, Lease, driver_id
+from streaming_job.sink import HEARTBEAT, BatchSink, _cores
 
 log = logging.getLogger("streaming_job.job")
 QUERY_NAME = "clickguard-stream"
 IDLE_BEAT_S = 5.0
+WARM_EVERY_S = 45.0  # a standby re-runs its warm-up job before Spark reaps idle Python workers
+ACTIVE_PID_FILE = "job.pid"
+# the columns of the Kafka source, for the warm-up job
+KAFKA_DDL = ("key binary, value binary, partition int, offset long, timestamp timestamp, "
+             "headers array<struct<key: string, value: binary>>")
 
 
 def spark_session(settings: Settings) -> Any:
@@ -65,6 +83,54 @@ def start_query(spark: Any, settings: Settings, sink: BatchSink) -> Any:
         .trigger(processingTime=f"{settings.stream_trigger_ms} milliseconds")
         .start()
     )
+
+
+def warm_up(spark: Any, settings: Settings) -> float:
+    """Run the batch path once on one local record, so a standby's first real batch is warm:
+    Python workers forked with pyarrow and the decoder imported, mapInArrow/toArrow codegen, the
+    Kafka source resolved (no connection). Returns the seconds it took."""
+    t0 = time.monotonic()
+    row = (None, b"clickguard-warm-up", 0, 0, datetime.now(UTC), None)
+    df = spark.createDataFrame([row], KAFKA_DDL)
+    s = settings
+    df.coalesce(max(1, _cores(s.spark_master))).mapInArrow(
+        arrow_decoder(s.schema_registry_url, None, s.stream_max_future_minutes,
+                      s.stream_max_string_bytes),
+        SPARK_DDL,
+    ).toArrow()
+    (spark.readStream.format("kafka").option("kafka.bootstrap.servers", s.bootstrap_servers)
+     .option("subscribe", s.topic_raw).load())
+    return time.monotonic() - t0
+
+
+class DriverFile:
+    """``<node dir>/driver-<slot>.json``: this driver's role for `stack status` and chaos."""
+
+    def __init__(self, slot: str | None, holder: str) -> None:
+        node = os.environ.get("CLICKGUARD_NODE")
+        self.folder = Path(node) if node else None
+        self.slot = slot
+        self.info: dict[str, Any] = {
+            "slot": slot, "pid": os.getpid(), "holder": holder, "role": "starting",
+            "epoch": None, "warm": False, "since": stream_state.now_iso(),
+        }
+
+    def publish(self, role: str | None = None, **extra: Any) -> None:
+        if role is not None and role != self.info["role"]:
+            self.info["role"], self.info["since"] = role, stream_state.now_iso()
+        self.info.update(extra, updated_at=stream_state.now_iso())
+        if self.folder is None:
+            return
+        try:
+            stream_state.write_json(
+                self.folder / stream_state.driver_file(self.slot), self.info
+            )
+            if role == "active":
+                tmp = self.folder / f".{ACTIVE_PID_FILE}.{os.getpid()}"
+                tmp.write_text(str(os.getpid()))
+                tmp.replace(self.folder / ACTIVE_PID_FILE)
+        except OSError as exc:
+            log.warning("could not publish the driver state: %s", exc)
 
 
 def is_kafka_metrics_npe(message: str) -> bool:
@@ -106,12 +172,13 @@ class BatchTracker:
         sink.process_batch = process_batch  # type: ignore[method-assign]
 
     def write_exit(self, rc: int, error: str | None) -> None:
-        """``<node dir>/job-exit.json`` for the supervisor (best effort)."""
+        """``<node dir>/job-exit[-<slot>].json`` for the supervisor (best effort)."""
         node = os.environ.get("CLICKGUARD_NODE")
         if not node:
             return
+        name = os.environ.get("CLICKGUARD_JOB_EXIT_FILE") or stream_state.EXIT_FILE
         try:
-            stream_state.write_json(Path(node) / stream_state.EXIT_FILE, {
+            stream_state.write_json(Path(node) / name, {
                 "exit_code": rc, "error": self.error or stream_state.short_error(error),
                 "batch_id": self.batch_id, "batches_committed": self.committed,
                 "at": stream_state.now_iso(),
@@ -121,20 +188,25 @@ class BatchTracker:
 
 
 def main() -> int:
+    slot = os.environ.get("CLICKGUARD_DRIVER_SLOT")
     logging.basicConfig(
         level=logging.INFO, stream=sys.stdout,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s %(name)s[d{slot or '-'}]: %(message)s",
     )
     settings = get_settings()
     stopping = False
     started = False
+    holder = driver_id(slot)
+    driver = DriverFile(slot, holder)
 
     def on_term(signum: int, _frame: FrameType | None) -> None:
         nonlocal stopping
         if not started:
-            # still inside Spark start-up (a py4j call that may wait for Kafka indefinitely):
-            # nothing to commit or lose yet, so leave at once; the JVM exits with its parent
-            log.info("signal %d during start-up: exiting", signum)
+            # still inside Spark start-up (a py4j call that may wait for Kafka indefinitely)
+            # or a standby: nothing to commit or lose, so leave at once; the JVM exits with
+            # its parent
+            log.info("signal %d before the query started: exiting", signum)
+            driver.publish("stopped")
             os._exit(0)
         log.info("signal %d: stopping the query", signum)
         stopping = True
@@ -142,15 +214,56 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     t0 = time.monotonic()
+    driver.publish("starting")
     spark = spark_session(settings)
-    sink = BatchSink(settings)
+    lease = Lease(settings, holder)
+    sink = BatchSink(settings, lease=lease)
     tracker = BatchTracker(sink)
+    spark_s = time.monotonic() - t0
+    warm_s = warm_up(spark, settings)
+    sink._with_db_retry("connect", lambda conn: conn)  # connection and temp tables ready
+    log.info("driver %s warm: Spark %.1fs, warm-up job %.1fs; waiting for the lease",
+             holder, spark_s, warm_s)
+    driver.publish("standby", warm=True, spark_start_s=round(spark_s, 1),
+                   warm_up_s=round(warm_s, 1))
+    active = threading.Event()
+
+    def keep_warm() -> None:
+        """Re-run the warm-up in the background while standing by: never delays the lease
+        polling (on a loaded machine one warm-up can take longer than a takeover should)."""
+        while not active.wait(WARM_EVERY_S):
+            try:
+                warm_up(spark, settings)
+            except Exception as exc:  # noqa: BLE001 - a cold worker is slower, not wrong
+                log.warning("re-warm failed: %s", stream_state.short_error(str(exc)))
+
+    threading.Thread(target=keep_warm, name="keep-warm", daemon=True).start()
+    acquired = lease.wait_acquire(lambda: stopping, lambda: None)
+    active.set()
+    if not acquired:
+        return 0
+    t_lease = time.monotonic()
+
+    def fenced() -> None:
+        """Another driver holds the lease: every commit of ours is fenced anyway; leave at
+        once (no query.stop(): it would wait for a batch that cannot commit) so that this
+        JVM stops touching the shared checkpoint too."""
+        log.error("driver %s was fenced (epoch %s taken over): exiting to become a standby",
+                  holder, lease.epoch)
+        driver.publish("fenced")
+        tracker.write_exit(FENCED_RC, "lease lost: fenced")
+        os._exit(FENCED_RC)
+
+    lease.start_renewing(on_lost=fenced)  # from the renewal thread, within a second of waking
+    driver.publish("active", epoch=lease.epoch)
+    log.info("driver %s holds the lease (epoch %s): starting the query", holder, lease.epoch)
     query = start_query(spark, settings, sink)
     sink.query_id = str(query.id)
     started = True
     log.info(
-        "query %s (run %s) started in %.1fs: topic %s, checkpoint %s",
-        query.id, query.runId, time.monotonic() - t0, settings.topic_raw, settings.checkpoint_dir,
+        "query %s (run %s) started in %.1fs after taking the lease (%.1fs since launch): "
+        "topic %s, checkpoint %s", query.id, query.runId, time.monotonic() - t_lease,
+        time.monotonic() - t0, settings.topic_raw, settings.checkpoint_dir,
     )
     rc = 0
     error: str | None = None
@@ -162,6 +275,8 @@ def main() -> int:
                 ended = query.awaitTermination(1)  # True once the query ended...
             except StreamingQueryException:  # ...or raises when it failed
                 ended = True
+            if lease.lost.is_set():  # a commit found the lease taken (LeaseLost)
+                fenced()
             if ended:
                 exc = query.exception()
                 if exc is not None and is_kafka_metrics_npe(str(exc)) and npe_restarts < 5:
@@ -184,7 +299,8 @@ def main() -> int:
                     "batches": sink.batches, "last_batch": p.get("batchId"),
                     "input_rows_per_s": p.get("inputRowsPerSecond"),
                     "processed_rows_per_s": p.get("processedRowsPerSecond"),
-                    "status": query.status.get("message"),
+                    "status": query.status.get("message"), "driver": holder,
+                    "epoch": lease.epoch,
                 })
     except Exception as exc:
         log.exception("streaming job failed: %s", exc)
@@ -193,8 +309,11 @@ def main() -> int:
         tracker.write_exit(rc, error)
         if query.isActive:
             query.stop()
+        lease.release()  # after the query stopped: a standby takes over at once
+        lease.close()
         sink.close()
-        beat(settings, "stopped", {"query_id": str(query.id), "rc": rc})
+        beat(settings, "stopped", {"query_id": str(query.id), "rc": rc, "driver": holder})
+        driver.publish("stopped")
         spark.stop()
     return rc
 

@@ -14,7 +14,9 @@
    (topic, partition, offset) keys and the ledger.
 5. In one transaction: COPY on-time rows into a temp staging table, ``INSERT ... ON CONFLICT
    (event_id) DO NOTHING`` (duplicates = candidates − inserted), DLQ and late rows, per-minute
-   counts, anomaly rules, heartbeat and the ledger row; COMMIT.
+   counts, anomaly rules, the lease fence (:mod:`streaming_job.lease`: this driver still holds
+   the stream's lease epoch, else roll back), heartbeat and the ledger row (with the driver and
+   epoch that committed it); COMMIT.
 6. Last line of defence against poison records: if that transaction fails with a *data* error
    (SQLSTATE class 22/23, or 54000) that validation did not foresee, the on-time rows are
    bisected in rolled-back savepoints to find the offenders; those are dead-lettered
@@ -54,6 +56,7 @@ from clickguard.settings import Settings
 from clickguard.spark import checkpoint_query_id
 from streaming_job import anomalies
 from streaming_job.decode import SPARK_DDL, arrow_decoder
+from streaming_job.lease import Lease
 
 log = logging.getLogger("streaming_job.sink")
 
@@ -98,14 +101,15 @@ ON CONFLICT (source_topic, source_partition, source_offset) DO NOTHING
 """
 INSERT_LEDGER = """
 INSERT INTO batch_ledger (query_id, batch_id, started_at, committed_at, input_rows, stored, dlq,
-    late, duplicates, anomalies, duration_ms, max_event_ts, watermark, state_rows, offsets)
+    late, duplicates, anomalies, duration_ms, max_event_ts, watermark, state_rows, offsets,
+    driver, driver_epoch)
 VALUES (%(query_id)s, %(batch_id)s, %(started_at)s, clock_timestamp(), %(input_rows)s,
     %(stored)s, %(dlq)s, %(late)s, %(duplicates)s, %(anomalies)s,
     (extract(epoch FROM clock_timestamp() - %(started_at)s) * 1000)::int, %(max_event_ts)s,
     %(watermark)s,
     coalesce((SELECT sum(events) FROM minute_counts WHERE scope = 'all'
               AND minute >= date_trunc('minute', %(watermark)s::timestamptz)), 0),
-    %(offsets)s)
+    %(offsets)s, %(driver)s, %(driver_epoch)s)
 """
 HEARTBEAT = """
 INSERT INTO stream_heartbeat (component, beat_at, status, details)
@@ -246,9 +250,12 @@ def _json_default(value: Any) -> str:
 class BatchSink:
     """State kept by the driver across batches: a DB connection and a Kafka producer."""
 
-    def __init__(self, settings: Settings, query_id: str | None = None) -> None:
+    def __init__(
+        self, settings: Settings, query_id: str | None = None, lease: Lease | None = None
+    ) -> None:
         self.settings = settings
         self.query_id = query_id
+        self.lease = lease  # when set, every commit is fenced by its epoch (see lease.py)
         self.conn: psycopg.Connection | None = None
         self.producer: Producer | None = None
         self.batches = 0
@@ -263,6 +270,11 @@ class BatchSink:
     def _connection(self) -> psycopg.Connection:
         if self.conn is None or self.conn.closed:
             self.conn = db.connect(self.settings, "writer")
+            if self.lease is not None:
+                # a driver paused between the fence (a row lock) and COMMIT would block the
+                # takeover for as long as it sleeps: PostgreSQL ends such a session instead
+                idle = max(15.0, 3 * self.settings.stream_lease_ttl_s)
+                self.conn.execute(f"SET idle_in_transaction_session_timeout = '{idle:.0f}s'")
             self.conn.execute(TEMP_TABLES)
             self.conn.commit()
         return self.conn
@@ -421,7 +433,13 @@ class BatchSink:
                     "late": c.late.num_rows, "duplicates": candidates - stored,
                     "anomalies": sum(found.values()), "max_event_ts": max_ts,
                     "watermark": new_wm, "offsets": Jsonb(offsets),
+                    "driver": self.lease.holder if self.lease else None,
+                    "driver_epoch": self.lease.epoch if self.lease else None,
                 }
+                if self.lease is not None:
+                    # last statement before COMMIT: a takeover waits for us, or we see it and
+                    # roll back (LeaseLost) — a fenced driver commits nothing
+                    self.lease.fence(cur)
                 cur.execute(INSERT_LEDGER, row)
                 beat = {k: v for k, v in row.items() if k not in ("offsets", "started_at")}
                 beat["anomalies_by_type"] = found

@@ -1,15 +1,20 @@
 """Supervisor of the streaming job (node ``streaming`` of ``clickguard stack``).
 
-Runs ``python -m streaming_job.job`` as a CHILD process and restarts it with exponential backoff
+Runs ``stream_drivers`` CHILD processes ``python -m streaming_job.job`` (slot 0, 1, ...): all
+start Spark and warm up, the holder of the stream's lease runs the query and the others are warm
+standbys (:mod:`streaming_job.lease`); a standby takes over within seconds when the active one
+dies. A child that exits with ``FENCED_RC`` lost the lease (it was paused and woke up after a
+takeover): it is restarted at once as a standby, and that is not a failure. Any other exit is
+restarted with exponential backoff
 (``stream_restart_backoff_s`` doubling up to ``stream_restart_backoff_max_s``; reset after a run
 that lasted a minute) whenever it exits. Each failed run is recorded (exit code, last error,
 batch, whether ``batch_ledger`` advanced); ``stream_crash_loop_runs`` failed runs in a row without
 progress make the state ``crash-looping`` (see :mod:`clickguard.stream_state`), published in
 ``<node dir>/stream-status.json`` and the ``stream_heartbeat`` row ``streaming_supervisor``, and
-cleared as soon as the ledger advances again. The child's pid is kept in ``<node dir>/job.pid``
-so that ``clickguard stack kill streaming`` SIGKILLs the job (driver + JVM) while the supervisor
-lives on and restarts it — the new run resumes from the checkpoint. SIGTERM is forwarded for a
-clean stop.
+cleared as soon as the ledger advances again. The ACTIVE child writes its pid to
+``<node dir>/job.pid`` so that ``clickguard stack kill streaming`` SIGKILLs the active job
+(driver + JVM) while the supervisor lives on and restarts it — the standby (or, with one driver,
+the new run) resumes from the checkpoint. SIGTERM is forwarded for a clean stop.
 """
 
 from __future__ import annotations
@@ -30,11 +35,16 @@ from clickguard import db, stream_state
 from clickguard.settings import Settings, get_settings
 from clickguard.stack import procs
 from clickguard.stream_state import FailedRun, StreamRunState
+from streaming_job.lease import FENCED_RC
 from streaming_job.sink import HEARTBEAT
 
 log = logging.getLogger("streaming_job.supervisor")
 JOB_PID_FILE = "job.pid"
 HEALTHY_RUN_S = 60.0
+STAGGER_MAX_S = 180.0  # standbys start once a first driver is warm, or after this long
+# a dead driver's replacement waits this long while another driver is alive: its JVM start-up
+# would otherwise compete on a small machine with the successor's first batches (the takeover)
+REPLACE_DELAY_S = 20.0
 STOP_GRACE_S = 20.0  # below the stack's own 30 s stop timeout
 PROGRESS_CHECK_S = 5.0  # while restarting/crash-looping: how often to look at the ledger
 SUPERVISOR_BEAT_S = 30.0  # refresh of the supervisor's heartbeat row while nothing changes
@@ -126,10 +136,10 @@ def error_from_log(path: Path | None, offset: int, limit: int = 65536) -> str | 
 
 def failed_run(
     rc: int, ran: float, folder: Path, log_file: Path | None, log_offset: int,
-    before: str | None, after: str | None,
+    before: str | None, after: str | None, exit_name: str = stream_state.EXIT_FILE,
 ) -> FailedRun:
     """What one failed run left: the job's exit file, else the log, else the exit code."""
-    info = stream_state.read_json(folder / stream_state.EXIT_FILE) or {}
+    info = stream_state.read_json(folder / exit_name) or {}
     error = info.get("error") or (f"killed by signal {-rc}" if rc < 0 else None)
     error = error or error_from_log(log_file, log_offset) or f"exit code {rc}"
     if after == UNKNOWN or before == UNKNOWN:  # database down: trust the job's own count
@@ -140,33 +150,45 @@ def failed_run(
                      ledger_advanced=advanced, ran_s=round(ran, 1))
 
 
-def _wait(
-    child: subprocess.Popen[bytes], stopping: Callable[[], bool],
-    on_tick: Callable[[], None] = lambda: None,
-) -> int:
-    """The child's exit code; once a stop was requested, SIGKILL its tree after STOP_GRACE_S."""
-    stop_seen: float | None = None
-    last_tick = time.monotonic()
-    while True:
-        try:
-            return child.wait(timeout=0.5)
-        except subprocess.TimeoutExpired:
-            pass
-        if not stopping() and time.monotonic() - last_tick >= PROGRESS_CHECK_S:
-            last_tick = time.monotonic()
-            on_tick()
-        if stopping():
-            stop_seen = stop_seen or time.monotonic()
-            if time.monotonic() - stop_seen > STOP_GRACE_S:
-                log.warning("job pid %d ignored SIGTERM for %.0fs: SIGKILL",
-                            child.pid, STOP_GRACE_S)
-                procs.send(child.pid, signal.SIGKILL, tree=True)
-
-
 def _sleep(seconds: float, stopping: Callable[[], bool]) -> None:
     deadline = time.monotonic() + seconds
     while not stopping() and time.monotonic() < deadline:
         time.sleep(0.1)
+
+
+class Slot:
+    """One driver process the supervisor keeps alive (its own restart backoff)."""
+
+    def __init__(self, index: int, slots: int, settings: Settings) -> None:
+        self.index = index
+        self.slots = slots
+        self.backoff = settings.stream_restart_backoff_s
+        self.child: subprocess.Popen[bytes] | None = None
+        self.started = 0.0
+        self.restart_at = 0.0  # monotonic time of the next start
+        self.log_offset = 0
+        self.before: str | None = None
+        self.kill_at: float | None = None  # SIGKILL deadline once asked to stop
+
+    @property
+    def exit_name(self) -> str:
+        # one driver keeps today's file names (job-exit.json)
+        return stream_state.exit_file(self.index if self.slots > 1 else None)
+
+    def start(self, folder: Path, log_file: Path | None, position: str | None) -> None:
+        (folder / self.exit_name).unlink(missing_ok=True)
+        self.log_offset = log_file.stat().st_size if log_file else 0
+        self.before = position
+        env = {**os.environ, "CLICKGUARD_DRIVER_SLOT": str(self.index),
+               "CLICKGUARD_JOB_EXIT_FILE": self.exit_name}
+        self.child = subprocess.Popen([sys.executable, "-m", "streaming_job.job"], env=env)
+        self.started = time.monotonic()
+        self.kill_at = None
+
+
+def is_fenced_exit(rc: int) -> bool:
+    """The driver lost its lease (another one took over): restart it as a standby at once."""
+    return rc == FENCED_RC
 
 
 def main() -> int:
@@ -178,13 +200,29 @@ def main() -> int:
     folder = node_dir()
     folder.mkdir(parents=True, exist_ok=True)
     pid_file = folder / JOB_PID_FILE
-    child: subprocess.Popen[bytes] | None = None
+    pid_file.unlink(missing_ok=True)  # written by the active driver once it holds the lease
+    for old in folder.glob("driver-*.json"):
+        old.unlink(missing_ok=True)
+    slots = [Slot(i, settings.stream_drivers, settings) for i in range(settings.stream_drivers)]
+    # the first driver starts alone: on a small machine two JVMs starting at once delay the
+    # stream's first batch; the standbys follow once it is warm (or after STAGGER_MAX_S)
+    launched_at = time.monotonic()
+    for slot in slots[1:]:
+        slot.restart_at = launched_at + STAGGER_MAX_S
+
+    def first_driver_warm() -> bool:
+        return any(d.get("role") in ("standby", "active")
+                   for d in stream_state.read_drivers(folder))
+
     stopping = False
+
+    def children() -> list[subprocess.Popen[bytes]]:
+        return [s.child for s in slots if s.child is not None and s.child.poll() is None]
 
     def on_term(signum: int, _frame: FrameType | None) -> None:
         nonlocal stopping
         stopping = True
-        if child is not None and child.poll() is None:
+        for child in children():
             log.info("signal %d: forwarding SIGTERM to job pid %d", signum, child.pid)
             child.send_signal(signal.SIGTERM)
 
@@ -196,8 +234,7 @@ def main() -> int:
     if state.state == stream_state.CRASH_LOOPING:
         log.error("still crash-looping (ledger has not moved): %s", state.summary())
     log_file = log_path()
-
-    last_save = time.monotonic()
+    last_save = last_check = time.monotonic()
 
     def check_progress() -> None:
         """While failures are open, clear them as soon as the ledger advances; beat anyway."""
@@ -214,41 +251,78 @@ def main() -> int:
             reporter.save(state)
             last_save = time.monotonic()
 
-    backoff = settings.stream_restart_backoff_s
-    while not stopping:
-        started = time.monotonic()
-        (folder / stream_state.EXIT_FILE).unlink(missing_ok=True)
-        log_offset = log_file.stat().st_size if log_file else 0
-        before = state.ledger_position
-        child = subprocess.Popen([sys.executable, "-m", "streaming_job.job"])
-        pid_file.write_text(str(child.pid))
-        log.info("job started (pid %d, restarts so far %d)", child.pid, state.restarts)
-        rc = _wait(child, lambda: stopping, check_progress)
-        ran = time.monotonic() - started
-        if stopping:
-            log.info("job stopped (rc %s) after %.1fs", rc, ran)
-            break
+    def on_exit(slot: Slot, rc: int) -> None:
+        ran = time.monotonic() - slot.started
+        slot.child = None
         if ran >= HEALTHY_RUN_S:
-            backoff = settings.stream_restart_backoff_s
+            slot.backoff = settings.stream_restart_backoff_s
+        if is_fenced_exit(rc):
+            log.warning("driver slot %d was fenced after %.1fs (another driver took over the "
+                        "lease): restarting it as a standby in %.0fs", slot.index, ran,
+                        REPLACE_DELAY_S)
+            slot.restart_at = time.monotonic() + REPLACE_DELAY_S
+            return
         if rc == 0:  # asked to stop by someone else (SIGTERM to the job): not a failure
-            log.info("job ended cleanly after %.1fs; restarting in %.1fs", ran, backoff)
-            _sleep(backoff, lambda: stopping)
-            continue
+            log.info("job (slot %d) ended cleanly after %.1fs; restarting in %.1fs",
+                     slot.index, ran, slot.backoff)
+            slot.restart_at = time.monotonic() + slot.backoff
+            return
+        others_alive = any(o is not slot and o.child is not None and o.child.poll() is None
+                           for o in slots)
         after = reporter.ledger_position()
-        run = failed_run(rc, ran, folder, log_file, log_offset, before, after)
+        run = failed_run(rc, ran, folder, log_file, slot.log_offset, slot.before, after,
+                         slot.exit_name)
         if after != UNKNOWN:
             state.ledger_position = after
         state.record_failure(run)
         reporter.save(state)
+        delay = max(slot.backoff, REPLACE_DELAY_S if others_alive else 0.0)
         level = logging.ERROR if state.state == stream_state.CRASH_LOOPING else logging.WARNING
         log.log(
-            level, "job exited with rc %s after %.1fs (batch %s, ledger advanced: %s): %s; "
-            "state %s (%d/%d failed runs without progress); restart #%d in %.1fs",
-            rc, ran, run.batch_id, run.ledger_advanced, run.error, state.state,
-            state.consecutive_failures, state.threshold, state.restarts, backoff,
+            level, "job (slot %d) exited with rc %s after %.1fs (batch %s, ledger advanced: %s): "
+            "%s; state %s (%d/%d failed runs without progress); restart #%d in %.1fs",
+            slot.index, rc, ran, run.batch_id, run.ledger_advanced, run.error, state.state,
+            state.consecutive_failures, state.threshold, state.restarts, delay,
         )
-        _sleep(backoff, lambda: stopping)
-        backoff = min(backoff * 2, settings.stream_restart_backoff_max_s)
+        slot.restart_at = time.monotonic() + delay
+        slot.backoff = min(slot.backoff * 2, settings.stream_restart_backoff_max_s)
+
+    while True:
+        now = time.monotonic()
+        if now < launched_at + STAGGER_MAX_S and any(
+            s.restart_at == launched_at + STAGGER_MAX_S for s in slots[1:]
+        ) and first_driver_warm():
+            for slot in slots[1:]:
+                if slot.child is None and slot.restart_at == launched_at + STAGGER_MAX_S:
+                    slot.restart_at = now
+        for slot in slots:
+            if slot.child is not None:
+                rc = slot.child.poll()
+                if rc is None:
+                    if stopping:
+                        slot.kill_at = slot.kill_at or now + STOP_GRACE_S
+                        if now > slot.kill_at:
+                            log.warning("job pid %d ignored SIGTERM for %.0fs: SIGKILL",
+                                        slot.child.pid, STOP_GRACE_S)
+                            procs.send(slot.child.pid, signal.SIGKILL, tree=True)
+                    continue
+                if stopping:
+                    log.info("job (slot %d) stopped (rc %s) after %.1fs", slot.index, rc,
+                             now - slot.started)
+                    slot.child = None
+                    continue
+                on_exit(slot, rc)
+            if not stopping and slot.child is None and now >= slot.restart_at:
+                slot.start(folder, log_file, state.ledger_position)
+                assert slot.child is not None
+                log.info("job started (slot %d of %d, pid %d, restarts so far %d)",
+                         slot.index, len(slots), slot.child.pid, state.restarts)
+        if stopping and not children():
+            break
+        if not stopping and time.monotonic() - last_check >= PROGRESS_CHECK_S:
+            last_check = time.monotonic()
+            check_progress()
+        time.sleep(0.2)
     pid_file.unlink(missing_ok=True)
     if state.state == stream_state.CRASH_LOOPING:
         state.updated_at = stream_state.now_iso()  # stopped, but the stream is still stuck

@@ -10,13 +10,20 @@ Per scenario:
    ``broker-kill`` (SIGKILL the leader of the most raw-topic partitions, restart), ``broker-bounce``
    (clean restarts of the current leader, waiting for a full ISR in between), ``broker-pause``
    (SIGSTOP, then SIGCONT), ``registry`` (stop, start), ``postgres`` (immediate shutdown = no
-   checkpoint, crash recovery on start), ``streaming-kill`` (SIGKILL the streaming driver and its
-   JVM mid-batch; the supervisor restarts it from the checkpoint), ``api`` (SIGKILL the API, start).
+   checkpoint, crash recovery on start), ``streaming-kill`` (SIGKILL the ACTIVE streaming driver
+   and its JVM mid-batch, ``--kills N`` times; the warm standby takes the lease over and resumes
+   from the checkpoint), ``streaming-pause`` (SIGSTOP the active driver's tree for ``pause_s``,
+   then SIGCONT: the standby takes over and the woken driver must commit nothing — fencing),
+   ``api`` (SIGKILL the API, start).
 4. Keep the load on until the pipeline has recovered (plus ``chaos_observe_s``), stop the producer,
    wait until the stream committed every acknowledged offset, and reconcile.
 
-RTO is reported two ways: fault → first event produced after the fault that is committed end to
-end (``min(commit_ts)`` of this run's events with ``ingest_ts ≥ fault``), and fault → lag back to
+RTO is reported two ways: the first commit after the fault TOOK EFFECT (``effect_at``: the
+SIGKILL/stop/SIGSTOP itself, not the start of the fault routine) — for streaming-kill/-pause the
+first batch committed by the successor driver (``batch_ledger.driver``), for the others the first
+commit of an event of this run produced after ``effect_at`` (``min(commit_ts)`` with ``ingest_ts``
+and ``commit_ts ≥ effect_at``, so a batch in flight before the fault cannot satisfy it) — and
+fault → lag back to
 normal (the first sample after the last one above ``max(1.5 × warm-up max lag, load × max(1 s,
 2 × median batch cycle))`` or unreadable). RPO = lost / duplicated / extra from
 :mod:`clickguard.proof.reconcile`, each must be 0.
@@ -30,6 +37,7 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import statistics
 import threading
 import time
 import urllib.request
@@ -42,7 +50,7 @@ from typing import Any
 
 import click
 
-from clickguard import db
+from clickguard import db, stream_state
 from clickguard import kafka as kafka_helpers
 from clickguard.proof.reconcile import ledger_last_offsets, reconcile
 from clickguard.proof.report import Report
@@ -54,8 +62,9 @@ from clickguard.stack.manager import INFRA, Stack
 
 SCENARIOS = (
     "broker-kill", "broker-bounce", "broker-pause", "registry", "postgres", "streaming-kill",
-    "api",
+    "streaming-pause", "api",
 )
+STREAMING_SCENARIOS = ("streaming-kill", "streaming-pause")
 Echo = Callable[[str], None]
 
 
@@ -72,6 +81,7 @@ class ChaosConfig:
     pause_s: float = 30.0
     bounces: int = 5
     seed: int = 1
+    kills: int = 1  # streaming-kill: SIGKILLs of the active driver in one run (takeover p50/max)
 
     @classmethod
     def from_settings(cls, s: Settings) -> ChaosConfig:
@@ -96,6 +106,7 @@ class ScenarioResult:
     run_id: str = ""
     skipped: str | None = None
     fault_at: datetime | None = None
+    effect_at: datetime | None = None  # when the fault took effect (first kill/stop/SIGSTOP)
     fault_end_at: datetime | None = None
     fault_s: float | None = None
     rto_first_event_s: float | None = None
@@ -114,13 +125,25 @@ class ScenarioResult:
     lag_series: list[tuple[float, int | None]] = field(default_factory=list)
     fault_t: float | None = None
     fault_end_t: float | None = None
+    # streaming-kill/-pause: one entry per fault (killed/paused driver, successor, seconds)
+    takeovers: list[dict[str, Any]] = field(default_factory=list)
+    takeover_p50_s: float | None = None
+    takeover_max_s: float | None = None
+    fenced_commits: int | None = None  # streaming-pause: commits of the paused driver after
+    fenced_exit: bool | None = None  # the takeover (must be 0); did it exit once woken
 
     @property
     def ok(self) -> bool:
         r = self.reconciliation
-        return self.skipped is None and bool(r) and r.get("ok", False) and (
+        ok = self.skipped is None and bool(r) and r.get("ok", False) and (
             self.rto_first_event_s is not None
         )
+        if self.scenario in STREAMING_SCENARIOS:
+            ok = ok and bool(self.takeovers) and all(
+                t.get("takeover_s") is not None for t in self.takeovers)
+        if self.scenario == "streaming-pause":
+            ok = ok and self.fenced_commits == 0
+        return ok
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}
@@ -150,7 +173,7 @@ def wait_full_isr(settings: Settings, timeout: float) -> bool:
 
 
 def streaming_job_pid(settings: Settings) -> int | None:
-    """The streaming job's pid (the child the supervisor restarts), from ``job.pid``."""
+    """The ACTIVE streaming driver's pid (it writes ``job.pid`` once it holds the lease)."""
     try:
         pid = int((settings.home / "streaming" / "job.pid").read_text().strip())
     except (FileNotFoundError, ValueError):
@@ -214,10 +237,16 @@ class FaultContext:
     mark: Callable[[str], None]
     echo: Echo
 
+    def begin(self) -> None:
+        """The fault takes effect NOW (the RTO clock starts); the first call wins."""
+        if self.result.effect_at is None:
+            self.result.effect_at = datetime.now(UTC)
+
 
 def _broker_kill(ctx: FaultContext) -> None:
     name = ctx.result.target = leader_of_most(ctx.settings)
     pid = ctx.stack.node(name).pid()
+    ctx.begin()
     ctx.stack.control("kill", name)
     ctx.result.killed_pids = [pid] if pid else []
     ctx.mark(f"SIGKILL {name}")
@@ -232,6 +261,7 @@ def _broker_bounce(ctx: FaultContext) -> None:
     for i in range(ctx.cfg.bounces):
         name = leader_of_most(ctx.settings)
         names.append(name)
+        ctx.begin()
         ctx.stack.control("stop", name)
         ctx.mark(f"stop {name} ({i + 1}/{ctx.cfg.bounces})")
         ctx.stack.control("start", name)
@@ -243,6 +273,7 @@ def _broker_bounce(ctx: FaultContext) -> None:
 
 def _broker_pause(ctx: FaultContext) -> None:
     name = ctx.result.target = leader_of_most(ctx.settings)
+    ctx.begin()
     ctx.stack.control("pause", name)
     ctx.mark(f"SIGSTOP {name}")
     time.sleep(ctx.cfg.pause_s)
@@ -252,6 +283,7 @@ def _broker_pause(ctx: FaultContext) -> None:
 
 def _registry(ctx: FaultContext) -> None:
     ctx.result.target = "registry"
+    ctx.begin()
     ctx.stack.control("stop", "registry")
     ctx.mark("registry stopped")
     time.sleep(ctx.cfg.fault_s)
@@ -263,6 +295,7 @@ def _postgres(ctx: FaultContext) -> None:
     ctx.result.target = "postgres"
     node = ctx.stack.node("postgres")
     pid = node.pid()
+    ctx.begin()
     node.stop(mode="immediate")  # type: ignore[call-arg]  # PostgresNode: no shutdown checkpoint
     ctx.result.killed_pids = [pid] if pid else []
     ctx.mark("postgres immediate stop")
@@ -272,13 +305,55 @@ def _postgres(ctx: FaultContext) -> None:
     ctx.mark("postgres started")
 
 
-def _streaming_kill(ctx: FaultContext) -> None:
-    """SIGKILL the job (Python driver + its Spark JVM) while a batch is running."""
-    ctx.result.target = "streaming"
-    pid = streaming_job_pid(ctx.settings)
-    if pid is None:
-        raise RuntimeError("no running streaming job (job.pid): is node `streaming` up?")
-    # mid-batch: a new ledger row was just committed, so the next batch is being processed
+def lease_holder(settings: Settings) -> tuple[str | None, int | None, datetime | None]:
+    """(holder, epoch, acquired_at) of the stream's lease (streaming_job.lease), if any."""
+    name = str(settings.checkpoint_dir.resolve())
+    with db.connect(settings, "reader", autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT holder, epoch, acquired_at FROM stream_lease WHERE name = %s", (name,)
+        ).fetchone()
+    return (row[0], int(row[1]), row[2]) if row else (None, None, None)
+
+
+def successor_commit(
+    settings: Settings, old_holder: str | None, since: datetime
+) -> tuple[datetime, str, int | None] | None:
+    """First batch committed at/after ``since`` by a driver other than ``old_holder``."""
+    try:
+        with db.connect(settings, "reader", autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT committed_at, driver, driver_epoch FROM batch_ledger "
+                "WHERE committed_at >= %s AND driver IS NOT NULL AND driver IS DISTINCT FROM %s "
+                "ORDER BY committed_at LIMIT 1", (since, old_holder),
+            ).fetchone()
+    except Exception:  # noqa: BLE001 - unreadable now: ask again
+        return None
+    return (row[0], row[1], row[2]) if row else None
+
+
+def warm_standby(settings: Settings, exclude: set[int]) -> dict[str, Any] | None:
+    """A live standby driver that finished its warm-up (not one of ``exclude``)."""
+    for d in stream_state.read_drivers(settings.home / "streaming"):
+        if d.get("role") == "standby" and d.get("warm") and d.get("pid") not in exclude:
+            return d
+    return None
+
+
+def _active_driver(ctx: FaultContext) -> tuple[int, str | None, int | None]:
+    """(pid, lease holder, epoch) of the active driver, once it committed a batch as such."""
+    deadline = time.monotonic() + ctx.cfg.recover_timeout_s
+    while True:
+        pid = streaming_job_pid(ctx.settings)
+        holder, epoch, _ = lease_holder(ctx.settings)
+        if pid is not None and holder and f":{pid}@" in holder:
+            return pid, holder, epoch
+        if time.monotonic() > deadline:
+            raise RuntimeError("no active streaming driver (job.pid / stream_lease)")
+        time.sleep(0.2)
+
+
+def _wait_mid_batch(ctx: FaultContext) -> None:
+    """Until a new ledger row was just committed, plus half a median batch: mid-batch."""
     with db.connect(ctx.settings, "reader", autocommit=True) as conn:
         def last_batch() -> tuple[Any, ...]:
             return conn.execute(
@@ -290,18 +365,88 @@ def _streaming_kill(ctx: FaultContext) -> None:
         before, median_ms = last_batch()
         procs.wait_until(lambda: last_batch()[0] != before, 30, interval=0.05)
     time.sleep(min(((median_ms or 200) / 2) / 1000.0, 2.0))
-    victims = kill_tree(pid)
-    ctx.result.killed_pids = victims
-    ctx.mark(f"SIGKILL driver {pid} + {len(victims) - 1} child(ren)")
 
-    def restarted() -> bool:
-        new = streaming_job_pid(ctx.settings)
-        return new is not None and new != pid
 
-    if not procs.wait_until(restarted, ctx.cfg.recover_timeout_s, interval=0.2):
-        raise RuntimeError("the supervisor did not restart the streaming job")
+def _await_successor(
+    ctx: FaultContext, takeover: dict[str, Any], at: datetime, until: float
+) -> bool:
+    """Fill ``takeover`` with the successor's first commit (False if none before ``until``)."""
+    while time.monotonic() < until:
+        found = successor_commit(ctx.settings, takeover["holder"], at)
+        if found:
+            first, successor, epoch = found
+            takeover.update(successor=successor, successor_epoch=epoch,
+                            takeover_s=round((first - at).total_seconds(), 3))
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _streaming_kill(ctx: FaultContext) -> None:
+    """SIGKILL the ACTIVE driver (Python + its Spark JVM) mid-batch, ``kills`` times; each
+    takeover = SIGKILL → first batch committed by another driver (the ledger's driver column).
+    Between kills, wait until a standby is warm again (else the next kill measures a cold
+    restart)."""
+    ctx.result.target = "streaming"
+    for i in range(ctx.cfg.kills):
+        pid, holder, epoch = _active_driver(ctx)
+        if i and ctx.settings.stream_drivers > 1:
+            killed = {k for t in ctx.result.takeovers for k in t["killed_pids"]}
+            if not procs.wait_until(lambda k=killed: warm_standby(ctx.settings, k) is not None,
+                                    ctx.cfg.recover_timeout_s, interval=0.5):
+                ctx.echo("  warning: no warm standby before the next kill")
+        _wait_mid_batch(ctx)
+        at = datetime.now(UTC)
+        ctx.begin()
+        victims = kill_tree(pid)
+        ctx.result.killed_pids += victims
+        takeover: dict[str, Any] = {"kill": i + 1, "killed_pids": victims, "holder": holder,
+                                    "epoch": epoch, "at": at.isoformat(), "takeover_s": None}
+        ctx.result.takeovers.append(takeover)
+        ctx.mark(f"SIGKILL active driver {pid} (epoch {epoch}) + {len(victims) - 1} child(ren)"
+                 f" [{i + 1}/{ctx.cfg.kills}]")
+        if not _await_successor(ctx, takeover, at, time.monotonic() + ctx.cfg.recover_timeout_s):
+            raise RuntimeError("no other driver committed a batch after the SIGKILL")
+        ctx.mark(f"successor {takeover['successor']} (epoch {takeover['successor_epoch']}) "
+                 f"committed: takeover {takeover['takeover_s']}s")
     ctx.result.restarted_pid = streaming_job_pid(ctx.settings)
-    ctx.mark(f"supervisor restarted the job (pid {ctx.result.restarted_pid})")
+
+
+def _streaming_pause(ctx: FaultContext) -> None:
+    """SIGSTOP the active driver's whole tree (a long GC / VM freeze), SIGCONT it after
+    ``pause_s``: the standby takes over on lease expiry and the woken driver must commit
+    nothing (fencing) and exit to become a standby again."""
+    ctx.result.target = "streaming"
+    pid, holder, epoch = _active_driver(ctx)
+    _wait_mid_batch(ctx)
+    pause = max(ctx.cfg.pause_s, 3 * ctx.settings.stream_lease_ttl_s)
+    at = datetime.now(UTC)
+    ctx.begin()
+    tree = [pid, *procs.descendants(pid)]
+    procs.send(pid, signal.SIGSTOP, tree=True)
+    ctx.result.killed_pids = tree
+    takeover: dict[str, Any] = {"paused_pid": pid, "holder": holder, "epoch": epoch,
+                                "at": at.isoformat(), "takeover_s": None}
+    ctx.result.takeovers.append(takeover)
+    ctx.mark(f"SIGSTOP active driver {pid} (epoch {epoch}) + {len(tree) - 1} child(ren)")
+    t0 = time.monotonic()
+    try:
+        if _await_successor(ctx, takeover, at, t0 + pause):
+            ctx.mark(f"successor {takeover['successor']} committed while {pid} sleeps: "
+                     f"takeover {takeover['takeover_s']}s")
+        time.sleep(max(0.0, t0 + pause - time.monotonic()))
+    finally:
+        procs.send(pid, signal.SIGCONT, tree=True)
+    ctx.mark(f"SIGCONT {pid} after {time.monotonic() - t0:.0f}s")
+    new_holder, new_epoch, acquired = lease_holder(ctx.settings)
+    takeover["lease_after"] = {"holder": new_holder, "epoch": new_epoch,
+                               "acquired_at": acquired.isoformat() if acquired else None}
+    ctx.result.fenced_exit = procs.wait_until(lambda: not procs.is_alive(pid), 60, interval=0.2)
+    ctx.mark(f"woken driver {pid} " + ("exited (fenced)" if ctx.result.fenced_exit
+                                       else "still running"))
+    if takeover["takeover_s"] is None:
+        _await_successor(ctx, takeover, at, time.monotonic() + ctx.cfg.recover_timeout_s)
+    ctx.result.restarted_pid = streaming_job_pid(ctx.settings)
 
 
 def _api(ctx: FaultContext) -> None:
@@ -312,6 +457,7 @@ def _api(ctx: FaultContext) -> None:
     if pid is None:
         raise RuntimeError("node `api` is not running")
     # the whole tree: SIGKILL of the uvicorn master alone leaves its workers serving the port
+    ctx.begin()
     victims = kill_tree(pid)
     t0 = time.monotonic()
     ctx.result.killed_pids = victims
@@ -331,6 +477,7 @@ FAULTS: dict[str, Callable[[FaultContext], None]] = {
     "registry": _registry,
     "postgres": _postgres,
     "streaming-kill": _streaming_kill,
+    "streaming-pause": _streaming_pause,
     "api": _api,
 }
 
@@ -470,13 +617,35 @@ def _measure(settings: Settings, result: ScenarioResult, samples: list[Sample],
     lags = [s.lag for s in after if s.lag is not None]
     result.max_lag = max(lags) if lags else None
     result.rto_lag_s = rto_lag(samples, result.fault_t, result.normal_lag or 0)
+    effect = result.effect_at or result.fault_at
+    result.effect_at = effect
+    times = sorted(t["takeover_s"] for t in result.takeovers if t.get("takeover_s") is not None)
+    if times:
+        result.takeover_p50_s = round(statistics.median(times), 3)
+        result.takeover_max_s = times[-1]
     with db.connect(settings, "writer", autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT min(commit_ts) FROM events WHERE event_id LIKE %s AND ingest_ts >= %s",
-            (f"{result.run_id}-%", result.fault_at),
-        ).fetchone()
-        if row and row[0] is not None:
-            result.rto_first_event_s = round((row[0] - result.fault_at).total_seconds(), 3)
+        if result.scenario in STREAMING_SCENARIOS:
+            # the successor's first committed batch after the (first) kill/SIGSTOP
+            first = result.takeovers[0].get("takeover_s") if result.takeovers else None
+            result.rto_first_event_s = first
+        else:
+            # first commit AFTER the fault took effect of an event produced after it: a batch
+            # that was in flight when the fault began cannot satisfy this
+            row = conn.execute(
+                "SELECT min(commit_ts) FROM events WHERE event_id LIKE %s AND ingest_ts >= %s "
+                "AND commit_ts >= %s", (f"{result.run_id}-%", effect, effect),
+            ).fetchone()
+            if row and row[0] is not None:
+                result.rto_first_event_s = round((row[0] - effect).total_seconds(), 3)
+        if result.scenario == "streaming-pause" and result.takeovers:
+            t = result.takeovers[0]
+            acquired = (t.get("lease_after") or {}).get("acquired_at")
+            if t.get("lease_after", {}).get("epoch") not in (None, t["epoch"]) and acquired:
+                # fencing: the paused driver committed nothing once the successor held the lease
+                result.fenced_commits = conn.execute(
+                    "SELECT count(*) FROM batch_ledger WHERE driver = %s AND committed_at >= %s",
+                    (t["holder"], datetime.fromisoformat(acquired)),
+                ).fetchone()[0]
         window = (result.fault_at, max(result.fault_end_at, result.fault_at + timedelta(seconds=1)))
         during = compute_slo(conn, window, column="ingest_ts", cdf=False,
                              event_id_prefix=f"{result.run_id}-")
@@ -498,8 +667,10 @@ def chaos_report(name: str, results: list[ScenarioResult], cfg: ChaosConfig) -> 
         rec = r.reconciliation
         rows.append({
             "scenario": r.scenario, "target": r.target, "fault s": r.fault_s,
-            "RTO first event s": r.rto_first_event_s, "RTO lag normal s": r.rto_lag_s,
+            "RTO first commit s": r.rto_first_event_s, "RTO lag normal s": r.rto_lag_s,
             "RTO service s": r.rto_service_s,
+            "takeovers": len(r.takeovers) or None, "takeover p50 s": r.takeover_p50_s,
+            "takeover max s": r.takeover_max_s, "fenced commits": r.fenced_commits,
             "max lag": r.max_lag, "acked": rec.get("acked"), "lost": rec.get("lost"),
             "duplicated": rec.get("duplicated"), "extra": rec.get("extra"),
             "failed sends": r.producer.get("failed"),
@@ -538,8 +709,13 @@ def chaos_report(name: str, results: list[ScenarioResult], cfg: ChaosConfig) -> 
         data={"config": asdict(cfg), "scenarios": [r.to_dict() for r in results]},
         rows=rows,
         notes=[
-            "RTO first event = fault → min(commit_ts) of this run's events with ingest_ts ≥ "
-            "fault. RTO lag normal = fault → first lag sample after the last one above "
+            "RTO first commit = from the moment the fault took effect (SIGKILL, stop, SIGSTOP) "
+            "to the first commit after it: for streaming-kill/-pause the first batch committed "
+            "by the successor driver (batch_ledger.driver), otherwise min(commit_ts) of this "
+            "run's events with ingest_ts and commit_ts ≥ that moment. Takeover p50/max over "
+            "every kill of the run (--kills N). Fenced commits (streaming-pause) = batches "
+            "committed by the paused driver after its successor acquired the lease: must be 0. "
+            "RTO lag normal = fault → first lag sample after the last one above "
             "normal = max(1.5 × warm-up max lag, load × max(1 s, 2 × median batch cycle)) or "
             "unreadable (lag = raw-topic end offsets − offsets committed in batch_ledger; it "
             "only falls when a batch commits, hence the batch-cycle allowance).",
@@ -565,13 +741,19 @@ def run_chaos(
     for sc in scenarios:
         r = run_scenario(settings, sc, cfg, work, echo)
         rec = r.reconciliation
-        echo(
-            f"[{sc}] " + (f"skipped: {r.skipped}" if r.skipped else
-                          f"RTO first event {r.rto_first_event_s}s, lag normal {r.rto_lag_s}s; "
-                          f"acked {rec.get('acked')}, lost {rec.get('lost')}, duplicated "
-                          f"{rec.get('duplicated')}, extra {rec.get('extra')} -> "
-                          f"{'OK' if r.ok else 'FAIL'}")
-        )
+        if r.skipped:
+            line = f"skipped: {r.skipped}"
+        else:
+            line = f"RTO first commit {r.rto_first_event_s}s, lag normal {r.rto_lag_s}s; "
+            if r.takeovers:
+                line += (f"takeover p50 {r.takeover_p50_s}s max {r.takeover_max_s}s over "
+                         f"{len(r.takeovers)}; ")
+            if r.scenario == "streaming-pause":
+                line += f"fenced commits {r.fenced_commits}; "
+            line += (f"acked {rec.get('acked')}, lost {rec.get('lost')}, duplicated "
+                     f"{rec.get('duplicated')}, extra {rec.get('extra')} -> "
+                     f"{'OK' if r.ok else 'FAIL'}")
+        echo(f"[{sc}] {line}")
         out.append(r)
     return out
 
@@ -581,15 +763,19 @@ def run_chaos(
 @click.option("--short", is_flag=True, help="CI mode: 500 ev/s, short phases, 2 bounces.")
 @click.option("--rate", type=float, default=None, help="Load in events/s (default chaos_rate).")
 @click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--kills", type=click.IntRange(1, 100), default=1, show_default=True,
+              help="streaming-kill: SIGKILL the active driver N times (takeover p50/max).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Results folder (default: settings.results_dir).")
-def chaos(scenario: str, short: bool, rate: float | None, seed: int, out: Path | None) -> None:
+def chaos(
+    scenario: str, short: bool, rate: float | None, seed: int, kills: int, out: Path | None
+) -> None:
     """Inject SCENARIO under steady load; report RTO and reconcile every acknowledged event."""
     s = get_settings()
     cfg = ChaosConfig.from_settings(s)
     if short:
         cfg = cfg.short()
-    cfg = replace(cfg, seed=seed, **({"rate": rate} if rate else {}))
+    cfg = replace(cfg, seed=seed, kills=kills, **({"rate": rate} if rate else {}))
     names = list(SCENARIOS) if scenario == "all" else [scenario]
     try:
         results = run_chaos(s, names, cfg, echo=click.echo)

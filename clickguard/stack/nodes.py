@@ -495,6 +495,12 @@ class PythonNode(Node):
             st.state, st.detail = stream_state.CRASH_LOOPING, run.summary()
         elif run.state == stream_state.RESTARTING:
             st.detail = f"restarting: {run.summary()}"
+        # warm-standby drivers: which one holds the lease (pid, epoch), whether a standby is warm
+        drivers = stream_state.drivers_summary(
+            stream_state.read_drivers(self.dir), self.settings.stream_drivers
+        )
+        if drivers:
+            st.detail = f"{st.detail}; {drivers}" if st.detail else drivers
         return st
 
     def argv(self) -> list[str]:

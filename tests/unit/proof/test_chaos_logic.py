@@ -42,7 +42,7 @@ def test_short_config_is_lighter_than_full() -> None:
 
 
 def test_every_scenario_needs_the_stream_and_api_only_for_api() -> None:
-    assert len(SCENARIOS) == 7
+    assert len(SCENARIOS) == 8 and "streaming-pause" in SCENARIOS
     for sc in SCENARIOS:
         assert "streaming" in needed_nodes(sc) and "postgres" in needed_nodes(sc)
         assert ("api" in needed_nodes(sc)) is (sc == "api")
@@ -77,3 +77,23 @@ def test_demo_points_at_the_running_nodes_only() -> None:
     assert "live_batch_sensor is on" not in text
     on = where_to_look(s, ["postgres", "api", "dagster-webserver"], live_batch=True)
     assert "live_batch_sensor is on" in on
+
+
+def test_streaming_scenarios_need_a_measured_takeover_and_pause_needs_zero_fenced_commits() -> None:
+    from clickguard.proof.chaos import ScenarioResult
+
+    rec = {"ok": True}
+    kill = ScenarioResult("streaming-kill", reconciliation=rec, rto_first_event_s=3.2)
+    assert not kill.ok  # no takeover measured
+    kill.takeovers = [{"takeover_s": 3.2}, {"takeover_s": None}]
+    assert not kill.ok  # one kill without a successor commit
+    kill.takeovers[1]["takeover_s"] = 4.0
+    assert kill.ok
+    pause = ScenarioResult("streaming-pause", reconciliation=rec, rto_first_event_s=7.5,
+                           takeovers=[{"takeover_s": 7.5}])
+    assert not pause.ok  # fencing not proven
+    pause.fenced_commits = 1
+    assert not pause.ok
+    pause.fenced_commits = 0
+    assert pause.ok
+    assert ScenarioResult("broker-kill", reconciliation=rec, rto_first_event_s=1.0).ok

@@ -61,3 +61,40 @@ def test_database_down_trusts_the_jobs_count(tmp_path: Path) -> None:
     assert failed_run(1, 1.0, tmp_path, None, 0, UNKNOWN, UNKNOWN).ledger_advanced is True
     (tmp_path / stream_state.EXIT_FILE).unlink()
     assert failed_run(1, 1.0, tmp_path, None, 0, None, UNKNOWN).ledger_advanced is None
+
+
+def test_fenced_exit_is_a_restart_not_a_failure() -> None:
+    from streaming_job.lease import FENCED_RC
+    from streaming_job.supervisor import is_fenced_exit
+
+    assert is_fenced_exit(FENCED_RC)
+    assert not is_fenced_exit(1) and not is_fenced_exit(-9) and not is_fenced_exit(0)
+
+
+def test_one_driver_keeps_todays_exit_file_several_get_one_each() -> None:
+    from clickguard.settings import Settings
+    from streaming_job.supervisor import Slot
+
+    s = Settings()
+    assert Slot(0, 1, s).exit_name == stream_state.EXIT_FILE
+    assert [Slot(i, 2, s).exit_name for i in range(2)] == ["job-exit-0.json", "job-exit-1.json"]
+
+
+def test_driver_roles_for_stack_status(tmp_path: Path) -> None:
+    import os
+
+    me = os.getpid()
+    stream_state.write_json(tmp_path / stream_state.driver_file(1), {
+        "slot": "1", "pid": me, "role": "standby", "warm": True})
+    stream_state.write_json(tmp_path / stream_state.driver_file(0), {
+        "slot": "0", "pid": me, "role": "active", "epoch": 7})
+    # a dead driver's file is ignored
+    stream_state.write_json(tmp_path / stream_state.driver_file(2), {
+        "slot": "2", "pid": 2**22 + 7, "role": "active", "epoch": 3})
+    drivers = stream_state.read_drivers(tmp_path)
+    assert stream_state.drivers_summary(drivers, 2) == (
+        f"active d0 pid {me} epoch 7; standby d1 pid {me} warm"
+    )
+    only_active = [d for d in drivers if d["role"] == "active"]
+    assert stream_state.drivers_summary(only_active, 2).endswith("no warm standby yet")
+    assert stream_state.drivers_summary(only_active, 1) == f"active d0 pid {me} epoch 7"
