@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -89,6 +90,9 @@ class Settings(BaseSettings):
     )
     stream_checkpoint_dir: Path | None = Field(
         None, description="Spark checkpoint folder; unset = $CLICKGUARD_HOME/streaming/checkpoint"
+    )
+    stream_decode: Literal["driver", "workers"] = Field(
+        "driver", description="Where Avro is decoded: the driver (no Python workers) or workers"
     )
 
     # --- anomaly thresholds --------------------------------------------------------------------
