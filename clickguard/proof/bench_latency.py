@@ -27,6 +27,7 @@ from clickguard.proof.slo import compute_slo, slo_report_for
 from clickguard.proof.stack_load import (
     CpuSampler,
     load_average,
+    missing_nodes,
     node_pids,
     require_whole_stack,
 )
@@ -175,6 +176,7 @@ def latency(rate: int, minutes: float, idle_s: float, partial_stack: bool,
         raise click.BadParameter("--rate and --minutes must be positive")
     if not partial_stack:
         require_whole_stack(s)
+    partial_stack = bool(missing_nodes(s))  # the report says what was really up
     click.echo(f"{rate:,} events/s for {minutes:g} min (idle {idle_s:.0f} s first)")
     r = run_latency(s, rate, minutes, idle_s, echo=click.echo)
     report = latency_report(r, partial_stack)

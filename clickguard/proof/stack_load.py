@@ -30,12 +30,17 @@ def node_pids(settings: Settings) -> dict[str, int]:
     return {r.name: r.pid for r in Stack(settings, echo=lambda _m: None).status() if r.pid}
 
 
-def require_whole_stack(settings: Settings) -> None:
-    """Fail with a clear message unless the stream, the API and Dagster are all healthy."""
+def missing_nodes(settings: Settings) -> list[str]:
+    """The nodes of :data:`WHOLE_STACK` that are not healthy."""
     from clickguard.stack.manager import Stack
 
     rows = {r.name: r for r in Stack(settings, echo=lambda _m: None).status()}
-    missing = [n for n in WHOLE_STACK if n not in rows or not rows[n].healthy]
+    return [n for n in WHOLE_STACK if n not in rows or not rows[n].healthy]
+
+
+def require_whole_stack(settings: Settings) -> None:
+    """Fail with a clear message unless the stream, the API and Dagster are all healthy."""
+    missing = missing_nodes(settings)
     if missing:
         raise click.ClickException(
             f"not healthy: {', '.join(missing)}. This benchmark measures the whole stack as a "
