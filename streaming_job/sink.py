@@ -426,11 +426,14 @@ class BatchSink:
         stage_csv(c.on_time)
         offsets_json(table)
         self._late_rows(c, None, datetime.now(UTC))
-        try:
-            self._with_db_retry("warm-up", lambda conn: conn.execute("SELECT 1"))
+        try:  # one attempt each, no retry loop: a down service must not delay the start
+            conn = self._connection()
+            with conn.transaction():  # ended here: an open transaction would turn the next
+                conn.execute("SELECT 1")  # batch's transaction blocks into savepoints
             self._kafka().list_topics(timeout=10)
         except Exception as exc:  # noqa: BLE001 - warm-up is best effort; batches retry anyway
             log.warning("warm-up: %s", exc)
+            self._drop_connection()
         return time.monotonic() - t0
 
     def _commit_fn(
