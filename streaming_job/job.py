@@ -75,16 +75,20 @@ def start_query(spark: Any, settings: Settings, sink: BatchSink) -> Any:
     )
 
 
-def warm_up(spark: Any, sink: BatchSink) -> None:
-    """Before the query starts: one tiny Arrow collect in the JVM (task launch, Arrow writer)
-    and the sink's Python paths on a synthetic batch, so the first real batch is not slow."""
+def warm_up(spark: Any, sink: BatchSink, jvm: bool = False) -> None:
+    """Before the query starts: the sink's Python paths on a synthetic batch and its
+    connections, so the first real batch is not slow. ``jvm`` also runs one tiny Arrow collect
+    in Spark (task launch, Arrow writer): worth it for a standby driver that warms before it
+    takes over, not on a plain start, where the first batch pays the same cost anyway and the
+    extra job only delays the query (minutes on a saturated machine)."""
     t0 = time.monotonic()
-    try:
-        spark.range(4, numPartitions=2).selectExpr(
-            "cast(cast(id as string) as binary) as value", "current_timestamp() as ts"
-        ).toArrow()
-    except Exception as exc:  # noqa: BLE001 - best effort: the query surfaces real problems
-        log.warning("Spark warm-up failed: %s", exc)
+    if jvm:
+        try:
+            spark.range(4, numPartitions=2).selectExpr(
+                "cast(cast(id as string) as binary) as value", "current_timestamp() as ts"
+            ).toArrow()
+        except Exception as exc:  # noqa: BLE001 - best effort: the query surfaces real problems
+            log.warning("Spark warm-up failed: %s", exc)
     spark_s = time.monotonic() - t0
     sink_s = sink.warm_up()
     log.info("warm-up: Spark %.2fs, sink %.2fs", spark_s, sink_s)
