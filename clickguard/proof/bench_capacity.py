@@ -34,6 +34,7 @@ from clickguard.proof.stack_load import (
     missing_nodes,
     node_pids,
     require_whole_stack,
+    wait_stream_running,
 )
 from clickguard.proof.stream import LagMonitor, wait_caught_up
 from clickguard.settings import Settings, get_settings
@@ -154,6 +155,7 @@ def lag_growth(series: list[tuple[float, int | None]], step_s: float) -> float |
 def run_capacity(settings: Settings, rates: list[int], step_s: float, max_p95_ms: float,
                  echo: Any = print, stop_at_first_failure: bool = True) -> list[Step]:
     steps: list[Step] = []
+    wait_stream_running(settings, echo=echo)
     cpu = CpuSampler(node_pids(settings), interval=1.0).start()
     try:
         for i, rate in enumerate(rates, 1):

@@ -30,6 +30,7 @@ from clickguard.proof.stack_load import (
     missing_nodes,
     node_pids,
     require_whole_stack,
+    wait_stream_running,
 )
 from clickguard.proof.stream import LagMonitor, wait_caught_up
 from clickguard.settings import Settings, get_settings
@@ -63,6 +64,7 @@ def run_latency(settings: Settings, rate: int, minutes: float, idle_s: float,
     from clickguard.producer.faults import FaultInjector
     from clickguard.producer.generator import Generator, GeneratorConfig
 
+    wait_stream_running(settings, echo=echo)
     if not wait_caught_up(settings, DRAIN_TIMEOUT_S, echo):
         raise click.ClickException("the stream did not drain its backlog before the run")
     schema_id, _ = register_schemas(settings)

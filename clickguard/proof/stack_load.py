@@ -130,3 +130,32 @@ class CpuSampler:
 
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
+
+
+def wait_stream_running(settings: Settings, timeout: float = 600.0, echo: object = print) -> None:
+    """Wait (bounded) until the streaming query itself runs: a fresh ``streaming_driver``
+    heartbeat with status ``running`` (the node is "healthy" while Spark is still starting,
+    and events produced then would be measured with the start-up in their latency)."""
+    from clickguard import db
+
+    deadline, said = time.monotonic() + timeout, False
+    while True:
+        try:
+            with db.connect(settings, "reader", autocommit=True) as conn:
+                row = conn.execute(
+                    "SELECT 1 FROM stream_heartbeat WHERE component = 'streaming_driver' AND "
+                    "status = 'running' AND beat_at > clock_timestamp() - interval '12 seconds'"
+                ).fetchone()
+        except Exception:  # noqa: BLE001 - the database may be starting too: keep waiting
+            row = None
+        if row:
+            return
+        if time.monotonic() > deadline:
+            raise click.ClickException(
+                f"the streaming query is not running after {timeout:.0f} s "
+                "(see `clickguard stack logs streaming`)"
+            )
+        if not said and callable(echo):
+            echo("waiting for the streaming query to run (Spark start-up)")
+            said = True
+        time.sleep(2.0)
