@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -100,6 +101,9 @@ class Settings(BaseSettings):
     stream_lease_renew_s: float = Field(1.0, gt=0, description="Lease renewal interval")
     stream_lease_poll_s: float = Field(
         0.25, gt=0, description="How often a standby driver tries to take the lease"
+    )
+    stream_decode: Literal["driver", "workers"] = Field(
+        "driver", description="Where Avro is decoded: the driver (no Python workers) or workers"
     )
 
     # --- anomaly thresholds --------------------------------------------------------------------
@@ -204,10 +208,12 @@ class Settings(BaseSettings):
     chaos_observe_s: float = Field(20.0, description="Load kept on after the fault ends")
     chaos_recover_timeout_s: float = 180.0
     chaos_sample_s: float = Field(0.5, description="Lag sampling interval")
-    capacity_rates: list[int] = Field(default_factory=lambda: [5000, 10000, 20000, 30000])
+    capacity_rates: list[int] = Field(
+        default_factory=lambda: [2500, 5000, 7500, 10000, 12500, 15000, 20000]
+    )
     capacity_step_s: float = 30.0
     capacity_max_p95_ms: float = Field(
-        5000.0, description="A capacity step is sustainable only if e2e p95 stays under this"
+        2000.0, description="A capacity step is sustainable only if e2e p95 stays under this"
     )
     demo_rate: float = Field(1000.0, description="Events/s `clickguard demo` streams")
     demo_status_s: float = 5.0

@@ -1,4 +1,5 @@
-"""Decode and validate raw Kafka records: pure Python, run inside Spark's ``mapInArrow``.
+"""Decode and validate raw Kafka records: pure Python, run in the streaming driver on the batch's
+raw rows collected as Arrow (or, with ``stream_decode = "workers"``, inside Spark's ``mapInArrow``).
 
 Every input record leaves this module with a status: ``ok`` (a decoded, valid event) or ``dlq``
 with a :class:`~clickguard.contract.DlqReason` and a human-readable detail. Nothing is dropped:
@@ -29,6 +30,7 @@ from clickguard.contract import (
     DlqReason,
     RegistryClient,
     WireFormatError,
+    encode,
     parsed_schema,
     pg_text,
     split,
@@ -82,6 +84,11 @@ SPARK_DDL = ", ".join(
         ("raw_headers", "array<struct<key:string,value:binary>>"),
     ]
 )
+
+# The Kafka source columns the decoder reads (Spark's types: binary, binary, int, bigint,
+# timestamp, array<struct<key:string,value:binary>>).
+RAW_COLUMNS = ["key", "value", "partition", "offset", "timestamp", "headers"]
+WARMUP_SCHEMA_ID = 0  # the synthetic warm-up batch's schema id (never asked of the registry)
 
 UNKNOWN_TTL_S = 30.0  # re-ask the registry about an unknown id after this long
 
@@ -204,6 +211,8 @@ def decode_table(
     Raw key/value/headers are carried only for DLQ rows and for valid rows whose event time is
     before ``keep_raw_before`` (the watermark: those are routed late with their original bytes).
     """
+    if isinstance(batch, pa.Table):  # the driver's collected table: one chunk per column
+        batch = batch.combine_chunks()
     values = batch.column("value").to_pylist()
     now = now or datetime.now(UTC)
     event_names = [name for name, _ in EVENT_FIELDS]
@@ -263,3 +272,32 @@ def arrow_decoder(
             yield decode_table(b, schemas, keep_raw_before, None, max_future, max_string_bytes)
 
     return fn
+
+
+def warmup_schema(schema_id: int) -> Any:
+    """Writer schema lookup for :func:`warmup_batch` (the contract; KeyError for other ids)."""
+    if schema_id != WARMUP_SCHEMA_ID:
+        raise KeyError(schema_id)
+    return parsed_schema()
+
+
+def warmup_batch(now: datetime | None = None) -> pa.Table:
+    """A tiny raw batch shaped like Spark's Kafka rows: one valid event, one future-dated
+    (DLQ after decoding) and one record that is not in the wire format. Decoding it runs
+    fastavro, validation and the Arrow kernels once, before the first real batch."""
+    now = now or datetime.now(UTC)
+    ms = int(now.timestamp() * 1000)
+    base = {"event_id": "warm-up-1", "event_ts": ms, "ingest_ts": ms, "source": "warm-up",
+            "session_id": 1, "user_id": None, "event_type": "click", "item_id": 1,
+            "category": None, "price": None, "quantity": None, "page": None, "referrer": None}
+    future = {**base, "event_id": "warm-up-2", "event_ts": ms + 86_400_000}
+    values = [encode(base, WARMUP_SCHEMA_ID), encode(future, WARMUP_SCHEMA_ID), b"x"]
+    n = len(values)
+    return pa.table({
+        "key": pa.array([b"k"] * n, pa.binary()),
+        "value": pa.array(values, pa.binary()),
+        "partition": pa.array([0] * n, pa.int32()),
+        "offset": pa.array(range(n), pa.int64()),
+        "timestamp": pa.array([now] * n, TS),
+        "headers": pa.array([[{"key": "h", "value": b"v"}]] * n, HEADERS),
+    })

@@ -6,11 +6,12 @@ by :mod:`streaming_job.supervisor` as a child process (``stream_drivers`` of the
 with ``python -m streaming_job.job``. SIGTERM stops the query cleanly; SIGKILL is survivable: the
 next run resumes from the checkpoint and the ledger skips batches that were already committed.
 
-Warm standby: every driver starts its JVM and SparkSession, runs a tiny local decode job (Python
-workers forked and importing pyarrow, codegen done, the Kafka source classes loaded) and opens
-its database connection, then waits for the stream's lease (:mod:`streaming_job.lease`). Only
-the holder starts the query, from the shared checkpoint; the others re-warm every
-``WARM_EVERY_S`` (Spark ends idle Python workers after a minute). A driver that loses the lease
+Warm standby: every driver starts its JVM and SparkSession, warms the sink's per-batch paths and
+opens its database connection and Kafka producer (:func:`warm_up`), then waits for the stream's
+lease (:mod:`streaming_job.lease`). Only the holder starts the query, from the shared checkpoint;
+the others run a tiny Spark job in the background every ``WARM_EVERY_S`` (:func:`warm_spark`:
+task launch and Arrow collect stay warm; with ``stream_decode = "workers"`` it also keeps Spark's
+Python workers alive, which Spark ends after a minute idle). A driver that loses the lease
 exits with ``FENCED_RC`` and is restarted as a standby. Each driver publishes its role in
 ``<node dir>/driver-<slot>.json`` (read by ``clickguard stack status``); the active one writes
 its pid to ``<node dir>/job.pid`` (what ``clickguard stack kill streaming`` kills).
@@ -42,18 +43,26 @@ from streaming_job.sink import HEARTBEAT, BatchSink, _cores
 log = logging.getLogger("streaming_job.job")
 QUERY_NAME = "clickguard-stream"
 IDLE_BEAT_S = 5.0
-WARM_EVERY_S = 45.0  # a standby re-runs its warm-up job before Spark reaps idle Python workers
+WARM_EVERY_S = 45.0  # a standby re-runs warm_spark before Spark reaps idle Python workers
 ACTIVE_PID_FILE = "job.pid"
-# the columns of the Kafka source, for the warm-up job
+# the columns of the Kafka source, for the warm-up job of the "workers" decode path
 KAFKA_DDL = ("key binary, value binary, partition int, offset long, timestamp timestamp, "
              "headers array<struct<key: string, value: binary>>")
+# Per-batch fixed cost in local mode: no shuffle in the batch path (1 partition if the poison
+# re-read ever shuffles), no locality wait before launching a Kafka task, no empty batches.
+STREAM_CONF = {
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.shuffle.partitions": "1",
+    "spark.locality.wait": "0s",
+    "spark.sql.streaming.noDataMicroBatches.enabled": "false",
+}
 
 
 def spark_session(settings: Settings) -> Any:
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder
-    conf = spark_conf(settings, "clickguard-streaming", **{"spark.ui.showConsoleProgress": "false"})
+    conf = spark_conf(settings, "clickguard-streaming", **STREAM_CONF)
     for k, v in conf.items():
         builder = builder.config(k, v)
     spark = builder.getOrCreate()
@@ -85,21 +94,43 @@ def start_query(spark: Any, settings: Settings, sink: BatchSink) -> Any:
     )
 
 
-def warm_up(spark: Any, settings: Settings) -> float:
-    """Run the batch path once on one local record, so a standby's first real batch is warm:
-    Python workers forked with pyarrow and the decoder imported, mapInArrow/toArrow codegen, the
-    Kafka source resolved (no connection). Returns the seconds it took."""
+def warm_spark(spark: Any, settings: Settings) -> float:
+    """One tiny Spark job so a standby's first real batch is warm: task launch and the Arrow
+    collect path; with ``stream_decode = "workers"`` the batch path itself on one local record
+    (Python workers forked with pyarrow and the decoder imported, mapInArrow codegen). Returns
+    the seconds it took."""
     t0 = time.monotonic()
-    row = (None, b"clickguard-warm-up", 0, 0, datetime.now(UTC), None)
-    df = spark.createDataFrame([row], KAFKA_DDL)
     s = settings
-    df.coalesce(max(1, _cores(s.spark_master))).mapInArrow(
-        arrow_decoder(s.schema_registry_url, None, s.stream_max_future_minutes,
-                      s.stream_max_string_bytes),
-        SPARK_DDL,
-    ).toArrow()
-    (spark.readStream.format("kafka").option("kafka.bootstrap.servers", s.bootstrap_servers)
-     .option("subscribe", s.topic_raw).load())
+    if s.stream_decode == "workers":
+        row = (None, b"clickguard-warm-up", 0, 0, datetime.now(UTC), None)
+        df = spark.createDataFrame([row], KAFKA_DDL)
+        df.coalesce(max(1, _cores(s.spark_master))).mapInArrow(
+            arrow_decoder(s.schema_registry_url, None, s.stream_max_future_minutes,
+                          s.stream_max_string_bytes),
+            SPARK_DDL,
+        ).toArrow()
+    else:
+        spark.range(4, numPartitions=2).selectExpr(
+            "cast(cast(id as string) as binary) as value", "current_timestamp() as ts"
+        ).toArrow()
+    return time.monotonic() - t0
+
+
+def warm_up(spark: Any, sink: BatchSink, jvm: bool = False) -> float:
+    """Before the query starts: the sink's Python paths on a synthetic batch and its
+    connections, so the first real batch is not slow. ``jvm`` also runs :func:`warm_spark`:
+    worth it for a standby (it runs in the background there), not on the way to a query start,
+    where the first batch pays the same cost anyway and the extra job only delays the query
+    (minutes on a saturated machine). Returns the seconds it took."""
+    t0 = time.monotonic()
+    if jvm:
+        try:
+            warm_spark(spark, sink.settings)
+        except Exception as exc:  # noqa: BLE001 - best effort: the query surfaces real problems
+            log.warning("Spark warm-up failed: %s", exc)
+    spark_s = time.monotonic() - t0
+    sink_s = sink.warm_up()
+    log.info("warm-up: Spark %.2fs, sink %.2fs", spark_s, sink_s)
     return time.monotonic() - t0
 
 
@@ -220,20 +251,22 @@ def main() -> int:
     sink = BatchSink(settings, lease=lease)
     tracker = BatchTracker(sink)
     spark_s = time.monotonic() - t0
-    warm_s = warm_up(spark, settings)
-    sink._with_db_retry("connect", lambda conn: conn)  # connection and temp tables ready
-    log.info("driver %s warm: Spark %.1fs, warm-up job %.1fs; waiting for the lease",
+    warm_s = warm_up(spark, sink)  # sink paths, DB connection and temp tables, Kafka producer
+    log.info("driver %s warm: Spark %.1fs, warm-up %.1fs; waiting for the lease",
              holder, spark_s, warm_s)
     driver.publish("standby", warm=True, spark_start_s=round(spark_s, 1),
                    warm_up_s=round(warm_s, 1))
     active = threading.Event()
 
     def keep_warm() -> None:
-        """Re-run the warm-up in the background while standing by: never delays the lease
-        polling (on a loaded machine one warm-up can take longer than a takeover should)."""
-        while not active.wait(WARM_EVERY_S):
+        """Warm Spark in the background while standing by: never delays the lease polling (on
+        a loaded machine one warm-up can take longer than a takeover should). The first run
+        waits a little: a driver that gets the lease at once (the first start) skips it."""
+        wait = 2.0
+        while not active.wait(wait):
+            wait = WARM_EVERY_S
             try:
-                warm_up(spark, settings)
+                warm_spark(spark, settings)
             except Exception as exc:  # noqa: BLE001 - a cold worker is slower, not wrong
                 log.warning("re-warm failed: %s", stream_state.short_error(str(exc)))
 

@@ -28,6 +28,14 @@ import click
 from clickguard import db
 from clickguard.proof.report import Report
 from clickguard.proof.slo import compute_slo
+from clickguard.proof.stack_load import (
+    CpuSampler,
+    load_average,
+    missing_nodes,
+    node_pids,
+    require_whole_stack,
+    wait_stream_running,
+)
 from clickguard.proof.stream import LagMonitor, wait_caught_up
 from clickguard.settings import Settings, get_settings
 
@@ -53,6 +61,8 @@ class Step:
     e2e_p50_ms: float | None = None
     e2e_p95_ms: float | None = None
     e2e_p99_ms: float | None = None
+    drain_eps: float | None = None  # backlog left at the step's end / drain time: NOT sustained
+    cpu_pct: dict[str, float] = field(default_factory=dict)  # per node (% of one core) + total
     events: int = 0
     sustainable: bool = False
     why_not: list[str] = field(default_factory=list)
@@ -60,7 +70,7 @@ class Step:
 
 
 def run_step(settings: Settings, rate: int, step_s: float, max_p95_ms: float,
-             echo: Any = print) -> Step:
+             echo: Any = print, cpu: CpuSampler | None = None) -> Step:
     from clickguard.producer.core import produce, register_schemas
     from clickguard.producer.faults import FaultInjector
     from clickguard.producer.generator import Generator, GeneratorConfig
@@ -75,7 +85,10 @@ def run_step(settings: Settings, rate: int, step_s: float, max_p95_ms: float,
     records = FaultInjector(schema_id).records(gen.events())
     monitor = LagMonitor(settings, interval=0.5).start()
     t0 = datetime.now(UTC)
+    c0 = cpu.mark() if cpu else 0.0
     summary = produce(settings, records, rate=rate, duration=step_s, progress=None)
+    if cpu:
+        step.cpu_pct = cpu.percent(c0, cpu.mark())
     time.sleep(0.6)
     monitor.stop()
     step.acknowledged, step.failed = summary.acknowledged, summary.failed
@@ -87,6 +100,8 @@ def run_step(settings: Settings, rate: int, step_s: float, max_p95_ms: float,
     t_drain = time.monotonic()
     drained = wait_caught_up(settings, DRAIN_TIMEOUT_S, echo)
     step.drained_s = round(time.monotonic() - t_drain, 2) if drained else None
+    if drained and step.lag_end and step.drained_s:
+        step.drain_eps = round(step.lag_end / step.drained_s, 1)
     t2 = datetime.now(UTC)
     with db.connect(settings, "reader", autocommit=True) as conn:
         # batches of the step: committed from its start until the stream drained it
@@ -140,18 +155,26 @@ def lag_growth(series: list[tuple[float, int | None]], step_s: float) -> float |
 def run_capacity(settings: Settings, rates: list[int], step_s: float, max_p95_ms: float,
                  echo: Any = print, stop_at_first_failure: bool = True) -> list[Step]:
     steps: list[Step] = []
-    for rate in rates:
-        echo(f"step {rate:,} events/s for {step_s:.0f}s")
-        st = run_step(settings, rate, step_s, max_p95_ms, echo)
-        echo(
-            f"  produced {st.produced_eps:,.0f}/s, stream {st.stream_eps:,.0f}/s, lag growth "
-            f"{st.lag_growth_eps}/s, drained in {st.drained_s}s, batch p50 {st.batch_ms_p50} ms, "
-            f"e2e p95 {_r(st.e2e_p95_ms)} ms -> "
-            + ("sustainable" if st.sustainable else "NOT sustainable: " + "; ".join(st.why_not))
-        )
-        steps.append(st)
-        if stop_at_first_failure and not st.sustainable:
-            break
+    wait_stream_running(settings, echo=echo)
+    cpu = CpuSampler(node_pids(settings), interval=1.0).start()
+    try:
+        for i, rate in enumerate(rates, 1):
+            echo(f"step {i}/{len(rates)}: {rate:,} events/s for {step_s:.0f}s")
+            st = run_step(settings, rate, step_s, max_p95_ms, echo, cpu)
+            echo(
+                f"  produced {st.produced_eps:,.0f}/s, stream {st.stream_eps:,.0f}/s, lag growth "
+                f"{st.lag_growth_eps}/s, drained in {st.drained_s}s, batch p50 "
+                f"{st.batch_ms_p50} ms, e2e p50/p95/p99 {_r(st.e2e_p50_ms)}/"
+                f"{_r(st.e2e_p95_ms)}/{_r(st.e2e_p99_ms)} ms, CPU streaming "
+                f"{st.cpu_pct.get('streaming')} % of a core, stack {st.cpu_pct.get('total')} % "
+                "-> " + ("sustainable" if st.sustainable
+                         else "NOT sustainable: " + "; ".join(st.why_not))
+            )
+            steps.append(st)
+            if stop_at_first_failure and not st.sustainable:
+                break
+    finally:
+        cpu.stop()
     return steps
 
 
@@ -159,7 +182,8 @@ def _r(v: float | None) -> str:
     return "–" if v is None else f"{v:,.0f}"
 
 
-def capacity_report(steps: list[Step], step_s: float, max_p95_ms: float) -> Report:
+def capacity_report(steps: list[Step], step_s: float, max_p95_ms: float,
+                    whole_stack: bool = True) -> Report:
     ok = [s.target_eps for s in steps if s.sustainable]
     best = max(ok) if ok else None
     rows = [
@@ -168,7 +192,11 @@ def capacity_report(steps: list[Step], step_s: float, max_p95_ms: float) -> Repo
             "stream ev/s": s.stream_eps, "lag growth /s": s.lag_growth_eps,
             "batches": s.batches, "batch p50 ms": s.batch_ms_p50, "lag max": s.lag_max,
             "drained s": s.drained_s, "e2e p50 ms": s.e2e_p50_ms,
-            "e2e p95 ms": s.e2e_p95_ms, "sustainable": s.sustainable,
+            "e2e p95 ms": s.e2e_p95_ms, "e2e p99 ms": s.e2e_p99_ms,
+            "CPU streaming %core": s.cpu_pct.get("streaming"),
+            "CPU stack %": s.cpu_pct.get("total"),
+            "backlog drain ev/s (not sustained)": s.drain_eps,
+            "sustainable": s.sustainable,
             "why not": "; ".join(s.why_not) or "–",
         }
         for s in steps
@@ -185,7 +213,10 @@ def capacity_report(steps: list[Step], step_s: float, max_p95_ms: float) -> Repo
         ax1.legend(fontsize=8)
         ax1b = ax1.twinx()
         ax1b.plot(xs, [s.e2e_p95_ms or float("nan") for s in steps], "r^--", label="e2e p95")
-        ax1b.set_ylabel("e2e p95 (ms)", color="r")
+        ax1b.set_ylabel("e2e p95 (ms) / CPU %", color="r")
+        ax1b.plot(xs, [s.cpu_pct.get("total", float("nan")) for s in steps], "gx:",
+                  label="stack CPU % (of 2 cores)")
+        ax1b.legend(fontsize=8, loc="lower right")
         ax2 = fig.add_subplot(1, 2, 2)
         for s in steps:
             ax2.plot([t for t, _ in s.lag_series],
@@ -199,6 +230,7 @@ def capacity_report(steps: list[Step], step_s: float, max_p95_ms: float) -> Repo
         name="bench-capacity",
         title="Capacity ladder: highest sustainable event rate",
         data={"step_s": step_s, "max_p95_ms": max_p95_ms, "highest_sustainable_eps": best,
+              "whole_stack": whole_stack, "load_avg_end": load_average(),
               "steps": [asdict(s) for s in steps]},
         rows=rows,
         notes=[
@@ -211,6 +243,13 @@ def capacity_report(steps: list[Step], step_s: float, max_p95_ms: float) -> Repo
             "The load comes from the realistic generator in-process (ingest_ts = send time); "
             "a step the producer itself cannot reach on this machine says so in 'why not'.",
             "Original: stable to 15,000 events/s, failing at 20,000.",
+            "'backlog drain ev/s' = records left at the end of a step / time to commit them: "
+            "how fast the stream empties a backlog, a burst figure, NOT a sustained rate (only "
+            "'stream ev/s' of a sustainable step is).",
+            "CPU = mean over the step from /proc (each node's process tree), % of one core per "
+            "node; 'stack %' = all nodes in % of the machine's cores. "
+            + ("Whole stack up (stream, API, Dagster webserver and daemon)." if whole_stack
+               else "**Partial stack** (--partial-stack): not the figure as a user runs it."),
         ],
         plot=draw,
         passed=best is not None,
@@ -218,13 +257,16 @@ def capacity_report(steps: list[Step], step_s: float, max_p95_ms: float) -> Repo
 
 
 def capacity_cmd_impl(rates: list[int], step_s: float, out: Path | None, smoke: bool,
-                      keep_going: bool) -> None:
+                      keep_going: bool, partial_stack: bool = False) -> None:
     s = get_settings()
+    whole = not missing_nodes(s)
+    if not (partial_stack or smoke):  # smoke (CI) runs on the core stack, labelled partial
+        require_whole_stack(s)
     if smoke:
         rates, step_s = SMOKE_RATES, SMOKE_STEP_S
     steps = run_capacity(s, rates, step_s, s.capacity_max_p95_ms, echo=click.echo,
                          stop_at_first_failure=not keep_going)
-    report = capacity_report(steps, step_s, s.capacity_max_p95_ms)
+    report = capacity_report(steps, step_s, s.capacity_max_p95_ms, whole)
     paths = report.write(out or s.results_dir)
     click.echo(f"highest sustainable: {report.data['highest_sustainable_eps']} events/s")
     click.echo(f"wrote {paths['json']}, {paths['md']}, {paths['png']}")
@@ -233,16 +275,19 @@ def capacity_cmd_impl(rates: list[int], step_s: float, out: Path | None, smoke: 
 @click.command("capacity")
 @click.option("--rates", default=None, help="Comma-separated events/s (default capacity_rates).")
 @click.option("--step", "step_s", type=float, default=None, help="Seconds per step.")
-@click.option("--smoke", is_flag=True, help=f"CI mode: {SMOKE_RATES} ev/s, {SMOKE_STEP_S:.0f} s.")
+@click.option("--smoke", is_flag=True, help=f"CI mode: {SMOKE_RATES} ev/s, {SMOKE_STEP_S:.0f} s "
+              "(API and Dagster not required; the report says whether they were up).")
 @click.option("--keep-going", is_flag=True, help="Run every step even after a failing one.")
+@click.option("--partial-stack", is_flag=True,
+              help="Measure even if the API or Dagster is down (labelled in the report).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Results folder (default: settings.results_dir).")
 def capacity(rates: str | None, step_s: float | None, smoke: bool, keep_going: bool,
-             out: Path | None) -> None:
+             partial_stack: bool, out: Path | None) -> None:
     """Ladder of event rates: lag, batch duration, e2e p95; the highest sustainable rate."""
     s = get_settings()
     ladder = [int(r) for r in rates.split(",")] if rates else list(s.capacity_rates)
-    capacity_cmd_impl(ladder, step_s or s.capacity_step_s, out, smoke, keep_going)
+    capacity_cmd_impl(ladder, step_s or s.capacity_step_s, out, smoke, keep_going, partial_stack)
 
 
 if __name__ == "__main__":  # until `clickguard bench capacity` is wired into the bench group

@@ -101,6 +101,7 @@ PLAN: dict[str, Run | Excluded] = {
     "clickguard bench producer": Excluded(PROOF_SMOKE),
     "clickguard bench api": Excluded(PROOF_SMOKE),
     "clickguard bench capacity": Excluded(PROOF_SMOKE),
+    "clickguard bench latency --rate 5000 --minutes 5": Excluded(PROOF_SMOKE),
     "python -m bench.stream_bench": Excluded(BENCH),
     "python -m bench.anomaly_quality --rate 1000 --minutes 30": Excluded(BENCH),
     "clickguard fuzz-stream --records 100000": Excluded(

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from clickguard.proof.bench_api import api
 from clickguard.proof.bench_capacity import SMOKE_RATES, capacity
+from clickguard.proof.bench_latency import latency
 from clickguard.proof.demo import demo
 from clickguard.proof.slo import slo_report
 from clickguard.stack.manager import Stack
@@ -37,6 +38,28 @@ def test_capacity_smoke(streaming: Stack, tmp_path: Path) -> None:
         assert s["acknowledged"] > 0 and s["failed"] == 0
         assert s["events"] == s["acknowledged"]  # every produced event was stored and measured
         assert s["batches"] >= 1 and s["e2e_p95_ms"] > 0
+        assert s["e2e_p99_ms"] >= s["e2e_p95_ms"] >= s["e2e_p50_ms"] > 0
+        assert s["cpu_pct"]["streaming"] > 0 and s["cpu_pct"]["total"] > 0  # sampled per step
+    assert "whole_stack" in doc["data"]
+    assert any("NOT a sustained rate" in n for n in doc["notes"])  # drain figure labelled
+
+
+def test_latency_bench_measures_every_event(streaming: Stack, tmp_path: Path) -> None:
+    """A short `bench latency` run: every acknowledged event stored and in the percentiles."""
+    res = CliRunner().invoke(latency, [
+        "--rate", "400", "--minutes", "0.25", "--idle", "2", "--partial-stack",
+        "--out", str(tmp_path),
+    ])
+    assert res.exit_code == 0, res.output
+    doc = _well_formed(tmp_path, "bench-latency")
+    data = doc["data"]
+    assert data["acknowledged"] > 0 and data["failed"] == 0
+    assert data["stored"] == data["acknowledged"] and data["complete"]
+    assert sum(m["events"] for m in data["per_minute"]) == data["stored"]
+    e2e = data["slo"]["stages"]["end_to_end"]
+    assert e2e["p99"] >= e2e["p95"] >= e2e["p50"] > 0
+    assert data["cpu_pct"]["streaming"] > 0
+    _well_formed(tmp_path, "slo")
 
 
 def test_demo_runs_for_a_duration(streaming: Stack, tmp_path: Path) -> None:

@@ -14,11 +14,15 @@ from clickguard.contract import DlqReason, encode, parsed_schema, schema_json
 from clickguard.producer.faults import LATE, VALID, FaultConfig, FaultInjector, rogue_schema
 from clickguard.producer.generator import Generator, GeneratorConfig
 from streaming_job.decode import (
+    HEADERS,
     OUTPUT_SCHEMA,
+    WARMUP_SCHEMA_ID,
     RegistryUnavailable,
     SchemaCache,
     decode_table,
     decode_value,
+    warmup_batch,
+    warmup_schema,
 )
 
 CONTRACT, ROGUE, EVOLVED = 1, 2, 3
@@ -152,3 +156,60 @@ def test_decode_table_keeps_one_row_per_record_and_raw_bytes_only_where_needed()
     assert d["event_id"] == ["ok", "old", None, "neg"]  # invalid but decoded: id kept
     assert d["raw_value"] == [None, values[1], values[2], values[3]]
     assert d["kafka_offset"] == [10, 11, 12, 13]
+
+
+def raw_table(values: list[bytes | None], first_offset: int = 0) -> pa.Table:
+    """Kafka rows as the streaming driver collects them from Spark (every source column)."""
+    n = len(values)
+    now = datetime.now(UTC)
+    return pa.table({
+        "key": pa.array([b"k%d" % i for i in range(n)], pa.binary()),
+        "value": pa.array(values, pa.binary()),
+        "partition": pa.array([i % 3 for i in range(n)], pa.int32()),
+        "offset": pa.array(range(first_offset, first_offset + n), pa.int64()),
+        "timestamp": pa.array([now] * n, pa.timestamp("us", tz="UTC")),
+        "headers": pa.array([[{"key": "h", "value": b"%d" % i}] for i in range(n)], HEADERS),
+    })
+
+
+def test_driver_decode_of_a_chunked_table_equals_the_worker_path() -> None:
+    """The driver decodes the whole collected table (several Arrow chunks, one per Spark task);
+    the result must be row for row what the Python workers produced batch by batch."""
+    inj = FaultInjector(CONTRACT, FaultConfig.uniform(0.1), seed=3, rogue_schema_id=ROGUE)
+    values = [r.value for r in inj.records(Generator(GeneratorConfig(seed=4)).take(600))]
+    parts = [raw_table(values[:250]), raw_table(values[250:], first_offset=250)]
+    chunked = pa.concat_tables(parts)
+    assert chunked.column("value").num_chunks == 2
+    now = datetime.now(UTC)
+    wm = now - timedelta(minutes=10)
+    driver = decode_table(chunked, cache(), keep_raw_before=wm, now=now)
+    workers = pa.Table.from_batches([
+        decode_table(b, cache(), keep_raw_before=wm, now=now)
+        for p in parts for b in p.to_batches()
+    ])
+    assert driver.schema == OUTPUT_SCHEMA and driver.num_rows == len(values)
+    assert pa.Table.from_batches([driver]).equals(workers)
+    statuses = set(driver.column("status").to_pylist())
+    assert statuses == {"ok", "dlq"}  # both paths exercised
+    reasons = {r for r in driver.column("reason").to_pylist() if r}
+    assert reasons == {x.value for x in DlqReason}
+    dlq_headers = [
+        h for h, s in zip(driver.column("raw_headers").to_pylist(),
+                          driver.column("status").to_pylist(), strict=True) if s == "dlq"
+    ]
+    assert all(h and h[0]["key"] == "h" for h in dlq_headers)  # original headers kept
+
+
+def test_driver_decode_of_an_empty_batch() -> None:
+    out = decode_table(raw_table([]).slice(0, 0), cache())
+    assert out.num_rows == 0 and out.schema == OUTPUT_SCHEMA
+
+
+def test_warmup_batch_runs_every_path_without_a_registry() -> None:
+    """The start-up warm-up decodes a valid record and two DLQ ones with no registry at all."""
+    out = decode_table(warmup_batch(), SchemaCache(warmup_schema, retry_s=0))
+    d = out.to_pydict()
+    assert d["status"] == ["ok", "dlq", "dlq"]
+    assert d["reason"] == [None, DlqReason.OUT_OF_RANGE, DlqReason.NOT_WIRE_FORMAT]
+    with pytest.raises(KeyError):
+        warmup_schema(WARMUP_SCHEMA_ID + 1)
