@@ -42,6 +42,7 @@ KCAT_UNSUPPORTED = ("retry.backoff.max.ms",)
 SUBCOMMANDS = {
     "api": "clickguard.proof.bench_api:api",
     "capacity": "clickguard.proof.bench_capacity:capacity",
+    "cpu": "clickguard.proof.bench_cpu:cpu",
 }
 
 

@@ -213,7 +213,14 @@ def format_status(rows: list[NodeStatus]) -> str:
             f"{r.name:<18} {r.state:<13} {r.pid or '-':>8} {r.port or '-':>6} "
             f"{r.rss_mb if r.rss_mb is not None else '-':>8}  {detail}"
         )
+    lines.append(f"{'TOTAL':<18} {'':<13} {'':>8} {'':>6} {total_rss_mb(rows):>8}  "
+                 "RSS summed over every node's process tree (issue 10 budget: 4 GB)")
     return "\n".join(lines)
+
+
+def total_rss_mb(rows: list[NodeStatus]) -> float:
+    """Whole-stack RSS: the sum of the nodes' process-tree RSS (down nodes count 0)."""
+    return round(sum(r.rss_mb or 0.0 for r in rows), 1)
 
 
 if __name__ == "__main__":  # pragma: no cover
