@@ -1,10 +1,10 @@
 """A process whose CPU use is known exactly (used by test_usage.py).
 
 Reads commands on stdin, one per line, and answers "ok" on stdout when done:
-``burn S`` burns S seconds of its own CPU time; ``child S`` runs a child that burns S seconds and
-waits for it (its time then moves to our cutime); ``thread S`` burns S seconds in a thread
-named ``burner`` (prctl PR_SET_NAME), ``bgthread S`` the same without waiting; ``hold MB`` keeps MB MiB resident; ``spawn`` starts a
-long-lived child that holds 64 MiB and answers with its pid.
+``burn S`` burns S seconds of its own CPU time; ``child S`` runs a child that burns S seconds
+and waits for it (its time then moves to our cutime); ``thread S`` burns S seconds in a thread
+named ``burner`` (prctl PR_SET_NAME), ``bgthread S`` the same without waiting; ``hold MB``
+keeps MB MiB resident; ``spawn`` starts a long-lived child that holds 64 MiB, answers its pid.
 """
 
 import ctypes
