@@ -461,6 +461,11 @@ class RegistryNode(Node):
             "APICURIO_DATASOURCE_USERNAME": s.pg_superuser,
             "APICURIO_DATASOURCE_PASSWORD": s.pg_superuser_password,
             "APICURIO_CCOMPAT_LEGACY_ID_MODE_ENABLED": "true",
+            # Apicurio keeps 20 PostgreSQL connections open by default (each an idle backend
+            # process, ~10 MB of the stack's RSS); a few schema lookups need far fewer
+            "APICURIO_DATASOURCE_JDBC_INITIAL_SIZE": "2",
+            "APICURIO_DATASOURCE_JDBC_MIN_SIZE": "2",
+            "APICURIO_DATASOURCE_JDBC_MAX_SIZE": "10",
             "QUARKUS_LOG_LEVEL": "WARN",
             "QUARKUS_OTEL_SDK_DISABLED": "true",
         }
