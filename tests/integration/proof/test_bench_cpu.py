@@ -61,4 +61,5 @@ def test_bench_cpu_measures_every_node(whole_stack: Stack, tmp_path: Path) -> No
     summary = steps[1]["producer_summary"]
     assert summary["acknowledged"] > 0 and summary["failed"] == 0
     assert summary["acknowledged"] == summary["sent"]
+    assert steps[1]["produced_eps"] > 0 and steps[0]["reached_rate"] is True
     assert "whole machine busy %" in md and "**stack total**" in md

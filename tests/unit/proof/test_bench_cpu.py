@@ -40,9 +40,18 @@ def test_verdict_checks_only_the_steps_run() -> None:
     }
 
 
+def test_a_step_whose_producer_fell_short_is_not_checked() -> None:
+    short = {**_step(1000, 10.0, 1), "reached_rate": False, "produced_eps": 337.0}
+    assert verdict([short])["rate_1000_le_40pct"] is None
+
+
 def test_table_has_a_row_per_node_and_the_totals() -> None:
-    rows = table_rows({"steps": [_step(0, 3.0, 100), _step(1000, 20.0, 120)]})
+    with_producer = _step(1000, 20.0, 120)
+    with_producer["nodes"]["producer"] = {"cpu_pct_one_core": 9.0, "rss_mb_max": 80}
+    rows = table_rows({"steps": [_step(0, 3.0, 100), with_producer]})
     assert [r["node"] for r in rows] == [
         "kafka-1", "**stack total**", "stack, % of 2 cores", "whole machine busy %",
+        "producer ev/s reached", "producer",
     ]
     assert rows[0]["CPU % 1 core @1000"] == 40.0 and rows[1]["RSS MB @0"] == 100
+    assert rows[-1]["CPU % 1 core @0"] is None and rows[-1]["CPU % 1 core @1000"] == 9.0
