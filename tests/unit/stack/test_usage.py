@@ -102,3 +102,13 @@ def test_hot_threads_name_the_thread_that_burns(burner: Burner) -> None:
     assert hot == sorted(hot, key=lambda kv: -kv[1])
     # the thread's share is its ticks over the window, in % of one core
     assert pct == pytest.approx((t1[name] - t0.get(name, 0)) * TICK_S / 0.5 * 100)
+
+
+def test_stack_status_prints_the_whole_stack_rss() -> None:
+    from clickguard.stack.manager import format_status
+    from clickguard.stack.nodes import NodeStatus
+
+    rows = [NodeStatus("kafka-1", 1, 9092, "healthy", 400.5),
+            NodeStatus("api", 2, 8000, "healthy", 200.25), NodeStatus("x", None, None, "down")]
+    last = format_status(rows).splitlines()[-1]
+    assert last.split()[:2] == ["TOTAL", "600.8"]
