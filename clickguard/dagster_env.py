@@ -1,6 +1,6 @@
 """Launcher of the Dagster processes: one instance (PostgreSQL storage) for UI, daemon and CLI.
 
-``python -m clickguard.dagster_env webserver|daemon`` renders ``dagster.yaml`` (repo template)
+``python -m clickguard.dagster_env webserver|daemon|code`` renders ``dagster.yaml`` (repo template)
 into ``DAGSTER_HOME`` and execs the Dagster process; ``python -m clickguard.dagster_env home``
 does only the rendering and prints the folder, for ``export DAGSTER_HOME=$(...)`` in the venv's
 activate script, so a ``dagster asset materialize`` from the shell lands in the same instance
@@ -59,17 +59,50 @@ def process_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+LOCATION_NAME = "clickguard"
+
+
+def code_port(settings: Settings) -> int:
+    return settings.dagster_code_port or settings.dagster_port + 1
+
+
+def stack_workspace(settings: Settings) -> Path:
+    """Workspace of the stack's webserver and daemon: the ONE code server of the stack.
+
+    With a ``python_module`` workspace each of them spawns its own code server, and the daemon
+    replaces its own every 60 s (Dagster's RELOAD_WORKSPACE_INTERVAL), importing the definitions
+    again each time: about a tenth of a core and 330 MB spent on an idle stack (issue 10).
+    """
+    path = prepare_home(settings) / "workspace.yaml"
+    text = (
+        "# written by clickguard.dagster_env: the stack's shared code server (node dagster-code)\n"
+        "load_from:\n  - grpc_server:\n"
+        f"      host: \"{settings.dagster_host}\"\n      port: {code_port(settings)}\n"
+        f"      location_name: \"{LOCATION_NAME}\"\n"
+    )
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
 def command(settings: Settings, role: str) -> list[str]:
-    """argv of the ``webserver`` or ``daemon`` process (binaries from this interpreter's venv)."""
+    """argv of the ``webserver``, ``daemon`` or ``code`` server process (this venv's binaries)."""
     bin_dir = Path(sys.executable).parent
     if role == "webserver":
         return [
             str(bin_dir / "dagster-webserver"), "-h", settings.dagster_host,
-            "-p", str(settings.dagster_port), "-w", str(WORKSPACE),
+            "-p", str(settings.dagster_port), "-w", str(stack_workspace(settings)),
         ]
     if role == "daemon":
-        return [str(bin_dir / "dagster-daemon"), "run", "-w", str(WORKSPACE)]
-    raise SystemExit(f"unknown role {role!r}: use webserver, daemon or home")
+        return [str(bin_dir / "dagster-daemon"), "run", "-w", str(stack_workspace(settings))]
+    if role == "code":
+        # loads the definitions before it listens: an open port means the code is loaded
+        return [
+            str(bin_dir / "dagster"), "api", "grpc", "-h", settings.dagster_host,
+            "-p", str(code_port(settings)), "-m", MODULE_NAME, "--location-name", LOCATION_NAME,
+            "--log-level", "warning",
+        ]
+    raise SystemExit(f"unknown role {role!r}: use webserver, daemon, code or home")
 
 
 def main(argv: list[str]) -> None:

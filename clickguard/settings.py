@@ -151,6 +151,9 @@ class Settings(BaseSettings):
     # --- Dagster -------------------------------------------------------------------------------
     dagster_host: str = "127.0.0.1"
     dagster_port: int = 3000
+    dagster_code_port: int | None = Field(
+        None, description="gRPC port of the shared Dagster code server; unset = dagster_port + 1"
+    )
     dagster_home: Path | None = Field(None, description="DAGSTER_HOME; unset = <home>/dagster-home")
     session_gap_minutes: float = Field(30.0, description="Inactivity gap that ends a session")
     batch_change_overlap_s: float = Field(

@@ -43,6 +43,7 @@ SUBCOMMANDS = {
     "api": "clickguard.proof.bench_api:api",
     "capacity": "clickguard.proof.bench_capacity:capacity",
     "latency": "clickguard.proof.bench_latency:latency",
+    "cpu": "clickguard.proof.bench_cpu:cpu",
 }
 
 

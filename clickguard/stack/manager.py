@@ -52,13 +52,18 @@ def app_nodes(settings: Settings) -> list[PythonNode]:
             module_argv=["api.serve"],
             health_url=f"http://{settings.api_host}:{settings.api_port}/health",
         ),
+        PythonNode(  # one code server for the webserver and the daemon (clickguard.dagster_env)
+            "dagster-code", settings, settings.dagster_code_port or settings.dagster_port + 1,
+            needs=["postgres"], module_argv=["clickguard.dagster_env", "code"],
+        ),
         PythonNode(
-            "dagster-webserver", settings, settings.dagster_port, needs=["postgres"],
+            "dagster-webserver", settings, settings.dagster_port,
+            needs=["postgres", "dagster-code"],
             module_argv=["clickguard.dagster_env", "webserver"],
             health_url=f"http://{settings.dagster_host}:{settings.dagster_port}/server_info",
         ),
         PythonNode(
-            "dagster-daemon", settings, None, needs=["postgres"],
+            "dagster-daemon", settings, None, needs=["postgres", "dagster-code"],
             module_argv=["clickguard.dagster_env", "daemon"],
         ),
     ]
@@ -125,6 +130,9 @@ class Stack:
         for n in wanted:
             if n in INFRA:
                 continue
+            for dep in self.nodes[n].needs:  # an app node another one needs is ready first
+                if dep in wanted and dep not in INFRA:
+                    self._wait(dep, timeout)
             self._start(n)
         for n in wanted:
             if n not in INFRA:
@@ -213,7 +221,14 @@ def format_status(rows: list[NodeStatus]) -> str:
             f"{r.name:<18} {r.state:<13} {r.pid or '-':>8} {r.port or '-':>6} "
             f"{r.rss_mb if r.rss_mb is not None else '-':>8}  {detail}"
         )
+    lines.append(f"{'TOTAL':<18} {'':<13} {'':>8} {'':>6} {total_rss_mb(rows):>8}  "
+                 "RSS summed over every node's process tree (issue 10 budget: 4 GB)")
     return "\n".join(lines)
+
+
+def total_rss_mb(rows: list[NodeStatus]) -> float:
+    """Whole-stack RSS: the sum of the nodes' process-tree RSS (down nodes count 0)."""
+    return round(sum(r.rss_mb or 0.0 for r in rows), 1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -48,7 +48,7 @@ COMMAND_WORDS = {"make", "clickguard", "dagster", "curl", "source", "docker", "p
 # assertion is that the data comes at all, within a bound that a slow CI machine also meets.
 FIRST_DATA_DEADLINE_S = float(os.environ.get("CLICKGUARD_FIRST_DATA_DEADLINE_S", "900"))
 NODES = ("postgres", "kafka-1", "kafka-2", "kafka-3", "registry", "streaming", "api",
-         "dagster-webserver", "dagster-daemon")
+         "dagster-code", "dagster-webserver", "dagster-daemon")
 BATCH_ASSETS = ("daily_sessions", "session_funnel", "daily_metrics", "popular_items",
                 "popular_categories", "anomaly_daily_summary")
 PROOF_SMOKE = ("covered by its smoke test (tests/integration/proof/, tests/e2e/proof/); the "
@@ -102,6 +102,7 @@ PLAN: dict[str, Run | Excluded] = {
     "clickguard bench api": Excluded(PROOF_SMOKE),
     "clickguard bench capacity": Excluded(PROOF_SMOKE),
     "clickguard bench latency --rate 5000 --minutes 5": Excluded(PROOF_SMOKE),
+    "clickguard bench cpu": Excluded(PROOF_SMOKE),
     "python -m bench.stream_bench": Excluded(BENCH),
     "python -m bench.anomaly_quality --rate 1000 --minutes 30": Excluded(BENCH),
     "clickguard fuzz-stream --records 100000": Excluded(

@@ -106,3 +106,15 @@ def test_committed_offsets_formats() -> None:
     assert committed_offsets(ledger, "t") == {0: 20, 1: 8, 2: 4}
     assert committed_offsets(['{"t": {"0": 5, "1": 7}}'], "t") == {0: 5, 1: 7}
     assert committed_offsets([None, {}], "t") == {}
+
+
+def test_webserver_and_daemon_share_the_stack_code_server(tmp_path: Path) -> None:
+    """One `dagster api grpc` node serves both: no code server spawned (and respawned) by each."""
+    s = Settings(home=tmp_path, dagster_port=3123)
+    code = command(s, "code")
+    assert code[1:3] == ["api", "grpc"] and code[code.index("-p") + 1] == "3124"
+    workspace = Path(command(s, "webserver")[6])
+    assert workspace == Path(command(s, "daemon")[3]) == tmp_path / "dagster-home/workspace.yaml"
+    entry = yaml.safe_load(workspace.read_text())["load_from"][0]["grpc_server"]
+    assert entry == {"host": "127.0.0.1", "port": 3124, "location_name": "clickguard"}
+    assert code[code.index("--location-name") + 1] == entry["location_name"]

@@ -1,0 +1,57 @@
+"""`bench cpu` input checks and verdict: bad input is a clear error, a down stack is named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from clickguard.proof.bench_cpu import cpu, run_cpu_bench, table_rows, verdict
+from clickguard.settings import Settings
+
+
+@pytest.mark.parametrize("args", [["--steps", "0,abc"], ["--steps", "-5"], ["--step-s", "0"]])
+def test_bad_options_are_clear_errors(args: list[str]) -> None:
+    res = CliRunner().invoke(cpu, args)
+    assert res.exit_code == 2 and "Invalid value" in res.output, res.output
+
+
+def test_a_down_stack_is_named_not_measured(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, home=tmp_path)  # nothing runs from this folder
+    with pytest.raises(click.ClickException, match="nodes down: postgres, kafka-1"):
+        run_cpu_bench(settings, [0], 1.0, 0.0, 0.5, echo=lambda _m: None)
+
+
+def _step(rate: int, pct: float, rss: float) -> dict:
+    node = {"cpu_pct_one_core": pct * 2, "rss_mb_max": rss}
+    return {"rate": rate, "cores": 2, "nodes": {"kafka-1": node}, "stack_cpu_pct_machine": pct,
+            "stack_cpu_pct_one_core": pct * 2, "stack_rss_mb_max": rss,
+            "machine_busy_pct": 50.0}
+
+
+def test_verdict_checks_only_the_steps_run() -> None:
+    assert verdict([_step(0, 5.0, 100)]) == {
+        "idle_le_5pct": True, "rate_1000_le_40pct": None, "rss_5000_le_4gb": None,
+    }
+    assert verdict([_step(0, 5.1, 1), _step(1000, 40.0, 1), _step(5000, 1, 4097)]) == {
+        "idle_le_5pct": False, "rate_1000_le_40pct": True, "rss_5000_le_4gb": False,
+    }
+
+
+def test_a_step_whose_producer_fell_short_is_not_checked() -> None:
+    short = {**_step(1000, 10.0, 1), "reached_rate": False, "produced_eps": 337.0}
+    assert verdict([short])["rate_1000_le_40pct"] is None
+
+
+def test_table_has_a_row_per_node_and_the_totals() -> None:
+    with_producer = _step(1000, 20.0, 120)
+    with_producer["nodes"]["producer"] = {"cpu_pct_one_core": 9.0, "rss_mb_max": 80}
+    rows = table_rows({"steps": [_step(0, 3.0, 100), with_producer]})
+    assert [r["node"] for r in rows] == [
+        "kafka-1", "**stack total**", "stack, % of 2 cores", "whole machine busy %",
+        "producer ev/s reached", "producer",
+    ]
+    assert rows[0]["CPU % 1 core @1000"] == 40.0 and rows[1]["RSS MB @0"] == 100
+    assert rows[-1]["CPU % 1 core @0"] is None and rows[-1]["CPU % 1 core @1000"] == 9.0

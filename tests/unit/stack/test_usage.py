@@ -1,0 +1,114 @@
+"""/proc sampling maths on real processes whose CPU and memory use are known exactly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from clickguard.stack import usage
+
+BURNER = Path(__file__).with_name("_burner.py")
+TICK_S = 1 / usage.CLK_TCK
+# command round-trips cost a few ticks of interpreter time besides the burn itself
+SLACK_TICKS = 5
+
+
+class Burner:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, str(BURNER)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        assert self._read() == "ready"
+
+    def _read(self) -> str:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.readline().strip()
+
+    def do(self, command: str) -> str:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+
+@pytest.fixture
+def burner() -> Iterator[Burner]:
+    b = Burner()
+    yield b
+    b.proc.kill()  # its children are killed by their own stdin closing (EOF ends the loop)
+    b.proc.wait(10)
+
+
+def test_cpu_percent_is_the_burned_cpu_time_over_the_wall_time(burner: Burner) -> None:
+    before = usage.sample_tree(burner.proc.pid)
+    assert burner.do("burn 0.5") == "ok"
+    after = usage.sample_tree(burner.proc.pid)
+    ticks = after.ticks - before.ticks
+    assert 0.5 / TICK_S - 1 <= ticks <= 0.5 / TICK_S + SLACK_TICKS
+    wall = after.at - before.at
+    assert usage.cpu_percent(before, after) == pytest.approx(ticks * TICK_S / wall * 100)
+    assert usage.cpu_percent(before, after, cores=2) == pytest.approx(
+        usage.cpu_percent(before, after) / 2
+    )
+    with pytest.raises(ValueError):
+        usage.cpu_percent(after, before)
+
+
+def test_a_reaped_child_keeps_its_cpu_time_in_the_tree(burner: Burner) -> None:
+    """A child that burned 0.5 s and exited between two samples still counts (cutime)."""
+    own0 = usage.cpu_ticks(burner.proc.pid, children=False)
+    before = usage.sample_tree(burner.proc.pid)
+    assert burner.do("child 0.5") == "ok"
+    after = usage.sample_tree(burner.proc.pid)
+    assert after.pids == before.pids == (burner.proc.pid,)  # the child is gone
+    assert after.ticks - before.ticks >= 0.5 / TICK_S - 1
+    # the parent itself only waited: without the reaped child's time the sum would be wrong
+    assert usage.cpu_ticks(burner.proc.pid, children=False) - own0 < 0.5 / TICK_S / 2
+
+
+def test_rss_is_summed_over_the_process_tree(burner: Burner) -> None:
+    child = int(burner.do("spawn"))  # a child holding 64 MiB
+    assert burner.do("hold 32") == "ok"
+    tree = usage.sample_tree(burner.proc.pid, with_pss=True)
+    assert tree.pids == (burner.proc.pid, child)
+    parent, leaf = (usage.process_rss_kb(p) for p in tree.pids)
+    assert tree.rss_kb == parent + leaf  # nothing allocates between the reads
+    assert parent >= 32 * 1024 and leaf >= 64 * 1024
+    assert usage.sample_tree(child).rss_kb == leaf  # a leaf's tree is itself
+    assert tree.pss_kb <= tree.rss_kb and tree.pss_kb >= 96 * 1024
+
+
+def test_a_missing_process_is_an_empty_sample() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait(10)
+    s = usage.sample_tree(proc.pid)
+    assert (s.pids, s.ticks, s.rss_kb) == ((), 0, 0)
+    assert usage.sample_tree(None).pids == ()
+
+
+def test_hot_threads_name_the_thread_that_burns(burner: Burner) -> None:
+    pids = (burner.proc.pid,)
+    t0 = usage.tree_thread_ticks(pids)
+    assert burner.do("bgthread 2") == "ok"  # 2 s of CPU: still burning when we read again
+    time.sleep(0.5)
+    t1 = usage.tree_thread_ticks(pids)
+    hot = usage.hot_threads(t0, t1, 0.5)
+    name, pct = hot[0]
+    assert name.endswith("/burner") and pct > 0
+    assert hot == sorted(hot, key=lambda kv: -kv[1])
+    # the thread's share is its ticks over the window, in % of one core
+    assert pct == pytest.approx((t1[name] - t0.get(name, 0)) * TICK_S / 0.5 * 100)
+
+
+def test_stack_status_prints_the_whole_stack_rss() -> None:
+    from clickguard.stack.manager import format_status
+    from clickguard.stack.nodes import NodeStatus
+
+    rows = [NodeStatus("kafka-1", 1, 9092, "healthy", 400.5),
+            NodeStatus("api", 2, 8000, "healthy", 200.25), NodeStatus("x", None, None, "down")]
+    last = format_status(rows).splitlines()[-1]
+    assert last.split()[:2] == ["TOTAL", "600.8"]
