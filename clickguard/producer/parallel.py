@@ -160,18 +160,25 @@ def produce_parallel(
         procs.append(proc)
     outcomes = _collect(procs, results, counters, workers, progress)
     errors = [o["error"] for o in outcomes.values() if o.get("error")]
-    if len(outcomes) < workers:
-        dead = [p.exitcode for i, p in enumerate(procs) if i not in outcomes]
-        errors.append(f"{len(dead)} producer worker(s) died (exit codes {dead})")
     if ledger:
         _concat_ledgers(ledger, workers)
-    if errors and not any(o.get("summary") for o in outcomes.values()):
+    done = [o["summary"] for o in outcomes.values() if o.get("summary")]
+    if errors and not done:
         raise ProducerError("; ".join(sorted(set(errors))))
-    summary = _merge([o["summary"] for o in outcomes.values() if o.get("summary")], outcomes,
-                     rate, ledger)
-    if errors:  # a worker that failed after others worked: its records are not acknowledged
-        summary.errors = {**summary.errors, **{e: 1 for e in errors}}
-        summary.failed += len(errors)
+    summary = _merge(done, outcomes, rate, ledger) if done else ProduceSummary(
+        topic=topic or settings.topic_raw, rate_target=rate)
+    for w, proc in enumerate(procs):
+        o = outcomes.get(w, {})
+        if o.get("summary"):
+            continue
+        # a worker that died (or failed) after sending: what it last reported counts, and every
+        # record it sent without a known acknowledgement is failed; the exit code says so
+        sent, acked, failed = counters[3 * w], counters[3 * w + 1], counters[3 * w + 2]
+        why = o.get("error") or f"producer worker {w} died (exit code {proc.exitcode})"
+        summary.sent += sent
+        summary.acknowledged += acked
+        summary.failed += max(1, sent - acked, failed)
+        summary.errors = {**summary.errors, why: max(1, sent - acked, failed)}
     gts = merge_ground_truth([o.get("ground_truth", []) for o in outcomes.values()])
     return ParallelResult(summary, gts, workers)
 

@@ -197,7 +197,7 @@ def run_producer_bench(
             if k and rate is None:  # paced (smoke) runs are not a speed comparison
                 phase["ratio_ours_to_kcat"] = round(phase["ours"]["throughput_eps"] / k, 3)
         result["phases"].append(phase)
-        if not action and rate is None:
+        if not action:  # (unpaced in --smoke too: a small count is cheap)
             # as users run it: the literal `clickguard produce --count N` (no rate limit), which
             # generates, faults and encodes while sending, in worker processes
             echo(f"phase as_users_run_it: clickguard produce --count {count}")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -80,3 +82,29 @@ def test_one_worker_sends_the_same_records(settings: Settings, topic: str, tmp_p
         return Counter((r.split("\t")[0], r.split("\t")[1]) for r in rows)
 
     assert ids(one) == ids(two)
+
+
+def test_a_killed_worker_fails_the_run_loudly(topic: str, tmp_path: Path) -> None:
+    """SIGKILL one worker for real: the command exits 1 and names it; the other one finishes."""
+    out = tmp_path / "summary.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clickguard.cli", "produce", "--duration", "15", "--topic", topic,
+         "--workers", "2", "--summary", str(out)],
+        env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert proc.stderr is not None
+    children: list[int] = []
+    deadline = time.monotonic() + 120
+    for line in proc.stderr:  # progress lines: the workers are sending once sent > 0
+        if line.startswith("sent=") and not line.startswith("sent=0 "):
+            children = [int(c) for c in Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+                        .read_text().split()]
+            break
+        assert time.monotonic() < deadline, "no progress line with records sent"
+    assert len(children) >= 2, children  # the workers (and the queue's feeder, if any)
+    os.kill(children[0], signal.SIGKILL)
+    proc.stderr.read()
+    assert proc.wait(timeout=180) == 1
+    s = json.loads(out.read_text())
+    assert any("died (exit code -9)" in e for e in s["errors"]), s["errors"]
+    assert s["failed"] >= 1 and s["acknowledged"] > 0
