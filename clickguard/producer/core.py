@@ -204,6 +204,8 @@ def produce(
     deadline = t0 + duration if duration else None
     next_report = t0 + 1.0
     last_sent = sent = 0
+    interrupted = False
+    chunk: list[Record] = []
     produce_fn, poll, shared_cb = p.produce, p.poll, dr.callback
     try:
         while True:
@@ -247,6 +249,7 @@ def produce(
             if (deadline and now >= deadline) or (stop is not None and stop.is_set()):
                 break
     except KeyboardInterrupt:
+        interrupted = True
         if progress:
             progress("interrupted: waiting for the records already sent to be acknowledged")
     summary.send_s = time.monotonic() - t0
@@ -264,6 +267,12 @@ def produce(
         th.join(timeout=300)
     if ledger_file:
         ledger_file.close()
+    if interrupted:  # Ctrl-C may land mid-chunk: librdkafka knows how many it was given
+        produced = dr.acked + dr.failed + len(p)
+        if sent < produced <= sent + len(chunk):
+            kinds.update(map(_KIND, chunk[: produced - sent]))
+            types.update(map(_TYPE, chunk[: produced - sent]))
+            sent = produced
     summary.sent = sent
     summary.acknowledged = dr.acked
     summary.failed = dr.failed + len(p)  # still queued after the flush timeout = not delivered

@@ -242,26 +242,26 @@ def _collect(
     last_sent = 0
     interrupted = False
     while len(outcomes) < workers:
-        try:
-            got = results.get(timeout=1.0)
-            outcomes[got["worker"]] = got
-        except queue.Empty:
-            if all(not p.is_alive() for p in procs) and results.empty():
-                break  # a worker died without a word (killed): do not wait forever
-        except KeyboardInterrupt:  # the workers got it too: they flush, then report
+        try:  # Ctrl-C anywhere in here: the workers got it too; they flush, then report
+            try:
+                got = results.get(timeout=1.0)
+                outcomes[got["worker"]] = got
+            except queue.Empty:
+                if all(not p.is_alive() for p in procs) and results.empty():
+                    break  # a worker died without a word (killed): do not wait forever
+            now = time.monotonic()
+            if progress and now - last_t >= 1.0 and len(outcomes) < workers:
+                sent = sum(counters[3 * i] for i in range(workers))
+                acked = sum(counters[3 * i + 1] for i in range(workers))
+                failed = sum(counters[3 * i + 2] for i in range(workers))
+                progress(f"sent={sent} acked={acked} failed={failed} "
+                         f"rate={(sent - last_sent) / (now - last_t):,.0f}/s workers={workers} "
+                         f"elapsed={now - t0:.0f}s")
+                last_sent, last_t = sent, now
+        except KeyboardInterrupt:
             if not interrupted and progress:
                 progress("interrupted: waiting for the records already sent to be acknowledged")
             interrupted = True
-            continue
-        now = time.monotonic()
-        if progress and now - last_t >= 1.0 and len(outcomes) < workers:
-            sent = sum(counters[3 * i] for i in range(workers))
-            acked = sum(counters[3 * i + 1] for i in range(workers))
-            failed = sum(counters[3 * i + 2] for i in range(workers))
-            progress(f"sent={sent} acked={acked} failed={failed} "
-                     f"rate={(sent - last_sent) / (now - last_t):,.0f}/s workers={workers} "
-                     f"elapsed={now - t0:.0f}s")
-            last_sent, last_t = sent, now
     for p in procs:
         p.join(timeout=30)
     return outcomes

@@ -108,3 +108,30 @@ def test_a_killed_worker_fails_the_run_loudly(topic: str, tmp_path: Path) -> Non
     s = json.loads(out.read_text())
     assert any("died (exit code -9)" in e for e in s["errors"]), s["errors"]
     assert s["failed"] >= 1 and s["acknowledged"] > 0
+
+
+def test_ctrl_c_stops_every_worker_with_nothing_lost(
+    settings: Settings, topic: str, tmp_path: Path
+) -> None:
+    """SIGINT to the whole process group, as a terminal sends it: every sent record is acked."""
+    out, ledger = tmp_path / "summary.json", tmp_path / "ledger.tsv"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clickguard.cli", "produce", "--duration", "120", "--topic", topic,
+         "--workers", "2", "--summary", str(out), "--ledger", str(ledger)],
+        env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 120
+    for line in proc.stderr:
+        if line.startswith("sent=") and not line.startswith("sent=0 "):
+            break
+        assert time.monotonic() < deadline, "no progress line with records sent"
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.stderr.read()
+    assert proc.wait(timeout=180) == 0
+    s = json.loads(out.read_text())
+    assert s["failed"] == 0 and s["sent"] == s["acknowledged"] > 0
+    assert s["duration_s"] < 110  # it stopped on the signal, not at --duration
+    assert len(ledger.read_text().splitlines()) == s["acknowledged"]
+    assert len(read_all(settings, topic)) == s["acknowledged"]
