@@ -26,7 +26,7 @@ from typing import Any
 
 from clickguard.producer.core import ProducerError, ProduceSummary, latency_percentiles, produce
 from clickguard.producer.faults import FaultConfig, FaultInjector, Record
-from clickguard.producer.generator import Generator, GeneratorConfig, GroundTruth
+from clickguard.producer.generator import ANOMALY_TYPES, Generator, GeneratorConfig, GroundTruth
 from clickguard.settings import Settings
 
 SHARDS = 4  # fixed: the data of a seed must not depend on the machine's core count
@@ -67,8 +67,12 @@ def shard_records(
     gens: list[Generator] = []
     streams: list[Iterator[Record]] = []
     for shard in shard_ids:
+        # each shard starts the anomaly cycle at another type, so a short run still gets the
+        # first types of the cycle, as the single stream did
+        k = shard % len(ANOMALY_TYPES)
         gen = Generator(
             GeneratorConfig(seed=spec.seed, run_id=spec.run_id, anomaly_every=spec.anomaly_every,
+                            anomaly_types=(*ANOMALY_TYPES[k:], *ANOMALY_TYPES[:k]),
                             shard=shard, shards=spec.shards),
             clock=clock,
         )
@@ -76,9 +80,11 @@ def shard_records(
             spec.schema_id, spec.faults, seed=_injector_seed(spec, shard),
             rogue_schema_id=spec.rogue_id, watermark_minutes=spec.watermark_minutes, clock=clock,
         )
-        records = inj.records(gen.events())
-        if spec.count is not None:
-            records = itertools.islice(records, shard_count(spec.count, shard, spec.shards))
+        if spec.count is None:
+            records = inj.records(gen.events())
+        else:  # the event limit never cuts an anomaly block (duplicates only add records)
+            n = shard_count(spec.count, shard, spec.shards)
+            records = itertools.islice(inj.records(gen.events(n)), n)
         gens.append(gen)
         streams.append(records)
     return _interleave(streams), gens
