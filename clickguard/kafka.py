@@ -36,7 +36,10 @@ def producer_config(settings: Settings, **overrides: object) -> dict[str, object
         "max.in.flight.requests.per.connection": 5,
         "retries": 2_147_483_647,
         "retry.backoff.ms": 100,
-        "retry.backoff.max.ms": 1000,
+        # a retry after a leader change goes out within 250 ms of the new leader being known
+        # (a broker SIGKILL costs the session timeout, not that plus a 1-s backoff)
+        "retry.backoff.max.ms": 250,
+        "socket.connection.setup.timeout.ms": 5_000,  # a hung (not dead) broker: fail over sooner
         "delivery.timeout.ms": 120_000,
         "request.timeout.ms": 10_000,
         "compression.type": "lz4",

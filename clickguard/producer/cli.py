@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,7 +12,13 @@ import click
 from clickguard.producer.core import ProducerError, register_schemas
 from clickguard.producer.core import produce as produce_records
 from clickguard.producer.faults import FaultConfig, FaultInjector
-from clickguard.producer.generator import Generator, GeneratorConfig
+from clickguard.producer.parallel import (
+    SHARDS,
+    ParallelResult,
+    RunSpec,
+    auto_workers,
+    produce_parallel,
+)
 from clickguard.settings import get_settings
 
 
@@ -44,6 +51,9 @@ from clickguard.settings import get_settings
 @click.option("--summary", "summary_path", type=click.Path(path_type=Path), default=None,
               help="Also write the final JSON summary here.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
+@click.option("--workers", type=click.IntRange(1, SHARDS), default=None,
+              help="Processes generating + sending (default: every core when unpaced or "
+                   "--rate >= 20,000, else 1); the records do not depend on it.")
 def produce(
     rate: float | None,
     duration: float | None,
@@ -62,41 +72,53 @@ def produce(
     ground_truth: Path | None,
     summary_path: Path | None,
     quiet: bool,
+    workers: int | None,
 ) -> None:
     """Produce clickstream events to Kafka (acks=all, idempotent) and print a JSON summary.
 
-    Runs until --count/--duration (or the replay's end, or Ctrl-C).
+    Runs until --count/--duration (or the replay's end, or Ctrl-C). Generated traffic is cut
+    into fixed shards sent by --workers processes, so it can use every core.
     """
     settings = get_settings()
     fault_cfg = _fault_config(faults, duplicates, late, malformed)
     try:
         schema_id, rogue_id = register_schemas(settings, topic)
-        gen: Generator | None = None
+        progress = None if quiet else (lambda line: click.echo(line, err=True))
+        result: ParallelResult | None = None
         if replay_paths:
             from clickguard.producer import yoochoose
 
             events = yoochoose.replay(yoochoose.read_files(replay_paths), speed=speed,
                                       run_id=run_id)
+            injector = FaultInjector(
+                schema_id, fault_cfg, seed=seed, rogue_schema_id=rogue_id,
+                watermark_minutes=settings.stream_watermark_minutes,
+            )
+            summary = produce_records(
+                settings, injector.records(events), topic=topic, rate=rate, duration=duration,
+                count=count, ledger=ledger, progress=progress,
+            )
         else:
-            gen = Generator(GeneratorConfig(seed=seed, run_id=run_id, anomaly_every=anomaly_every))
-            events = gen.events()
-        injector = FaultInjector(
-            schema_id, fault_cfg, seed=seed, rogue_schema_id=rogue_id,
-            watermark_minutes=settings.stream_watermark_minutes,
-        )
-        progress = None if quiet else (lambda line: click.echo(line, err=True))
-        summary = produce_records(
-            settings, injector.records(events), topic=topic, rate=rate, duration=duration,
-            count=count, ledger=ledger, progress=progress,
-        )
+            spec = RunSpec(
+                seed=seed, run_id=run_id or uuid.uuid4().hex[:12], schema_id=schema_id,
+                rogue_id=rogue_id, anomaly_every=anomaly_every, faults=fault_cfg,
+                watermark_minutes=settings.stream_watermark_minutes, count=count,
+            )
+            result = produce_parallel(
+                settings, spec, workers=workers or auto_workers(rate), topic=topic, rate=rate,
+                duration=duration, ledger=ledger, progress=progress,
+            )
+            summary = result.summary
     except ProducerError as exc:
         raise click.ClickException(str(exc)) from exc
     out = summary.to_dict()
-    if gen is not None:
-        out["run_id"] = gen.run_id
-        out["anomalies_injected"] = len(gen.ground_truth)
+    if result is not None:
+        out["run_id"] = spec.run_id
+        out["workers"] = result.workers
+        out["anomalies_injected"] = len(result.ground_truth)
         if ground_truth:
-            gen.write_ground_truth(ground_truth)
+            ground_truth.parent.mkdir(parents=True, exist_ok=True)
+            ground_truth.write_text("".join(g.to_json() + "\n" for g in result.ground_truth))
             out["ground_truth"] = str(ground_truth)
     text = json.dumps(out, indent=2)
     if summary_path:

@@ -13,8 +13,9 @@ import itertools
 import operator
 import threading
 import time
+from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -53,9 +54,13 @@ class ProduceSummary:
     errors: dict[str, int] = field(default_factory=dict)  # delivery error -> count
     rate_target: float | None = None
     ledger: str | None = None
+    # every delivery latency (s), so parallel workers' percentiles can be merged exactly
+    raw_latencies: Sequence[float] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("raw_latencies")
+        return out
 
 
 class TokenBucket:
@@ -167,6 +172,7 @@ def produce(
     at: dict[int, Callable[[], None]] | None = None,
     stop: threading.Event | None = None,
     flush_timeout: float | None = None,
+    stats: Callable[[int, int, int], None] | None = None,
     **config_overrides: object,
 ) -> ProduceSummary:
     """Send ``records`` (lazily pulled, so their ingest_ts is the send time) and wait for acks.
@@ -175,6 +181,8 @@ def produce(
     seconds, when ``records`` ends, or when ``stop`` is set. ``at`` maps a sent-count to an action
     started in a background thread at that point (the bench kills a broker mid-run that way).
     ``ledger`` gets one TSV line per ACKNOWLEDGED record: event_id, kind, partition, offset.
+    ``stats(sent, acked, failed)`` is called about once a second and at the end (the parallel
+    producer's live counters).
     """
     topic = topic or settings.topic_raw
     p = Producer(producer_config(settings, **config_overrides))
@@ -196,6 +204,8 @@ def produce(
     deadline = t0 + duration if duration else None
     next_report = t0 + 1.0
     last_sent = sent = 0
+    interrupted = False
+    chunk: list[Record] = []
     produce_fn, poll, shared_cb = p.produce, p.poll, dr.callback
     try:
         while True:
@@ -227,6 +237,8 @@ def produce(
             poll(0)
             now = time.monotonic()
             if now >= next_report:
+                if stats:
+                    stats(sent, dr.acked, dr.failed)
                 if progress:
                     progress(
                         f"sent={sent} acked={dr.acked} failed={dr.failed} "
@@ -237,6 +249,7 @@ def produce(
             if (deadline and now >= deadline) or (stop is not None and stop.is_set()):
                 break
     except KeyboardInterrupt:
+        interrupted = True
         if progress:
             progress("interrupted: waiting for the records already sent to be acknowledged")
     summary.send_s = time.monotonic() - t0
@@ -254,6 +267,12 @@ def produce(
         th.join(timeout=300)
     if ledger_file:
         ledger_file.close()
+    if interrupted:  # Ctrl-C may land mid-chunk: librdkafka knows how many it was given
+        produced = dr.acked + dr.failed + len(p)
+        if sent < produced <= sent + len(chunk):
+            kinds.update(map(_KIND, chunk[: produced - sent]))
+            types.update(map(_TYPE, chunk[: produced - sent]))
+            sent = produced
     summary.sent = sent
     summary.acknowledged = dr.acked
     summary.failed = dr.failed + len(p)  # still queued after the flush timeout = not delivered
@@ -264,6 +283,9 @@ def produce(
     summary.send_s = round(summary.send_s, 3)
     summary.throughput_eps = round(dr.acked / summary.duration_s, 1) if summary.duration_s else 0.0
     summary.latency_ms = latency_percentiles(dr.latencies)
+    summary.raw_latencies = array("d", dr.latencies)
+    if stats:
+        stats(sent, summary.acknowledged, summary.failed)
     return summary
 
 

@@ -50,6 +50,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from clickguard.producer import wire
+
 ANOMALY_TYPES = ("HIGH_FREQUENCY", "BOT_LIKE", "TRAFFIC_SPIKE", "ERROR_BURST")
 CATEGORIES = (
     "electronics", "books", "fashion", "home", "sports", "toys", "beauty", "grocery", "garden",
@@ -96,6 +98,11 @@ class GeneratorConfig:
     spike_min_relative_std: float = 0.1
     spike_dispersion: float = 4.0
     spike_min_events: int = 100
+    # one of ``shards`` independent, interleavable streams of the same run (parallel producing):
+    # own RNG seed, event ids seq*shards + shard, session ids likewise; shards=1 = the classic
+    # stream, so the same seed gives the same events as before
+    shard: int = 0
+    shards: int = 1
 
 
 @dataclass(frozen=True)
@@ -174,6 +181,8 @@ class _Session:
     referrer: str | None
     steps: list[tuple[str, Item | None, int | None]] = field(default_factory=list)
     pos: int = 0
+    head: bytes = b""  # pre-encoded source, session_id, user_id (wire.session_part)
+    foot: bytes = b""  # pre-encoded referrer (wire.referrer_part)
 
 
 class Generator:
@@ -186,6 +195,8 @@ class Generator:
         self, config: GeneratorConfig | None = None, clock: Callable[[], float] = time.time
     ) -> None:
         self.config = cfg = config or GeneratorConfig()
+        if not 0 <= cfg.shard < cfg.shards:
+            raise ValueError(f"shard {cfg.shard} is not in 0..{cfg.shards - 1}")
         self.rng = random.Random(cfg.seed)
         self.clock = clock
         self.run_id = cfg.run_id or uuid.uuid4().hex[:12]
@@ -193,11 +204,16 @@ class Generator:
         # session ids: a per-run base (2^24 sessions each) so runs do not share sessions; kept
         # below 2^53 so JSON consumers (JavaScript dashboards) read them exactly
         self._session_base = (int.from_bytes(digest[:4], "big") % (1 << 28)) << 24
-        self._sessions = itertools.count(1)
-        self._seq = itertools.count()
+        self._sessions = itertools.count(1 + cfg.shard, cfg.shards)
+        self._seq = itertools.count(cfg.shard, cfg.shards)
         self.catalog = Catalog(self.rng, cfg.n_items, cfg.zipf_s)
+        if cfg.shards > 1:  # same catalogue in every shard, own sessions: a str seed never
+            self.rng = random.Random(f"{cfg.seed}/{cfg.shard}")  # collides with an int one
         self.ground_truth: list[GroundTruth] = []
+        self._item_parts: dict[tuple[str, int, int | None], tuple[Any, ...]] = {}
+        self._id_prefix = f"{self.run_id}-"
         self._pool = [self._new_session() for _ in range(cfg.concurrent_sessions)]
+        self._pool_size = len(self._pool)
         self._anomaly_cycle = itertools.cycle(cfg.anomaly_types) if cfg.anomaly_types else None
         self._normal_since_anomaly = 0
         self._spikes = 0
@@ -212,7 +228,7 @@ class Generator:
         return int((self.clock() + self.config.time_offset_s) * 1000)
 
     def next_event_id(self) -> str:
-        return f"{self.run_id}-{next(self._seq)}"
+        return f"{self._id_prefix}{next(self._seq)}"
 
     def _next_session_id(self) -> int:
         return self._session_base + next(self._sessions)
@@ -247,11 +263,21 @@ class Generator:
                 if rng.random() < 0.75:
                     steps.extend(("purchase", item, rng.randint(1, 3)) for item in cart)
         s.steps = steps[: self.config.max_session_events]
+        s.head = wire.session_part(self.config.source, s.session_id, s.user_id)
+        s.foot = wire.referrer_part(s.referrer)
         return s
+
+    def _item_fields(self, kind: str, item: Item | None, qty: int | None) -> tuple[Any, ...]:
+        """item_id, category, price, quantity, page and their encoding (wire.item_part)."""
+        e = self._event(0, kind, item, qty, None, None, 0)
+        fields = (e["item_id"], e["category"], e["price"], e["quantity"], e["page"])
+        out = (*fields, wire.item_part(kind, *fields))
+        self._item_parts[(kind, item.item_id if item else 0, qty)] = out
+        return out
 
     def _normal_event(self) -> Event:
         rng = self.rng
-        idx = rng.randrange(len(self._pool))
+        idx = int(rng.random() * self._pool_size)
         s = self._pool[idx]
         kind, item, qty = s.steps[s.pos]
         s.pos += 1
@@ -267,7 +293,26 @@ class Generator:
             self._tally[item.category] += 1
         elif kind == "error":
             self._tally[""] += 1
-        return self._event(s.session_id, kind, item, qty, s.user_id, s.referrer, ts)
+        # the dict of _event, inlined with cached item fields: this runs once per event
+        f = self._item_parts.get((kind, item.item_id if item else 0, qty))
+        if f is None:
+            f = self._item_fields(kind, item, qty)
+        return {
+            "event_id": f"{self._id_prefix}{next(self._seq)}",
+            "event_ts": ts,
+            "ingest_ts": ts,
+            "source": self.config.source,
+            "session_id": s.session_id,
+            "user_id": s.user_id,
+            "event_type": kind,
+            "item_id": f[0],
+            "category": f[1],
+            "price": f[2],
+            "quantity": f[3],
+            "page": f[4],
+            "referrer": s.referrer,
+            wire.TAIL: s.head + f[5] + s.foot,
+        }
 
     def _new_minute(self, minute: int) -> None:
         self._minute = minute

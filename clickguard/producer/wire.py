@@ -71,37 +71,74 @@ def header(schema_id: int) -> bytes:
     return HEADER.pack(MAGIC, schema_id)
 
 
+# key of a generated event's pre-encoded fields ``source`` .. ``referrer`` (the same bytes
+# `encode_tail` writes): the generator caches them per session and item, so encoding a normal
+# event is its id and two timestamps. Whoever changes one of those fields drops the key first.
+TAIL = "_tail"
+
+
 def encode_event(event: dict[str, Any], head: bytes) -> bytes:
     """Encode ``event`` (contract field names; timestamps as epoch ms ints) after ``head``.
 
     Keys not in the contract (such as the generator's ``_anomaly`` tag) are ignored, as fastavro
-    does.
+    does; a ``TAIL`` key stands for the fields after ``ingest_ts``.
     """
-    user_id = event.get("user_id")
-    item_id = event.get("item_id")
-    category = event.get("category")
-    price = event.get("price")
-    quantity = event.get("quantity")
-    page = event.get("page")
-    referrer = event.get("referrer")
-    return b"".join(
-        (
-            head,
-            _string(event["event_id"]),
-            zigzag_varint(event["event_ts"]),
-            zigzag_varint(event["ingest_ts"]),
-            _string(event["source"]),
-            zigzag_varint(event["session_id"]),
-            _NULL if user_id is None else _SOME + _long(user_id),
-            _EVENT_TYPE[event["event_type"]],
-            _NULL if item_id is None else _SOME + _long(item_id),
-            _NULL if category is None else _SOME + _string(category),
-            _NULL if price is None else _SOME + _DOUBLE(price),
-            _NULL if quantity is None else _SOME + _long(quantity),
-            _NULL if page is None else _SOME + _string(page),
-            _NULL if referrer is None else _SOME + _string(referrer),
-        )
+    tail = event.get(TAIL)
+    eid = event["event_id"].encode()
+    n = len(eid)
+    ts, its = event["event_ts"], event["ingest_ts"]
+    return b"".join((
+        head,
+        _SMALL[n] if n < 4096 else zigzag_varint(n),
+        eid,
+        _TIMES.get(ts) or _time(ts),
+        _TIMES.get(its) or _time(its),
+        encode_tail(event) if tail is None else tail,
+    ))
+
+
+# at 100k+ events/s a millisecond timestamp repeats ~100 times: encode it once
+_TIMES: dict[int, bytes] = {}
+
+
+def _time(ms: int) -> bytes:
+    if len(_TIMES) > 8192:
+        _TIMES.clear()
+    b = _TIMES[ms] = zigzag_varint(ms)
+    return b
+
+
+def encode_tail(event: dict[str, Any]) -> bytes:
+    """The fields after ``ingest_ts``: source, session_id, user_id, event_type .. referrer."""
+    return session_part(event["source"], event["session_id"], event.get("user_id")) + item_part(
+        event["event_type"], event.get("item_id"), event.get("category"), event.get("price"),
+        event.get("quantity"), event.get("page"),
+    ) + referrer_part(event.get("referrer"))
+
+
+def session_part(source: str, session_id: int, user_id: int | None) -> bytes:
+    return (
+        _string(source) + zigzag_varint(session_id)
+        + (_NULL if user_id is None else _SOME + _long(user_id))
     )
+
+
+def item_part(
+    event_type: str, item_id: int | None, category: str | None, price: float | None,
+    quantity: int | None, page: str | None,
+) -> bytes:
+    return b"".join((
+        _EVENT_TYPE[event_type],
+        _NULL if item_id is None else _SOME + _long(item_id),
+        _NULL if category is None else _SOME + _string(category),
+        _NULL if price is None else _SOME + _DOUBLE(price),
+        _NULL if quantity is None else _SOME + _long(quantity),
+        _NULL if page is None else _SOME + _string(page),
+    ))
+
+
+def referrer_part(referrer: str | None) -> bytes:
+    return _NULL if referrer is None else _SOME + _string(referrer)
 
 
 def event_id_of(value: bytes) -> str | None:

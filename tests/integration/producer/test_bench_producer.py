@@ -8,6 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from clickguard.cli import main
+from clickguard.producer.parallel import auto_workers
 from clickguard.stack.manager import Stack
 
 
@@ -18,7 +19,10 @@ def test_bench_producer_smoke_writes_results(stack: Stack, tmp_path: Path) -> No
     data = json.loads((tmp_path / "bench-producer.json").read_text())
     assert data["records_per_phase"] == 6_000
     phases = {p["name"]: p for p in data["phases"]}
-    assert list(phases) == ["healthy", "broker_sigkilled", "broker_stopped"]
+    assert list(phases) == ["healthy", "as_users_run_it", "broker_sigkilled", "broker_stopped"]
+    cli = phases["as_users_run_it"]["ours"]
+    assert cli["command"].startswith("clickguard produce --count 6000 ")
+    assert (cli["returncode"], cli["workers"]) == (0, auto_workers(None))
     target = data["failed_broker"]
     assert phases["broker_sigkilled"]["fault"] == f"kill {target}"
     assert phases["broker_stopped"]["fault"] == f"stop {target}"
