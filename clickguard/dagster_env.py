@@ -77,7 +77,8 @@ def stack_workspace(settings: Settings) -> Path:
     text = (
         "# written by clickguard.dagster_env: the stack's shared code server (node dagster-code)\n"
         "load_from:\n  - grpc_server:\n"
-        f"      host: \"{settings.dagster_host}\"\n      port: {code_port(settings)}\n"
+        f"      host: \"{settings.dagster_code_host or settings.dagster_host}\"\n"
+        f"      port: {code_port(settings)}\n"
         f"      location_name: \"{LOCATION_NAME}\"\n"
     )
     if not path.exists() or path.read_text() != text:

@@ -151,6 +151,9 @@ class Settings(BaseSettings):
     # --- Dagster -------------------------------------------------------------------------------
     dagster_host: str = "127.0.0.1"
     dagster_port: int = 3000
+    dagster_code_host: str | None = Field(
+        None, description="Host the UI and daemon reach the code server at; unset = dagster_host"
+    )
     dagster_code_port: int | None = Field(
         None, description="gRPC port of the shared Dagster code server; unset = dagster_port + 1"
     )
