@@ -6,14 +6,17 @@ accounting tests) read that topic from the earliest offset.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from clickguard import kafka as kafka_helpers
 from clickguard.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class TopicError(RuntimeError):
@@ -80,7 +83,11 @@ def wait_full_isr(settings: Settings, topic: str, timeout: float = 180.0) -> Non
 def total_offsets(settings: Settings, topic: str) -> int:
     """Sum of the end offsets of every partition (= records ever written)."""
     for _ in range(60):
-        offs = kafka_helpers.end_offsets(settings, topic, timeout=5)
+        try:
+            offs = kafka_helpers.end_offsets(settings, topic, timeout=5)
+        except KafkaException as exc:  # a broker stopped mid-query (its handle destroyed)
+            log.warning("end offsets of %s: %s; retrying", topic, exc)
+            offs = {}
         if offs and len(offs) == settings.topic_raw_partitions:
             return sum(offs.values())
         time.sleep(1)

@@ -180,11 +180,13 @@ def run_producer_bench(
                 stack.control(action, target)
 
             fault_at[count // 3] = fault
-        phase["ours"] = _run_ours(settings, topic, records, rate, fault_at, echo)
-        if action:
-            echo(f"  restarting {target}")
-            stack.control("start", target)
-            scratch.wait_full_isr(settings, topic)
+        try:
+            phase["ours"] = _run_ours(settings, topic, records, rate, fault_at, echo)
+        finally:  # a failed phase must not leave the broker down for whatever runs next
+            if action:
+                echo(f"  restarting {target}")
+                stack.control("start", target)
+                scratch.wait_full_isr(settings, topic)
         if with_kcat:
             phase["kcat"] = _run_kcat(
                 settings, topic, records, stack, target if action else None, action,

@@ -301,6 +301,9 @@ class Demo:
             [str(VENV_BIN / "clickguard"), "demo", "--duration", "1200", "--out", str(out)],
             cwd=REPO_ROOT, env=private.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, start_new_session=True,
+            # as in a terminal: Ctrl-C reaches it even when this test runs with SIGINT ignored
+            # (a CI job started in the background inherits SIG_IGN, and so would the demo)
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         self.lines: list[str] = []
         self.traffic_at: float | None = None
