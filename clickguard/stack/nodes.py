@@ -380,7 +380,8 @@ class PostgresNode(Node):
         subprocess.run(
             self._as_owner([
                 self._bin("pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),
-                "-w", "-t", "60", "start",
+                # the configured port wins over the one a data folder was initialised with
+                "-o", f"-p {self.settings.pg_port}", "-w", "-t", "60", "start",
             ]),
             check=True, capture_output=True, text=True,
         )
