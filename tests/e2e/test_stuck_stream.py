@@ -95,7 +95,7 @@ def test_crash_loop_is_reported_alerted_once_and_resolved(
     env = {"CLICKGUARD_PG_DB": s.pg_db, "CLICKGUARD_STREAM_CRASH_LOOP_RUNS": "2"}
     with (
         private_stream(tmp_path / "checkpoint", env, start=False) as run,
-        SlackStandIn.running() as slack, SmtpRecorder() as smtp,
+        SlackStandIn() as slack, SmtpRecorder() as smtp,
         LiveServer(run.settings.model_copy(update={"api_cache_ttl_s": 0.0, "api_key": None}))
         as api,
         httpx.Client(base_url=api.url, timeout=10) as client,

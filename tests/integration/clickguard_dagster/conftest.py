@@ -42,7 +42,7 @@ def clean(pg: psycopg.Connection) -> psycopg.Connection:
 @pytest.fixture
 def slack() -> Iterator[SlackStandIn]:
     """Slack's Web API stand-in (records chat.postMessage)."""
-    with SlackStandIn.running() as server:
+    with SlackStandIn() as server:
         yield server
 
 

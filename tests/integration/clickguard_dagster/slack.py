@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
@@ -21,18 +19,14 @@ class SlackStandIn(ThreadingHTTPServer):
         self.fail_next = 0
         super().__init__(("127.0.0.1", 0), _Handler)
 
-    @classmethod
-    @contextmanager
-    def running(cls) -> Iterator[SlackStandIn]:
-        """A stand-in serving in a thread until the block ends."""
-        server = cls()
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield server
-        finally:
-            server.shutdown()
-            server.server_close()
+    def __enter__(self) -> SlackStandIn:
+        """Serve in a thread until the block ends (the same lifecycle as ``SmtpRecorder``)."""
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+        self.server_close()
 
     def resource(self, token: str = "xoxb-test") -> SlackAlertResource:
         return SlackAlertResource(
