@@ -7,7 +7,9 @@ and the worker count is not part of the data: the same seed and count give the s
 records with 1 worker or 4 (only the order and the clock-driven timestamps differ). Workers are
 forked (no librdkafka instance exists in the parent yet), report live counters through shared
 memory, and return their summary, raw delivery latencies and ground truth; the parent merges
-them and concatenates the per-worker ledgers into the one ``--ledger`` file.
+them and concatenates the per-worker ledgers into the one ``--ledger`` file. Ctrl-C belongs to
+the parent: workers are forked with SIGINT ignored (a worker still generating its first records
+would otherwise die of it) and stop at their next chunk, then flush, when the parent sets ``stop``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import itertools
 import multiprocessing as mp
 import os
 import queue
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -154,17 +157,23 @@ def produce_parallel(
     ctx = mp.get_context("fork")
     counters = ctx.Array("q", 3 * workers, lock=False)  # sent, acked, failed per worker
     results: Any = ctx.Queue()
+    stop = ctx.Event()
     procs = []
-    for w in range(workers):
-        shard_ids = list(range(w, spec.shards, workers))
-        part = _ledger_part(ledger, w) if ledger else None
-        share = len(shard_ids) / spec.shards
-        args = (settings, spec, shard_ids, topic, rate * share if rate else None, duration, part,
-                flush_timeout, config_overrides, counters, w, results)
-        proc = ctx.Process(target=_worker, args=args, name=f"clickguard-produce-{w}", daemon=True)
-        proc.start()
-        procs.append(proc)
-    outcomes = _collect(procs, results, counters, workers, progress)
+    parent_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by every fork
+    try:
+        for w in range(workers):
+            shard_ids = list(range(w, spec.shards, workers))
+            part = _ledger_part(ledger, w) if ledger else None
+            share = len(shard_ids) / spec.shards
+            args = (settings, spec, shard_ids, topic, rate * share if rate else None, duration,
+                    part, flush_timeout, config_overrides, counters, w, results, stop)
+            proc = ctx.Process(target=_worker, args=args, name=f"clickguard-produce-{w}",
+                               daemon=True)
+            proc.start()
+            procs.append(proc)
+    finally:
+        signal.signal(signal.SIGINT, parent_sigint)
+    outcomes = _collect(procs, results, counters, workers, progress, stop)
     errors = [o["error"] for o in outcomes.values() if o.get("error")]
     if ledger:
         _concat_ledgers(ledger, workers)
@@ -218,6 +227,7 @@ def _worker(
     counters: Any,
     w: int,
     results: Any,
+    stop: Any,
 ) -> None:
     out: dict[str, Any] = {"worker": w}
     try:
@@ -228,7 +238,7 @@ def _worker(
 
         summary = produce(settings, records, topic=topic, rate=rate, duration=duration,
                           ledger=ledger, progress=None, flush_timeout=flush_timeout, stats=stats,
-                          **overrides)
+                          stop=stop, **overrides)
         out.update(summary=summary, end=time.time(),
                    ground_truth=[t for g in gens for t in g.ground_truth])
     except ProducerError as exc:
@@ -240,15 +250,16 @@ def _worker(
 
 def _collect(
     procs: list[Any], results: Any, counters: Any, workers: int,
-    progress: Callable[[str], None] | None,
+    progress: Callable[[str], None] | None, stop: Any,
 ) -> dict[int, dict[str, Any]]:
-    """Results of every worker (read before join: a full pipe would block the child)."""
+    """Results of every worker (read before join: a full pipe would block the child); Ctrl-C
+    sets ``stop`` for the workers and keeps collecting until each has flushed and reported."""
     outcomes: dict[int, dict[str, Any]] = {}
     t0 = last_t = time.monotonic()
     last_sent = 0
     interrupted = False
     while len(outcomes) < workers:
-        try:  # Ctrl-C anywhere in here: the workers got it too; they flush, then report
+        try:  # Ctrl-C anywhere in here: the workers are told to stop; they flush, then report
             try:
                 got = results.get(timeout=1.0)
                 outcomes[got["worker"]] = got
@@ -265,6 +276,7 @@ def _collect(
                          f"elapsed={now - t0:.0f}s")
                 last_sent, last_t = sent, now
         except KeyboardInterrupt:
+            stop.set()
             if not interrupted and progress:
                 progress("interrupted: waiting for the records already sent to be acknowledged")
             interrupted = True

@@ -157,7 +157,8 @@ def test_paused_driver_is_fenced_and_commits_nothing(
         tree = [pid, *procs.descendants(pid)]
         procs.send(pid, signal.SIGSTOP, tree=True)
         try:
-            assert procs.is_paused(pid)
+            # SIGSTOP is delivered asynchronously: the state reads 'T' a moment later
+            assert procs.wait_until(lambda: procs.is_paused(pid), 10)
             first, successor = _successor_commit(stream_run, holder, at)
             print(f"  takeover after SIGSTOP: {(first - at).total_seconds():.2f}s "
                   f"({holder} epoch {epoch} -> {successor})", flush=True)
