@@ -36,8 +36,11 @@ class Settings(BaseSettings):
     kafka_nodes: int = 3
     kafka_broker_port_base: int = 19092
     kafka_controller_port_base: int = 19192
-    kafka_heap: str = "448m"
-    kafka_session_timeout_ms: int = 4000
+    # live heap after a full GC ≈ 45 MB once the log cleaner's buffer is 16 MiB (nodes.py)
+    kafka_heap: str = "256m"
+    # a SIGKILLed broker stays in every ISR until the controller fences it after this long, so
+    # acks=all writes stall that long; 4 heartbeats (500 ms) per session (issue 10)
+    kafka_session_timeout_ms: int = 2000
     topic_raw: str = "km.events.raw.v1"
     topic_dlq: str = "km.events.dlq.v1"
     topic_late: str = "km.events.late.v1"

@@ -311,3 +311,60 @@ def _merge(
     out.per_kind, out.per_event_type, out.errors = dict(kinds), dict(types), dict(errors)
     out.latency_ms = latency_percentiles(latencies)
     return out
+
+
+def produce_records_parallel(
+    settings: Settings,
+    records: list[Record],
+    *,
+    workers: int,
+    topic: str | None = None,
+    progress: Callable[[str], None] | None = print,
+) -> ProduceSummary:
+    """Send already-encoded ``records`` with ``workers`` forked processes, every ``workers``-th
+    record each, and merge their summaries (the producer bench's both-cores phase).
+
+    One Python process tops out at one produce() call plus one delivery callback per record
+    (~2.5 µs); a second process lifts that cap only where cores are spare: on 2 cores shared
+    with 3 brokers it was slower than one (docs/results/bench-producer.md). Workers are forked
+    after ``records`` exist: they share its pages.
+    """
+    ctx = mp.get_context("fork")
+    counters = ctx.Array("q", 3 * workers, lock=False)
+    results: Any = ctx.Queue()
+    stop = ctx.Event()
+    procs = []
+    parent_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for w in range(workers):
+            proc = ctx.Process(target=_records_worker,
+                               args=(settings, records, w, workers, topic, counters, results,
+                                     stop),
+                               name=f"clickguard-produce-{w}", daemon=True)
+            proc.start()
+            procs.append(proc)
+    finally:
+        signal.signal(signal.SIGINT, parent_sigint)
+    outcomes = _collect(procs, results, counters, workers, progress, stop)
+    errors = [o["error"] for o in outcomes.values() if o.get("error")]
+    done = [o["summary"] for o in outcomes.values() if o.get("summary")]
+    if errors or len(done) < workers:
+        raise ProducerError("; ".join(sorted(set(errors))) or "a producer worker died")
+    return _merge(done, outcomes, None, None)
+
+
+def _records_worker(
+    settings: Settings, records: list[Record], w: int, workers: int, topic: str | None,
+    counters: Any, w_results: Any, stop: Any,
+) -> None:
+    out: dict[str, Any] = {"worker": w}
+    try:
+        def stats(sent: int, acked: int, failed: int) -> None:
+            counters[3 * w], counters[3 * w + 1], counters[3 * w + 2] = sent, acked, failed
+
+        summary = produce(settings, itertools.islice(records, w, None, workers), topic=topic,
+                          progress=None, stats=stats, stop=stop)
+        out.update(summary=summary, end=time.time())
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, never silently lost
+        out["error"] = f"worker {w}: {type(exc).__name__}: {exc}"
+    w_results.put(out)

@@ -201,6 +201,19 @@ def run_producer_bench(
             if k and rate is None:  # paced (smoke) runs are not a speed comparison
                 phase["ratio_ours_to_kcat"] = round(phase["ours"]["throughput_eps"] / k, 3)
         result["phases"].append(phase)
+        if not action and (os.cpu_count() or 1) >= 2:  # unpaced in --smoke too
+            # the same records from both cores: one Python process hands librdkafka one record
+            # per produce() call plus one delivery callback, which caps it below kcat
+            workers = min(os.cpu_count() or 2, 4)
+            echo(f"phase healthy_{workers}_processes: ours, {workers} forked processes")
+            par: dict[str, Any] = {"name": f"healthy_{workers}_processes", "fault": None,
+                                   "workers": workers,
+                                   "ours": _run_ours_parallel(settings, topic, records, workers,
+                                                              echo)}
+            k = (phase.get("kcat") or {}).get("throughput_eps")
+            if k:
+                par["ratio_ours_to_kcat"] = round(par["ours"]["throughput_eps"] / k, 3)
+            result["phases"].append(par)
         if not action:  # (unpaced in --smoke too: a small count is cheap)
             # as users run it: the literal `clickguard produce --count N` (no rate limit), which
             # generates, faults and encodes while sending, in worker processes
@@ -241,6 +254,26 @@ def _run_ours(
         "offsets_written": written,
         "exact": written == n and summary.acknowledged == n,
         "rate_target": rate,
+    }
+
+
+def _run_ours_parallel(
+    settings: Settings, topic: str, records: list[Record], workers: int,
+    echo: Callable[[str], None],
+) -> dict[str, Any]:
+    from clickguard.producer.parallel import produce_records_parallel
+
+    before = scratch.total_offsets(settings, topic)
+    summary = produce_records_parallel(settings, records, workers=workers, topic=topic,
+                                       progress=lambda m: echo(f"  {m}"))
+    written = scratch.total_offsets(settings, topic) - before
+    n = len(records)
+    return {
+        "records": n, "sent": summary.sent, "acknowledged": summary.acknowledged,
+        "failed": summary.failed, "errors": summary.errors, "duration_s": summary.duration_s,
+        "throughput_eps": summary.throughput_eps, "latency_ms": summary.latency_ms,
+        "offsets_written": written, "exact": written == n and summary.acknowledged == n,
+        "rate_target": None, "workers": workers,
     }
 
 
@@ -422,6 +455,9 @@ processes share the machine).
 - ours ev/s = acknowledged / (first produce() -> last delivery report); latency = librdkafka's
   per-message produce() -> delivery report time over every record.
 - kcat ev/s = records written (end-offset delta) / kcat process wall time.
+- `healthy_N_processes` = the same pre-encoded records from N forked processes (every N-th
+  record each, one idempotent producer each): one Python process is capped by its produce()
+  call and delivery callback per record; its ours/kcat is against the `healthy` kcat run.
 - exact = the topic's end offsets grew by exactly the record count and every record was
   acknowledged.
 - Generating + encoding before the timed phases (one process): {result['generate_encode_eps']:,.0f}

@@ -30,6 +30,7 @@ IDLE_TARGET_PCT = 5.0
 RATE_1K_TARGET_PCT = 40.0
 RSS_TARGET_GB = 4.0
 PRODUCER = "producer"
+PREWARM_SETTLE_S = 20.0
 
 
 def node_pids(settings: Settings) -> dict[str, int | None]:
@@ -111,11 +112,38 @@ def measure(
     }
 
 
+def prewarm(rate: int, seconds: float, work: Path, echo: Callable[[str], None]) -> None:
+    """Load the stack at ``rate`` for ``seconds``, then let it settle.
+
+    A freshly started JVM spends its first minutes compiling (C1/C2 compiler threads were the
+    largest idle consumers of a just-started stack), and the first step to carry data would
+    pay for the data path's compilation. A stack a user has had up for a while has done that
+    once; the budget is about that steady state, so the one-time cost is paid here, outside
+    every window (and reported as the prewarm's duration in the result).
+    """
+    echo(f"prewarm: {rate:,} ev/s for {seconds:.0f}s (JIT compilation outside the windows)")
+    proc = start_producer(rate, seconds, work / "producer-prewarm.json", work / "producer.log")
+    t0 = time.monotonic()
+    while proc.poll() is None and time.monotonic() - t0 < seconds + 120:
+        time.sleep(5)
+        echo(f"prewarm: {time.monotonic() - t0:.0f}/{seconds:.0f}s")
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
+    elif proc.returncode != 0:
+        raise click.ClickException(
+            f"the prewarm producer exited with code {proc.returncode}; see {work / 'producer.log'}"
+        )
+    settle = min(PREWARM_SETTLE_S, seconds)  # the stream drains what it was sent
+    echo(f"prewarm: done; settling {settle:.0f}s")
+    time.sleep(settle)
+
+
 def run_cpu_bench(
     settings: Settings, rates: list[int], step_s: float, warmup_s: float, sample_s: float,
-    echo: Callable[[str], None] = print, workdir: Path | None = None,
+    echo: Callable[[str], None] = print, workdir: Path | None = None, prewarm_s: float = 0.0,
 ) -> dict[str, Any]:
-    """Every step in turn; returns the result document (steps with per-node figures)."""
+    """Every step in turn (after an optional prewarm); returns the result document."""
     import json
 
     pids = node_pids(settings)
@@ -127,6 +155,8 @@ def run_cpu_bench(
         )
     work = workdir or Path(tempfile.mkdtemp(prefix="bench-cpu-"))
     work.mkdir(parents=True, exist_ok=True)
+    if prewarm_s > 0 and max(rates) > 0:
+        prewarm(max(rates), prewarm_s, work, echo)
     steps: list[dict[str, Any]] = []
     for i, rate in enumerate(rates):
         label = f"step {i + 1}/{len(rates)} {rate:,} ev/s"
@@ -180,7 +210,7 @@ def run_cpu_bench(
         echo(f"{label}: stack {step['stack_cpu_pct_machine']:.1f} % of {m['cores']} cores, "
              f"RSS {step['stack_rss_mb_max']:,.0f} MB (machine busy {m['machine_busy_pct']} %)")
     return {"rates": rates, "step_s": step_s, "warmup_s": warmup_s, "sample_s": sample_s,
-            "steps": steps, "verdict": verdict(steps)}
+            "prewarm_s": prewarm_s, "steps": steps, "verdict": verdict(steps)}
 
 
 def _producer_brief(summary: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -273,11 +303,14 @@ def plot(result: dict[str, Any]) -> Callable[[Any], None]:
               help="Sampling window per step, after the warm-up.")
 @click.option("--warmup-s", type=float, default=20.0, show_default=True,
               help="Seconds between starting the producer and sampling.")
+@click.option("--prewarm-s", type=float, default=90.0, show_default=True,
+              help="Seconds at the highest rate before the first step, so the JVMs' one-time "
+                   "JIT compilation falls outside the windows (0 = measure a cold stack).")
 @click.option("--sample-s", type=float, default=2.0, show_default=True,
               help="Interval of the RSS readings and of the CPU time series.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Results folder [default: settings.results_dir].")
-def cpu(steps_csv: str, step_s: float, warmup_s: float, sample_s: float,
+def cpu(steps_csv: str, step_s: float, warmup_s: float, prewarm_s: float, sample_s: float,
         out: Path | None) -> None:
     """CPU (% of one core and of all cores) and RSS per node at several event rates."""
     from clickguard.proof.report import Report
@@ -288,11 +321,13 @@ def cpu(steps_csv: str, step_s: float, warmup_s: float, sample_s: float,
         raise click.BadParameter(f"--steps must be integers: {steps_csv!r}") from exc
     if not rates or any(r < 0 for r in rates):
         raise click.BadParameter("--steps needs at least one rate >= 0")
-    if step_s <= 0 or sample_s <= 0 or warmup_s < 0:
-        raise click.BadParameter("--step-s and --sample-s must be > 0, --warmup-s >= 0")
+    if step_s <= 0 or sample_s <= 0 or warmup_s < 0 or prewarm_s < 0:
+        raise click.BadParameter(
+            "--step-s and --sample-s must be > 0, --warmup-s and --prewarm-s >= 0"
+        )
     settings = get_settings()
     result = run_cpu_bench(settings, rates, step_s, warmup_s, sample_s,
-                           echo=lambda m: click.echo(m, err=True))
+                           echo=lambda m: click.echo(m, err=True), prewarm_s=prewarm_s)
     v = result["verdict"]
     checked = [x for x in v.values() if x is not None]
     notes = [
@@ -305,6 +340,9 @@ def cpu(steps_csv: str, step_s: float, warmup_s: float, sample_s: float,
         f"Targets: {', '.join(f'{k}: {x}' for k, x in v.items())}.",
         "`producer ev/s reached` = acknowledged / producing time; a step below 90 % of its "
         "rate is not checked against the targets (the machine could not produce that load).",
+        f"Prewarm: {prewarm_s:.0f} s at {max(rates):,} ev/s before the first step (the JVMs' "
+        "one-time JIT compilation, which a stack that has been up a while has behind it); "
+        "`--prewarm-s 0` measures a just-started stack.",
         "Whole machine busy % includes every process on the machine: when it is far above "
         "the stack's own share, the figures were taken on a busy machine.",
     ]

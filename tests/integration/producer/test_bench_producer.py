@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -19,7 +20,14 @@ def test_bench_producer_smoke_writes_results(stack: Stack, tmp_path: Path) -> No
     data = json.loads((tmp_path / "bench-producer.json").read_text())
     assert data["records_per_phase"] == 6_000
     phases = {p["name"]: p for p in data["phases"]}
-    assert list(phases) == ["healthy", "as_users_run_it", "broker_sigkilled", "broker_stopped"]
+    cores = os.cpu_count() or 1
+    both = [f"healthy_{min(cores, 4)}_processes"] if cores >= 2 else []
+    assert list(phases) == [
+        "healthy", *both, "as_users_run_it", "broker_sigkilled", "broker_stopped"
+    ]
+    for name in both:  # the same records from several processes, against the same kcat run
+        assert phases[name]["ours"]["workers"] == min(cores, 4)
+        assert phases[name]["ratio_ours_to_kcat"] > 0
     cli = phases["as_users_run_it"]["ours"]
     assert cli["command"].startswith("clickguard produce --count 6000 ")
     assert (cli["returncode"], cli["workers"]) == (0, auto_workers(None))

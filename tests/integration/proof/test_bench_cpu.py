@@ -30,12 +30,14 @@ def whole_stack(stack: Stack) -> Iterator[Stack]:
 
 def test_bench_cpu_measures_every_node(whole_stack: Stack, tmp_path: Path) -> None:
     res = CliRunner().invoke(cpu, ["--steps", "0,200", "--step-s", "10", "--warmup-s", "5",
-                                   "--sample-s", "2", "--out", str(tmp_path)])
+                                   "--prewarm-s", "4", "--sample-s", "2", "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
     doc = json.loads((tmp_path / "bench-cpu.json").read_text())
     md = (tmp_path / "bench-cpu.md").read_text()
     assert (tmp_path / "bench-cpu.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     steps = doc["data"]["steps"]
+    assert doc["data"]["prewarm_s"] == 4
+    assert "Prewarm: 4 s at 200 ev/s" in md
     assert [s["rate"] for s in steps] == [0, 200]
     nodes = whole_stack.resolve(None)
     cores = os.cpu_count() or 1
