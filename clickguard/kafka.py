@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -103,6 +104,7 @@ def ensure_topics(
             except Exception as exc:
                 if "TOPIC_ALREADY_EXISTS" not in str(exc):
                     raise
+    deadline = time.monotonic() + timeout
     for s in specs:
         if s.name in existing:
             entries = [
@@ -110,8 +112,18 @@ def ensure_topics(
                 for k, v in s.config.items()
             ]
             res = ConfigResource(ConfigResource.Type.TOPIC, s.name, incremental_configs=entries)
-            for fut in client.incremental_alter_configs([res]).values():
-                fut.result()
+            while True:  # a cluster that just restarted may still be electing its controller
+                try:
+                    for fut in client.incremental_alter_configs([res]).values():
+                        fut.result()
+                    break
+                except KafkaException as exc:
+                    err = exc.args[0] if exc.args else None
+                    if not getattr(err, "retriable", lambda: False)() or (
+                        time.monotonic() >= deadline
+                    ):
+                        raise
+                    time.sleep(0.5)
     return created
 
 

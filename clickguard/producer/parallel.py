@@ -154,26 +154,14 @@ def produce_parallel(
                           **config_overrides)
         summary.raw_latencies = []  # merged already; keep the summary light
         return ParallelResult(summary, merge_ground_truth([g.ground_truth for g in gens]), 1)
-    ctx = mp.get_context("fork")
-    counters = ctx.Array("q", 3 * workers, lock=False)  # sent, acked, failed per worker
-    results: Any = ctx.Queue()
-    stop = ctx.Event()
-    procs = []
-    parent_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by every fork
-    try:
-        for w in range(workers):
-            shard_ids = list(range(w, spec.shards, workers))
-            part = _ledger_part(ledger, w) if ledger else None
-            share = len(shard_ids) / spec.shards
-            args = (settings, spec, shard_ids, topic, rate * share if rate else None, duration,
-                    part, flush_timeout, config_overrides, counters, w, results, stop)
-            proc = ctx.Process(target=_worker, args=args, name=f"clickguard-produce-{w}",
-                               daemon=True)
-            proc.start()
-            procs.append(proc)
-    finally:
-        signal.signal(signal.SIGINT, parent_sigint)
-    outcomes = _collect(procs, results, counters, workers, progress, stop)
+    def args(w: int, counters: Any, results: Any, stop: Any) -> tuple:
+        shard_ids = list(range(w, spec.shards, workers))
+        part = _ledger_part(ledger, w) if ledger else None
+        share = len(shard_ids) / spec.shards
+        return (settings, spec, shard_ids, topic, rate * share if rate else None, duration,
+                part, flush_timeout, config_overrides, counters, w, results, stop)
+
+    outcomes, procs, counters = _run_workers(workers, _worker, args, progress)
     errors = [o["error"] for o in outcomes.values() if o.get("error")]
     if ledger:
         _concat_ledgers(ledger, workers)
@@ -196,6 +184,29 @@ def produce_parallel(
         summary.errors = {**summary.errors, why: max(1, sent - acked, failed)}
     gts = merge_ground_truth([o.get("ground_truth", []) for o in outcomes.values()])
     return ParallelResult(summary, gts, workers)
+
+
+def _run_workers(
+    workers: int, target: Callable[..., None],
+    args: Callable[[int, Any, Any, Any], tuple], progress: Callable[[str], None] | None,
+) -> tuple[dict[int, dict[str, Any]], list[Any], Any]:
+    """Fork ``workers`` processes running ``target(*args(w, counters, results, stop))`` and
+    collect what each reports; returns (outcomes by worker, processes, live counters)."""
+    ctx = mp.get_context("fork")
+    counters = ctx.Array("q", 3 * workers, lock=False)  # sent, acked, failed per worker
+    results: Any = ctx.Queue()
+    stop = ctx.Event()
+    procs = []
+    parent_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by every fork
+    try:
+        for w in range(workers):
+            proc = ctx.Process(target=target, args=args(w, counters, results, stop),
+                               name=f"clickguard-produce-{w}", daemon=True)
+            proc.start()
+            procs.append(proc)
+    finally:
+        signal.signal(signal.SIGINT, parent_sigint)
+    return _collect(procs, results, counters, workers, progress, stop), procs, counters
 
 
 def _ledger_part(ledger: Path, w: int) -> Path:
@@ -329,23 +340,10 @@ def produce_records_parallel(
     with 3 brokers it was slower than one (docs/results/bench-producer.md). Workers are forked
     after ``records`` exist: they share its pages.
     """
-    ctx = mp.get_context("fork")
-    counters = ctx.Array("q", 3 * workers, lock=False)
-    results: Any = ctx.Queue()
-    stop = ctx.Event()
-    procs = []
-    parent_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        for w in range(workers):
-            proc = ctx.Process(target=_records_worker,
-                               args=(settings, records, w, workers, topic, counters, results,
-                                     stop),
-                               name=f"clickguard-produce-{w}", daemon=True)
-            proc.start()
-            procs.append(proc)
-    finally:
-        signal.signal(signal.SIGINT, parent_sigint)
-    outcomes = _collect(procs, results, counters, workers, progress, stop)
+    def args(w: int, counters: Any, results: Any, stop: Any) -> tuple:
+        return (settings, records, w, workers, topic, counters, results, stop)
+
+    outcomes, _procs, _counters = _run_workers(workers, _records_worker, args, progress)
     errors = [o["error"] for o in outcomes.values() if o.get("error")]
     done = [o["summary"] for o in outcomes.values() if o.get("summary")]
     if errors or len(done) < workers:

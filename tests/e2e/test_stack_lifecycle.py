@@ -35,10 +35,16 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(
+    res = subprocess.run(
         [sys.executable, "-m", "clickguard.cli", "stack", *args],
-        env=env, capture_output=True, text=True, check=check, timeout=300,
+        env=env, capture_output=True, text=True, check=False, timeout=300,
     )
+    # the command's own words (which node, which log) belong in the failure, not a bare exit code
+    assert not check or res.returncode == 0, (
+        f"`clickguard stack {' '.join(args)}` exited {res.returncode}\n"
+        f"stdout:\n{res.stdout}\nstderr:\n{res.stderr}"
+    )
+    return res
 
 
 def status(env: dict[str, str]) -> dict[str, dict]:

@@ -12,7 +12,8 @@ from clickguard.proof.bench_cpu import cpu, run_cpu_bench, table_rows, verdict
 from clickguard.settings import Settings
 
 
-@pytest.mark.parametrize("args", [["--steps", "0,abc"], ["--steps", "-5"], ["--step-s", "0"]])
+@pytest.mark.parametrize("args", [["--steps", "0,abc"], ["--steps", "-5"], ["--step-s", "0"],
+                                  ["--prewarm-s", "-1"]])
 def test_bad_options_are_clear_errors(args: list[str]) -> None:
     res = CliRunner().invoke(cpu, args)
     assert res.exit_code == 2 and "Invalid value" in res.output, res.output
