@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import (
@@ -17,6 +18,13 @@ from confluent_kafka.admin import (
 from clickguard.settings import Settings
 
 
+class Brokers(Protocol):
+    """What a client needs of a configuration: ``Settings`` or a Dagster ``KafkaResource``."""
+
+    @property
+    def bootstrap_servers(self) -> str: ...
+
+
 def admin(settings: Settings, timeout_ms: int = 5000) -> AdminClient:
     return AdminClient(
         {
@@ -28,7 +36,7 @@ def admin(settings: Settings, timeout_ms: int = 5000) -> AdminClient:
     )
 
 
-def producer_config(settings: Settings, **overrides: object) -> dict[str, object]:
+def producer_config(settings: Brokers, **overrides: object) -> dict[str, object]:
     """Durable producer defaults: every acknowledged record is on min ISR brokers."""
     conf: dict[str, object] = {
         "bootstrap.servers": settings.bootstrap_servers,
@@ -161,7 +169,7 @@ def cluster_health(settings: Settings, topics: list[str] | None = None) -> Clust
     return ClusterHealth(len(md.brokers), parts, under, offline)
 
 
-def end_offsets(settings: Settings, topic: str, timeout: float = 5.0) -> dict[int, int]:
+def end_offsets(settings: Brokers, topic: str, timeout: float = 5.0) -> dict[int, int]:
     """High watermarks per partition, read without consuming (bounded metadata calls)."""
     consumer = Consumer(
         {

@@ -40,8 +40,7 @@ import dagster as dg
 import psycopg
 from psycopg import sql
 
-from clickguard.settings import get_settings
-from clickguard_dagster.resources import PostgresResource
+from clickguard_dagster.resources import BatchResource, PostgresResource
 
 DayStats = dict[date, tuple[int, datetime | None]]  # day -> (source rows, newest source ts)
 DayMarks = Mapping[date, datetime | None]  # day -> newest source ts read (None: no rows)
@@ -376,7 +375,8 @@ def fingerprint(
 
 
 # (spark, postgres, day marks) -> DataFrame of the table's rows for those days
-Compute = Callable[[Any, PostgresResource, DayMarks], Any]
+# (spark session, postgres, each day's mark, batch settings) -> the rows of those days
+Compute = Callable[[Any, PostgresResource, DayMarks, BatchResource], Any]
 
 
 def day_marks(plan: DayStats) -> dict[date, datetime | None]:
@@ -390,14 +390,13 @@ def materialize_days(
     config: DayRangeConfig,
     spark: Any,
     postgres: PostgresResource,
-    overlap_s: float,
+    batch: BatchResource,
 ) -> dg.MaterializeResult:
     """Settle the snapshot mark, plan, compute, stage and swap; metadata lists the days recomputed,
     their row counts and the marks the reads applied (the checks apply the same)."""
-    timeout_s = get_settings().batch_snapshot_timeout_s
     with postgres.connect(autocommit=True) as conn:
-        mark = spec.source.settle(conn, timeout_s)
-        plan = plan_days(conn, spec, config, overlap_s, mark)
+        mark = spec.source.settle(conn, batch.batch_snapshot_timeout_s)
+        plan = plan_days(conn, spec, config, batch.batch_change_overlap_s, mark)
     days = sorted(plan)
     snapshot = {"snapshot_mark": mark.isoformat() if mark else "upstream day marks"}
     if not days:
@@ -412,7 +411,7 @@ def materialize_days(
         f"{spec.asset_key}: computing {len(days)} day(s): {days[0]} .. {days[-1]}"
         f" from sources ingested up to {snapshot['snapshot_mark']}"
     )
-    df = compute(spark, postgres, day_marks(plan))
+    df = compute(spark, postgres, day_marks(plan), batch)
     stage_name = stage(postgres, spec.table, df)
     try:
         counts = swap_days(postgres, spec, stage_name, plan, context.run.run_id)

@@ -13,7 +13,6 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from clickguard.settings import get_settings
 from clickguard_dagster.assets.stream import stream_events
 from clickguard_dagster.resources import KafkaResource, PostgresResource
 
@@ -62,9 +61,10 @@ def select_dlq(postgres: PostgresResource, config: DlqReplayConfig) -> list[tupl
 
 
 def replay(
-    postgres: PostgresResource, kafka: KafkaResource, config: DlqReplayConfig, topic: str
+    postgres: PostgresResource, kafka: KafkaResource, config: DlqReplayConfig
 ) -> dict[str, int]:
-    """Publish the selected records (acks=all) and mark those acknowledged; returns counts."""
+    """Publish the selected records to the raw topic (acks=all) and mark those acknowledged;
+    returns counts."""
     rows = select_dlq(postgres, config)
     counts = {"selected": len(rows), "published": 0, "failed": 0, "skipped_no_bytes": 0}
     if config.dry_run or not rows:
@@ -88,7 +88,7 @@ def replay(
             for k, v in zip(header_keys or [], header_values or [], strict=True)
         ]
         producer.produce(
-            topic, value=bytes(value), key=bytes(key) if key is not None else None,
+            kafka.topic_raw, value=bytes(value), key=bytes(key) if key is not None else None,
             headers=headers or None, on_delivery=on_delivery(dlq_id),
         )
         producer.poll(0)
@@ -104,15 +104,16 @@ def replay(
     return counts
 
 
-@dg.op(description="Re-publish selected DLQ records to the raw topic, keeping event_id.")
+@dg.op
 def replay_dlq_records(
     context: dg.OpExecutionContext,
     config: DlqReplayConfig,
     postgres: PostgresResource,
     kafka: KafkaResource,
 ) -> dict[str, int]:
-    """Selected -> published (acknowledged by min ISR brokers) -> marked replayed_at."""
-    counts = replay(postgres, kafka, config, get_settings().topic_raw)
+    """Re-publish selected DLQ records to the raw topic, keeping event_id: selected ->
+    published (acknowledged by min ISR brokers) -> marked replayed_at."""
+    counts = replay(postgres, kafka, config)
     context.log.info(f"dlq_replay: {counts}")
     context.add_output_metadata({k: v for k, v in counts.items()})
     if counts["failed"]:
@@ -120,6 +121,7 @@ def replay_dlq_records(
     return counts
 
 
-@dg.job(name="dlq_replay", description="Replay DLQ records by reason and time range.")
+@dg.job(name="dlq_replay")
 def dlq_replay() -> None:
+    """Replay DLQ records by reason and time range."""
     replay_dlq_records()

@@ -1,17 +1,22 @@
-"""Every resource of the code location, configured from clickguard.settings and ``dg.EnvVar``.
+"""Every resource of the code location, and the one function that configures them.
 
-Secrets come through ``dg.EnvVar`` (resolved at run time, never stored in run config) when the
-variable is set; otherwise the settings default is used, so a fresh checkout works unchanged.
+Assets, checks, sensors and ops receive their configuration as these resources, never from
+``get_settings()``. ``build_resources`` fills each field from the setting of the same meaning
+(``clickguard.settings``: its defaults, ``.env`` and the ``CLICKGUARD_*`` variables); given the
+environment, a string or integer field whose ``CLICKGUARD_*`` variable is set becomes
+``dg.EnvVar`` instead: resolved when a run starts, so secrets never land in run config or the UI.
+Dagster resolves ``EnvVar`` for ``str`` and ``int`` fields only; floats and flags arrive as the
+values ``Settings`` parsed from the same variables.
 """
 
 from __future__ import annotations
 
-import os
 import smtplib
 import ssl
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -22,13 +27,8 @@ from dagster_slack import SlackResource
 from slack_sdk import WebClient
 
 from clickguard import kafka as kafka_helpers
-from clickguard.settings import Settings, get_settings
+from clickguard.settings import Settings
 from clickguard.spark import spark_conf
-
-
-def _secret(env_name: str, fallback: str) -> Any:
-    """``dg.EnvVar(env_name)`` when the variable is set, else the settings value."""
-    return dg.EnvVar(env_name) if os.environ.get(env_name) else fallback
 
 
 class PostgresResource(dg.ConfigurableResource):
@@ -62,17 +62,53 @@ class KafkaResource(dg.ConfigurableResource):
     """Bounded admin/metadata calls and a durable producer for the platform's cluster."""
 
     bootstrap_servers: str
+    topic_raw: str
+    topic_dlq: str
     timeout_s: float = 5.0
-
-    def _settings(self) -> Settings:
-        return get_settings().model_copy(update={"kafka_bootstrap": self.bootstrap_servers})
 
     def end_offsets(self, topic: str) -> dict[int, int]:
         """High watermarks per partition (never consumes); {} when the topic is unknown."""
-        return kafka_helpers.end_offsets(self._settings(), topic, timeout=self.timeout_s)
+        return kafka_helpers.end_offsets(self, topic, timeout=self.timeout_s)
 
     def producer(self, **overrides: object) -> Producer:
-        return Producer(kafka_helpers.producer_config(self._settings(), **overrides))
+        return Producer(kafka_helpers.producer_config(self, **overrides))
+
+
+class BatchResource(dg.ConfigurableResource):
+    """How the batch assets cut days and sessions; their checks recompute with the same values."""
+
+    session_gap_minutes: float
+    batch_change_overlap_s: float
+    batch_snapshot_timeout_s: float
+    popular_items_limit: int
+    idempotency_check_max_days: int
+    batch_live_min_gap_s: float
+
+
+class SloResource(dg.ConfigurableResource):
+    """The stream's latency targets, the window they are judged over, and staleness."""
+
+    slo_window_minutes: float
+    slo_e2e_p95_ms: float
+    slo_stage_p50_ms: float
+    slo_stage_p95_ms: float
+    stream_stale_seconds: float
+    batch_snapshot_timeout_s: float
+    results_dir: str
+
+
+class AlertPolicyResource(dg.ConfigurableResource):
+    """When the DLQ and stream-health sensors alert, and what their messages point to."""
+
+    dlq_warning_threshold: int
+    dlq_critical_threshold: int
+    dlq_poll_interval_s: int
+    dlq_top_reasons: int
+    alert_cooldown_minutes: float
+    stream_health_interval_s: int
+    stream_stale_seconds: float
+    dagster_url: str
+    stream_home: str  # the supervisor's status file lives here
 
 
 class SlackAlertResource(SlackResource):
@@ -135,48 +171,63 @@ class EmailAlertResource(dg.ConfigurableResource):
             smtp.send_message(msg)
 
 
-def postgres_resource(settings: Settings) -> PostgresResource:
-    return PostgresResource(
-        host=settings.pg_host, port=settings.pg_port, dbname=settings.pg_db,
-        user=settings.pg_writer_user,
-        password=_secret("CLICKGUARD_PG_WRITER_PASSWORD", settings.pg_writer_password),
-    )
+class _Fields:
+    """Resource field values from ``settings``; ``dg.EnvVar`` where ``env`` sets the variable."""
+
+    def __init__(self, settings: Settings, env: Mapping[str, str] | None) -> None:
+        self.settings, self.env = settings, env or {}
+
+    def __call__(self, field: str, value: Any = None) -> Any:
+        """The value of setting ``field`` (or ``value`` when given: derived or defaulted)."""
+        value = getattr(self.settings, field) if value is None else value
+        name = f"CLICKGUARD_{field.upper()}"
+        if not self.env.get(name) or isinstance(value, bool):
+            return str(value) if isinstance(value, Path) else value
+        if isinstance(value, int):
+            return dg.EnvVar.int(name)
+        return dg.EnvVar(name) if isinstance(value, str) else value
+
+    def of(self, cls: type[dg.ConfigurableResource]) -> dict[str, Any]:
+        """Every field of ``cls`` named after a setting (the resources above are)."""
+        return {f: self(f) for f in cls.model_fields if f in Settings.model_fields}
 
 
-def slack_resource(settings: Settings) -> SlackAlertResource:
-    return SlackAlertResource(
-        token=_secret("CLICKGUARD_SLACK_TOKEN", settings.slack_token or ""),
-        channel=settings.slack_channel,
-        base_url=settings.slack_base_url or "",
-    )
+def build_resources(settings: Settings, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The resource dict of the Definitions (``env=os.environ``) and of tests (plain values).
 
-
-def email_resource(settings: Settings) -> EmailAlertResource:
-    return EmailAlertResource(
-        host=settings.smtp_host or "",
-        port=settings.smtp_port,
-        user=settings.smtp_user or "",
-        password=_secret("CLICKGUARD_SMTP_PASSWORD", settings.smtp_password or ""),
-        from_addr=settings.smtp_from,
-        to=settings.alert_email_to or "",
-        starttls=settings.smtp_starttls,
-        timeout_s=settings.smtp_timeout_s,
-    )
-
-
-def spark_resource(settings: Settings) -> LazyPySparkResource:
-    """dagster-pyspark session (lazy: check-only runs and sensors never start a JVM)."""
-    conf = spark_conf(settings, "clickguard-dagster", **{"spark.ui.showConsoleProgress": "false"})
-    return LazyPySparkResource(spark_config=conf)
-
-
-def build_resources(settings: Settings | None = None) -> dict[str, Any]:
-    """The resource dict of the Definitions (and of tests, with their own settings)."""
-    settings = settings or get_settings()
+    Plain values suit code that calls a resource's methods outside a run (tests, the CLI): a
+    ``dg.EnvVar`` field is only resolved when Dagster builds the resource for a run or sensor.
+    """
+    field = _Fields(settings, env)
+    s = settings
+    conf = spark_conf(s, "clickguard-dagster", **{"spark.ui.showConsoleProgress": "false"})
     return {
-        "spark": spark_resource(settings),
-        "postgres": postgres_resource(settings),
-        "kafka": KafkaResource(bootstrap_servers=settings.bootstrap_servers),
-        "slack": slack_resource(settings),
-        "email": email_resource(settings),
+        # lazy: check-only runs and sensors never start a JVM
+        "spark": LazyPySparkResource(spark_config=conf),
+        "postgres": PostgresResource(
+            host=field("pg_host"), port=field("pg_port"), dbname=field("pg_db"),
+            user=field("pg_writer_user"), password=field("pg_writer_password"),
+        ),
+        "kafka": KafkaResource(
+            bootstrap_servers=field("kafka_bootstrap", s.bootstrap_servers),
+            topic_raw=field("topic_raw"), topic_dlq=field("topic_dlq"),
+        ),
+        "batch": BatchResource(**field.of(BatchResource)),
+        "slo": SloResource(**field.of(SloResource)),
+        "alerts": AlertPolicyResource(
+            **field.of(AlertPolicyResource),
+            dagster_url=f"http://{s.dagster_host}:{s.dagster_port}",
+            stream_home=str(s.home / "streaming"),
+        ),
+        "slack": SlackAlertResource(
+            token=field("slack_token", s.slack_token or ""), channel=field("slack_channel"),
+            base_url=field("slack_base_url", s.slack_base_url or ""),
+        ),
+        "email": EmailAlertResource(
+            host=field("smtp_host", s.smtp_host or ""), port=field("smtp_port"),
+            user=field("smtp_user", s.smtp_user or ""),
+            password=field("smtp_password", s.smtp_password or ""),
+            from_addr=field("smtp_from"), to=field("alert_email_to", s.alert_email_to or ""),
+            starttls=field("smtp_starttls"), timeout_s=field("smtp_timeout_s"),
+        ),
     }

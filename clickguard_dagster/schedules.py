@@ -19,24 +19,29 @@ from typing import Any
 
 import dagster as dg
 
-from clickguard.settings import get_settings
 from clickguard_dagster.jobs import daily_batch_job, stream_checks_job
-from clickguard_dagster.resources import PostgresResource
+from clickguard_dagster.resources import BatchResource, PostgresResource
 
-daily_batch_schedule = dg.ScheduleDefinition(
-    name="daily_batch_schedule",
-    job=daily_batch_job,
-    cron_schedule=get_settings().batch_schedule_cron,
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
-stream_checks_schedule = dg.ScheduleDefinition(
-    name="stream_checks_schedule",
-    job=stream_checks_job,
-    cron_schedule=get_settings().stream_checks_cron,
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
+
+def build_schedules(batch_cron: str, stream_checks_cron: str) -> list[dg.ScheduleDefinition]:
+    """``daily_batch_schedule`` and ``stream_checks_schedule`` on the configured crons (UTC)."""
+    return [
+        dg.ScheduleDefinition(
+            name="daily_batch_schedule",
+            job=daily_batch_job,
+            cron_schedule=batch_cron,
+            execution_timezone="UTC",
+            default_status=dg.DefaultScheduleStatus.RUNNING,
+        ),
+        dg.ScheduleDefinition(
+            name="stream_checks_schedule",
+            job=stream_checks_job,
+            cron_schedule=stream_checks_cron,
+            execution_timezone="UTC",
+            default_status=dg.DefaultScheduleStatus.RUNNING,
+        ),
+    ]
+
 
 LIVE_BATCH_SENSOR = "live_batch_sensor"
 BATCH_GROUP = "batch"
@@ -88,34 +93,41 @@ def decide_live_run(
     return None
 
 
-@dg.sensor(
-    name=LIVE_BATCH_SENSOR,
-    job=daily_batch_job,
-    minimum_interval_seconds=get_settings().batch_live_interval_s,
-    default_status=dg.DefaultSensorStatus.STOPPED,
-    description=(
-        "Materializes every batch asset (changed days only) while events stream in: one run at "
-        "a time, when new rows were committed, at most every batch_live_min_gap_s. Turned on by "
-        "`clickguard demo`; production relies on daily_batch_schedule."
-    ),
-)
-def live_batch_sensor(
-    context: dg.SensorEvaluationContext, postgres: PostgresResource
-) -> dg.SensorResult | dg.SkipReason:
-    cursor = json.loads(context.cursor) if context.cursor else {}
-    version = source_version(postgres)
-    busy = None
-    if version is not None and version != cursor.get("version"):
-        graph = context.repository_def.asset_graph  # type: ignore[union-attr]
-        keys = dg.AssetSelection.groups(BATCH_GROUP).resolve(graph)
-        busy = batch_run_in_flight(context.instance, set(keys))
-    now = time.time()
-    skip = decide_live_run(cursor, version, busy, now, get_settings().batch_live_min_gap_s)
-    if skip is not None:
-        return dg.SkipReason(skip)
-    return dg.SensorResult(
-        run_requests=[
-            dg.RunRequest(run_key=f"live-{version}", tags={"clickguard/trigger": "live"})
-        ],
-        cursor=json.dumps({"version": version, "requested_at": now}),
+def build_live_batch_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
+    """The sensor, looking for new data every ``batch_live_interval_s``."""
+
+    @dg.sensor(
+        name=LIVE_BATCH_SENSOR,
+        job=daily_batch_job,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description=(
+            "Materializes every batch asset (changed days only) while events stream in: one run "
+            "at a time, when new rows were committed, at most every batch_live_min_gap_s. Turned "
+            "on by `clickguard demo`; production relies on daily_batch_schedule."
+        ),
     )
+    def live_batch_sensor(
+        context: dg.SensorEvaluationContext, postgres: PostgresResource, batch: BatchResource
+    ) -> dg.SensorResult | dg.SkipReason:
+        """One run per new data version, never two batch runs at once."""
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        version = source_version(postgres)
+        busy = None
+        if version is not None and version != cursor.get("version"):
+            if context.repository_def is None:
+                raise dg.DagsterInvariantViolationError("live_batch_sensor needs its repository")
+            keys = dg.AssetSelection.groups(BATCH_GROUP).resolve(context.repository_def.asset_graph)
+            busy = batch_run_in_flight(context.instance, set(keys))
+        now = time.time()
+        skip = decide_live_run(cursor, version, busy, now, batch.batch_live_min_gap_s)
+        if skip is not None:
+            return dg.SkipReason(skip)
+        return dg.SensorResult(
+            run_requests=[
+                dg.RunRequest(run_key=f"live-{version}", tags={"clickguard/trigger": "live"})
+            ],
+            cursor=json.dumps({"version": version, "requested_at": now}),
+        )
+
+    return live_batch_sensor

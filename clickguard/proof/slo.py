@@ -19,13 +19,25 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import click
 import psycopg
 
 from clickguard.proof.report import Report
-from clickguard.settings import Settings, get_settings
+from clickguard.settings import get_settings
+
+
+class SloTargets(Protocol):
+    """The targets a result is judged against: ``Settings`` or the Dagster ``SloResource``."""
+
+    @property
+    def slo_e2e_p95_ms(self) -> float: ...
+    @property
+    def slo_stage_p50_ms(self) -> float: ...
+    @property
+    def slo_stage_p95_ms(self) -> float: ...
+
 
 STAGES: dict[str, tuple[str, str]] = {
     "produce_to_kafka": ("kafka_ts", "ingest_ts"),
@@ -135,7 +147,7 @@ def compute_slo(
     return SloResult(start, end, column, count, stages)
 
 
-def evaluate_targets(result: SloResult, settings: Settings) -> dict[str, dict[str, Any]]:
+def evaluate_targets(result: SloResult, settings: SloTargets) -> dict[str, dict[str, Any]]:
     """Each SLO target of the settings with the measured value and whether it is met."""
     checks: dict[str, dict[str, Any]] = {}
     e2e = result.stages["end_to_end"].p95
@@ -189,7 +201,7 @@ def plot_cdf(result: SloResult) -> Any:
 
 
 def slo_report_for(
-    result: SloResult, settings: Settings, min_events: int = DEFAULT_MIN_EVENTS
+    result: SloResult, settings: SloTargets, min_events: int = DEFAULT_MIN_EVENTS
 ) -> Report:
     """The Report (JSON/MD/PNG) of an SLO result, with targets and the ≥ min_events rule."""
     targets = evaluate_targets(result, settings)

@@ -8,7 +8,6 @@ from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from clickguard.settings import get_settings
 from clickguard_dagster.assets.stream import stream_events
 from clickguard_dagster.batch import (
     ANOMALIES,
@@ -18,7 +17,7 @@ from clickguard_dagster.batch import (
     materialize_days,
     read_days,
 )
-from clickguard_dagster.resources import PostgresResource
+from clickguard_dagster.resources import BatchResource, PostgresResource
 
 SUMMARY = DailyTable(
     "anomaly_daily_summary", "anomaly_daily_summary", "metric_date", ("anomaly_type",), ANOMALIES
@@ -37,7 +36,9 @@ def summarize(anomalies: DataFrame) -> DataFrame:
     )
 
 
-def compute_summary(spark: Any, postgres: PostgresResource, marks: DayMarks) -> DataFrame:
+def compute_summary(
+    spark: Any, postgres: PostgresResource, marks: DayMarks, batch: BatchResource
+) -> DataFrame:
     """Each day's anomalies as updated up to the day's mark (``updated_at``)."""
     rows = read_days(
         spark, postgres,
@@ -56,10 +57,10 @@ def anomaly_daily_summary(
     config: DayRangeConfig,
     spark: LazyPySparkResource,
     postgres: PostgresResource,
+    batch: BatchResource,
 ) -> dg.MaterializeResult:
     """Anomalies per day and type (HIGH_FREQUENCY, BOT_LIKE, ...): count, distinct entities,
     average and max score. Days whose anomalies were inserted/updated since the last run."""
     return materialize_days(
-        context, SUMMARY, compute_summary, config, spark.spark_session, postgres,
-        get_settings().batch_change_overlap_s,
+        context, SUMMARY, compute_summary, config, spark.spark_session, postgres, batch
     )

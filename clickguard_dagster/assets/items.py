@@ -8,7 +8,6 @@ from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from clickguard.settings import get_settings
 from clickguard_dagster.assets.stream import stream_events
 from clickguard_dagster.batch import (
     EVENTS,
@@ -18,7 +17,7 @@ from clickguard_dagster.batch import (
     materialize_days,
     read_days,
 )
-from clickguard_dagster.resources import PostgresResource
+from clickguard_dagster.resources import BatchResource, PostgresResource
 
 ITEMS = DailyTable(
     "popular_items", "popular_items", "metric_date", ("item_id",), EVENTS
@@ -77,12 +76,16 @@ def categories(events: DataFrame) -> DataFrame:
     )
 
 
-def compute_items(spark: Any, postgres: PostgresResource, marks: DayMarks) -> DataFrame:
+def compute_items(
+    spark: Any, postgres: PostgresResource, marks: DayMarks, batch: BatchResource
+) -> DataFrame:
     events = read_days(spark, postgres, ITEM_EVENTS, "event_ts", marks, EVENTS.ts_column)
-    return popular(events, get_settings().popular_items_limit)
+    return popular(events, batch.popular_items_limit)
 
 
-def compute_categories(spark: Any, postgres: PostgresResource, marks: DayMarks) -> DataFrame:
+def compute_categories(
+    spark: Any, postgres: PostgresResource, marks: DayMarks, batch: BatchResource
+) -> DataFrame:
     return categories(read_days(spark, postgres, ITEM_EVENTS, "event_ts", marks, EVENTS.ts_column))
 
 
@@ -95,12 +98,12 @@ def popular_items(
     config: DayRangeConfig,
     spark: LazyPySparkResource,
     postgres: PostgresResource,
+    batch: BatchResource,
 ) -> dg.MaterializeResult:
     """Top items per day (settings.popular_items_limit): clicks, purchases, revenue, rank and
     purchase/click ratio; category = the item's category (max if it changed during the day)."""
     return materialize_days(
-        context, ITEMS, compute_items, config, spark.spark_session, postgres,
-        get_settings().batch_change_overlap_s,
+        context, ITEMS, compute_items, config, spark.spark_session, postgres, batch
     )
 
 
@@ -113,9 +116,9 @@ def popular_categories(
     config: DayRangeConfig,
     spark: LazyPySparkResource,
     postgres: PostgresResource,
+    batch: BatchResource,
 ) -> dg.MaterializeResult:
     """Categories per day: clicks, purchases, distinct items, revenue and rank by clicks."""
     return materialize_days(
-        context, CATEGORIES, compute_categories, config, spark.spark_session, postgres,
-        get_settings().batch_change_overlap_s,
+        context, CATEGORIES, compute_categories, config, spark.spark_session, postgres, batch
     )

@@ -8,7 +8,6 @@ from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from clickguard.settings import get_settings
 from clickguard_dagster.assets.sessions import daily_sessions
 from clickguard_dagster.assets.stream import stream_events
 from clickguard_dagster.batch import (
@@ -21,7 +20,7 @@ from clickguard_dagster.batch import (
     read_days,
     read_table_days,
 )
-from clickguard_dagster.resources import PostgresResource
+from clickguard_dagster.resources import BatchResource, PostgresResource
 
 METRICS = DailyTable(
     "daily_metrics", "daily_metrics", "metric_date", ("metric_date",),
@@ -57,7 +56,9 @@ def metrics(sessions: DataFrame, items: DataFrame) -> DataFrame:
     )
 
 
-def compute_metrics(spark: Any, postgres: PostgresResource, marks: DayMarks) -> DataFrame:
+def compute_metrics(
+    spark: Any, postgres: PostgresResource, marks: DayMarks, batch: BatchResource
+) -> DataFrame:
     """daily_sessions' day marks (its recorded stats are this asset's source) bound the events
     read for unique items, so both inputs describe the same snapshot of ``events``."""
     sessions = read_table_days(spark, postgres, "daily_sessions", "session_day", sorted(marks))
@@ -80,11 +81,11 @@ def daily_metrics(
     config: DayRangeConfig,
     spark: LazyPySparkResource,
     postgres: PostgresResource,
+    batch: BatchResource,
 ) -> dg.MaterializeResult:
     """Per day: total clicks and purchases, unique sessions and items, conversion rate (share of
     sessions with a purchase), average session duration and clicks per session, revenue and
     average order value (revenue / purchase events). Days follow daily_sessions' changes."""
     return materialize_days(
-        context, METRICS, compute_metrics, config, spark.spark_session, postgres,
-        get_settings().batch_change_overlap_s,
+        context, METRICS, compute_metrics, config, spark.spark_session, postgres, batch
     )

@@ -13,7 +13,6 @@ from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from clickguard.settings import get_settings
 from clickguard_dagster.assets.stream import stream_events
 from clickguard_dagster.batch import (
     EVENTS,
@@ -25,7 +24,7 @@ from clickguard_dagster.batch import (
     read_days,
     read_table_days,
 )
-from clickguard_dagster.resources import PostgresResource
+from clickguard_dagster.resources import BatchResource, PostgresResource
 
 SESSIONS = DailyTable(
     "daily_sessions", "daily_sessions", "session_day", ("session_id", "session_start"), EVENTS
@@ -88,10 +87,12 @@ def sessionize(events: DataFrame, gap_minutes: float) -> DataFrame:
     )
 
 
-def compute_sessions(spark: Any, postgres: PostgresResource, marks: DayMarks) -> DataFrame:
+def compute_sessions(
+    spark: Any, postgres: PostgresResource, marks: DayMarks, batch: BatchResource
+) -> DataFrame:
     """Each day's events committed up to the day's mark (see clickguard_dagster.batch)."""
     events = read_days(spark, postgres, EVENT_COLUMNS, "event_ts", marks, EVENTS.ts_column)
-    return sessionize(events, get_settings().session_gap_minutes)
+    return sessionize(events, batch.session_gap_minutes)
 
 
 def funnel(sessions: DataFrame) -> DataFrame:
@@ -125,7 +126,9 @@ def funnel(sessions: DataFrame) -> DataFrame:
     )
 
 
-def compute_funnel(spark: Any, postgres: PostgresResource, marks: DayMarks) -> DataFrame:
+def compute_funnel(
+    spark: Any, postgres: PostgresResource, marks: DayMarks, batch: BatchResource
+) -> DataFrame:
     return funnel(read_table_days(spark, postgres, "daily_sessions", "session_day", sorted(marks)))
 
 
@@ -140,13 +143,13 @@ def daily_sessions(
     config: DayRangeConfig,
     spark: LazyPySparkResource,
     postgres: PostgresResource,
+    batch: BatchResource,
 ) -> dg.MaterializeResult:
     """Sessions per day (30-min inactivity gap): start, end, duration, events, clicks, cart adds,
     purchases, revenue, converted, entry and exit page. Recomputes only the days whose events
     changed since the last run (by ingestion time), or the date range of the run config."""
     return materialize_days(
-        context, SESSIONS, compute_sessions, config, spark.spark_session, postgres,
-        get_settings().batch_change_overlap_s,
+        context, SESSIONS, compute_sessions, config, spark.spark_session, postgres, batch
     )
 
 
@@ -161,10 +164,10 @@ def session_funnel(
     config: DayRangeConfig,
     spark: LazyPySparkResource,
     postgres: PostgresResource,
+    batch: BatchResource,
 ) -> dg.MaterializeResult:
     """Per day, sessions reaching session -> click -> add_to_cart -> purchase, with the share of
     all sessions and the drop from the previous stage (percent)."""
     return materialize_days(
-        context, FUNNEL, compute_funnel, config, spark.spark_session, postgres,
-        get_settings().batch_change_overlap_s,
+        context, FUNNEL, compute_funnel, config, spark.spark_session, postgres, batch
     )

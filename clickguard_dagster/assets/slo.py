@@ -10,34 +10,29 @@ recorded in the materialization's metadata, judges exactly the rows the report c
 """
 
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 
 from clickguard.proof.slo import compute_slo, evaluate_targets, slo_report_for
-from clickguard.settings import get_settings
 from clickguard_dagster.assets.stream import stream_events
 from clickguard_dagster.batch import settle_mark
-from clickguard_dagster.resources import PostgresResource
+from clickguard_dagster.resources import PostgresResource, SloResource
 
 
-@dg.asset(
-    deps=[stream_events],
-    group_name="stream",
-    kinds={"postgres"},
-    description="Per-stage latency p50/p95/p99 (produce→Kafka, Kafka→Spark, Spark→DB, end to end) "
-    "over every event committed in the last settings.slo_window_minutes, with a CDF plot.",
-)
+@dg.asset(deps=[stream_events], group_name="stream", kinds={"postgres"})
 def slo_report(
-    context: dg.AssetExecutionContext, postgres: PostgresResource
+    context: dg.AssetExecutionContext, postgres: PostgresResource, slo: SloResource
 ) -> dg.MaterializeResult:
-    """Why an asset: the report is a dated artefact people look at, with lineage to the stream."""
-    settings = get_settings()
+    """Per-stage latency p50/p95/p99 (produce→Kafka, Kafka→Spark, Spark→DB, end to end) over
+    every event committed in the last slo_window_minutes, with a CDF plot. An asset because the
+    report is a dated artefact people look at, with lineage to the stream."""
     with postgres.connect(autocommit=True) as conn:
-        end = settle_mark(conn, ["events"], settings.batch_snapshot_timeout_s)
-        start = end - timedelta(minutes=settings.slo_window_minutes)
+        end = settle_mark(conn, ["events"], slo.batch_snapshot_timeout_s)
+        start = end - timedelta(minutes=slo.slo_window_minutes)
         result = compute_slo(conn, (start, end))
-    report = slo_report_for(result, settings, min_events=1)
-    paths = report.write(settings.results_dir)
+    report = slo_report_for(result, slo, min_events=1)
+    paths = report.write(Path(slo.results_dir))
     context.log.info(f"SLO report over {result.events:,} events written to {paths['md']}")
     metadata: dict[str, object] = {
         "events": result.events,
@@ -50,7 +45,7 @@ def slo_report(
         for q in ("p50", "p95", "p99"):
             value = getattr(stage, q)
             metadata[f"{name}_{q}_ms"] = round(value, 1) if value is not None else -1.0
-    metadata["targets"] = dg.MetadataValue.json(evaluate_targets(result, settings))
+    metadata["targets"] = dg.MetadataValue.json(evaluate_targets(result, slo))
     return dg.MaterializeResult(metadata=metadata)
 
 
@@ -68,10 +63,10 @@ def report_window(instance: dg.DagsterInstance) -> tuple[datetime, datetime] | N
 
 @dg.asset_check(asset=slo_report, name="slo_targets")
 def slo_report_targets(
-    context: dg.AssetCheckExecutionContext, postgres: PostgresResource
+    context: dg.AssetCheckExecutionContext, postgres: PostgresResource, slo: SloResource
 ) -> dg.AssetCheckResult:
-    """Every SLO target of the settings (e2e p95, per-stage p50/p95) met over the window the
+    """Every SLO target (e2e p95, per-stage p50/p95) met over the window the
     latest report covered (the last window up to now if it never was materialized)."""
     from clickguard_dagster.checks.stream import check_slo
 
-    return check_slo(postgres, get_settings(), report_window(context.instance))
+    return check_slo(postgres, slo, report_window(context.instance))

@@ -1,7 +1,7 @@
 """Idempotency: recomputing a day gives exactly the rows stored for it (fingerprints equal).
 
 The check recomputes, with the asset's own Spark code, the days of its latest materialization
-(up to settings.idempotency_check_max_days) from the same snapshot: each day's source rows up to
+(up to idempotency_check_max_days) from the same snapshot: each day's source rows up to
 the day mark recorded with the table's rows. Rows the stream added since are beyond the mark and
 do not count; a day is skipped only when rows the run read have changed since (count or newest
 time under the mark differ: deleted or updated rows). It stages the recomputed rows and compares
@@ -14,7 +14,6 @@ from typing import Any
 import dagster as dg
 from dagster_pyspark import LazyPySparkResource
 
-from clickguard.settings import get_settings
 from clickguard_dagster.assets.anomalies import SUMMARY, anomaly_daily_summary, compute_summary
 from clickguard_dagster.assets.items import (
     CATEGORIES,
@@ -42,11 +41,12 @@ from clickguard_dagster.batch import (
     recorded_stats,
     stage,
 )
-from clickguard_dagster.resources import PostgresResource
+from clickguard_dagster.resources import BatchResource, PostgresResource
 
 
 def check_idempotent(
-    spec: DailyTable, compute: Compute, spark: Any, postgres: PostgresResource, max_days: int
+    spec: DailyTable, compute: Compute, spark: Any, postgres: PostgresResource,
+    batch: BatchResource,
 ) -> dg.AssetCheckResult:
     with postgres.connect() as conn:
         marks = last_run_marks(conn, spec.asset_key)
@@ -55,14 +55,14 @@ def check_idempotent(
         current = spec.source.stats_at(conn, marks) if days else {}
     unchanged = [
         d for d in days if current.get(d, (0, None)) == seen.get(d, (0, None))
-    ][-max_days:]
+    ][-batch.idempotency_check_max_days:]
     skipped = [d.isoformat() for d in days if d not in unchanged]
     if not unchanged:
         return dg.AssetCheckResult(
             passed=True,
             metadata={"days_checked": dg.MetadataValue.json([]), "skipped_changed": skipped},
         )
-    df = compute(spark, postgres, {d: marks[d] for d in unchanged})
+    df = compute(spark, postgres, {d: marks[d] for d in unchanged}, batch)
     stage_name = stage(postgres, spec.table, df)
     try:
         with postgres.connect() as conn:
@@ -89,10 +89,10 @@ def _idempotency_check(asset: Any, spec: DailyTable, compute: Compute) -> dg.Ass
         name="idempotency",
         description=f"Recomputing {spec.table}'s latest days gives identical rows (fingerprint).",
     )
-    def _check(spark: LazyPySparkResource, postgres: PostgresResource) -> dg.AssetCheckResult:
-        return check_idempotent(
-            spec, compute, spark.spark_session, postgres, get_settings().idempotency_check_max_days
-        )
+    def _check(
+        spark: LazyPySparkResource, postgres: PostgresResource, batch: BatchResource
+    ) -> dg.AssetCheckResult:
+        return check_idempotent(spec, compute, spark.spark_session, postgres, batch)
 
     return _check
 

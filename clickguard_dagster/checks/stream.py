@@ -12,9 +12,8 @@ from typing import Any
 import dagster as dg
 
 from clickguard.proof.slo import Window, compute_slo, evaluate_targets
-from clickguard.settings import Settings, get_settings
 from clickguard_dagster.assets.stream import stream_events
-from clickguard_dagster.resources import PostgresResource
+from clickguard_dagster.resources import PostgresResource, SloResource
 
 
 def breaches_of(result_targets: dict[str, dict[str, Any]]) -> list[str]:
@@ -27,19 +26,19 @@ def breaches_of(result_targets: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def check_slo(
-    postgres: PostgresResource, settings: Settings, window: Window | None = None
+    postgres: PostgresResource, slo: SloResource, window: Window | None = None
 ) -> dg.AssetCheckResult:
-    """Targets over ``window`` (default: the last settings.slo_window_minutes)."""
+    """Targets over ``window`` (default: the last slo.slo_window_minutes)."""
     with postgres.connect() as conn:
         result = compute_slo(
-            conn, window or timedelta(minutes=settings.slo_window_minutes), cdf=False
+            conn, window or timedelta(minutes=slo.slo_window_minutes), cdf=False
         )
     figures: dict[str, float] = {}
     for name, stage in result.stages.items():
         for q in ("p50", "p95"):
             value = getattr(stage, q)
             figures[f"{name}_{q}"] = round(value, 1) if value is not None else -1.0
-    breaches = breaches_of(evaluate_targets(result, settings)) if result.events else []
+    breaches = breaches_of(evaluate_targets(result, slo)) if result.events else []
     return dg.AssetCheckResult(
         passed=not breaches,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -47,19 +46,19 @@ def check_slo(
         metadata={
             "samples": result.events,
             **figures,
-            "window_minutes": settings.slo_window_minutes,
+            "window_minutes": slo.slo_window_minutes,
             "window_start": result.window_start.isoformat(),
             "window_end": result.window_end.isoformat(),
-            "target_e2e_p95_ms": settings.slo_e2e_p95_ms,
-            "target_stage_p50_ms": settings.slo_stage_p50_ms,
-            "target_stage_p95_ms": settings.slo_stage_p95_ms,
+            "target_e2e_p95_ms": slo.slo_e2e_p95_ms,
+            "target_stage_p50_ms": slo.slo_stage_p50_ms,
+            "target_stage_p95_ms": slo.slo_stage_p95_ms,
             "breaches": dg.MetadataValue.json(breaches),
         },
     )
 
 
-def check_freshness(postgres: PostgresResource, settings: Settings) -> dg.AssetCheckResult:
-    """Fresh = a batch committed or events stored within settings.stream_stale_seconds."""
+def check_freshness(postgres: PostgresResource, slo: SloResource) -> dg.AssetCheckResult:
+    """Fresh = a batch committed or events stored within slo.stream_stale_seconds."""
     with postgres.connect() as conn:
         row = conn.execute(
             "SELECT (SELECT max(committed_at) FROM batch_ledger),"
@@ -68,26 +67,26 @@ def check_freshness(postgres: PostgresResource, settings: Settings) -> dg.AssetC
             "  (SELECT max(committed_at) FROM batch_ledger), (SELECT max(commit_ts) FROM events)))"
         ).fetchone()
     last_batch, last_event, age = row
-    fresh = age is not None and float(age) <= settings.stream_stale_seconds
+    fresh = age is not None and float(age) <= slo.stream_stale_seconds
     return dg.AssetCheckResult(
         passed=fresh,
         metadata={
             "last_batch_at": last_batch.isoformat() if last_batch else "never",
             "last_event_commit_at": last_event.isoformat() if last_event else "never",
             "age_s": round(float(age), 1) if age is not None else -1.0,
-            "max_age_s": settings.stream_stale_seconds,
+            "max_age_s": slo.stream_stale_seconds,
         },
     )
 
 
 @dg.asset_check(asset=stream_events.key, name="latency_slo")
-def stream_events_slo(postgres: PostgresResource) -> dg.AssetCheckResult:
+def stream_events_slo(postgres: PostgresResource, slo: SloResource) -> dg.AssetCheckResult:
     """p95 end-to-end and p50/p95 per stage (produce->Kafka, Kafka->Spark, Spark->DB) of the
     recently stored events against the configured targets; the figures are in the metadata."""
-    return check_slo(postgres, get_settings())
+    return check_slo(postgres, slo)
 
 
 @dg.asset_check(asset=stream_events.key, name="freshness")
-def stream_events_freshness(postgres: PostgresResource) -> dg.AssetCheckResult:
-    """The stream committed a batch (or stored events) within settings.stream_stale_seconds."""
-    return check_freshness(postgres, get_settings())
+def stream_events_freshness(postgres: PostgresResource, slo: SloResource) -> dg.AssetCheckResult:
+    """The stream committed a batch (or stored events) within stream_stale_seconds."""
+    return check_freshness(postgres, slo)

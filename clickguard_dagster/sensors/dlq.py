@@ -12,9 +12,9 @@ from typing import Any
 
 import dagster as dg
 
-from clickguard.settings import Settings, get_settings
 from clickguard_dagster.alerts import AlertState, DlqFacts, classify_count, decide, dlq_message
 from clickguard_dagster.resources import (
+    AlertPolicyResource,
     EmailAlertResource,
     KafkaResource,
     PostgresResource,
@@ -46,17 +46,17 @@ def evaluate_dlq(
     kafka: KafkaResource,
     postgres: PostgresResource,
     slack: SlackAlertResource,
-    settings: Settings,
+    alerts: AlertPolicyResource,
     now: float,
     email: EmailAlertResource | None = None,
 ) -> dg.SensorResult:
     """One evaluation: count new DLQ messages, decide, deliver, and return the next cursor."""
     cursor: dict[str, Any] = json.loads(context.cursor) if context.cursor else {}
     cursor = reconcile(postgres, ALERT_KEY, cursor)
-    offsets = kafka.end_offsets(settings.topic_dlq)
+    offsets = kafka.end_offsets(kafka.topic_dlq)
     if not offsets:
         return dg.SensorResult(
-            skip_reason=f"DLQ topic {settings.topic_dlq} unreachable; cursor kept",
+            skip_reason=f"DLQ topic {kafka.topic_dlq} unreachable; cursor kept",
             cursor=json.dumps(cursor),
         )
     current = {str(p): o for p, o in sorted(offsets.items())}
@@ -69,16 +69,16 @@ def evaluate_dlq(
         )
     # a partition whose high watermark went down (topic recreated) counts from zero
     new = sum(o - previous.get(p, 0) if o >= previous.get(p, 0) else o for p, o in current.items())
-    interval = now - float(cursor.get("tick_at") or now - settings.dlq_poll_interval_s)
-    severity = classify_count(new, settings.dlq_warning_threshold, settings.dlq_critical_threshold)
-    new_state, decision = decide(state, severity, now, settings.alert_cooldown_minutes * 60)
+    interval = now - float(cursor.get("tick_at") or now - alerts.dlq_poll_interval_s)
+    severity = classify_count(new, alerts.dlq_warning_threshold, alerts.dlq_critical_threshold)
+    new_state, decision = decide(state, severity, now, alerts.alert_cooldown_minutes * 60)
     next_cursor = {"offsets": current, "tick_at": now, "state": new_state.to_dict()}
     if decision is not None:
         facts = DlqFacts(
             new_messages=new, interval_s=max(interval, 1.0), end_offsets=current,
-            top_reasons=top_reasons(postgres, cursor.get("tick_at"), settings.dlq_top_reasons),
-            dagster_url=f"http://{settings.dagster_host}:{settings.dagster_port}/overview/sensors",
-            topic=settings.topic_dlq,
+            top_reasons=top_reasons(postgres, cursor.get("tick_at"), alerts.dlq_top_reasons),
+            dagster_url=f"{alerts.dagster_url}/overview/sensors",
+            topic=kafka.topic_dlq,
         )
         message = dlq_message(decision, facts, now)
         if not deliver(
@@ -97,19 +97,25 @@ def evaluate_dlq(
     )
 
 
-@dg.sensor(
-    name="dlq_alert_sensor",
-    minimum_interval_seconds=get_settings().dlq_poll_interval_s,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Alerts Slack when the DLQ topic grows (WARNING/CRITICAL/RESOLVED, cooldown);"
-    " CRITICAL also by email.",
-)
-def dlq_alert_sensor(
-    context: dg.SensorEvaluationContext,
-    kafka: KafkaResource,
-    postgres: PostgresResource,
-    slack: SlackAlertResource,
-    email: EmailAlertResource,
-) -> dg.SensorResult:
-    """Growth of the DLQ topic's end offsets per interval, with the alert lifecycle."""
-    return evaluate_dlq(context, kafka, postgres, slack, get_settings(), time.time(), email)
+def build_dlq_alert_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
+    """The sensor, ticking every ``dlq_poll_interval_s`` (fixed when the code location loads)."""
+
+    @dg.sensor(
+        name="dlq_alert_sensor",
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Alerts Slack when the DLQ topic grows (WARNING/CRITICAL/RESOLVED, "
+        "cooldown); CRITICAL also by email.",
+    )
+    def dlq_alert_sensor(
+        context: dg.SensorEvaluationContext,
+        kafka: KafkaResource,
+        postgres: PostgresResource,
+        slack: SlackAlertResource,
+        email: EmailAlertResource,
+        alerts: AlertPolicyResource,
+    ) -> dg.SensorResult:
+        """Growth of the DLQ topic's end offsets per interval, with the alert lifecycle."""
+        return evaluate_dlq(context, kafka, postgres, slack, alerts, time.time(), email)
+
+    return dlq_alert_sensor

@@ -11,12 +11,12 @@ import json
 import time
 from collections.abc import Iterable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from clickguard import stream_state
-from clickguard.settings import Settings, get_settings
 from clickguard_dagster.alerts import (
     AlertState,
     StreamFacts,
@@ -25,6 +25,7 @@ from clickguard_dagster.alerts import (
     stream_severity,
 )
 from clickguard_dagster.resources import (
+    AlertPolicyResource,
     EmailAlertResource,
     KafkaResource,
     PostgresResource,
@@ -63,10 +64,10 @@ def committed_offsets(ledger_offsets: Iterable[Any], topic: str) -> dict[int, in
 
 
 def stream_facts(
-    kafka: KafkaResource, postgres: PostgresResource, settings: Settings, now: float
+    kafka: KafkaResource, postgres: PostgresResource, alerts: AlertPolicyResource, now: float
 ) -> tuple[StreamFacts, dict[str, Any]]:
     """Health of the stream from the ledger, the heartbeat, the events table and the raw topic."""
-    window = max(settings.stream_health_interval_s, 10)
+    window = max(alerts.stream_health_interval_s, 10)
     with postgres.connect() as conn:
         batch = conn.execute(
             "SELECT committed_at, state_rows, batch_id FROM batch_ledger"
@@ -81,12 +82,12 @@ def stream_facts(
                 "SELECT offsets FROM batch_ledger ORDER BY committed_at DESC LIMIT %s",
                 (LEDGER_BATCHES,),
             )),
-            settings.topic_raw,
+            kafka.topic_raw,
         )
         recent = conn.execute(
             "SELECT count(*) FROM events WHERE commit_ts > to_timestamp(%s)", (now - window,)
         ).fetchone()[0]
-    end = kafka.end_offsets(settings.topic_raw)
+    end = kafka.end_offsets(kafka.topic_raw)
     lag: int | None = None
     if end:
         # partitions absent from the recent batches have had no traffic: not counted as lag
@@ -108,12 +109,12 @@ def stream_facts(
         status, detail = "crash-looping", run.headline()
     elif beat and str(beat[1]).lower() in DOWN_STATUSES:
         status, detail = "down", f"heartbeat reports {beat[1]}"
-    elif alive_age is None or alive_age > 2 * settings.stream_stale_seconds:
+    elif alive_age is None or alive_age > 2 * alerts.stream_stale_seconds:
         status = "down"
         detail = "no heartbeat or batch ever" if alive_age is None else (
             f"no heartbeat or batch for {round(alive_age)} s"
         )
-    elif (lag or 0) > 0 and (batch_age is None or batch_age > settings.stream_stale_seconds):
+    elif (lag or 0) > 0 and (batch_age is None or batch_age > alerts.stream_stale_seconds):
         age = round(batch_age) if batch_age is not None else "never"
         status, detail = "stale", f"{lag} records waiting, last batch {age} s ago"
     facts = StreamFacts(
@@ -123,7 +124,7 @@ def stream_facts(
         last_error=run.last_error if run else None,
         failed_runs=run.consecutive_failures if run else 0,
         batch_id=run.last_batch_id if run else None,
-        status_file=str(settings.home / "streaming" / stream_state.STATUS_FILE),
+        status_file=str(Path(alerts.stream_home) / stream_state.STATUS_FILE),
     )
     metadata: dict[str, Any] = {
         "status": status,
@@ -147,14 +148,14 @@ def evaluate_stream(
     kafka: KafkaResource,
     postgres: PostgresResource,
     slack: SlackAlertResource,
-    settings: Settings,
+    alerts: AlertPolicyResource,
     now: float,
     email: EmailAlertResource | None = None,
 ) -> dg.SensorResult:
     """Observe ``stream_events``; open/escalate/resolve the stream alert."""
     cursor: dict[str, Any] = json.loads(context.cursor) if context.cursor else {}
     cursor = reconcile(postgres, ALERT_KEY, cursor)
-    facts, metadata = stream_facts(kafka, postgres, settings, now)
+    facts, metadata = stream_facts(kafka, postgres, alerts, now)
     state = AlertState.from_dict(cursor.get("state"))
     # infinite cooldown: an open incident is never re-sent, only escalated or resolved
     new_state, decision = decide(state, stream_severity(facts), now, float("inf"))
@@ -169,21 +170,26 @@ def evaluate_stream(
     return dg.SensorResult(asset_events=[observation], cursor=json.dumps(next_cursor))
 
 
-@dg.sensor(
-    name="stream_health_sensor",
-    minimum_interval_seconds=get_settings().stream_health_interval_s,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Observes stream_events (lag, events/s, last batch, state); alerts stale/down/"
-    "crash-looping (CRITICAL also by email).",
-)
-def stream_health_sensor(
-    context: dg.SensorEvaluationContext,
-    kafka: KafkaResource,
-    postgres: PostgresResource,
-    slack: SlackAlertResource,
-    email: EmailAlertResource,
-) -> dg.SensorResult:
-    """Liveness of the Spark streaming job as observations of the external asset."""
-    return evaluate_stream(
-        context, kafka, postgres, slack, get_settings(), time.time(), email
+def build_stream_health_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
+    """The sensor, ticking every ``stream_health_interval_s`` (fixed when the code location
+    loads)."""
+
+    @dg.sensor(
+        name="stream_health_sensor",
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Observes stream_events (lag, events/s, last batch, state); alerts stale/"
+        "down/crash-looping (CRITICAL also by email).",
     )
+    def stream_health_sensor(
+        context: dg.SensorEvaluationContext,
+        kafka: KafkaResource,
+        postgres: PostgresResource,
+        slack: SlackAlertResource,
+        email: EmailAlertResource,
+        alerts: AlertPolicyResource,
+    ) -> dg.SensorResult:
+        """Liveness of the Spark streaming job as observations of the external asset."""
+        return evaluate_stream(context, kafka, postgres, slack, alerts, time.time(), email)
+
+    return stream_health_sensor

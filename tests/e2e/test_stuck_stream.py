@@ -147,7 +147,7 @@ def test_crash_loop_is_reported_alerted_once_and_resolved(
 
         def sense(cursor: str | None) -> dg.SensorResult:
             ctx = dg.build_sensor_context(cursor=cursor, resources=res)
-            return evaluate_stream(ctx, res["kafka"], res["postgres"], res["slack"], rs,
+            return evaluate_stream(ctx, res["kafka"], res["postgres"], res["slack"], res["alerts"],
                                    time.time(), res["email"])
 
         first = sense(None)

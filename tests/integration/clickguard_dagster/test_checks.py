@@ -21,6 +21,7 @@ from clickguard_dagster.checks.idempotency import check_idempotent
 from clickguard_dagster.checks.keys import check_session_keys
 from clickguard_dagster.checks.quality import check_metrics_quality, check_sessions_quality
 from clickguard_dagster.definitions import ASSET_CHECKS, BATCH_ASSETS
+from clickguard_dagster.resources import BatchResource
 from tests.integration.clickguard_dagster.conftest import (
     COLUMNS,
     DAYS,
@@ -30,6 +31,11 @@ from tests.integration.clickguard_dagster.conftest import (
 )
 
 pytestmark = pytest.mark.integration
+
+
+def latest3(resources: dict) -> BatchResource:
+    """The batch resource with the idempotency check limited to the 3 latest days."""
+    return BatchResource(**{**resources["batch"].model_dump(), "idempotency_check_max_days": 3})
 BATCH_CHECKS = [c for c in ASSET_CHECKS if "stream_events" not in str(c.check_keys)]
 
 
@@ -157,7 +163,8 @@ def test_idempotency_check_detects_a_changed_row(
 ) -> None:
     pg, postgres = materialized, resources["postgres"]
     spark = resources["spark"]
-    ok = check_idempotent(SESSIONS, compute_sessions, spark.spark_session, postgres, 3)
+    batch = latest3(resources)
+    ok = check_idempotent(SESSIONS, compute_sessions, spark.spark_session, postgres, batch)
     assert ok.passed
     assert len(ok.metadata["days_checked"].value) == 3
     # the check covers the 3 latest days of the last materialization: tamper with one of them
@@ -172,7 +179,7 @@ def test_idempotency_check_detects_a_changed_row(
         (sid, start),
     )
     try:
-        bad = check_idempotent(SESSIONS, compute_sessions, spark.spark_session, postgres, 3)
+        bad = check_idempotent(SESSIONS, compute_sessions, spark.spark_session, postgres, batch)
         assert not bad.passed
         assert bad.metadata["days_differing"].value == [day.isoformat()]
     finally:
@@ -202,7 +209,7 @@ def test_rows_committed_after_the_mark_do_not_count(
         assert check_metrics_quality(postgres).passed
         for spec, compute in ((SESSIONS, compute_sessions), (METRICS, compute_metrics),
                               (ITEMS, compute_items)):
-            result = check_idempotent(spec, compute, spark, postgres, 3)
+            result = check_idempotent(spec, compute, spark, postgres, latest3(resources))
             assert result.passed, spec.asset_key
             assert len(result.metadata["days_checked"].value) == 3, spec.asset_key
         assert last_run_marks(pg, "daily_sessions") == marks

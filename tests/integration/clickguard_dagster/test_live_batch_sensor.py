@@ -17,10 +17,11 @@ from clickguard.stack import procs
 from clickguard_dagster.assets.anomalies import SUMMARY
 from clickguard_dagster.batch import swap_days
 from clickguard_dagster.definitions import defs
-from clickguard_dagster.schedules import live_batch_sensor
+from clickguard_dagster.schedules import build_live_batch_sensor
 from tests.integration.clickguard_dagster.conftest import insert_events, make_events
 
 pytestmark = pytest.mark.integration
+live_batch_sensor = build_live_batch_sensor(30)
 
 
 def evaluate(
@@ -28,7 +29,8 @@ def evaluate(
 ) -> tuple[list[dg.RunRequest], str | None, str | None]:
     """(run requests, new cursor, skip message) of one evaluation, as the daemon runs it."""
     ctx = dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources={"postgres": resources["postgres"]},
+        instance=instance, cursor=cursor,
+        resources={"postgres": resources["postgres"], "batch": resources["batch"]},
         repository_def=defs.get_repository_def(),
     )
     result = live_batch_sensor(ctx)

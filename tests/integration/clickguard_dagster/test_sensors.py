@@ -15,11 +15,13 @@ from confluent_kafka import Producer
 from clickguard import kafka as kafka_helpers
 from clickguard.settings import Settings
 from clickguard_dagster.resources import build_resources
-from clickguard_dagster.sensors.dlq import dlq_alert_sensor
-from clickguard_dagster.sensors.stream_health import stream_health_sensor
+from clickguard_dagster.sensors.dlq import build_dlq_alert_sensor
+from clickguard_dagster.sensors.stream_health import build_stream_health_sensor
 from tests.integration.clickguard_dagster.slack import SlackStandIn
 
 pytestmark = pytest.mark.integration
+dlq_alert_sensor = build_dlq_alert_sensor(60)
+stream_health_sensor = build_stream_health_sensor(60)
 
 
 def sensor_resources(settings: Settings, slack: SlackStandIn, token: str = "xoxb-test") -> dict:

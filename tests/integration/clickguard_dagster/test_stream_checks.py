@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from clickguard.settings import Settings
 from clickguard_dagster.checks.stream import check_freshness, check_slo
+from clickguard_dagster.resources import PostgresResource, SloResource, build_resources
 from tests.integration.clickguard_dagster.conftest import insert_events, make_events
 
 pytestmark = pytest.mark.integration
@@ -33,14 +35,14 @@ def test_slo_passes_on_fast_events_and_fails_on_a_slow_stage(
     clean: psycopg.Connection, settings: Settings
 ) -> None:
     n = recent_events(clean, 200, "fast")
-    ok = check_slo(_resource(settings), settings)
+    ok = check_slo(_postgres(settings), _slo(settings))
     assert ok.passed
     assert ok.metadata["samples"].value == n
     assert ok.metadata["spark_to_db_p50"].value == pytest.approx(200.0, abs=1.0)
     assert ok.metadata["end_to_end_p95"].value == pytest.approx(520.0, abs=1.0)
     clean.execute("DELETE FROM events")
     recent_events(clean, 20_000, "slow")
-    bad = check_slo(_resource(settings), settings)
+    bad = check_slo(_postgres(settings), _slo(settings))
     assert not bad.passed
     assert bad.metadata["breaches"].value == [
         "end_to_end p95 20320.0 > 5000.0",
@@ -50,7 +52,7 @@ def test_slo_passes_on_fast_events_and_fails_on_a_slow_stage(
 
 
 def test_freshness_follows_the_last_batch(clean: psycopg.Connection, settings: Settings) -> None:
-    assert not check_freshness(_resource(settings), settings).passed  # nothing ever committed
+    assert not check_freshness(_postgres(settings), _slo(settings)).passed  # nothing ever committed
     ledger = (
         "INSERT INTO batch_ledger (query_id, batch_id, started_at, committed_at, input_rows,"
         " stored, dlq, late, duplicates, anomalies, duration_ms) VALUES"
@@ -58,57 +60,54 @@ def test_freshness_follows_the_last_batch(clean: psycopg.Connection, settings: S
     )
     old = datetime.now(UTC) - timedelta(seconds=settings.stream_stale_seconds + 60)
     clean.execute(ledger, (1, old, old))
-    stale = check_freshness(_resource(settings), settings)
+    stale = check_freshness(_postgres(settings), _slo(settings))
     assert not stale.passed
     assert stale.metadata["age_s"].value > settings.stream_stale_seconds
     now = datetime.now(UTC)
     clean.execute(ledger, (2, now, now))
-    fresh = check_freshness(_resource(settings), settings)
+    fresh = check_freshness(_postgres(settings), _slo(settings))
     assert fresh.passed
     assert fresh.metadata["age_s"].value < 10
 
 
-def _resource(settings: Settings):
-    from clickguard_dagster.resources import postgres_resource
+def _postgres(settings: Settings) -> PostgresResource:
+    return build_resources(settings)["postgres"]
 
-    return postgres_resource(settings)
+
+def _slo(settings: Settings, **changes: object) -> SloResource:
+    return SloResource(**{**build_resources(settings)["slo"].model_dump(), **changes})
 
 
 def test_slo_report_asset_reports_the_figures_and_checks_targets(
-    clean: psycopg.Connection, settings: Settings, tmp_path, monkeypatch
+    clean: psycopg.Connection, settings: Settings, tmp_path: Path
 ) -> None:
     import dagster as dg
 
-    from clickguard.settings import get_settings
     from clickguard_dagster.assets.slo import slo_report, slo_report_targets
 
-    monkeypatch.setenv("CLICKGUARD_RESULTS_DIR", str(tmp_path))
-    get_settings.cache_clear()
-    try:
-        n = recent_events(clean, 200, "asset")
-        result = dg.materialize(
-            [slo_report, slo_report_targets], resources={"postgres": _resource(settings)}
-        )
-        (mat,) = result.get_asset_materialization_events()
-        meta = mat.materialization.metadata
-        assert meta["events"].value == n
-        assert meta["spark_to_db_p50_ms"].value == pytest.approx(200.0, abs=1.0)
-        assert meta["end_to_end_p95_ms"].value == pytest.approx(520.0, abs=1.0)
-        assert (tmp_path / "slo.json").exists() and (tmp_path / "slo.png").exists()
-        (check,) = result.get_asset_check_evaluations()
-        assert check.passed
-        # the check judged the report's own window, recorded in the materialization
-        window = (
-            datetime.fromisoformat(meta["window_start"].value),
-            datetime.fromisoformat(meta["window_end"].value),
-        )
-        assert check.metadata["window_end"].value == meta["window_end"].value
-        assert check.metadata["samples"].value == n
-        # slow events the stream stores after the report do not change its verdict...
-        recent_events(clean, 20_000, "later")
-        again = check_slo(_resource(settings), settings, window)
-        assert again.passed and again.metadata["samples"].value == n
-        # ...while the same events inside the report's window would fail it
-        assert not check_slo(_resource(settings), settings).passed
-    finally:
-        get_settings.cache_clear()
+    n = recent_events(clean, 200, "asset")
+    slo = _slo(settings, results_dir=str(tmp_path))
+    result = dg.materialize(
+        [slo_report, slo_report_targets], resources={"postgres": _postgres(settings), "slo": slo}
+    )
+    (mat,) = result.get_asset_materialization_events()
+    meta = mat.materialization.metadata
+    assert meta["events"].value == n
+    assert meta["spark_to_db_p50_ms"].value == pytest.approx(200.0, abs=1.0)
+    assert meta["end_to_end_p95_ms"].value == pytest.approx(520.0, abs=1.0)
+    assert (tmp_path / "slo.json").exists() and (tmp_path / "slo.png").exists()
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed
+    # the check judged the report's own window, recorded in the materialization
+    window = (
+        datetime.fromisoformat(meta["window_start"].value),
+        datetime.fromisoformat(meta["window_end"].value),
+    )
+    assert check.metadata["window_end"].value == meta["window_end"].value
+    assert check.metadata["samples"].value == n
+    # slow events the stream stores after the report do not change its verdict...
+    recent_events(clean, 20_000, "later")
+    again = check_slo(_postgres(settings), _slo(settings), window)
+    assert again.passed and again.metadata["samples"].value == n
+    # ...while the same events inside the report's window would fail it
+    assert not check_slo(_postgres(settings), _slo(settings)).passed

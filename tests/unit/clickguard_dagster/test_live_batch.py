@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from clickguard_dagster.schedules import decide_live_run, live_batch_sensor
+from clickguard_dagster.schedules import LIVE_BATCH_SENSOR, decide_live_run
 
 
 def test_a_run_is_due_only_for_new_data_with_no_batch_run_in_flight() -> None:
@@ -21,6 +21,9 @@ def test_a_run_is_due_only_for_new_data_with_no_batch_run_in_flight() -> None:
 
 
 def test_the_sensor_is_off_unless_turned_on_and_targets_the_daily_batch() -> None:
+    from clickguard_dagster.definitions import defs
+
+    live_batch_sensor = defs.resolve_sensor_def(LIVE_BATCH_SENSOR)
     assert live_batch_sensor.default_status == dg.DefaultSensorStatus.STOPPED
     assert live_batch_sensor.job_name == "daily_batch"
     assert live_batch_sensor.minimum_interval_seconds == 30
