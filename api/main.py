@@ -33,11 +33,13 @@ from api.db import make_pool
 from api.deps import API_KEY_HEADER, require_api_key
 from api.routes import (
     anomalies,
+    batch,
     dlq,
     health,
     items,
     metrics,
     prometheus,
+    sessions,
     slo,
     stats,
     stream,
@@ -96,7 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         protected["responses"][401] = {
             "model": ErrorResponse, "description": f"Missing or wrong {API_KEY_HEADER}"
         }
-    for module in (stats, anomalies, metrics, items, dlq, slo, stream, prometheus):
+    for module in (stats, anomalies, sessions, metrics, items, batch, dlq, slo, stream,
+                   prometheus):
         app.include_router(module.router, **protected)
 
     # middleware added last runs first: request metrics → CORS → cache → routes

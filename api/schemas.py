@@ -226,3 +226,54 @@ def _iso_day(value: object) -> object:
 
 IsoDate = Annotated[dt.date, BeforeValidator(_iso_day)]
 """A day in parameters (path or query): strictly ISO 8601 ``YYYY-MM-DD``."""
+
+
+class SessionEvent(BaseModel):
+    """One stored event of a session (the drill-down of GET /sessions/{session_id})."""
+
+    event_id: str
+    event_ts: dt.datetime
+    event_type: str
+    item_id: int | None
+    category: str | None
+    price: float | None
+    quantity: int | None
+    page: str | None
+    source: str
+    commit_ts: dt.datetime = Field(description="When the stream committed it to the database")
+
+
+class AnomalyEvidence(BaseModel):
+    """An anomaly of a session with what its rule saw against the threshold."""
+
+    id: int
+    anomaly_type: str
+    detected_at: dt.datetime
+    window_start: dt.datetime
+    window_end: dt.datetime
+    click_count: int
+    unique_items: int
+    anomaly_score: float
+    observed: float = Field(description="The value the rule compared with its threshold")
+    threshold: float | None
+    baseline: float | None = Field(description="Expected value (TRAFFIC_SPIKE's EWMA mean)")
+    details: dict[str, Any] = Field(description="The rule and its parameters, as stored")
+
+
+class SessionDetail(BaseModel):
+    session_id: int
+    events: list[SessionEvent] = Field(description="Newest first (by event time)")
+    anomalies: list[AnomalyEvidence] = Field(description="Newest first, at most 100")
+
+
+class AssetFreshness(BaseModel):
+    """When a Dagster batch asset last computed (asset_day_watermarks)."""
+
+    asset_key: str
+    last_computed_at: dt.datetime
+    last_run_id: str | None = Field(description="Dagster run of the last computation")
+    days_computed: int
+    newest_day: dt.date
+    day_computed_at: dt.datetime | None = Field(
+        description="When the requested ``date`` was computed; null without date or if never"
+    )

@@ -152,6 +152,19 @@ class Settings(BaseSettings):
     api_slo_max_samples: int = 100_000
     api_lag_timeout_s: float = 1.0
 
+    # --- dashboard (Streamlit; a client of the API only) ------------------------------------------
+    dashboard_host: str = Field("127.0.0.1", description="Address the Streamlit dashboard binds")
+    dashboard_port: int = Field(8501, description="Port of the Streamlit dashboard")
+    dashboard_api_url: str | None = Field(
+        None, description="API the dashboard reads (key: api_key); unset = the local API"
+    )
+    dashboard_dagster_url: str | None = Field(
+        None, description="Dagster UI the dashboard links to; unset = the local Dagster UI"
+    )
+    dashboard_refresh_s: float = Field(
+        5.0, ge=1.0, description="How often the dashboard's Live page refreshes, seconds"
+    )
+
     # --- Dagster -------------------------------------------------------------------------------
     dagster_host: str = "127.0.0.1"
     dagster_port: int = 3000

@@ -135,6 +135,9 @@ def where_to_look(s: Settings, nodes: list[str], live_batch: bool = False) -> st
             f"    curl -s '{api}/items/popular/{today}?limit=5'",
             f"    curl -s '{api}/metrics/summary?days=7'",
         ]
+    if "dashboard" in nodes:
+        lines.append(f"  dashboard       http://{s.dashboard_host}:{s.dashboard_port}   "
+                     "(Live, Anomalies, Daily, DLQ)")
     lines += [
         "  stack           clickguard stack status   (logs: clickguard stack logs NODE)",
         "  faults          clickguard chaos broker-kill --short   (RTO + reconciliation)",

@@ -1,0 +1,49 @@
+"""DLQ: records the stream could not decode or validate — by reason, over time, the newest with
+their detail — and the way back: the Dagster job ``dlq_replay``."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from clickguard.settings import get_settings
+from dashboard import data, ui
+from dashboard.client import dagster_url
+
+WINDOWS = {"last 15 min": (15, "1min"), "last hour": (60, "5min"),
+           "last 6 hours": (360, "30min"), "last 24 hours": (1440, "1h")}
+RECENT = 500
+SHOWN = 50
+REPLAY_JOB = "dlq_replay"
+DAGSTER_LOCATION = "clickguard"  # workspace.yaml's code location
+
+
+def page() -> None:
+    st.title("Dead-letter queue")
+    ui_url = dagster_url(get_settings())
+    job = f"{ui_url}/locations/{DAGSTER_LOCATION}/jobs/{REPLAY_JOB}"
+    st.markdown(f"After a fix, replay records with the Dagster job [`{REPLAY_JOB}`]({job}) "
+                f"([its runs]({job}/runs)) or `clickguard dlq-replay`.")
+    label = st.selectbox("Window", list(WINDOWS), index=1)
+    minutes, bucket = WINDOWS[label]
+    report = ui.fetch("/dlq", minutes=minutes, limit=RECENT)
+    if report is None:
+        return
+    st.metric(f"DLQ records, {label}", data.fmt_num(report["total"]), border=True)
+    if not report["total"]:
+        st.info(f"The DLQ is empty for the {label}: nothing failed to decode or validate. "
+                "(`make run` injects a few bad records unless `--no-faults`.)",
+                icon=":material/check_circle:")
+        return
+    left, right = st.columns([1, 2])
+    with left:
+        st.subheader("By reason")
+        ui.table(data.dlq_reasons_frame(report), "dlq-reasons", "")
+    with right:
+        st.subheader("Over time")
+        ui.chart(data.stacked_bars(data.dlq_over_time(report, bucket), "bucket", "reason",
+                                   "records"))
+        if len(report["recent"]) < report["total"]:
+            st.caption(f"Over the newest {len(report['recent']):,} of {report['total']:,}.")
+    st.subheader(f"Newest records (of {report['total']:,})")
+    recent = dict(report, recent=report["recent"][:SHOWN])
+    ui.table(data.dlq_recent_frame(recent), "dlq-recent", "")

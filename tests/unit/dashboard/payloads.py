@@ -1,0 +1,213 @@
+"""Canned API answers in the API's own shapes (api/schemas.py), with times relative to now,
+served to the dashboard through an httpx transport: the dashboard's HTTP client runs for real."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+
+def iso(t: dt.datetime) -> str:
+    return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def ago(**kw: float) -> str:
+    return iso(dt.datetime.now(dt.UTC) - dt.timedelta(**kw))
+
+
+def health(state: str = "running", last_error: str | None = None) -> dict[str, Any]:
+    status = "degraded" if state == "crash-looping" else "healthy"
+    return {"status": status, "database": "connected", "version": "1.0.0",
+            "stream": {"state": state, "last_error": last_error,
+                       "consecutive_failures": 3 if last_error else 0, "last_batch_id": 41,
+                       "since": ago(minutes=5)}}
+
+
+def stream(state: str = "running", last_error: str | None = None) -> dict[str, Any]:
+    return {
+        "last_batch": {"query_id": "q", "batch_id": 41, "started_at": ago(seconds=2),
+                       "committed_at": ago(seconds=1), "input_rows": 1234, "stored": 1200,
+                       "dlq": 3, "late": 2, "duplicates": 29, "anomalies": 4,
+                       "duration_ms": 812, "watermark": ago(minutes=10)},
+        "events_per_sec": 987.5, "batches_last_minute": 60,
+        "heartbeats": [{"component": "streaming_driver", "beat_at": ago(seconds=1),
+                        "status": "running", "age_sec": 1.2}],
+        "consumer_lag": {"total": 4321, "by_partition": {"0": 4000, "1": 321}, "error": None},
+        "state": health(state, last_error)["stream"],
+    }
+
+
+def slo(samples: int = 9000) -> dict[str, Any]:
+    stages = []
+    for i, name in enumerate(("produce_to_kafka", "kafka_to_spark", "spark_to_db",
+                              "end_to_end"), start=1):
+        v = None if not samples else 10.0 * i
+        stages.append({"stage": name, "p50_ms": v, "p95_ms": v and v * 3,
+                       "p99_ms": v and v * 5, "max_ms": v and v * 9})
+    return {"window_minutes": 5, "samples": samples, "stages": stages}
+
+
+def anomalies(n: int = 12) -> list[dict[str, Any]]:
+    out = []
+    for i in range(n):
+        t = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=i * 2)
+        kind = "BOT_LIKE" if i % 3 == 0 else "HIGH_FREQUENCY"
+        span = 60 if kind == "BOT_LIKE" else 10
+        out.append({"id": 100 - i, "session_id": 7000 + i % 4, "detected_at": iso(t),
+                    "window_start": iso(t - dt.timedelta(seconds=span)), "window_end": iso(t),
+                    "click_count": 60 + i, "unique_items": 3 + i % 2,
+                    "anomaly_score": 1.2 + i / 10, "anomaly_type": kind})
+    out.append({"id": 1, "session_id": None, "detected_at": ago(minutes=3),
+                "window_start": ago(minutes=4), "window_end": ago(minutes=3),
+                "click_count": 0, "unique_items": 0, "anomaly_score": 5.5,
+                "anomaly_type": "TRAFFIC_SPIKE"})
+    return out
+
+
+def types() -> list[dict[str, Any]]:
+    return [{"anomaly_type": "HIGH_FREQUENCY", "count": 8, "avg_score": 1.5,
+             "last_detected": ago(minutes=2)},
+            {"anomaly_type": "BOT_LIKE", "count": 4, "avg_score": 1.8,
+             "last_detected": ago(minutes=0)},
+            {"anomaly_type": "TRAFFIC_SPIKE", "count": 1, "avg_score": 5.5,
+             "last_detected": ago(minutes=3)}]
+
+
+def session(sid: int) -> dict[str, Any]:
+    events = [{"event_id": f"e-{i}", "event_ts": ago(seconds=i), "event_type": "click",
+               "item_id": 55, "category": "shoes", "price": None, "quantity": None,
+               "page": None, "source": "demo", "commit_ts": ago(seconds=i - 0.5)}
+              for i in range(1, 6)]
+    events.append({"event_id": "e-buy", "event_ts": ago(seconds=7), "event_type": "purchase",
+                   "item_id": 56, "category": None, "price": 19.5, "quantity": 2, "page": None,
+                   "source": "demo", "commit_ts": ago(seconds=6)})
+    ev = [{"id": 100, "anomaly_type": "HIGH_FREQUENCY", "detected_at": ago(minutes=0),
+           "window_start": ago(seconds=10), "window_end": ago(seconds=0), "click_count": 60,
+           "unique_items": 3, "anomaly_score": 1.2, "observed": 60.0, "threshold": 50.0,
+           "baseline": None, "details": {"rule": "clicks in one session within a 10 s tumbling "
+                                                 "window > threshold", "window_seconds": 10}}]
+    return {"session_id": sid, "events": events, "anomalies": ev}
+
+
+def dlq(total: int = 30) -> dict[str, Any]:
+    reasons = ["not_wire_format", "avro_decode_error", "missing_required"]
+    recent = [{"id": 500 - i, "source_topic": "km.events.raw.v1", "source_partition": i % 3,
+               "source_offset": 9000 + i, "reason": reasons[i % 3], "detail": f"detail {i}",
+               "event_id": f"e-{i}" if i % 2 else None, "kafka_ts": ago(minutes=i),
+               "detected_at": ago(minutes=i), "replayed_at": None}
+              for i in range(total)]
+    counts: dict[str, int] = {}
+    for r in recent:
+        counts[r["reason"]] = counts.get(r["reason"], 0) + 1
+    by_reason = [{"reason": k, "count": v} for k, v in sorted(counts.items(),
+                                                             key=lambda kv: (-kv[1], kv[0]))]
+    return {"window_minutes": 60, "total": total, "by_reason": by_reason, "recent": recent}
+
+
+DAY = dt.date(2024, 3, 10)
+
+
+def daily(start: str, end: str) -> list[dict[str, Any]]:
+    out = []
+    d = dt.date.fromisoformat(start)
+    while d <= dt.date.fromisoformat(end):
+        if d <= DAY:
+            k = (DAY - d).days
+            out.append({"metric_date": d.isoformat(), "total_clicks": 1000 + k * 10,
+                        "total_purchases": 20 + k, "unique_sessions": 100 + k,
+                        "unique_items": 300 + k, "conversion_rate": 0.2,
+                        "avg_session_duration_sec": 60.5, "avg_clicks_per_session": 10.0,
+                        "total_revenue": 123.45 + k, "avg_order_value": 6.17})
+        d += dt.timedelta(days=1)
+    return out
+
+
+FUNNEL = [{"funnel_stage": "view", "session_count": 100, "percentage": 100.0, "drop_rate": 0.0},
+          {"funnel_stage": "click", "session_count": 50, "percentage": 50.0, "drop_rate": 50.0},
+          {"funnel_stage": "purchase", "session_count": 5, "percentage": 5.0, "drop_rate": 90.0}]
+ITEMS = [{"item_id": 900 + i, "category": None if i == 2 else f"cat-{i % 3}",
+          "click_count": 500 - i * 10, "purchase_count": 50 - i, "revenue": 75.5 - i,
+          "rank": i + 1, "click_to_purchase_ratio": 0.1} for i in range(5)]
+CATEGORIES = [{"category": f"cat-{c}", "click_count": 900 - c * 100, "purchase_count": 90 - c,
+               "unique_items": 10 - c, "revenue": 99.5 - c, "rank": c + 1} for c in range(4)]
+FRESHNESS = [{"asset_key": "daily_metrics", "last_computed_at": ago(minutes=3),
+              "last_run_id": "0123456789abcdef", "days_computed": 20, "newest_day": "2024-03-10",
+              "day_computed_at": ago(minutes=3)}]
+
+
+def stats(last_metrics_date: str | None = "2024-03-10") -> dict[str, Any]:
+    return {"total_anomalies": 13, "days_processed": 20 if last_metrics_date else 0,
+            "total_popular_items": 600, "last_anomaly_detected": ago(minutes=0),
+            "last_metrics_date": last_metrics_date}
+
+
+Route = Callable[[httpx.Request], Any]
+
+
+def full() -> dict[str, Route]:
+    """An API with data on every page."""
+    return {
+        "/health": lambda r: health(),
+        "/stream": lambda r: stream(),
+        "/slo": lambda r: slo(),
+        "/anomalies": lambda r: anomalies(),
+        "/anomalies/types": lambda r: types(),
+        "/sessions/*": lambda r: session(int(r.url.path.rsplit("/", 1)[1])),
+        "/dlq": lambda r: dlq(),
+        "/stats": lambda r: stats(),
+        "/metrics/daily": lambda r: daily(r.url.params["start_date"], r.url.params["end_date"]),
+        "/metrics/funnel/*": lambda r: FUNNEL,
+        "/items/categories/*": lambda r: CATEGORIES,
+        "/items/popular/*": lambda r: ITEMS,
+        "/batch/freshness": lambda r: FRESHNESS,
+    }
+
+
+def empty() -> dict[str, Route]:
+    """A fresh platform: the API answers, no data anywhere yet."""
+    return {
+        "/health": lambda r: health("unknown"),
+        "/stream": lambda r: {"last_batch": None, "events_per_sec": 0.0,
+                              "batches_last_minute": 0, "heartbeats": [],
+                              "consumer_lag": {"total": None, "by_partition": {},
+                                               "error": "no ledger offsets for km.events.raw.v1"},
+                              "state": {"state": "unknown"}},
+        "/slo": lambda r: slo(0),
+        "/anomalies": lambda r: [],
+        "/anomalies/types": lambda r: [],
+        "/dlq": lambda r: {"window_minutes": 60, "total": 0, "by_reason": [], "recent": []},
+        "/stats": lambda r: stats(None),
+        "/batch/freshness": lambda r: [],
+    }
+
+
+class FakeApi:
+    """An httpx transport answering from ``routes`` (path, or prefix + '*'); records requests."""
+
+    def __init__(self, routes: dict[str, Route], status: dict[str, int] | None = None) -> None:
+        self.routes, self.status = routes, status or {}
+        self.requests: list[httpx.Request] = []
+        self.transport = httpx.MockTransport(self.handle)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        path = request.url.path
+        route = self.routes.get(path) or next(
+            (fn for p, fn in self.routes.items() if p.endswith("*") and path.startswith(p[:-1])),
+            None)
+        if path in self.status:
+            body = {"error": {"code": "database_unavailable", "message": "database unavailable",
+                              "details": None}}
+            return httpx.Response(self.status[path], content=json.dumps(body))
+        if route is None:
+            body = {"error": {"code": "not_found", "message": "Not Found", "details": None}}
+            return httpx.Response(404, content=json.dumps(body))
+        return httpx.Response(200, content=json.dumps(route(request)),
+                              headers={"content-type": "application/json"})
+
+    def paths(self) -> list[str]:
+        return [r.url.path for r in self.requests]

@@ -1,0 +1,131 @@
+"""Payload → frame/chart functions of the dashboard, on the API's own JSON shapes."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from dashboard import data
+from tests.unit.dashboard import payloads
+
+
+def test_slo_frame_formats_every_stage_and_handles_no_samples() -> None:
+    df = data.slo_frame(payloads.slo())
+    assert list(df["stage"]) == ["produce → Kafka", "Kafka → Spark", "Spark → DB", "end to end"]
+    assert df.iloc[3].to_dict() == {"stage": "end to end", "p50": "40 ms", "p95": "120 ms",
+                                    "p99": "200 ms", "max": "360 ms"}
+    assert data.stage_p99(payloads.slo()) == 200.0
+    empty = payloads.slo(0)
+    assert set(data.slo_frame(empty)["p99"]) == {data.DASH}
+    assert data.slo_chart(empty) is None
+    spec = data.slo_chart(payloads.slo()).to_dict()  # type: ignore[union-attr]
+    assert spec["mark"]["type"] == "bar"
+
+
+def test_fmt_helpers() -> None:
+    assert data.fmt_ms(0.42) == "0.4 ms"
+    assert data.fmt_ms(1250.4) == "1,250 ms"
+    assert data.fmt_ms(None) == data.DASH
+    assert data.fmt_ts("2024-03-10T01:02:03.456Z") == "2024-03-10 01:02:03"
+    assert data.fmt_ts("2024-03-10T03:02:03+02:00") == "2024-03-10 01:02:03"  # shown in UTC
+    assert data.fmt_age(4.2) == "4 s ago"
+    assert data.fmt_age(600) == "10 min ago"
+    assert data.fmt_num(12345.678, 2) == "12,345.68"
+
+
+def test_stream_state_takes_the_run_state_of_stream_else_health() -> None:
+    s = data.stream_state(payloads.stream("crash-looping", "boom"), payloads.health())
+    assert (s["state"], s["last_error"], s["status"]) == ("crash-looping", "boom", "healthy")
+    assert (s["events_per_sec"], s["lag_total"], s["batch_duration_ms"]) == (987.5, 4321, 812)
+    s = data.stream_state(None, payloads.health("restarting"))
+    assert s["state"] == "restarting" and s["lag_total"] is None
+
+
+def test_anomalies_frame_evidence_and_counts_by_minute() -> None:
+    rows = payloads.anomalies(12)
+    df = data.anomalies_frame(rows)
+    assert len(df) == 13
+    first = df.iloc[0]
+    assert first["window_s"] == 60 and first["unique_ratio"] == 3 / 60
+    spike = df[df["anomaly_type"] == "TRAFFIC_SPIKE"].iloc[0]
+    assert pd.isna(spike["unique_ratio"])  # no clicks: no ratio, no division by zero
+    shown = data.anomalies_display(df)
+    assert list(shown.columns) == data.ANOMALY_COLUMNS
+    assert shown.iloc[0]["session"] == "7000" and shown.iloc[0]["clicks"] == "60"
+    assert shown.iloc[0]["score"] == "1.20" and shown.iloc[0]["window"].endswith("(60 s)")
+    assert shown[shown["type"] == "TRAFFIC_SPIKE"].iloc[0]["session"] == data.DASH
+    counts = data.counts_by_type(df, "1min")
+    assert counts["count"].sum() == 13
+    assert set(counts["anomaly_type"]) == {"BOT_LIKE", "HIGH_FREQUENCY", "TRAFFIC_SPIKE"}
+    assert data.stacked_bars(counts, "bucket", "anomaly_type", "n") is not None
+
+
+def test_filter_anomalies_by_time_and_score() -> None:
+    df = data.anomalies_frame(payloads.anomalies(12))
+    since = data.utc_now() - pd.Timedelta(minutes=9)
+    recent = data.filter_anomalies(df, since)
+    assert len(recent) == 6  # detected 0, 2, 4, 6, 8 min ago, and the spike at 3
+    # scores 2.0, 2.1, 2.2, 2.3 and the spike's 5.5
+    assert len(data.filter_anomalies(df, None, min_score=2.0)) == 5
+    empty = data.anomalies_frame([])
+    assert data.filter_anomalies(empty, since).empty
+    assert data.counts_by_type(empty, "1min").empty
+    assert data.stacked_bars(data.counts_by_type(empty, "1min"), "bucket", "t", "n") is None
+    assert data.anomalies_display(empty).empty
+
+
+def test_session_evidence_and_events() -> None:
+    detail = payloads.session(7001)
+    ev = data.evidence_frame(detail["anomalies"])
+    row = ev.iloc[0].to_dict()
+    assert (row["observed"], row["threshold"], row["score"]) == ("60.0", "50.0", "1.20")
+    assert row["window"].endswith("(10 s rule)") and row["rule"].startswith("clicks in one")
+    events = data.session_events_frame(detail["events"])
+    assert len(events) == 6
+    buy = events[events["event_id"] == "e-buy"].iloc[0]
+    assert (buy["type"], buy["price"], buy["quantity"], buy["category"]) == (
+        "purchase", "19.50", "2", data.DASH)
+    assert data.session_clicks_chart(detail["events"]) is not None
+    assert data.session_clicks_chart([]) is None
+
+
+def test_daily_frames() -> None:
+    rows = payloads.daily("2024-03-01", "2024-03-12")
+    df = data.daily_frame(rows)
+    assert len(df) == 10 and df["metric_date"].max() == pd.Timestamp("2024-03-10")
+    assert data.daily_trend_chart(df) is not None
+    assert data.daily_trend_chart(data.daily_frame([])) is None
+    assert data.funnel_frame(payloads.FUNNEL).iloc[2].to_dict() == {
+        "stage": "purchase", "sessions": "5", "share": "5.0 %", "drop": "90.0 %"}
+    items = data.items_frame(payloads.ITEMS)
+    assert items.iloc[0].to_dict() == {"rank": "1", "item": "900", "category": "cat-0",
+                                       "clicks": "500", "purchases": "50", "revenue": "75.50"}
+    assert items.iloc[2]["category"] == data.DASH
+    cats = data.categories_frame(payloads.CATEGORIES)
+    assert list(cats["category"]) == ["cat-0", "cat-1", "cat-2", "cat-3"]
+    assert data.funnel_chart([]) is None and data.categories_chart([]) is None
+    fresh = data.freshness_frame(payloads.FRESHNESS).iloc[0]
+    assert (fresh["asset"], fresh["run"], fresh["newest day"]) == (
+        "daily_metrics", "01234567", "2024-03-10")
+
+
+def test_dlq_frames() -> None:
+    report = payloads.dlq(30)
+    reasons = data.dlq_reasons_frame(report)
+    assert reasons.to_dict("records") == [
+        {"reason": "avro_decode_error", "records": "10"},
+        {"reason": "missing_required", "records": "10"},
+        {"reason": "not_wire_format", "records": "10"},
+    ]
+    recent = data.dlq_recent_frame(report)
+    assert recent.iloc[1]["source"] == "km.events.raw.v1[1]@9001"
+    assert recent.iloc[0]["event_id"] == data.DASH and recent.iloc[0]["replayed"] == data.DASH
+    over = data.dlq_over_time(report, "5min")
+    assert over["count"].sum() == 30
+    assert data.dlq_over_time({"recent": []}, "5min").empty
+
+
+def test_history_keeps_the_newest_samples() -> None:
+    h: list[dict] = []
+    for i in range(data.HISTORY_KEEP + 5):
+        h = data.append_sample(h, {"t": i})
+    assert len(h) == data.HISTORY_KEEP and h[0]["t"] == 5

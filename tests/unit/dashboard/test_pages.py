@@ -1,0 +1,180 @@
+"""Every page run by Streamlit's AppTest against canned API answers (the dashboard's HTTP client
+and Streamlit run for real; only the API is canned): values, empty states and API errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from clickguard.settings import REPO_ROOT
+from dashboard import client
+from tests.unit.dashboard import payloads
+
+PAGES = ("live", "anomalies", "daily", "dlq")
+TIMEOUT_S = 30
+
+
+def script(name: str) -> None:
+    """AppTest's script: one page of the dashboard (imports inside: AppTest runs the body)."""
+    import importlib
+
+    importlib.import_module(f"dashboard.views.{name}").page()
+
+
+@pytest.fixture
+def api() -> Iterator[payloads.FakeApi]:
+    fake = payloads.FakeApi(payloads.full())
+    client.use_transport(fake.transport)
+    yield fake
+    client.use_transport(None)
+
+
+def use(routes: dict, status: dict[str, int] | None = None) -> payloads.FakeApi:
+    fake = payloads.FakeApi(routes, status)
+    client.use_transport(fake.transport)
+    return fake
+
+
+def run(page: str, query: dict[str, str] | None = None) -> AppTest:
+    at = AppTest.from_function(script, args=(page,), default_timeout=TIMEOUT_S)
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(elements: object) -> list[str]:
+    return [e.value for e in elements]  # type: ignore[attr-defined]
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def charts(at: AppTest) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
+
+
+def test_live_shows_stream_figures(api: payloads.FakeApi) -> None:
+    at = run("live")
+    assert not at.error
+    assert metrics(at) == {"Events/s (last 60 s)": "987.5", "Consumer lag (records)": "4,321",
+                           "Last batch duration": "812 ms", "End-to-end p99": "200 ms"}
+    slo, last, beats = (t.value for t in at.table)
+    assert list(slo["p99"]) == ["50 ms", "100 ms", "150 ms", "200 ms"]
+    assert last.iloc[0]["batch"] == "41" and last.iloc[0]["rows"] == "1,234"
+    assert list(beats["component"]) == ["streaming_driver"]
+    assert len(charts(at)) == 2  # latency per stage, anomalies per minute
+    assert "running" in at.markdown[0].value
+    assert {"/health", "/stream", "/slo", "/anomalies"} == set(api.paths())
+
+
+def test_live_keeps_a_history_across_refreshes(api: payloads.FakeApi) -> None:
+    at = run("live")
+    at.run()
+    assert len(at.session_state["live_history"]) == 2
+
+
+def test_live_says_when_the_stream_is_crash_looping() -> None:
+    use(dict(payloads.full(), **{"/stream": lambda r: payloads.stream("crash-looping", "OOM")}))
+    at = run("live")
+    assert any("crash-looping" in e and "OOM" in e for e in texts(at.error))
+
+
+def test_anomalies_page_filters_and_drills_down(api: payloads.FakeApi) -> None:
+    at = run("anomalies")
+    assert not at.error
+    types, evidence, session_anomalies, events = (t.value for t in at.table)
+    assert list(types["type"]) == ["HIGH_FREQUENCY", "BOT_LIKE", "TRAFFIC_SPIKE"]
+    assert len(evidence) == 13 and evidence.iloc[0]["session"] == "7000"
+    assert session_anomalies.iloc[0]["threshold"] == "50.0"
+    assert len(events) == 6
+    assert "/sessions/7000" in api.paths()
+    assert len(charts(at)) == 2  # timeline, session's events per second
+    at.selectbox[0].select("BOT_LIKE").run()
+    at.number_input[0].set_value(1.5).run()
+    last = [r for r in api.requests if r.url.path == "/anomalies"][-1]
+    assert dict(last.url.params) == {"limit": "1000", "anomaly_type": "BOT_LIKE",
+                                     "min_score": "1.5"}
+
+
+def test_anomalies_session_from_the_url(api: payloads.FakeApi) -> None:
+    at = run("anomalies", {"session": "424242"})
+    assert at.selectbox[2].value == 424242
+    assert "/sessions/424242" in api.paths()
+
+
+def test_daily_page_for_the_newest_day(api: payloads.FakeApi) -> None:
+    at = run("daily")
+    assert not at.error
+    assert metrics(at)["Clicks"] == "1,000" and metrics(at)["Revenue"] == "123.45"
+    funnel, cats, items, fresh = (t.value for t in at.table)
+    assert list(funnel["stage"]) == ["view", "click", "purchase"]
+    assert list(cats["category"]) == ["cat-0", "cat-1", "cat-2", "cat-3"]
+    assert list(items["item"]) == ["900", "901", "902", "903", "904"]
+    assert fresh.iloc[0]["asset"] == "daily_metrics"
+    assert "/metrics/funnel/2024-03-10" in api.paths()
+    daily = next(r for r in api.requests if r.url.path == "/metrics/daily")
+    assert dict(daily.url.params) == {"start_date": "2024-02-10", "end_date": "2024-03-10"}
+    assert len(charts(at)) == 3  # trend, funnel, categories
+
+
+def test_dlq_page(api: payloads.FakeApi) -> None:
+    at = run("dlq")
+    assert not at.error
+    assert metrics(at) == {"DLQ records, last hour": "30"}
+    reasons, recent = (t.value for t in at.table)
+    assert set(reasons["records"]) == {"10"}
+    assert len(recent) == 30 and recent.iloc[0]["detail"] == "detail 0"
+    assert any("dlq_replay" in m for m in texts(at.markdown))
+    assert len(charts(at)) == 1
+
+
+@pytest.mark.parametrize(
+    ("page", "hint"),
+    [("live", "No micro-batch committed yet"), ("anomalies", "No anomalies yet"),
+     ("daily", "No daily metrics yet"), ("dlq", "The DLQ is empty")],
+)
+def test_empty_states_say_what_to_do(page: str, hint: str) -> None:
+    use(payloads.empty())
+    at = run(page)
+    assert not at.error and not at.table
+    infos = texts(at.info)
+    assert any(hint in i for i in infos), infos
+    assert all("`" in i for i in infos)  # each names a command or a place to look
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_api_down_is_one_clear_message(page: str) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    client.use_transport(httpx.MockTransport(refuse))
+    try:
+        at = run(page)
+    finally:
+        client.use_transport(None)
+    assert [e.startswith("Cannot reach the API at") for e in texts(at.error)] == [True]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_api_errors_show_their_code_and_message(page: str) -> None:
+    status = {p: 503 for p in ("/stream", "/anomalies/types", "/stats", "/dlq")}
+    use(payloads.full(), status)
+    at = run(page)
+    errors = texts(at.error)
+    assert errors and all("503 database_unavailable: database unavailable" in e
+                          for e in errors[:1]), errors
+
+
+def test_the_app_opens_on_live_with_navigation(api: payloads.FakeApi) -> None:
+    at = AppTest.from_file(str(REPO_ROOT / "dashboard" / "app.py"), default_timeout=TIMEOUT_S)
+    at.run()
+    assert not at.exception
+    assert at.title[0].value == "Live"
+    assert any("API http://" in c.value for c in at.sidebar.caption)
