@@ -44,6 +44,7 @@ SUBCOMMANDS = {
     "capacity": "clickguard.proof.bench_capacity:capacity",
     "latency": "clickguard.proof.bench_latency:latency",
     "cpu": "clickguard.proof.bench_cpu:cpu",
+    "dashboard": "clickguard.proof.bench_dashboard:dashboard",
 }
 
 
