@@ -14,6 +14,7 @@ would otherwise die of it) and stop at their next chunk, then flush, when the pa
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import multiprocessing as mp
@@ -22,7 +23,7 @@ import queue
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -143,7 +144,7 @@ def produce_parallel(
     ledger: Path | None = None,
     progress: Callable[[str], None] | None = print,
     flush_timeout: float | None = None,
-    **config_overrides: object,
+    **config_overrides: Any,  # librdkafka settings: any value type
 ) -> ParallelResult:
     """Send the run of ``spec`` with ``workers`` processes (1 = in this process) and merge."""
     workers = max(1, min(workers, spec.shards))
@@ -158,8 +159,9 @@ def produce_parallel(
         shard_ids = list(range(w, spec.shards, workers))
         part = _ledger_part(ledger, w) if ledger else None
         share = len(shard_ids) / spec.shards
-        return (settings, spec, shard_ids, topic, rate * share if rate else None, duration,
-                part, flush_timeout, config_overrides, counters, w, results, stop)
+        return (functools.partial(shard_records, spec, shard_ids), settings, topic,
+                rate * share if rate else None, duration, part, flush_timeout, config_overrides,
+                counters, w, results, stop)
 
     outcomes, procs, counters = _run_workers(workers, _worker, args, progress)
     errors = [o["error"] for o in outcomes.values() if o.get("error")]
@@ -226,23 +228,24 @@ def _concat_ledgers(ledger: Path, workers: int) -> None:
 
 
 def _worker(
+    make_records: Callable[[], tuple[Iterable[Record], list[Generator]]],
     settings: Settings,
-    spec: RunSpec,
-    shard_ids: list[int],
     topic: str | None,
     rate: float | None,
     duration: float | None,
     ledger: Path | None,
     flush_timeout: float | None,
-    overrides: dict[str, object],
+    overrides: dict[str, Any],
     counters: Any,
     w: int,
     results: Any,
     stop: Any,
 ) -> None:
+    """One forked producer: sends what ``make_records`` yields (built in the child, so a
+    generator's state is never shared) and reports its summary and ground truth."""
     out: dict[str, Any] = {"worker": w}
     try:
-        records, gens = shard_records(spec, shard_ids)
+        records, gens = make_records()
 
         def stats(sent: int, acked: int, failed: int) -> None:
             counters[3 * w], counters[3 * w + 1], counters[3 * w + 2] = sent, acked, failed
@@ -341,28 +344,15 @@ def produce_records_parallel(
     after ``records`` exist: they share its pages.
     """
     def args(w: int, counters: Any, results: Any, stop: Any) -> tuple:
-        return (settings, records, w, workers, topic, counters, results, stop)
+        def make() -> tuple[Iterable[Record], list[Generator]]:
+            return itertools.islice(records, w, None, workers), []
 
-    outcomes, _procs, _counters = _run_workers(workers, _records_worker, args, progress)
+        return (make, settings, topic, None, None, None, None, {}, counters, w, results, stop)
+
+    outcomes, _procs, _counters = _run_workers(workers, _worker, args, progress)
     errors = [o["error"] for o in outcomes.values() if o.get("error")]
     done = [o["summary"] for o in outcomes.values() if o.get("summary")]
     if errors or len(done) < workers:
         raise ProducerError("; ".join(sorted(set(errors))) or "a producer worker died")
     return _merge(done, outcomes, None, None)
 
-
-def _records_worker(
-    settings: Settings, records: list[Record], w: int, workers: int, topic: str | None,
-    counters: Any, w_results: Any, stop: Any,
-) -> None:
-    out: dict[str, Any] = {"worker": w}
-    try:
-        def stats(sent: int, acked: int, failed: int) -> None:
-            counters[3 * w], counters[3 * w + 1], counters[3 * w + 2] = sent, acked, failed
-
-        summary = produce(settings, itertools.islice(records, w, None, workers), topic=topic,
-                          progress=None, stats=stats, stop=stop)
-        out.update(summary=summary, end=time.time())
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent, never silently lost
-        out["error"] = f"worker {w}: {type(exc).__name__}: {exc}"
-    w_results.put(out)

@@ -209,8 +209,8 @@ def run_producer_bench(
             echo(f"phase healthy_{workers}_processes: ours, {workers} forked processes")
             par: dict[str, Any] = {"name": f"healthy_{workers}_processes", "fault": None,
                                    "workers": workers,
-                                   "ours": _run_ours_parallel(settings, topic, records, workers,
-                                                              echo)}
+                                   "ours": _run_ours(settings, topic, records, None, {},
+                                                     echo, workers=workers)}
             k = (phase.get("kcat") or {}).get("throughput_eps")
             if k:
                 par["ratio_ours_to_kcat"] = round(par["ours"]["throughput_eps"] / k, 3)
@@ -236,14 +236,22 @@ def _run_ours(
     at: dict[int, Callable[[], None]],
     echo: Callable[[str], None],
     expected: int | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
+    """Our producer on ``records``, in this process or (``workers`` > 1, unpaced, no fault
+    hooks) from forked processes; exact = acknowledged and end offsets both grew by n."""
     before = scratch.total_offsets(settings, topic)
-    summary = produce(
-        settings, records, topic=topic, rate=rate, at=at, progress=lambda m: echo(f"  {m}")
-    )
+    if workers > 1:
+        from clickguard.producer.parallel import produce_records_parallel
+
+        summary = produce_records_parallel(settings, list(records), workers=workers, topic=topic,
+                                           progress=lambda m: echo(f"  {m}"))
+    else:
+        summary = produce(settings, records, topic=topic, rate=rate, at=at,
+                          progress=lambda m: echo(f"  {m}"))
     written = scratch.total_offsets(settings, topic) - before
     n = expected if expected is not None else len(records)  # type: ignore[arg-type]
-    return {
+    out = {
         "records": n,
         "sent": summary.sent,
         "acknowledged": summary.acknowledged,
@@ -256,26 +264,7 @@ def _run_ours(
         "exact": written == n and summary.acknowledged == n,
         "rate_target": rate,
     }
-
-
-def _run_ours_parallel(
-    settings: Settings, topic: str, records: list[Record], workers: int,
-    echo: Callable[[str], None],
-) -> dict[str, Any]:
-    from clickguard.producer.parallel import produce_records_parallel
-
-    before = scratch.total_offsets(settings, topic)
-    summary = produce_records_parallel(settings, records, workers=workers, topic=topic,
-                                       progress=lambda m: echo(f"  {m}"))
-    written = scratch.total_offsets(settings, topic) - before
-    n = len(records)
-    return {
-        "records": n, "sent": summary.sent, "acknowledged": summary.acknowledged,
-        "failed": summary.failed, "errors": summary.errors, "duration_s": summary.duration_s,
-        "throughput_eps": summary.throughput_eps, "latency_ms": summary.latency_ms,
-        "offsets_written": written, "exact": written == n and summary.acknowledged == n,
-        "rate_target": None, "workers": workers,
-    }
+    return out if workers == 1 else {**out, "workers": workers}
 
 
 def _run_cli(
