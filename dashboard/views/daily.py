@@ -45,6 +45,13 @@ def page() -> None:
     else:
         st.info(f"No metrics for {day.isoformat()}: the newest computed day is {last}.",
                 icon=":material/hourglass_empty:")
+    week = ui.fetch("/metrics/summary", days=7)
+    if week:
+        st.caption(
+            f"Last {week['days_processed']} computed days: {week['total_clicks']:,} clicks, "
+            f"{week['total_purchases']:,} purchases, {week['total_sessions']:,} sessions, "
+            f"conversion {week['avg_conversion_rate'] * 100:.2f} %, revenue "
+            f"{week['total_revenue']:,.2f}.")
     st.subheader(f"Clicks and purchases, {TREND_DAYS} days to {day.isoformat()}")
     ui.chart(data.daily_trend_chart(data.daily_frame(rows)), "No days computed in this range.")
     left, right = st.columns(2)

@@ -137,6 +137,9 @@ CATEGORIES = [{"category": f"cat-{c}", "click_count": 900 - c * 100, "purchase_c
 FRESHNESS = [{"asset_key": "daily_metrics", "last_computed_at": ago(minutes=3),
               "last_run_id": "0123456789abcdef", "days_computed": 20, "newest_day": "2024-03-10",
               "day_computed_at": ago(minutes=3)}]
+SUMMARY = {"days_processed": 7, "total_clicks": 7210, "total_purchases": 161,
+           "total_sessions": 721, "avg_conversion_rate": 0.2, "total_revenue": 885.15,
+           "avg_clicks_per_session": 10.0}
 
 
 def stats(last_metrics_date: str | None = "2024-03-10") -> dict[str, Any]:
@@ -164,6 +167,7 @@ def full() -> dict[str, Route]:
         "/items/categories/*": lambda r: CATEGORIES,
         "/items/popular/*": lambda r: ITEMS,
         "/batch/freshness": lambda r: FRESHNESS,
+        "/metrics/summary": lambda r: SUMMARY,
     }
 
 

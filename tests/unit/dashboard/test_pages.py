@@ -122,6 +122,7 @@ def test_daily_page_for_the_newest_day(api: payloads.FakeApi) -> None:
     daily = next(r for r in api.requests if r.url.path == "/metrics/daily")
     assert dict(daily.url.params) == {"start_date": "2024-02-10", "end_date": "2024-03-10"}
     assert len(charts(at)) == 3  # trend, funnel, categories
+    assert any("7,210 clicks" in c.value and "20.00 %" in c.value for c in at.caption)
 
 
 def test_dlq_page(api: payloads.FakeApi) -> None:
