@@ -9,16 +9,20 @@ from __future__ import annotations
 
 from typing import Any, LiteralString
 
-from psycopg.rows import dict_row
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from clickguard.settings import Settings
 
+Pool = AsyncConnectionPool[AsyncConnection[DictRow]]  # its connections return dict rows
 
-def make_pool(settings: Settings) -> AsyncConnectionPool:
+
+def make_pool(settings: Settings) -> Pool:
     """A closed pool; the app's lifespan opens it (without waiting, so /health can say 'down')."""
     return AsyncConnectionPool(
         conninfo=settings.pg_dsn("reader"),
+        connection_class=AsyncConnection[DictRow],
         min_size=settings.api_pool_min,
         max_size=settings.api_pool_max,
         timeout=settings.api_pool_timeout_s,
@@ -35,7 +39,7 @@ def make_pool(settings: Settings) -> AsyncConnectionPool:
 
 
 async def fetch_all(
-    pool: AsyncConnectionPool, query: LiteralString, params: dict[str, Any] | None = None
+    pool: Pool, query: LiteralString, params: dict[str, Any] | None = None
 ) -> list[dict[str, Any]]:
     """All rows of one parameterized query (values are always bound, never formatted in)."""
     async with pool.connection() as conn:
@@ -44,7 +48,7 @@ async def fetch_all(
 
 
 async def fetch_one(
-    pool: AsyncConnectionPool, query: LiteralString, params: dict[str, Any] | None = None
+    pool: Pool, query: LiteralString, params: dict[str, Any] | None = None
 ) -> dict[str, Any] | None:
     """The first row of one parameterized query, or None."""
     async with pool.connection() as conn:

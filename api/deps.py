@@ -12,10 +12,10 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request, Response
 from fastapi.security import APIKeyHeader
-from psycopg_pool import AsyncConnectionPool
 from pydantic import TypeAdapter
 
 from api.cache import ResponseCache, cache_key
+from api.db import Pool
 from api.errors import ApiError
 from clickguard.settings import Settings
 
@@ -29,7 +29,7 @@ async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
-async def get_pool(request: Request) -> AsyncConnectionPool:
+async def get_pool(request: Request) -> Pool:
     return request.app.state.pool
 
 
@@ -52,7 +52,7 @@ async def require_api_key(
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
-PoolDep = Annotated[AsyncConnectionPool, Depends(get_pool)]
+PoolDep = Annotated[Pool, Depends(get_pool)]
 CacheDep = Annotated[ResponseCache, Depends(get_cache)]
 ApiKeyDep = Annotated[None, Depends(require_api_key)]
 
@@ -78,7 +78,7 @@ class Replier:
         """Serve ``produce()``'s rows as ``model`` JSON; ``batch`` = over daily batch tables."""
         scope = self.request.scope
         key = cache_key(scope["path"], scope["query_string"])
-        route = getattr(scope.get("route"), "path", scope["path"])
+        route = str(getattr(scope.get("route"), "path", scope["path"]))
         adapter = _adapter(model)
 
         async def render() -> bytes:

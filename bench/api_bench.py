@@ -247,7 +247,9 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{r['p50_ms']:g} | {r['p95_ms']:g} | {r['p99_ms']:g} | {r['max_ms']:g} |"
             )
     for target in ("baseline", "api"):
-        total = next((r for r in result.get(target, []) if r["name"] == "ALL"), {})
+        total: dict[str, Any] = next(
+            (r for r in result.get(target, []) if r["name"] == "ALL"), {}
+        )
         if "cpu_ms_per_request" in total:
             lines.append(f"\n{target} server CPU: {total['server_cpu_s']} s, "
                          f"{total['cpu_ms_per_request']} ms per request "

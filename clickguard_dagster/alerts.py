@@ -157,7 +157,7 @@ class StreamFacts:
 
 
 def stream_severity(facts: StreamFacts) -> Severity | None:
-    return {  # type: ignore[return-value]
+    return {
         "healthy": None, "stale": "WARNING", "down": "CRITICAL", "crash-looping": "CRITICAL",
     }[facts.status]
 

@@ -40,6 +40,7 @@ import dagster as dg
 import psycopg
 from psycopg import sql
 
+from clickguard.db import one
 from clickguard_dagster.resources import BatchResource, PostgresResource
 
 DayStats = dict[date, tuple[int, datetime | None]]  # day -> (source rows, newest source ts)
@@ -68,7 +69,7 @@ def settle_mark(conn: psycopg.Connection, tables: Sequence[str], timeout_s: floa
     until those transactions are over (a micro-batch commit: seconds). Writers must let the
     database stamp the row; a client-chosen past timestamp defeats any mark.
     """
-    mark = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+    mark: datetime = one(conn, "SELECT clock_timestamp()")[0]
     pending = conn.execute(WRITERS, (list(tables),)).fetchall()
     deadline = time.monotonic() + timeout_s
     delay = 0.05

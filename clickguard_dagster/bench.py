@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 import dagster as dg
@@ -58,17 +59,19 @@ def main(n: int, days: int, out: Path | None) -> None:
     config = {"ops": {"daily_sessions": {"config": {
         "start_date": FIRST_DAY.isoformat(), "end_date": last.isoformat()}}}}
     resources = build_resources(settings)
-    runs = []
+    runs: list[dict[str, Any]] = []
     for label in ("cold", "warm"):
         click.echo(f"bench: materializing daily_sessions ({label} Spark session) ...")
         t0 = time.monotonic()
         result = dg.materialize([daily_sessions], resources=resources, run_config=config)
         wall = time.monotonic() - t0
         md = result.asset_materializations_for_node("daily_sessions")[0].metadata
+        events, sessions = md["source_rows"].value, md["rows_written"].value
+        if not isinstance(events, int) or not isinstance(sessions, int):
+            raise click.ClickException(f"daily_sessions metadata without row counts: {md}")
         runs.append({
-            "run": label, "seconds": round(wall, 1), "events": md["source_rows"].value,
-            "sessions": md["rows_written"].value,
-            "events_per_s": round(md["source_rows"].value / wall),
+            "run": label, "seconds": round(wall, 1), "events": events, "sessions": sessions,
+            "events_per_s": round(events / wall),
         })
         click.echo(f"bench: {label}: {wall:.1f} s, {runs[-1]['sessions']:,} sessions")
     data = {"events": n, "days": days, "insert_s": round(insert_s, 1), "runs": runs,

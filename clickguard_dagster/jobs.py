@@ -83,7 +83,7 @@ def replay(
         if value is None:
             counts["skipped_no_bytes"] += 1
             continue
-        headers = [
+        headers: list[tuple[str, str | bytes | None]] = [
             (bytes(k).decode("utf-8", "surrogatepass"), None if v is None else bytes(v))
             for k, v in zip(header_keys or [], header_values or [], strict=True)
         ]

@@ -19,6 +19,7 @@ from typing import Any
 
 import dagster as dg
 
+from clickguard.db import one
 from clickguard_dagster.jobs import daily_batch_job, stream_checks_job
 from clickguard_dagster.resources import BatchResource, PostgresResource
 
@@ -59,7 +60,7 @@ SELECT (SELECT max(commit_ts) FROM events), (SELECT max(updated_at) FROM anomali
 def source_version(postgres: PostgresResource) -> str | None:
     """A string that changes whenever the batch assets' sources change; None = no data yet."""
     with postgres.connect() as conn:
-        events_ts, anomalies_ts = conn.execute(SOURCE_VERSION_SQL).fetchone()
+        events_ts, anomalies_ts = one(conn, SOURCE_VERSION_SQL)
     if events_ts is None and anomalies_ts is None:
         return None
     return f"{events_ts and events_ts.isoformat()}|{anomalies_ts and anomalies_ts.isoformat()}"

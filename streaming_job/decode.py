@@ -192,6 +192,8 @@ def decode_value(
             DlqReason.AVRO_DECODE_ERROR,
             f"{len(body) - buf.tell()} trailing bytes after the record",
         )
+    if not isinstance(event, dict):  # the reader schema is a record: never taken
+        return Verdict(None, DlqReason.AVRO_DECODE_ERROR, "not a record")
     problem = validate(event, now=now, max_future=max_future, max_string_bytes=max_string_bytes)
     if problem:
         return Verdict(event, problem[0], problem[1])

@@ -180,7 +180,7 @@ class Lease:
         self._stop.set()
         self._drop()
 
-    def fence(self, cur: psycopg.Cursor) -> None:  # type: ignore[type-arg]
+    def fence(self, cur: psycopg.Cursor) -> None:
         """Inside the batch transaction: raise :class:`LeaseLost` unless we still hold it."""
         cur.execute(FENCE, self._params())
         if cur.fetchone() is None:

@@ -9,7 +9,7 @@ and ``[]`` on the funnel.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 
@@ -46,7 +46,9 @@ WHERE metric_date > (SELECT max(metric_date) FROM daily_metrics) - %(days)s
 """
 
 Day = Annotated[IsoDate, Path(description="ISO date, e.g. 2014-04-01")]
-NOT_FOUND = {404: {"model": ErrorResponse, "description": "No metrics for that day"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "No metrics for that day"}
+}
 
 
 @router.get("/metrics/daily", response_model=list[DailyMetric])

@@ -26,6 +26,14 @@ def connect(
     return psycopg.connect(settings.pg_dsn(role, db), connect_timeout=5, **kw)
 
 
+def one(conn: psycopg.Connection, query: Any, params: Any = None) -> tuple[Any, ...]:
+    """The row of a query that always returns exactly one (an aggregate, ``SELECT now()``)."""
+    row = conn.execute(query, params).fetchone()
+    if row is None:
+        raise psycopg.DataError(f"no row from a single-row query: {query!r}")
+    return row
+
+
 def bootstrap(settings: Settings) -> None:
     """Create roles and databases if missing (as the superuser). Idempotent."""
     s = settings

@@ -129,7 +129,8 @@ class _Deliveries:
         # a plain closure, not a bound method: it runs once per message on the hot path
         def callback(err: KafkaError | None, msg: Message) -> None:
             if err is None:
-                keep(msg.latency())
+                if (latency := msg.latency()) is not None:
+                    keep(latency)
             else:
                 errors[err.str()] += 1
 

@@ -110,7 +110,9 @@ def read_all(settings: Settings, topic: str, timeout: float = 60.0) -> list[Mess
     try:
         while len(got) < want and time.monotonic() < deadline:
             for m in consumer.consume(10_000, timeout=1.0):
-                if m.error() is None and m.offset() < ends[m.partition()]:
+                offset, partition = m.offset(), m.partition()
+                if m.error() is None and offset is not None and partition is not None \
+                        and offset < ends[partition]:
                     got.append(m)
     finally:
         consumer.close()

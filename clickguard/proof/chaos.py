@@ -392,8 +392,11 @@ def _streaming_kill(ctx: FaultContext) -> None:
         pid, holder, epoch = _active_driver(ctx)
         if i and ctx.settings.stream_drivers > 1:
             killed = {k for t in ctx.result.takeovers for k in t["killed_pids"]}
-            if not procs.wait_until(lambda k=killed: warm_standby(ctx.settings, k) is not None,
-                                    ctx.cfg.recover_timeout_s, interval=0.5):
+
+            def standby_ready(k: set[int] = killed) -> bool:
+                return warm_standby(ctx.settings, k) is not None
+
+            if not procs.wait_until(standby_ready, ctx.cfg.recover_timeout_s, interval=0.5):
                 ctx.echo("  warning: no warm standby before the next kill")
         _wait_mid_batch(ctx)
         at = datetime.now(UTC)
@@ -642,10 +645,11 @@ def _measure(settings: Settings, result: ScenarioResult, samples: list[Sample],
             acquired = (t.get("lease_after") or {}).get("acquired_at")
             if t.get("lease_after", {}).get("epoch") not in (None, t["epoch"]) and acquired:
                 # fencing: the paused driver committed nothing once the successor held the lease
-                result.fenced_commits = conn.execute(
+                result.fenced_commits = db.one(
+                    conn,
                     "SELECT count(*) FROM batch_ledger WHERE driver = %s AND committed_at >= %s",
                     (t["holder"], datetime.fromisoformat(acquired)),
-                ).fetchone()[0]
+                )[0]
         window = (result.fault_at, max(result.fault_end_at, result.fault_at + timedelta(seconds=1)))
         during = compute_slo(conn, window, column="ingest_ts", cdf=False,
                              event_id_prefix=f"{result.run_id}-")
@@ -775,7 +779,9 @@ def chaos(
     cfg = ChaosConfig.from_settings(s)
     if short:
         cfg = cfg.short()
-    cfg = replace(cfg, seed=seed, kills=kills, **({"rate": rate} if rate else {}))
+    cfg = replace(cfg, seed=seed, kills=kills)
+    if rate:
+        cfg = replace(cfg, rate=rate)
     names = list(SCENARIOS) if scenario == "all" else [scenario]
     try:
         results = run_chaos(s, names, cfg, echo=click.echo)

@@ -154,7 +154,7 @@ def read_status(s: Settings, t: float, prev: Status | None) -> Status:
     batch_at = None
     try:
         with db.connect(s, "reader", autocommit=True) as conn:
-            row = conn.execute(COUNTS_SQL).fetchone()
+            row = db.one(conn, COUNTS_SQL)
         stored, anomalies, dlq, late = (int(v) for v in row[:4])
         batch_at = row[4]
     except Exception:  # noqa: BLE001 - the database may be restarting

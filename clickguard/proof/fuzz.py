@@ -62,6 +62,7 @@ EVENT_TYPES = ("page_view", "click", "add_to_cart", "remove_from_cart", "checkou
                "error")
 MAX_VALUE = 900_000  # below Kafka's default 1 MB message limit
 KINDS = ("valid", "strings", "numbers", "timestamps", "mutation", "duplicate", "db_poison")
+Headers = list[tuple[str, str | bytes | None]]  # a record's Kafka headers, as produce() takes
 
 
 @dataclass(slots=True)
@@ -72,7 +73,7 @@ class FuzzRecord:
     kind: str
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes | None]] | None = None
+    headers: Headers | None = None
 
 
 @dataclass(slots=True)
@@ -173,11 +174,11 @@ def adversarial_records(
         yield rec
 
 
-def random_headers(rng: random.Random) -> list[tuple[str, bytes | None]] | None:
+def random_headers(rng: random.Random) -> Headers | None:
     """A user's headers on a third of the records (tracing ids, binary, null values)."""
     if rng.random() > 0.33:
         return None
-    out: list[tuple[str, bytes | None]] = [("traceparent", f"00-{rng.getrandbits(128):032x}-"
+    out: Headers = [("traceparent", f"00-{rng.getrandbits(128):032x}-"
                                             f"{rng.getrandbits(64):016x}-01".encode())]
     for _ in range(rng.randrange(3)):
         out.append((rng.choice(["x-a", "x-b", "ünï"]), rng.choice([None, rng.randbytes(8)])))
@@ -380,7 +381,7 @@ def _decode(value: bytes | None, schema_id: int | None = None) -> dict[str, Any]
             return None
         buf = io.BytesIO(body)
         ev = fastavro.schemaless_reader(buf, parsed_schema(), parsed_schema())
-        return ev if buf.tell() == len(body) else None
+        return ev if isinstance(ev, dict) and buf.tell() == len(body) else None
     except Exception:  # noqa: BLE001 - an undecodable record has no event
         return None
 
@@ -562,7 +563,7 @@ def fuzz_stream_cmd(records: int, chunk: int, seed: int, poison_rate: float, tim
     elapsed = time.monotonic() - t0
     delays = {r: {"n": len(v), "p50_s": _pct(v, 50), "p95_s": _pct(v, 95),
                   "max_s": round(max(v), 3)} for r, v in sorted(acc.poison_to_batch_s.items())}
-    data = {
+    data: dict[str, Any] = {
         "command": f"clickguard fuzz-stream --records {records} --chunk {chunk} --seed {seed} "
                    f"--poison-rate {poison_rate}",
         "machine": machine(), "elapsed_s": round(elapsed, 1),

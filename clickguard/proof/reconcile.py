@@ -134,7 +134,9 @@ def reconcile(
                 cp.write(chunk)
         cur.execute("ANALYZE acked")
         cur.execute("CREATE INDEX ON acked (event_id)")
-        by_kind = dict(cur.execute("SELECT kind, count(*) FROM acked GROUP BY kind").fetchall())
+        by_kind: dict[str, int] = dict(
+            cur.execute("SELECT kind, count(*) FROM acked GROUP BY kind").fetchall()
+        )
         params = {
             "topic": settings.topic_raw,
             "prefix": f"{run_id}-%" if run_id else "\x00never",

@@ -11,6 +11,7 @@ recorded in the materialization's metadata, judges exactly the rows the report c
 
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -34,7 +35,7 @@ def slo_report(
     report = slo_report_for(result, slo, min_events=1)
     paths = report.write(Path(slo.results_dir))
     context.log.info(f"SLO report over {result.events:,} events written to {paths['md']}")
-    metadata: dict[str, object] = {
+    metadata: dict[str, Any] = {
         "events": result.events,
         "window_start": start.isoformat(),
         "window_end": end.isoformat(),

@@ -6,6 +6,7 @@
 
 import dagster as dg
 
+from clickguard.db import one
 from clickguard_dagster.assets.sessions import daily_sessions
 from clickguard_dagster.batch import last_run_marks, marks_metadata
 from clickguard_dagster.resources import PostgresResource
@@ -45,7 +46,7 @@ def check_session_keys(postgres: PostgresResource) -> dg.AssetCheckResult:
         missing = conn.execute(
             f"SELECT * FROM ({MISSING_EVENTS}) x WHERE x.found <> x.events LIMIT 20", params
         ).fetchall()
-        dup_events = conn.execute(DUP_EVENTS, params).fetchone()[0]
+        dup_events = one(conn, DUP_EVENTS, params)[0]
     return dg.AssetCheckResult(
         passed=not overlaps and not missing and dup_events == 0,
         metadata={

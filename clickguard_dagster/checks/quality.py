@@ -75,11 +75,12 @@ def validate(df: pd.DataFrame, expectations: Sequence[Any], name: str) -> list[d
     for r in result.results:
         if r.success:
             continue
-        kwargs = {k: v for k, v in r.expectation_config.kwargs.items() if k != "batch_id"}
+        config = r.expectation_config  # None only for a result GX could not attribute
+        kwargs = {k: v for k, v in (config.kwargs if config else {}).items() if k != "batch_id"}
         failed.append(
             {
                 "dataset": name,
-                "expectation": r.expectation_config.type,
+                "expectation": config.type if config else "unknown",
                 "kwargs": {k: str(v) for k, v in kwargs.items()},
                 "unexpected_count": (r.result or {}).get("unexpected_count"),
                 "examples": [str(x) for x in (r.result or {}).get("partial_unexpected_list", [])][

@@ -11,6 +11,7 @@ from typing import Any
 
 import dagster as dg
 
+from clickguard.db import one
 from clickguard.proof.slo import Window, compute_slo, evaluate_targets
 from clickguard_dagster.assets.stream import stream_events
 from clickguard_dagster.resources import PostgresResource, SloResource
@@ -60,13 +61,13 @@ def check_slo(
 def check_freshness(postgres: PostgresResource, slo: SloResource) -> dg.AssetCheckResult:
     """Fresh = a batch committed or events stored within slo.stream_stale_seconds."""
     with postgres.connect() as conn:
-        row = conn.execute(
+        last_batch, last_event, age = one(
+            conn,
             "SELECT (SELECT max(committed_at) FROM batch_ledger),"
             " (SELECT max(commit_ts) FROM events),"
             " extract(epoch FROM now() - GREATEST("
-            "  (SELECT max(committed_at) FROM batch_ledger), (SELECT max(commit_ts) FROM events)))"
-        ).fetchone()
-    last_batch, last_event, age = row
+            "  (SELECT max(committed_at) FROM batch_ledger), (SELECT max(commit_ts) FROM events)))",
+        )
     fresh = age is not None and float(age) <= slo.stream_stale_seconds
     return dg.AssetCheckResult(
         passed=fresh,

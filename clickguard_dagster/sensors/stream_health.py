@@ -17,6 +17,7 @@ from typing import Any
 import dagster as dg
 
 from clickguard import stream_state
+from clickguard.db import one
 from clickguard_dagster.alerts import (
     AlertState,
     StreamFacts,
@@ -84,9 +85,9 @@ def stream_facts(
             )),
             kafka.topic_raw,
         )
-        recent = conn.execute(
-            "SELECT count(*) FROM events WHERE commit_ts > to_timestamp(%s)", (now - window,)
-        ).fetchone()[0]
+        recent = one(
+            conn, "SELECT count(*) FROM events WHERE commit_ts > to_timestamp(%s)", (now - window,)
+        )[0]
     end = kafka.end_offsets(kafka.topic_raw)
     lag: int | None = None
     if end:
