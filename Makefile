@@ -31,8 +31,9 @@ stop:  ## stop every process of the stack
 status:
 	@$(BIN)/clickguard stack status
 
-lint: setup
+lint: setup  ## ruff, then mypy on the core and the apps (pyproject.toml [tool.mypy])
 	@$(BIN)/ruff check .
+	@$(BIN)/mypy
 
 test: setup lint  ## the whole suite on real services (starts what it needs)
 	@$(BIN)/pytest tests
