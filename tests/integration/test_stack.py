@@ -43,29 +43,54 @@ def test_topic_creation_and_migrations_are_idempotent(stack: Stack, settings: Se
 
 
 def test_api_role_reads_but_cannot_write(stack: Stack, settings: Settings) -> None:
-    with db.connect(settings, "reader") as conn:
-        assert conn.execute("select count(*) from batch_ledger").fetchone() is not None
-        conn.rollback()
-        with pytest.raises((psycopg.errors.ReadOnlySqlTransaction,
-                            psycopg.errors.InsufficientPrivilege)):
-            conn.execute(
-                "insert into stream_heartbeat(component, beat_at, status) "
-                "values ('reader-test', now(), 'x')"
-            )
-        conn.rollback()
-        # even with read-only switched off for the session, the role has no write privilege
-        conn.execute("set default_transaction_read_only = off")
-        conn.commit()
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("delete from stream_heartbeat")
+    """The reader sees what the writer committed, and can change nothing."""
+    with db.connect(settings, "writer", autocommit=True) as writer:
+        writer.execute(
+            "insert into stream_heartbeat(component, beat_at, status) "
+            "values ('reader-test', now(), 'committed') "
+            "on conflict (component) do update set status = excluded.status"
+        )
+        try:
+            with db.connect(settings, "reader") as conn:
+                seen = conn.execute(
+                    "select status from stream_heartbeat where component = 'reader-test'"
+                ).fetchone()
+                assert seen == ("committed",)
+                conn.rollback()
+                with pytest.raises((psycopg.errors.ReadOnlySqlTransaction,
+                                    psycopg.errors.InsufficientPrivilege)):
+                    conn.execute(
+                        "insert into stream_heartbeat(component, beat_at, status) "
+                        "values ('reader-insert', now(), 'x')"
+                    )
+                conn.rollback()
+                # even with read-only switched off for the session, the role has no write
+                # privilege
+                conn.execute("set default_transaction_read_only = off")
+                conn.commit()
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute("delete from stream_heartbeat")
+        finally:
+            writer.execute("delete from stream_heartbeat where component = 'reader-test'")
 
 
 def test_writer_role_writes(stack: Stack, settings: Settings) -> None:
+    """The stream's role inserts, updates and deletes rows (inside one transaction, rolled
+    back: nothing is left behind)."""
+    status = "select status from stream_heartbeat where component = 'writer-test'"
     with db.connect(settings, "writer") as conn:
         conn.execute(
-            "insert into stream_heartbeat(component, beat_at, status) values ('w', now(), 'ok') "
-            "on conflict (component) do update set beat_at = excluded.beat_at"
+            "insert into stream_heartbeat(component, beat_at, status) "
+            "values ('writer-test', now(), 'inserted') "
+            "on conflict (component) do update set status = excluded.status"
         )
+        assert conn.execute(status).fetchone() == ("inserted",)
+        conn.execute(
+            "update stream_heartbeat set status = 'updated' where component = 'writer-test'"
+        )
+        assert conn.execute(status).fetchone() == ("updated",)
+        conn.execute("delete from stream_heartbeat where component = 'writer-test'")
+        assert conn.execute(status).fetchone() is None
         conn.rollback()
 
 
