@@ -1,6 +1,6 @@
 """`clickguard bench api`: Locust headless against the running API and the bare baseline app.
 
-The measuring is C's (``bench/api_bench.py``: ``run_api_bench`` starts ``bench/baseline_app.py``
+The measuring is ``bench/api_bench.py``'s (``run_api_bench`` starts ``bench/baseline_app.py``
 on a free port with the same workers, runs ``locust -f bench/locustfile.py --headless`` against
 the baseline and then the API at the same offered load, and parses Locust's CSV). This command
 makes it part of the proof: it brings the API node up if needed, optionally loads the benchmark
@@ -28,7 +28,8 @@ FULL = {"duration_s": 30, "users": 50, "user_rate": 25.0}
 
 def run(settings: Settings, duration_s: int, users: int, user_rate: float,
         load_events: int | None, echo: Any = print) -> dict[str, Any]:
-    """API node up, optional data load, then C's Locust runner; returns its result document."""
+    """API node up, optional data load, then bench/api_bench.py's Locust runner; returns its
+    result document."""
     if str(REPO_ROOT) not in sys.path:  # bench/ is a repo folder, not an installed package
         sys.path.insert(0, str(REPO_ROOT))
     from bench.api_bench import run_api_bench

@@ -1,12 +1,13 @@
 """`clickguard bench capacity`: a ladder of event rates through the whole pipeline.
 
-Each step produces at a fixed rate for ``capacity_step_s`` (B's ``produce`` with its realistic
-generator, so ``ingest_ts`` is the real send time) while consumer lag is sampled every 0.5 s (raw
-topic end offsets − offsets committed in ``batch_ledger``); then the stream drains and the step is
-measured: batches and their duration (``batch_ledger``), the lag's growth rate over the second
-half of the step (least-squares slope; committed lag is a sawtooth, the slope is not), the stream's
-consumption rate = produced rate − that growth, the drain time, and end-to-end p50/p95 over every
-event of the step (``compute_slo`` by ``ingest_ts`` and the step's event-id prefix).
+Each step produces at a fixed rate for ``capacity_step_s`` (the producer's ``produce`` with its
+realistic generator, so ``ingest_ts`` is the real send time) while consumer lag is sampled every
+0.5 s (raw topic end offsets − offsets committed in ``batch_ledger``); then the stream drains and
+the step is measured: batches and their duration (``batch_ledger``), the lag's growth rate over
+the second half of the step (least-squares slope; committed lag is a sawtooth, the slope is not),
+the stream's consumption rate = produced rate − that growth, the drain time, and end-to-end
+p50/p95 over every event of the step (``compute_slo`` by ``ingest_ts`` and the step's event-id
+prefix).
 
 A step is **sustainable** when the producer reached ≥ 90 % of the target, the lag grew by at most
 5 % of the rate (the stream consumed ≥ 95 % of what was produced), the backlog drained within

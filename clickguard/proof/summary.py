@@ -1,10 +1,10 @@
 """The closing table: our latest measured figures beside the original's, from the result files.
 
 ``write_index(results_dir)`` reads whatever proof results exist (chaos-*.json, slo.json,
-bench-api.json, bench-capacity.json, bench-producer.json — the last one also from B's default
-``results/bench-producer/``) and writes ``<results_dir>/README.md``. Every proof command calls it
-after writing its own files, so the index always quotes the latest runs; a figure never measured
-shows as "not measured".
+bench-api.json, bench-capacity.json, bench-producer.json — the last one also from the producer
+bench's default folder ``results/bench-producer/``) and writes ``<results_dir>/README.md``. Every
+proof command calls it after writing its own files, so the index always quotes the latest runs; a
+figure never measured shows as "not measured".
 """
 
 from __future__ import annotations
