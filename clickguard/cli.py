@@ -6,10 +6,14 @@ import importlib
 import importlib.util
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import click
 
 from clickguard.settings import get_settings
+
+if TYPE_CHECKING:  # annotations only: the stack manager is imported when a command runs
+    from clickguard.stack.manager import Stack
 
 # Commands that live beside their code in the core package: name -> "module:attribute".
 # They are imported only when called, so `clickguard --help` stays fast.
@@ -67,7 +71,7 @@ def stack() -> None:
     """Run the local stack: 3 KRaft Kafka nodes, PostgreSQL, schema registry, app processes."""
 
 
-def _stack():
+def _stack() -> Stack:
     from clickguard.stack.manager import Stack
 
     return Stack(get_settings(), echo=click.echo)

@@ -7,6 +7,7 @@ exactly-once accounting still hold; it marks them ``replayed_at`` and reports co
 """
 
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -73,7 +74,7 @@ def replay(
     delivered: list[int] = []
     failed: list[int] = []
 
-    def on_delivery(dlq_id: int):
+    def on_delivery(dlq_id: int) -> Callable[[Any, Any], None]:
         def cb(err: Any, _msg: Any) -> None:
             (failed if err is not None else delivered).append(dlq_id)
 
