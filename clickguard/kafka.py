@@ -52,7 +52,10 @@ def producer_config(settings: Brokers, **overrides: object) -> dict[str, object]
         "delivery.timeout.ms": 120_000,
         "request.timeout.ms": 10_000,
         "compression.type": "lz4",
-        "linger.ms": 20,
+        # fewer, larger produce requests: with the 400 ms trigger, each broker's CPU at 1,000
+        # events/s fell from ~17 to ~12 % of a core (docs/performance.md, third pass); an
+        # event waits at most 50 ms in the producer
+        "linger.ms": 50,
         "batch.size": 512 * 1024,
         "batch.num.messages": 10_000,
         "queue.buffering.max.messages": 1_000_000,
