@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import uvicorn
 
-from clickguard.settings import get_settings
+from clickguard.settings import get_settings, refuse_exposed_defaults
 
 
 def main() -> None:
     s = get_settings()
+    refuse_exposed_defaults(s, "api", s.api_host)
     uvicorn.run(
         "api.main:create_app",
         factory=True,

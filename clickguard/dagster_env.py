@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from string import Template
 
-from clickguard.settings import REPO_ROOT, Settings, get_settings
+from clickguard.settings import REPO_ROOT, Settings, get_settings, refuse_exposed_defaults
 
 TEMPLATE = REPO_ROOT / "dagster.yaml"
 WORKSPACE = REPO_ROOT / "workspace.yaml"
@@ -112,6 +112,8 @@ def main(argv: list[str]) -> None:
     if role == "home":
         print(prepare_home(settings))
         return
+    if role == "webserver":
+        refuse_exposed_defaults(settings, "dagster-webserver", settings.dagster_host)
     argv_exec = command(settings, role)
     os.chdir(REPO_ROOT)
     os.execve(argv_exec[0], argv_exec, process_env(settings))

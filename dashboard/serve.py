@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from clickguard.settings import REPO_ROOT, Settings, get_settings
+from clickguard.settings import REPO_ROOT, Settings, get_settings, refuse_exposed_defaults
 
 APP = Path(__file__).resolve().parent / "app.py"
 
@@ -32,7 +32,9 @@ def streamlit_argv(settings: Settings) -> list[str]:
 
 
 def main() -> None:
-    argv = streamlit_argv(get_settings())
+    settings = get_settings()
+    refuse_exposed_defaults(settings, "dashboard", settings.dashboard_host)
+    argv = streamlit_argv(settings)
     env = dict(os.environ)
     # `dashboard` and `clickguard` import from the checkout even without an editable install
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)

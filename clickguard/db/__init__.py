@@ -16,13 +16,13 @@ from psycopg import sql
 from clickguard.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-EXTRA_DATABASES = ("registry",)  # the schema registry's storage
+REGISTRY_DB = "registry"  # the schema registry's storage, owned by its own role
 
 
 def connect(
     settings: Settings, role: str = "writer", db: str | None = None, **kw: Any
 ) -> psycopg.Connection:
-    """A psycopg 3 connection as ``role`` ("writer", "reader" or "superuser")."""
+    """A psycopg 3 connection as ``role`` (:meth:`Settings.pg_credentials`)."""
     return psycopg.connect(settings.pg_dsn(role, db), connect_timeout=5, **kw)
 
 
@@ -41,6 +41,7 @@ def bootstrap(settings: Settings) -> None:
         for user, password in (
             (s.pg_writer_user, s.pg_writer_password),
             (s.pg_reader_user, s.pg_reader_password),
+            (s.pg_registry_user, s.pg_registry_password),
         ):
             exists = conn.execute("select 1 from pg_roles where rolname = %s", (user,)).fetchone()
             verb = "ALTER" if exists else "CREATE"
@@ -57,7 +58,7 @@ def bootstrap(settings: Settings) -> None:
         for db, owner in (
             (s.pg_db, s.pg_writer_user),
             (s.pg_dagster_db, s.pg_writer_user),
-            *((d, s.pg_superuser) for d in EXTRA_DATABASES),
+            (REGISTRY_DB, s.pg_registry_user),
         ):
             if not conn.execute("select 1 from pg_database where datname = %s", (db,)).fetchone():
                 conn.execute(
@@ -65,6 +66,9 @@ def bootstrap(settings: Settings) -> None:
                         sql.Identifier(db), sql.Identifier(owner)
                     )
                 )
+        conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+            sql.Identifier(REGISTRY_DB), sql.Identifier(s.pg_registry_user)))
+    _hand_over_registry(s)
     with connect(s, "superuser", s.pg_db, autocommit=True) as conn:
         writer, reader = sql.Identifier(s.pg_writer_user), sql.Identifier(s.pg_reader_user)
         conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
@@ -75,6 +79,27 @@ def bootstrap(settings: Settings) -> None:
                 "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public GRANT SELECT ON TABLES TO {}"
             ).format(writer, reader)
         )
+
+
+def _hand_over_registry(s: Settings) -> None:
+    """The registry's own role owns its database and every table in it. A stack created before
+    that role existed has the registry's tables owned by the superuser: they change hands here
+    (idempotent), so the registry never needs the superuser."""
+    role = sql.Identifier(s.pg_registry_user)
+    with connect(s, "superuser", REGISTRY_DB, autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(role))
+        kinds = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW",
+                 "S": "SEQUENCE"}  # sequences last: a table's own sequences move with it
+        for kind, keyword in kinds.items():
+            rows = conn.execute(
+                "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+                "where n.nspname = 'public' and c.relkind = %s "
+                "and pg_get_userbyid(c.relowner) <> %s",
+                (kind, s.pg_registry_user),
+            ).fetchall()
+            for (name,) in rows:
+                conn.execute(sql.SQL("ALTER {} public.{} OWNER TO {}").format(
+                    sql.SQL(keyword), sql.Identifier(name), role))
 
 
 def migrations() -> list[tuple[str, str]]:

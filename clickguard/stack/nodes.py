@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clickguard import stream_state
+from clickguard.db import REGISTRY_DB
 from clickguard.settings import Settings
 from clickguard.stack import procs
 
@@ -422,9 +423,6 @@ class PostgresNode(Node):
 # ---------------------------------------------------------------------------------------------
 # Schema registry (Apicurio Registry 3, Confluent-compatible API, PostgreSQL storage)
 # ---------------------------------------------------------------------------------------------
-REGISTRY_DB = "registry"
-
-
 @dataclass
 class RegistryNode(Node):
     """Apicurio Registry from its Maven Central `all` assembly, storing schemas in PostgreSQL."""
@@ -465,8 +463,8 @@ class RegistryNode(Node):
             "APICURIO_STORAGE_KIND": "sql",
             "APICURIO_STORAGE_SQL_KIND": "postgresql",
             "APICURIO_DATASOURCE_URL": f"jdbc:postgresql://{s.pg_host}:{s.pg_port}/{REGISTRY_DB}",
-            "APICURIO_DATASOURCE_USERNAME": s.pg_superuser,
-            "APICURIO_DATASOURCE_PASSWORD": s.pg_superuser_password,
+            "APICURIO_DATASOURCE_USERNAME": s.pg_registry_user,  # owns the registry db only
+            "APICURIO_DATASOURCE_PASSWORD": s.pg_registry_password,
             "APICURIO_CCOMPAT_LEGACY_ID_MODE_ENABLED": "true",
             # Apicurio keeps 20 PostgreSQL connections open by default (each an idle backend
             # process, ~10 MB of the stack's RSS); a few schema lookups need far fewer

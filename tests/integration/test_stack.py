@@ -110,3 +110,31 @@ def test_registry_keeps_schema_ids_across_restart(stack: Stack, settings: Settin
     fresh = RegistryClient(settings.schema_registry_url)
     assert fresh.schema_by_id(schema_id) is not None
     assert register_contract(fresh, settings.topic_raw) == schema_id
+
+
+def test_registry_has_its_own_role(stack: Stack, settings: Settings) -> None:
+    """The schema registry connects as its own role, which owns the registry's database and
+    its tables, and can neither read the platform's data nor act as a superuser."""
+    with db.connect(settings, "superuser", "postgres", autocommit=True) as conn:
+        users = {u for (u,) in conn.execute(
+            "select distinct usename from pg_stat_activity where datname = %s", (db.REGISTRY_DB,)
+        ).fetchall()}
+        owners = {o for (o,) in conn.execute(
+            "select pg_get_userbyid(datdba) from pg_database where datname = %s",
+            (db.REGISTRY_DB,),
+        ).fetchall()}
+        superuser = db.one(conn, "select rolsuper from pg_roles where rolname = %s",
+                           (settings.pg_registry_user,))[0]
+    assert users == {settings.pg_registry_user}  # the registry's pool, nobody else's
+    assert owners == {settings.pg_registry_user}
+    assert superuser is False
+    with db.connect(settings, "registry", db.REGISTRY_DB) as conn:
+        foreign = conn.execute(
+            "select count(*) from pg_tables where schemaname = 'public' and tableowner <> %s",
+            (settings.pg_registry_user,),
+        ).fetchone()
+        assert foreign == (0,)
+    with db.connect(settings, "registry") as conn, pytest.raises(
+        psycopg.errors.InsufficientPrivilege
+    ):
+        conn.execute("select count(*) from events")
