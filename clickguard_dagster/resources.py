@@ -89,6 +89,7 @@ class SloResource(dg.ConfigurableResource):
     """The stream's latency targets, the window they are judged over, and staleness."""
 
     slo_window_minutes: float
+    slo_check_max_events: int
     slo_e2e_p95_ms: float
     slo_stage_p50_ms: float
     slo_stage_p95_ms: float

@@ -104,9 +104,14 @@ def compute_slo(
     column: str = "commit_ts",
     cdf: bool = True,
     event_id_prefix: str | None = None,
+    max_events: int | None = None,
 ) -> SloResult:
     """Per-stage p50/p95/p99 (+mean/min/max, CDF) of events with ``column`` in [start, end)
-    (and, if given, an ``event_id`` starting with ``event_id_prefix``: one producer run)."""
+    (and, if given, an ``event_id`` starting with ``event_id_prefix``: one producer run).
+
+    ``max_events`` keeps only the newest N of the window (an index range scan with a LIMIT, as
+    the API's /slo does): a monitor that runs every few minutes must not sort millions of rows
+    on the machine it monitors (at 5,000 events/s, 60 min hold 18 M). None = every event."""
     if column not in WINDOW_COLUMNS:
         raise ValueError(f"column must be one of {WINDOW_COLUMNS}")
     start, end = resolve_window(window)
@@ -124,14 +129,16 @@ def compute_slo(
                 else ""
             )
         )
-    sql = (
-        f"SELECT count(*), {', '.join(parts)} FROM events "
-        f"WHERE {column} >= %(start)s AND {column} < %(end)s"
+    rows = (
+        f"SELECT {', '.join(sorted({c for pair in STAGES.values() for c in pair}))} "
+        f"FROM events WHERE {column} >= %(start)s AND {column} < %(end)s"
         + (" AND event_id LIKE %(prefix)s" if event_id_prefix else "")
+        + (f" ORDER BY {column} DESC LIMIT %(limit)s" if max_events is not None else "")
     )
+    sql = f"SELECT count(*), {', '.join(parts)} FROM ({rows}) AS window_events"
     row = conn.execute(
         sql, {"pct": list(PERCENTILES), "cdf": CDF_QUANTILES, "start": start, "end": end,
-              "prefix": f"{event_id_prefix}%"},
+              "prefix": f"{event_id_prefix}%", "limit": max_events},
     ).fetchone()
     assert row is not None
     count = int(row[0])

@@ -29,10 +29,12 @@ def breaches_of(result_targets: dict[str, dict[str, Any]]) -> list[str]:
 def check_slo(
     postgres: PostgresResource, slo: SloResource, window: Window | None = None
 ) -> dg.AssetCheckResult:
-    """Targets over ``window`` (default: the last slo.slo_window_minutes)."""
+    """Targets over the newest ``slo.slo_check_max_events`` events of ``window`` (default: the
+    last slo.slo_window_minutes): the check runs every few minutes on the machine it checks."""
     with postgres.connect() as conn:
         result = compute_slo(
-            conn, window or timedelta(minutes=slo.slo_window_minutes), cdf=False
+            conn, window or timedelta(minutes=slo.slo_window_minutes), cdf=False,
+            max_events=slo.slo_check_max_events,
         )
     figures: dict[str, float] = {}
     for name, stage in result.stages.items():
@@ -48,6 +50,7 @@ def check_slo(
             "samples": result.events,
             **figures,
             "window_minutes": slo.slo_window_minutes,
+            "max_samples": slo.slo_check_max_events,
             "window_start": result.window_start.isoformat(),
             "window_end": result.window_end.isoformat(),
             "target_e2e_p95_ms": slo.slo_e2e_p95_ms,

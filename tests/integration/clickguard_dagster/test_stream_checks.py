@@ -111,3 +111,19 @@ def test_slo_report_asset_reports_the_figures_and_checks_targets(
     assert again.passed and again.metadata["samples"].value == n
     # ...while the same events inside the report's window would fail it
     assert not check_slo(_postgres(settings), _slo(settings)).passed
+
+
+def test_slo_check_reads_only_the_newest_events_of_its_window(
+    clean: psycopg.Connection, settings: Settings
+) -> None:
+    """A bounded sample: the newest ``slo_check_max_events`` by commit time, not the window."""
+    slow = recent_events(clean, 20_000, "old-slow")
+    fast = recent_events(clean, 200, "new-fast")  # committed after the slow ones
+    bounded = check_slo(_postgres(settings), _slo(settings, slo_check_max_events=fast))
+    assert bounded.passed
+    assert bounded.metadata["samples"].value == fast
+    assert bounded.metadata["max_samples"].value == fast
+    assert bounded.metadata["spark_to_db_p95"].value == pytest.approx(200.0, abs=1.0)
+    everything = check_slo(_postgres(settings), _slo(settings, slo_check_max_events=10**9))
+    assert everything.metadata["samples"].value == slow + fast
+    assert not everything.passed  # the slow half is in the window
