@@ -40,7 +40,7 @@ def build_nodes(settings: Settings) -> dict[str, Node]:
 
 
 def app_nodes(settings: Settings) -> list[PythonNode]:
-    """Application processes supervised by the stack (streaming job, API, Dagster)."""
+    """Application processes supervised by the stack (streaming job, API, Dagster, dashboard)."""
     return [
         PythonNode(
             "streaming", settings, None, needs=list(INFRA),
@@ -65,6 +65,11 @@ def app_nodes(settings: Settings) -> list[PythonNode]:
         PythonNode(
             "dagster-daemon", settings, None, needs=["postgres", "dagster-code"],
             module_argv=["clickguard.dagster_env", "daemon"],
+        ),
+        PythonNode(  # Streamlit over the API only (dashboard_api_url; no database access)
+            "dashboard", settings, settings.dashboard_port, needs=["api"],
+            module_argv=["dashboard.serve"],
+            health_url=f"http://{settings.dashboard_host}:{settings.dashboard_port}/_stcore/health",
         ),
     ]
 

@@ -48,7 +48,7 @@ COMMAND_WORDS = {"make", "clickguard", "dagster", "curl", "source", "docker", "p
 # assertion is that the data comes at all, within a bound that a slow CI machine also meets.
 FIRST_DATA_DEADLINE_S = float(os.environ.get("CLICKGUARD_FIRST_DATA_DEADLINE_S", "900"))
 NODES = ("postgres", "kafka-1", "kafka-2", "kafka-3", "registry", "streaming", "api",
-         "dagster-code", "dagster-webserver", "dagster-daemon")
+         "dagster-code", "dagster-webserver", "dagster-daemon", "dashboard")
 BATCH_ASSETS = ("daily_sessions", "session_funnel", "daily_metrics", "popular_items",
                 "popular_categories", "anomaly_daily_summary")
 PROOF_SMOKE = ("covered by its smoke test (tests/integration/proof/, tests/e2e/proof/); the "
@@ -256,11 +256,12 @@ def private() -> Iterator[Private]:
         else {}
     if "CLICKGUARD_HOME" in dotenv:
         pytest.skip(".env sets CLICKGUARD_HOME: no private run folder possible")
-    base = free_block(12)
+    base = free_block(13)
     ports = {
         "CLICKGUARD_PG_PORT": base, "CLICKGUARD_KAFKA_BROKER_PORT_BASE": base + 1,
         "CLICKGUARD_KAFKA_CONTROLLER_PORT_BASE": base + 4, "CLICKGUARD_REGISTRY_PORT": base + 7,
         "CLICKGUARD_API_PORT": base + 9, "CLICKGUARD_DAGSTER_PORT": base + 10,
+        "CLICKGUARD_DASHBOARD_PORT": base + 12,  # base + 11: the Dagster code server
     }
     ports.update({k: int(dotenv[k]) for k in ports if k in dotenv})
     span = {"CLICKGUARD_KAFKA_BROKER_PORT_BASE": 3, "CLICKGUARD_KAFKA_CONTROLLER_PORT_BASE": 3,
@@ -283,7 +284,8 @@ def private() -> Iterator[Private]:
                         kafka_controller_port_base=ports["CLICKGUARD_KAFKA_CONTROLLER_PORT_BASE"],
                         registry_port=ports["CLICKGUARD_REGISTRY_PORT"],
                         api_port=ports["CLICKGUARD_API_PORT"],
-                        dagster_port=ports["CLICKGUARD_DAGSTER_PORT"])
+                        dagster_port=ports["CLICKGUARD_DAGSTER_PORT"],
+                        dashboard_port=ports["CLICKGUARD_DASHBOARD_PORT"])
     p = Private(home, env, settings)
     yield p
     # whatever happened, no process of the private stack survives the test; its run folder (and
