@@ -181,9 +181,11 @@ class _Fields:
     def __call__(self, field: str, value: Any = None) -> Any:
         """The value of setting ``field`` (or ``value`` when given: derived or defaulted)."""
         value = getattr(self.settings, field) if value is None else value
+        if isinstance(value, Path):
+            value = str(value)
         name = f"CLICKGUARD_{field.upper()}"
         if not self.env.get(name) or isinstance(value, bool):
-            return str(value) if isinstance(value, Path) else value
+            return value
         if isinstance(value, int):
             return dg.EnvVar.int(name)
         return dg.EnvVar(name) if isinstance(value, str) else value

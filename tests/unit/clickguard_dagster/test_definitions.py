@@ -127,9 +127,10 @@ def test_resources_follow_the_clickguard_variables(tmp_path: Path) -> None:
     from clickguard_dagster.resources import build_resources
 
     env = {"CLICKGUARD_PG_PORT": "25432", "CLICKGUARD_TOPIC_DLQ": "t.dlq",
-           "CLICKGUARD_SMTP_PASSWORD": "s3cret", "CLICKGUARD_SLO_E2E_P95_MS": "4000"}
+           "CLICKGUARD_SMTP_PASSWORD": "s3cret", "CLICKGUARD_SLO_E2E_P95_MS": "4000",
+           "CLICKGUARD_RESULTS_DIR": str(tmp_path / "results")}
     s = Settings(home=tmp_path, pg_port=25432, topic_dlq="t.dlq", smtp_password="s3cret",
-                 slo_e2e_p95_ms=4000.0)
+                 slo_e2e_p95_ms=4000.0, results_dir=tmp_path / "results")
     res = build_resources(s, env=env)
     assert isinstance(res["postgres"].port, dg.EnvVar.int("X").__class__)
     assert isinstance(res["kafka"].topic_dlq, dg.EnvVar)
@@ -141,6 +142,7 @@ def test_resources_follow_the_clickguard_variables(tmp_path: Path) -> None:
                 25432, "t.dlq", "s3cret"
             )
             assert r.slo.slo_e2e_p95_ms == 4000.0  # a float: the value Settings parsed
+            assert r.slo.results_dir == str(tmp_path / "results")  # a path, as a string
             assert r.kafka.topic_raw == s.topic_raw == "km.events.raw.v1"
             assert r.batch.session_gap_minutes == 30.0 and r.batch.popular_items_limit == 500
             assert r.alerts.dagster_url == "http://127.0.0.1:3000"
