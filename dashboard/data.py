@@ -198,24 +198,30 @@ def anomalies_display(df: pd.DataFrame, limit: int = 50) -> pd.DataFrame:
 
 
 def counts_by_type(df: pd.DataFrame, freq: str) -> pd.DataFrame:
-    """Anomalies per ``freq`` bucket ('1min', '5min', '1h') and type (bucket, type, count)."""
+    """Anomalies per ``freq`` bucket ('1min', '5min', '1h') and type: bucket, end, type, count."""
     if df.empty:
-        return pd.DataFrame(columns=["bucket", "anomaly_type", "count"])
+        return pd.DataFrame(columns=["bucket", "end", "anomaly_type", "count"])
     b = df.assign(bucket=df["detected_at"].dt.floor(freq))
-    return (b.groupby(["bucket", "anomaly_type"]).size().reset_index(name="count")
-            .sort_values(["bucket", "anomaly_type"], ignore_index=True))
+    out = (b.groupby(["bucket", "anomaly_type"]).size().reset_index(name="count")
+           .sort_values(["bucket", "anomaly_type"], ignore_index=True))
+    out.insert(1, "end", out["bucket"] + pd.Timedelta(freq))
+    return out
 
 
 def stacked_bars(counts: pd.DataFrame, x: str, color: str, title: str,
                  time_format: str = "%H:%M") -> alt.Chart | None:
-    """Stacked bars of ``count`` over time, coloured by ``color`` (None when empty)."""
+    """Stacked bars of ``count`` per time bucket (``x`` to ``end``, in UTC), coloured by
+    ``color`` (None when empty): each bar spans its bucket, whatever the range shown."""
     if counts.empty:
         return None
-    return alt.Chart(counts).mark_bar().encode(
-        x=alt.X(f"{x}:T", title=None, axis=alt.Axis(format=time_format)),
+    return alt.Chart(counts).mark_bar(orient="vertical").encode(
+        x=alt.X(f"{x}:T", title=None, scale=alt.Scale(type="utc"),
+                axis=alt.Axis(format=time_format, formatType="utc")),
+        x2="end:T",
         y=alt.Y("count:Q", title=title),
         color=alt.Color(f"{color}:N", title=None),
-        tooltip=[alt.Tooltip(f"{x}:T", format="%Y-%m-%d %H:%M"), color, "count"],
+        tooltip=[alt.Tooltip(f"{x}:T", format="%Y-%m-%d %H:%M", formatType="utc", title="UTC"),
+                 color, "count"],
     ).properties(height=220)
 
 
@@ -263,6 +269,7 @@ def session_clicks_chart(rows: Iterable[Mapping[str, Any]]) -> alt.Chart | None:
         return None
     df["second"] = pd.to_datetime(df["event_ts"], utc=True, format="ISO8601").dt.floor("1s")
     counts = df.groupby(["second", "event_type"]).size().reset_index(name="count")
+    counts["end"] = counts["second"] + pd.Timedelta("1s")
     return stacked_bars(counts, "second", "event_type", "events", time_format="%H:%M:%S")
 
 
@@ -282,7 +289,8 @@ def daily_trend_chart(df: pd.DataFrame) -> alt.Chart | None:
     long = df.melt(id_vars="metric_date", value_vars=["total_clicks", "total_purchases"],
                    var_name="metric", value_name="value")
     return alt.Chart(long).mark_line(point=True).encode(
-        x=alt.X("metric_date:T", title=None, axis=alt.Axis(format="%m-%d")),
+        x=alt.X("metric_date:T", title=None, scale=alt.Scale(type="utc"),
+                axis=alt.Axis(format="%m-%d", formatType="utc")),
         y=alt.Y("value:Q", title=None),
         color=alt.Color("metric:N", title=None),
         tooltip=[alt.Tooltip("metric_date:T", format="%Y-%m-%d"), "metric", "value"],
@@ -331,10 +339,10 @@ def categories_chart(rows: list[Mapping[str, Any]]) -> alt.Chart | None:
         return None
     df = pd.DataFrame(rows)
     return alt.Chart(df).mark_bar().encode(
-        y=alt.Y("category:N", sort="-x", title=None),
+        y=alt.Y("category:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False)),
         x=alt.X("click_count:Q", title="clicks"),
         tooltip=["category", "click_count", "purchase_count", "revenue"],
-    ).properties(height=24 * len(df) + 20)
+    ).properties(height=30 * len(df) + 20)
 
 
 def freshness_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
@@ -368,11 +376,13 @@ def dlq_over_time(report: Mapping[str, Any], freq: str) -> pd.DataFrame:
     """Recent DLQ records per ``freq`` bucket and reason (bucket, reason, count)."""
     recent = report.get("recent", [])
     if not recent:
-        return pd.DataFrame(columns=["bucket", "reason", "count"])
+        return pd.DataFrame(columns=["bucket", "end", "reason", "count"])
     df = pd.DataFrame(recent)
     df["bucket"] = pd.to_datetime(df["detected_at"], utc=True, format="ISO8601").dt.floor(freq)
-    return (df.groupby(["bucket", "reason"]).size().reset_index(name="count")
-            .sort_values(["bucket", "reason"], ignore_index=True))
+    out = (df.groupby(["bucket", "reason"]).size().reset_index(name="count")
+           .sort_values(["bucket", "reason"], ignore_index=True))
+    out.insert(1, "end", out["bucket"] + pd.Timedelta(freq))
+    return out
 
 
 def utc_now() -> pd.Timestamp:

@@ -23,16 +23,16 @@ def fetch(path: str, ok: tuple[int, ...] = (), **params: Any) -> Any | None:
         return None
 
 
-def table(df: pd.DataFrame, key: str, empty: str) -> None:
+def table(df: pd.DataFrame, key: str, empty: str, height: int | None = None) -> None:
     """A static HTML table (its text is in the page: readable, testable); ``empty`` when none.
 
     ``key`` names the table's container (CSS class ``st-key-table-<key>``, what the browser test
-    finds it by)."""
+    finds it by); ``height`` (px) makes a long table scroll inside the page."""
     with st.container(key=f"table-{key}"):
         if df.empty:
             st.info(empty, icon=":material/hourglass_empty:")
         else:
-            st.table(df, hide_index=True)
+            st.table(df, hide_index=True, height=height if height else "content")
 
 
 def chart(c: alt.Chart | None, empty: str | None = None) -> None:

@@ -136,7 +136,7 @@ def run(settings: Settings, watch_s: float, probe_rate: float, warmup_s: float,
     api_pid = stack.node("api").pid()
     assert pid and api_pid
     api = f"http://{settings.api_host}:{settings.api_port}"
-    url = f"http://{settings.dashboard_host}:{settings.dashboard_port}/live"
+    url = f"http://{settings.dashboard_host}:{settings.dashboard_port}/"  # Live: the default
 
     def phase(label: str) -> dict[str, Any]:
         box: dict[str, Any] = {}
@@ -210,7 +210,7 @@ def dashboard_report(result: dict[str, Any]) -> Report:
         data=result, rows=rows, plot=draw, passed=passed,
         notes=[
             f"Two phases of {result['watch_s']:.0f} s: without a browser, then one headless "
-            f"Chromium on /live (refresh every {result['refresh_s']:g} s, after a "
+            f"Chromium on the Live page (refresh every {result['refresh_s']:g} s, after a "
             f"{result['warmup_s']:.0f} s warm-up). CPU is over the phase from /proc (process "
             "tree, % of all cores), RSS the max of samples every 2 s.",
             f"API probe: {result['probe_rate']:g} GET/s paced over {', '.join(PROBE_PATHS)}. "

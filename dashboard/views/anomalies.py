@@ -55,7 +55,8 @@ def page() -> None:
     st.caption("Newest 50: the rule's window, clicks and unique items in it, and the score "
                "(HIGH_FREQUENCY: clicks/50 in 10 s; BOT_LIKE: 50+ clicks in 60 s with "
                "unique/clicks < 0.1). Open a session below for the thresholds and its events.")
-    ui.table(data.anomalies_display(df), "anomalies", "No anomaly matches these filters.")
+    ui.table(data.anomalies_display(df), "anomalies", "No anomaly matches these filters.",
+             height=420)
     session(df)
 
 
@@ -81,4 +82,4 @@ def session(df: pd.DataFrame) -> None:
     ui.chart(data.session_clicks_chart(detail["events"]))
     ui.table(data.session_events_frame(detail["events"]), "session-events",
              "No stored events for this session (events older than the retention, or the "
-             "stream has not committed them yet).")
+             "stream has not committed them yet).", height=420)

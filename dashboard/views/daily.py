@@ -67,7 +67,7 @@ def page() -> None:
         ui.table(data.categories_frame(cats), "categories", "No categories for this day.")
     st.subheader("Popular items")
     items = ui.fetch(f"/items/popular/{day.isoformat()}", limit=20) or []
-    ui.table(data.items_frame(items), "items", "No popular items for this day.")
+    ui.table(data.items_frame(items), "items", "No popular items for this day.", height=420)
     freshness(day)
 
 

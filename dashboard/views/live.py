@@ -60,26 +60,23 @@ def live() -> None:
                                    "anomaly_type", "anomalies / min"),
                  f"No anomalies in the last {ANOMALY_MINUTES} min: `make run` injects bot "
                  "sessions every few seconds; otherwise the rules have not fired.")
-    left, right = st.columns(2)
-    with left:
-        st.subheader("Last micro-batch")
-        last = stream.get("last_batch")
-        if last is None:
-            st.info(f"No micro-batch committed yet: {ui.PRODUCE_HINT}.")
-        else:
-            ui.table(pd.DataFrame([{
-                "batch": str(last["batch_id"]), "committed": data.fmt_ts(last["committed_at"]),
-                "rows": data.fmt_num(last["input_rows"]), "stored": data.fmt_num(last["stored"]),
-                "dlq": data.fmt_num(last["dlq"]), "late": data.fmt_num(last["late"]),
-                "duplicates": data.fmt_num(last["duplicates"]),
-                "anomalies": data.fmt_num(last["anomalies"]),
-                "duration": data.fmt_ms(last["duration_ms"]),
-            }]), "last-batch", "")
-    with right:
-        st.subheader("Heartbeats")
-        ui.table(data.heartbeats_frame(stream), "heartbeats",
-                 "No component has reported yet: is the streaming node up? "
-                 "(`clickguard stack status`)")
+    st.subheader("Last micro-batch")
+    last = stream.get("last_batch")
+    if last is None:
+        st.info(f"No micro-batch committed yet: {ui.PRODUCE_HINT}.")
+    else:
+        ui.table(pd.DataFrame([{
+            "batch": str(last["batch_id"]), "committed": data.fmt_ts(last["committed_at"]),
+            "rows": data.fmt_num(last["input_rows"]), "stored": data.fmt_num(last["stored"]),
+            "dlq": data.fmt_num(last["dlq"]), "late": data.fmt_num(last["late"]),
+            "duplicates": data.fmt_num(last["duplicates"]),
+            "anomalies": data.fmt_num(last["anomalies"]),
+            "duration": data.fmt_ms(last["duration_ms"]),
+        }]), "last-batch", "")
+    st.subheader("Heartbeats")
+    ui.table(data.heartbeats_frame(stream), "heartbeats",
+             "No component has reported yet: is the streaming node up? "
+             "(`clickguard stack status`)")
 
 
 def record(s: dict[str, Any], slo: dict[str, Any]) -> list[dict[str, Any]]:
@@ -104,8 +101,10 @@ def headline(s: dict[str, Any]) -> None:
         st.warning(f"Last error of the streaming job: {s['last_error']}")
 
 
-def spark(history: list[dict[str, Any]], key: str) -> list[float]:
-    return [h[key] for h in history if h.get(key) is not None]
+def spark(history: list[dict[str, Any]], key: str) -> list[float] | None:
+    """The sampled values of ``key`` for a metric's sparkline (none until there are two)."""
+    values = [h[key] for h in history if h.get(key) is not None]
+    return values if len(values) >= 2 else None
 
 
 def metrics(s: dict[str, Any], slo: dict[str, Any], history: list[dict[str, Any]]) -> None:

@@ -36,7 +36,7 @@ FROM generate_series(1, 30) AS i,
 def session_rows(wpg: psycopg.Connection) -> psycopg.Connection:
     seed.seed_anomalies(wpg)
     seed.seed_stream(wpg)  # events of sessions 0–9: must not show up for 1002
-    wpg.execute(SESSION_EVENTS)
+    wpg.execute(SESSION_EVENTS, {})
     return wpg
 
 

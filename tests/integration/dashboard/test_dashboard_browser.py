@@ -124,13 +124,18 @@ def wait_css(driver: webdriver.Chrome, css: str, n: int = 1) -> list[Any]:
     return driver.find_elements(By.CSS_SELECTOR, css)
 
 
+def text(element: Any) -> str:
+    return (element.get_attribute("textContent") or "").strip()
+
+
 def table(driver: webdriver.Chrome, key: str) -> list[dict[str, str]]:
     """The rows of the dashboard table ``key`` (container class st-key-table-<key>)."""
     (tab,) = wait_css(driver, f".st-key-table-{key} table")
-    heads = [th.text.strip() for th in tab.find_elements(By.CSS_SELECTOR, "thead th")]
+    # textContent, not .text: rows scrolled out of a fixed-height table count too
+    heads = [text(th) for th in tab.find_elements(By.CSS_SELECTOR, "thead th")]
     rows = []
     for tr in tab.find_elements(By.CSS_SELECTOR, "tbody tr"):
-        cells = [c.text.strip() for c in tr.find_elements(By.CSS_SELECTOR, "th, td")]
+        cells = [text(c) for c in tr.find_elements(By.CSS_SELECTOR, "th, td")]
         rows.append(dict(zip(heads[-len(cells):], cells, strict=True)))
     return rows
 
@@ -148,6 +153,7 @@ def settle_and_check(driver: webdriver.Chrome, charts: int, name: str) -> None:
     wait_css(driver, "[data-testid='stVegaLiteChart'] canvas, "
                      "[data-testid='stVegaLiteChart'] svg", charts)
     time.sleep(0.5)  # let the last chart finish its transition before the screenshot
+    assert "Page not found" not in driver.find_element(By.TAG_NAME, "body").text
     exceptions = driver.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")
     assert not exceptions, exceptions[0].text
     errors = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "[data-testid='stAlert']")
@@ -165,7 +171,7 @@ def test_every_page_shows_the_apis_values(
 
     # -- Live: figures of /stream and /slo, refreshed by the fragment timer --------------------
     stream, slo = api(live_api, "/stream"), api(live_api, "/slo", minutes=5)
-    browser.get(f"{dashboard}/live")
+    browser.get(f"{dashboard}/")  # Live is the default page: its address is the root
     slo_rows = table(browser, "slo")
     assert [r["p99"] for r in slo_rows] == list(data.slo_frame(slo)["p99"])
     assert [r["stage"] for r in slo_rows] == list(data.STAGE_LABELS.values())
