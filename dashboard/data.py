@@ -52,6 +52,17 @@ def fmt_num(value: float | int | None, decimals: int = 0) -> str:
     return f"{value:,.{decimals}f}"
 
 
+def fmt_compact(value: float | None) -> str:
+    """Large figures for a narrow card: '3.15 M', '48.2 k', '9,842'."""
+    if value is None:
+        return DASH
+    if abs(value) >= 1e6:
+        return f"{value / 1e6:.2f} M"
+    if abs(value) >= 1e5:
+        return f"{value / 1e3:.1f} k"
+    return fmt_num(value)
+
+
 def fmt_age(seconds: float | None) -> str:
     """'4 s ago', '3 min ago', '2.5 h ago'."""
     if seconds is None:

@@ -41,7 +41,8 @@ def page() -> None:
         cols[1].metric("Purchases", data.fmt_num(m["total_purchases"]), border=True)
         cols[2].metric("Sessions", data.fmt_num(m["unique_sessions"]), border=True)
         cols[3].metric("Conversion", f"{m['conversion_rate'] * 100:.2f} %", border=True)
-        cols[4].metric("Revenue", data.fmt_num(m["total_revenue"], 2), border=True)
+        cols[4].metric("Revenue", data.fmt_compact(m["total_revenue"]), border=True,
+                       help=f"{m['total_revenue']:,.2f}")
     else:
         st.info(f"No metrics for {day.isoformat()}: the newest computed day is {last}.",
                 icon=":material/hourglass_empty:")

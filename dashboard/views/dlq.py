@@ -46,4 +46,4 @@ def page() -> None:
             st.caption(f"Over the newest {len(report['recent']):,} of {report['total']:,}.")
     st.subheader(f"Newest records (of {report['total']:,})")
     recent = dict(report, recent=report["recent"][:SHOWN])
-    ui.table(data.dlq_recent_frame(recent), "dlq-recent", "")
+    ui.table(data.dlq_recent_frame(recent), "dlq-recent", "", height=420)

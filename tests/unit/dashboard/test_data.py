@@ -30,6 +30,8 @@ def test_fmt_helpers() -> None:
     assert data.fmt_age(4.2) == "4 s ago"
     assert data.fmt_age(600) == "10 min ago"
     assert data.fmt_num(12345.678, 2) == "12,345.68"
+    assert (data.fmt_compact(3_149_584.05), data.fmt_compact(482_000.0),
+            data.fmt_compact(9842.0)) == ("3.15 M", "482.0 k", "9,842")
 
 
 def test_stream_state_takes_the_run_state_of_stream_else_health() -> None:
