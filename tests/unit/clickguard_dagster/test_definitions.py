@@ -121,31 +121,33 @@ def test_webserver_and_daemon_share_the_stack_code_server(tmp_path: Path) -> Non
     assert code[code.index("--location-name") + 1] == entry["location_name"]
 
 
-def test_resources_follow_the_clickguard_variables(tmp_path: Path) -> None:
+def test_resources_follow_the_clickguard_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A set CLICKGUARD_* string/int variable reaches its resource as dg.EnvVar and resolves to
     the value Settings reads; an unset one gives the settings default, unchanged."""
+    import os
+
     from clickguard_dagster.resources import build_resources
 
-    env = {"CLICKGUARD_PG_PORT": "25432", "CLICKGUARD_TOPIC_DLQ": "t.dlq",
-           "CLICKGUARD_SMTP_PASSWORD": "s3cret", "CLICKGUARD_SLO_E2E_P95_MS": "4000",
-           "CLICKGUARD_RESULTS_DIR": str(tmp_path / "results")}
-    s = Settings(home=tmp_path, pg_port=25432, topic_dlq="t.dlq", smtp_password="s3cret",
-                 slo_e2e_p95_ms=4000.0, results_dir=tmp_path / "results")
-    res = build_resources(s, env=env)
+    for name in [k for k in os.environ if k.upper().startswith("CLICKGUARD_")]:
+        monkeypatch.delenv(name)
+    env = {"CLICKGUARD_HOME": str(tmp_path), "CLICKGUARD_PG_PORT": "25432",
+           "CLICKGUARD_TOPIC_DLQ": "t.dlq", "CLICKGUARD_SMTP_PASSWORD": "s3cret",
+           "CLICKGUARD_SLO_E2E_P95_MS": "4000", "CLICKGUARD_RESULTS_DIR": str(tmp_path / "r")}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    s = Settings(_env_file=None)  # the variables above only, not a .env file
+    res = build_resources(s, env=os.environ)
     assert isinstance(res["postgres"].port, dg.EnvVar.int("X").__class__)
     assert isinstance(res["kafka"].topic_dlq, dg.EnvVar)
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
-            mp.setenv(k, v)
-        with dg.build_resources({k: v for k, v in res.items() if k != "spark"}) as r:
-            assert (r.postgres.port, r.kafka.topic_dlq, r.email.password) == (
-                25432, "t.dlq", "s3cret"
-            )
-            assert r.slo.slo_e2e_p95_ms == 4000.0  # a float: the value Settings parsed
-            assert r.slo.results_dir == str(tmp_path / "results")  # a path, as a string
-            assert r.kafka.topic_raw == s.topic_raw == "km.events.raw.v1"
-            assert r.batch.session_gap_minutes == 30.0 and r.batch.popular_items_limit == 500
-            assert r.alerts.dagster_url == "http://127.0.0.1:3000"
-            assert r.alerts.stream_home == str(tmp_path / "streaming")
+    with dg.build_resources({k: v for k, v in res.items() if k != "spark"}) as r:
+        assert (r.postgres.port, r.kafka.topic_dlq, r.email.password) == (25432, "t.dlq", "s3cret")
+        assert r.slo.slo_e2e_p95_ms == 4000.0  # a float: the value Settings parsed
+        assert r.slo.results_dir == str(tmp_path / "r")  # a path, as a string
+        assert r.kafka.topic_raw == "km.events.raw.v1"
+        assert r.batch.session_gap_minutes == 30.0 and r.batch.popular_items_limit == 500
+        assert r.alerts.dagster_url == "http://127.0.0.1:3000"
+        assert r.alerts.stream_home == str(tmp_path / "streaming")
     plain = build_resources(s)  # no env: plain values, usable outside a run
-    assert plain["postgres"].port == 25432 and plain["slo"].results_dir == str(s.results_dir)
+    assert plain["postgres"].port == 25432 and plain["slo"].results_dir == str(tmp_path / "r")
