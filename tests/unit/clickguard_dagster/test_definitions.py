@@ -131,7 +131,8 @@ def test_resources_follow_the_clickguard_variables(
     from clickguard_dagster.resources import build_resources
 
     for name in [k for k in os.environ if k.upper().startswith("CLICKGUARD_")]:
-        monkeypatch.delenv(name)
+        if name.upper() != "CLICKGUARD_CACHE_DIR":  # where the Spark jars are
+            monkeypatch.delenv(name)
     env = {"CLICKGUARD_HOME": str(tmp_path), "CLICKGUARD_PG_PORT": "25432",
            "CLICKGUARD_TOPIC_DLQ": "t.dlq", "CLICKGUARD_SMTP_PASSWORD": "s3cret",
            "CLICKGUARD_SLO_E2E_P95_MS": "4000", "CLICKGUARD_RESULTS_DIR": str(tmp_path / "r")}
