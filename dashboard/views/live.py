@@ -18,7 +18,10 @@ from dashboard import data, ui
 ANOMALY_MINUTES = 30
 ANOMALY_LIMIT = 500
 SLO_MINUTES = 5
-STATE_ICONS = {"running": "🟢", "restarting": "🟡", "crash-looping": "🔴", "stopped": "⚪"}
+# colored text, not emoji: a browser without an emoji font (headless Chromium on a server)
+# draws emoji as empty boxes
+STATE_ICONS = {"running": ":green[●]", "restarting": ":orange[●]", "crash-looping": ":red[●]",
+               "stopped": ":gray[○]"}
 
 
 def page() -> None:
@@ -89,7 +92,7 @@ def record(s: dict[str, Any], slo: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def headline(s: dict[str, Any]) -> None:
-    icon = STATE_ICONS.get(s["state"], "⚪")
+    icon = STATE_ICONS.get(s["state"], ":gray[○]")
     st.markdown(f"**API** {s['status']} · **database** {s['database']} · "
                 f"**stream** {icon} {s['state']}"
                 + (f" since {data.fmt_ts(s['since'])}" if s["since"] else ""))
