@@ -105,8 +105,7 @@ PLAN: dict[str, Run | Excluded] = {
     "clickguard bench cpu": Excluded(PROOF_SMOKE),
     "clickguard bench producer --count 1000000": Excluded(PROOF_SMOKE),
     "clickguard bench capacity --keep-going": Excluded(PROOF_SMOKE),
-    "clickguard chaos streaming-kill --kills 5 --rate 1000": Excluded(PROOF_SMOKE),
-    "clickguard chaos streaming-pause --rate 1000": Excluded(PROOF_SMOKE),
+    "clickguard chaos all --kills 5 --rate 1000": Excluded(PROOF_SMOKE),
     "python -m bench.anomaly_quality --rate 1000 --minutes 30": Excluded(BENCH),
     "clickguard fuzz-stream --records 100000": Excluded(
         "≈ 10 minutes; tests/integration/streaming_job/test_fuzz.py runs the same records "
