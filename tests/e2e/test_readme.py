@@ -207,7 +207,7 @@ class Private:
     def ported(self, command: str) -> str:
         """The README's default ports replaced by this stack's."""
         defaults = Settings.model_fields
-        for name in ("api_port", "dagster_port", "registry_port"):
+        for name in ("api_port", "dagster_port", "registry_port", "dashboard_port"):
             command = command.replace(f"127.0.0.1:{defaults[name].default}",
                                       f"127.0.0.1:{getattr(self.settings, name)}")
         return command
