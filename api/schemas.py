@@ -10,7 +10,7 @@ import datetime as dt
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 
 class ErrorBody(BaseModel):
@@ -190,6 +190,30 @@ class LastBatch(BaseModel):
     anomalies: int
     duration_ms: int
     watermark: dt.datetime | None
+    driver: str | None = Field(None, description="Driver that committed it (null before 0008)")
+    driver_epoch: int | None = Field(None, description="Its lease epoch at the commit")
+
+
+class ActiveDriver(BaseModel):
+    """Which of the warm-standby streaming drivers runs the query (streaming_job/lease.py):
+    after a failover the holder and epoch change, which is what an operator wants to see."""
+
+    driver: str = Field(description="Driver id `d<slot>:<pid>@<host>`")
+    epoch: int | None = Field(description="Lease epoch, the fencing token: +1 per takeover")
+    source: str = Field(
+        description="'lease': holder of the stream's lease; 'ledger': no lease is held now, "
+        "this driver committed the newest batch"
+    )
+    since: dt.datetime | None = Field(
+        None, description="When it acquired the lease (null when known from the ledger only)"
+    )
+    lease_expires_at: dt.datetime | None = Field(
+        None, description="In the past = the holder stopped renewing (dead or paused): a standby "
+        "may take over; null for source 'ledger'"
+    )
+    last_commit_at: dt.datetime | None = Field(
+        None, description="Its newest batch commit at this epoch among the newest 100 batches"
+    )
 
 
 class Heartbeat(BaseModel):
@@ -212,6 +236,10 @@ class StreamStatus(BaseModel):
     heartbeats: list[Heartbeat]
     consumer_lag: ConsumerLag
     state: StreamRunState = Field(description="Supervisor's view: crash-looping = stuck")
+    active_driver: ActiveDriver | None = Field(
+        None, description="The driver running the stream: the lease holder, else the driver of "
+        "the newest committed batch; null when neither is known"
+    )
 
 
 _ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -226,6 +254,28 @@ def _iso_day(value: object) -> object:
 
 IsoDate = Annotated[dt.date, BeforeValidator(_iso_day)]
 """A day in parameters (path or query): strictly ISO 8601 ``YYYY-MM-DD``."""
+
+_ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+# '+01:00' sent unencoded in a URL arrives as ' 01:00'
+_SPACE_OFFSET = re.compile(r"(\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}(?::?\d{2})?)$")
+
+
+def _iso_datetime(value: object) -> object:
+    """Only ISO 8601 date-times: pydantic alone would also read '0' or '2024-03-10'."""
+    if isinstance(value, str):
+        if not _ISO_DATETIME.match(value):
+            raise ValueError("expected an ISO 8601 datetime like 2024-03-10T12:00:00Z")
+        return _SPACE_OFFSET.sub(r"\1+\2", value)
+    return value
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    """No offset means UTC (the API's own datetimes are all UTC)."""
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+
+
+IsoDateTime = Annotated[dt.datetime, BeforeValidator(_iso_datetime), AfterValidator(_utc)]
+"""A point in time in query parameters: ISO 8601 date and time, UTC when without offset."""
 
 
 class SessionEvent(BaseModel):

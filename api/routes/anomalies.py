@@ -4,18 +4,22 @@ Lists are newest first (detected_at DESC, id DESC) and come from index scans; ty
 read the trigger-maintained aggregates of migration 0004. An unknown ``anomaly_type`` is not an
 error: it matches no rows, so the answer is 200 with ``[]`` (the original filtered in SQL the same
 way); a value that cannot be a rule name (not ``[A-Za-z][A-Za-z0-9_]{0,63}``, e.g. an injection
-attempt) is rejected with 422.
+attempt) is rejected with 422. ``since`` / ``until`` (ISO 8601 datetimes, additions to the
+original's parameters) bound ``detected_at`` to [since, until); a datetime without an offset is
+UTC.
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import Annotated, LiteralString
 
 from fastapi import APIRouter, Path, Query, Response
 
 from api.db import fetch_all
 from api.deps import PoolDep, ReplyDep
-from api.schemas import Anomaly, AnomalyTypeStat, TimelineBucket
+from api.errors import ApiError
+from api.schemas import Anomaly, AnomalyTypeStat, IsoDateTime, TimelineBucket
 
 router = APIRouter(tags=["anomalies"])
 
@@ -26,13 +30,21 @@ COLUMNS = (
     "anomaly_score, anomaly_type"
 )
 ORDER = " ORDER BY detected_at DESC, id DESC LIMIT %(limit)s"
+# (anomaly_type, min_score, since, until): the condition each set parameter adds
+FILTERS: tuple[LiteralString, ...] = (
+    "anomaly_type = %(type)s", "anomaly_score >= %(min)s", "detected_at >= %(since)s",
+    "detected_at < %(until)s",
+)
+
+
+def _list_sql(used: tuple[bool, ...]) -> LiteralString:
+    where: LiteralString = " AND ".join(f for f, on in zip(FILTERS, used, strict=True) if on)
+    return "SELECT " + COLUMNS + " FROM anomalies" + (" WHERE " + where if where else "") + ORDER
+
+
 # one statement per filter combination, so each gets its own (prepared) index plan
-LIST_SQL: dict[tuple[bool, bool], LiteralString] = {
-    (False, False): "SELECT " + COLUMNS + " FROM anomalies" + ORDER,
-    (True, False): "SELECT " + COLUMNS + " FROM anomalies WHERE anomaly_type = %(type)s" + ORDER,
-    (False, True): "SELECT " + COLUMNS + " FROM anomalies WHERE anomaly_score >= %(min)s" + ORDER,
-    (True, True): "SELECT " + COLUMNS + " FROM anomalies"
-    " WHERE anomaly_type = %(type)s AND anomaly_score >= %(min)s" + ORDER,
+LIST_SQL: dict[tuple[bool, ...], LiteralString] = {
+    used: _list_sql(used) for used in itertools.product((False, True), repeat=len(FILTERS))
 }
 BY_SESSION_SQL: LiteralString = (
     "SELECT " + COLUMNS + " FROM anomalies WHERE session_id = %(sid)s"
@@ -67,10 +79,24 @@ async def list_anomalies(
     min_score: Annotated[
         float | None, Query(allow_inf_nan=False, description="anomaly_score ≥ this")
     ] = None,
+    since: Annotated[
+        IsoDateTime | None,
+        Query(description="detected_at ≥ this (ISO 8601 datetime; no offset = UTC)"),
+    ] = None,
+    until: Annotated[
+        IsoDateTime | None,
+        Query(description="detected_at < this (ISO 8601 datetime; no offset = UTC)"),
+    ] = None,
 ) -> Response:
-    """Newest anomalies, optionally of one type and above a score."""
-    sql = LIST_SQL[(anomaly_type is not None, min_score is not None)]
-    params = {"limit": limit, "type": anomaly_type, "min": min_score}
+    """Newest anomalies, optionally of one type, above a score and detected in [since, until)."""
+    if since is not None and until is not None and since > until:
+        raise ApiError(422, "validation_error", "since must not be after until",
+                       {"since": since, "until": until})
+    used = (anomaly_type is not None, min_score is not None, since is not None,
+            until is not None)
+    sql = LIST_SQL[used]
+    params = {"limit": limit, "type": anomaly_type, "min": min_score, "since": since,
+              "until": until}
     return await reply(list[Anomaly], lambda: fetch_all(pool, sql, params))
 
 

@@ -1,5 +1,6 @@
-"""GET /stream — stream health: last committed batch, events/s, heartbeats, consumer lag, and
-the supervisor's run state (``crash-looping`` when the same batch keeps failing).
+"""GET /stream — stream health: last committed batch, events/s, heartbeats, consumer lag, the
+supervisor's run state (``crash-looping`` when the same batch keeps failing) and the active
+driver (the holder of the ``stream_lease`` row, else the driver of the newest batch).
 
 Lag = Kafka end offsets of ``settings.topic_raw`` − the consumer position per partition, read
 from the ``offsets`` json of the newest 100 batch_ledger rows (see :func:`next_offsets`). The
@@ -27,7 +28,7 @@ router = APIRouter(tags=["stream"])
 
 LAST_BATCH_SQL = """
 SELECT query_id, batch_id, started_at, committed_at, input_rows, stored, dlq, late, duplicates,
-       anomalies, duration_ms, watermark, offsets
+       anomalies, duration_ms, watermark, offsets, driver, driver_epoch
 FROM batch_ledger ORDER BY committed_at DESC LIMIT 1
 """
 LAST_MINUTE_SQL = """
@@ -35,7 +36,16 @@ SELECT coalesce(sum(input_rows), 0) AS input_rows, count(*) AS batches
 FROM batch_ledger WHERE committed_at >= now() - interval '60 seconds'
 """
 # the newest ledger rows, enough to see every partition of a busy topic
-POSITIONS_SQL = "SELECT offsets FROM batch_ledger ORDER BY committed_at DESC LIMIT 100"
+POSITIONS_SQL = """
+SELECT offsets, driver, driver_epoch, committed_at
+FROM batch_ledger ORDER BY committed_at DESC LIMIT 100
+"""
+# one row per stream (checkpoint); a stale row of an older checkpoint is expired, so the live
+# holder sorts first
+LEASE_SQL = """
+SELECT holder, epoch, acquired_at, expires_at FROM stream_lease WHERE holder IS NOT NULL
+ORDER BY expires_at > now() DESC NULLS LAST, renewed_at DESC NULLS LAST LIMIT 1
+"""
 HEARTBEAT_SQL = """
 SELECT component, beat_at, status, extract(epoch FROM now() - beat_at)::float8 AS age_sec
 FROM stream_heartbeat ORDER BY component
@@ -58,6 +68,26 @@ async def run_state(pool: Any) -> dict[str, Any]:
         "consecutive_failures": st.consecutive_failures, "last_batch_id": st.last_batch_id,
         "since": st.since,
     }
+
+
+def active_driver(
+    lease: dict[str, Any] | None, recent: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """The lease holder (or, with no lease held, the driver of the newest batch) and its newest
+    commit among ``recent`` ledger rows (newest first)."""
+    if lease is not None:
+        driver, epoch = lease["holder"], lease["epoch"]
+        out = {"driver": driver, "epoch": epoch, "source": "lease", "since": lease["acquired_at"],
+               "lease_expires_at": lease["expires_at"]}
+    elif recent and recent[0]["driver"] is not None:
+        driver, epoch = recent[0]["driver"], recent[0]["driver_epoch"]
+        out = {"driver": driver, "epoch": epoch, "source": "ledger"}
+    else:
+        return None
+    out["last_commit_at"] = next(
+        (r["committed_at"] for r in recent
+         if r["driver"] == driver and r["driver_epoch"] == epoch), None)
+    return out
 
 
 def next_offsets(offsets: Any, topic: str) -> dict[str, int] | None:
@@ -159,15 +189,16 @@ LagProbeDep = Annotated[LagProbe, Depends(get_lag_probe)]
 async def stream(
     pool: PoolDep, reply: ReplyDep, settings: SettingsDep, probe: LagProbeDep
 ) -> Response:
-    """Newest batch, events/s over the last minute, heartbeat ages and consumer lag."""
+    """Newest batch, events/s over the last minute, heartbeat ages, consumer lag and the
+    active driver."""
 
     async def status() -> dict[str, Any]:
         last = await fetch_one(pool, LAST_BATCH_SQL)
         minute = await fetch_one(pool, LAST_MINUTE_SQL) or {"input_rows": 0, "batches": 0}
         beats = await fetch_all(pool, HEARTBEAT_SQL)
         lag: dict[str, Any] = {"total": None, "by_partition": {}, "error": None}
-        recent = [r["offsets"] for r in await fetch_all(pool, POSITIONS_SQL)]
-        positions = consumer_positions(recent, settings.topic_raw)
+        recent = await fetch_all(pool, POSITIONS_SQL)
+        positions = consumer_positions([r["offsets"] for r in recent], settings.topic_raw)
         if positions is None:
             lag["error"] = "no ledger offsets for " + settings.topic_raw
         else:
@@ -184,6 +215,7 @@ async def stream(
             "heartbeats": beats,
             "consumer_lag": lag,
             "state": await run_state(pool),
+            "active_driver": active_driver(await fetch_one(pool, LEASE_SQL), recent),
         }
 
     return await reply(StreamStatus, status)

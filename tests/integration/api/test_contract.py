@@ -106,6 +106,59 @@ def test_anomalies_list(
         assert len(expected) > 0
 
 
+def test_anomalies_time_range(client: httpx.Client, seeded: psycopg.Connection) -> None:
+    """since/until bound detected_at to [since, until), with the original's filters too."""
+    (t1,), (t2,) = rows(seeded, "SELECT detected_at FROM anomalies ORDER BY detected_at DESC"
+                                " OFFSET 5 LIMIT 2")[::-1]  # t1 < t2, real detection times
+    bounds = {"since": t1, "until": t2}
+    cases = [
+        ({"since": iso(t1)}, "WHERE detected_at >= %(since)s"),
+        ({"until": iso(t2)}, "WHERE detected_at < %(until)s"),
+        ({"since": iso(t1), "until": iso(t2)},
+         "WHERE detected_at >= %(since)s AND detected_at < %(until)s"),
+        # the same instant with another offset, and without one (= UTC)
+        ({"since": t1.astimezone(dt.timezone(dt.timedelta(hours=9))).isoformat()},
+         "WHERE detected_at >= %(since)s"),
+        ({"until": t2.astimezone(dt.UTC).replace(tzinfo=None).isoformat()},
+         "WHERE detected_at < %(until)s"),
+        ({"until": iso(t2), "anomaly_type": "HIGH_FREQUENCY", "min_score": 2, "limit": 7},
+         "WHERE detected_at < %(until)s AND anomaly_type = 'HIGH_FREQUENCY'"
+         " AND anomaly_score >= 2"),
+    ]
+    for params, where in cases:
+        limit = params.get("limit", 100)
+        expected = [as_api(r) for r in rows(seeded, ANOMALY_SQL.format(where=where, limit=limit),
+                                            bounds)]
+        r = client.get("/anomalies", params=params)
+        assert r.status_code == 200, r.text
+        assert r.json() == expected, params
+        assert 0 < len(expected) < 45
+    # [since, until): the row detected at t1 is in, the one at t2 is out
+    (only,) = client.get("/anomalies", params={"since": iso(t1), "until": iso(t2)}).json()
+    assert only["detected_at"] == iso(t1)
+    assert client.get("/anomalies", params={"since": iso(t2), "until": iso(t2)}).json() == []
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"since": "2024-03-10T12:00:00Z", "until": "2024-03-10T11:00:00Z"},
+         "since must not be after until"),
+        ({"since": "yesterday"},
+         "since: Value error, expected an ISO 8601 datetime like 2024-03-10T12:00:00Z"),
+        ({"until": "1710000000"},  # a Unix time is not ISO 8601
+         "until: Value error, expected an ISO 8601 datetime like 2024-03-10T12:00:00Z"),
+    ],
+)
+def test_anomalies_bad_time_range_is_422(
+    client: httpx.Client, seeded: psycopg.Connection, params: dict[str, str], message: str
+) -> None:
+    r = client.get("/anomalies", params=params)
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "validation_error"
+    assert r.json()["error"]["message"] == message
+
+
 def test_anomalies_types(client: httpx.Client, seeded: psycopg.Connection) -> None:
     expected = [
         {"anomaly_type": t, "count": n, "avg_score": pytest.approx(avg), "last_detected": iso(ld)}
@@ -360,6 +413,58 @@ def test_stream(client: httpx.Client, seeded: psycopg.Connection) -> None:
     (beat,) = body["heartbeats"]
     assert beat["component"] == "job" and beat["status"] == "running"
     assert 3 <= beat["age_sec"] < 30
+
+
+LEASE = """
+INSERT INTO stream_lease (name, holder, holder_backend, epoch, acquired_at, renewed_at, expires_at)
+VALUES (%s, %s, 1, %s, now() - %s::interval, now() - %s::interval, now() + %s::interval)
+RETURNING acquired_at, expires_at
+"""
+
+
+def test_stream_active_driver(client: httpx.Client, seeded: psycopg.Connection) -> None:
+    """The lease holder, else the newest batch's driver; with the epoch and since-when."""
+    seeded.execute("TRUNCATE stream_lease")
+    try:
+        # ledger rows from before migration 0008 name no driver, and no lease is held
+        assert client.get("/stream").json()["active_driver"] is None
+
+        seeded.execute("UPDATE batch_ledger SET driver = 'd0:100@h', driver_epoch = 1")
+        body = client.get("/stream").json()
+        (newest,) = rows(seeded, "SELECT max(committed_at) FROM batch_ledger")[0]
+        assert body["active_driver"] == {
+            "driver": "d0:100@h", "epoch": 1, "source": "ledger", "since": None,
+            "lease_expires_at": None, "last_commit_at": iso(newest),
+        }
+        assert (body["last_batch"]["driver"], body["last_batch"]["driver_epoch"]) == (
+            "d0:100@h", 1)
+
+        # a standby took over (epoch 2) and has committed nothing yet; a stale lease of an
+        # older checkpoint (expired a day ago) must not win
+        seeded.execute(LEASE, ("/old/checkpoint", "d9:9@old", 7, "2 days", "1 day", "-1 day"))
+        acquired, expires = seeded.execute(
+            LEASE, ("/ckpt", "d1:200@h", 2, "3 seconds", "0 seconds", "10 seconds")).fetchone()
+        expected = {"driver": "d1:200@h", "epoch": 2, "source": "lease",
+                    "since": iso(acquired), "lease_expires_at": iso(expires),
+                    "last_commit_at": None}
+        assert client.get("/stream").json()["active_driver"] == expected
+
+        (committed,) = seeded.execute(
+            "INSERT INTO batch_ledger (query_id, batch_id, started_at, committed_at, input_rows,"
+            " stored, dlq, late, duplicates, anomalies, duration_ms, driver, driver_epoch)"
+            " VALUES ('q', 5, now(), now(), 1, 1, 0, 0, 0, 0, 10, 'd1:200@h', 2)"
+            " RETURNING committed_at").fetchone()
+        body = client.get("/stream").json()
+        assert body["active_driver"] == dict(expected, last_commit_at=iso(committed))
+        assert body["last_batch"]["batch_id"] == 5
+
+        # released on a clean stop: the ledger's newest batch names the driver again
+        seeded.execute("UPDATE stream_lease SET holder = NULL")
+        assert client.get("/stream").json()["active_driver"] == {
+            "driver": "d1:200@h", "epoch": 2, "source": "ledger", "since": None,
+            "lease_expires_at": None, "last_commit_at": iso(committed)}
+    finally:
+        seeded.execute("TRUNCATE stream_lease")
 
 
 def test_prometheus_metrics(client: httpx.Client, seeded: psycopg.Connection) -> None:

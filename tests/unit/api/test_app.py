@@ -55,6 +55,20 @@ def test_queries_without_database_are_503_in_the_error_shape(offline: TestClient
         ("/items/trending?days=0&limit=500",
          "days: Input should be greater than or equal to 1; "
          "limit: Input should be less than or equal to 100"),
+        ("/anomalies?since=0",
+         "since: Value error, expected an ISO 8601 datetime like 2024-03-10T12:00:00Z"),
+        ("/anomalies?until=2024-03-10",  # a date alone is not a point in time
+         "until: Value error, expected an ISO 8601 datetime like 2024-03-10T12:00:00Z"),
+        ("/anomalies?since=2024-13-01T00:00:00Z",
+         "since: Input should be a valid datetime or date, month value is outside expected "
+         "range of 1-12"),
+        ("/anomalies?since=2024-03-10T12:00:00Z&until=2024-03-10T11:59:59Z",
+         "since must not be after until"),
+        # '+01:00' unencoded arrives as ' 01:00' and is read as the offset: 11:00Z > 10:30Z
+        ("/anomalies?since=2024-03-10T12:00:00+01:00&until=2024-03-10T10:30:00Z",
+         "since must not be after until"),
+        ("/anomalies?since=2024-03-10T12:00:00&until=2024-03-10T13:00:00%2B02:00",  # naive = UTC
+         "since must not be after until"),
     ],
 )
 def test_validation_errors(offline: TestClient, path: str, message: str) -> None:
