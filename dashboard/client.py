@@ -1,9 +1,10 @@
-"""The dashboard's only data source: GET requests to the Clickstream Guardian API.
+"""The dashboard's data sources: GET requests to the Clickstream Guardian API, and one query to
+Dagster's public GraphQL API (the DLQ replay job's runs, which only Dagster knows).
 
-Every failure becomes an :class:`ApiError` whose message says what to do, so a page shows one
-clear line instead of a traceback. One ``httpx.Client`` (keep-alive connections) serves every
-browser session of the process; tests swap its transport for canned payloads with
-:func:`use_transport`.
+Every failure becomes an :class:`ApiError` (or :class:`DagsterError`) whose message says what
+to do, so a page shows one clear line instead of a traceback. One ``httpx.Client`` (keep-alive
+connections) per service serves every browser session of the process; tests swap their
+transport for canned payloads with :func:`use_transport`.
 """
 
 from __future__ import annotations
@@ -16,10 +17,24 @@ import httpx
 from clickguard.settings import Settings, get_settings
 
 TIMEOUT_S = 5.0
+DAGSTER_TIMEOUT_S = 3.0  # an optional section: never hold the DLQ page long
 
 _lock = threading.Lock()
 _client: ApiClient | None = None
+_dagster: DagsterClient | None = None
 _transport: httpx.BaseTransport | None = None
+
+# Dagster's GraphQL schema (dagster-webserver /graphql); checked against it by the unit tests
+RUNS_QUERY = """
+query JobRuns($job: String!, $limit: Int!) {
+  runsOrError(filter: {pipelineName: $job}, limit: $limit) {
+    __typename
+    ... on Runs { results { runId status creationTime startTime endTime } }
+    ... on InvalidPipelineRunsFilterError { message }
+    ... on PythonError { message }
+  }
+}
+"""
 
 
 class ApiError(Exception):
@@ -87,6 +102,46 @@ class ApiClient:
             raise ApiError(f"{path}: the API's answer is not JSON.", r.status_code) from None
 
 
+class DagsterError(Exception):
+    """Dagster gave no usable answer; ``message`` is meant for the page (an empty state)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class DagsterClient:
+    """Read-only GraphQL queries to the Dagster webserver (``dashboard_dagster_url``)."""
+
+    def __init__(self, base_url: str, transport: httpx.BaseTransport | None = None,
+                 timeout: float = DAGSTER_TIMEOUT_S) -> None:
+        self.base_url = base_url
+        self.http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
+
+    def runs(self, job: str, limit: int) -> dict[str, Any]:
+        """The raw ``runsOrError`` answer for ``job``'s newest ``limit`` runs (parse it with
+        :func:`dashboard.data.parse_runs`)."""
+        hint = ("start it with `clickguard stack up dagster-webserver`, or set "
+                "`CLICKGUARD_DASHBOARD_DAGSTER_URL`")
+        try:
+            r = self.http.post("/graphql", json={
+                "query": RUNS_QUERY, "variables": {"job": job, "limit": limit}})
+        except httpx.HTTPError as exc:
+            raise DagsterError(f"Cannot reach Dagster at {self.base_url} "
+                               f"({type(exc).__name__}): {hint}.") from None
+        if r.status_code != 200:
+            raise DagsterError(f"{self.base_url} answered {r.status_code} to Dagster's "
+                               "GraphQL API (POST /graphql): is it the Dagster UI? Set "
+                               "`CLICKGUARD_DASHBOARD_DAGSTER_URL` to the UI's address.")
+        try:
+            body = r.json()
+        except ValueError:
+            raise DagsterError(f"Dagster at {self.base_url} did not answer JSON: {hint}.") from None
+        if not isinstance(body, dict):
+            raise DagsterError(f"Unexpected answer from Dagster at {self.base_url}.")
+        return body
+
+
 def get_client() -> ApiClient:
     """The process-wide client, built from the settings on first use."""
     global _client
@@ -97,8 +152,18 @@ def get_client() -> ApiClient:
         return _client
 
 
-def use_transport(transport: httpx.BaseTransport | None) -> None:
-    """Route every later request through ``transport`` (tests: canned API payloads)."""
-    global _client, _transport
+def get_dagster() -> DagsterClient:
+    """The process-wide Dagster client, built from the settings on first use."""
+    global _dagster
     with _lock:
-        _transport, _client = transport, None
+        if _dagster is None:
+            _dagster = DagsterClient(dagster_url(get_settings()), transport=_transport)
+        return _dagster
+
+
+def use_transport(transport: httpx.BaseTransport | None) -> None:
+    """Route every later request through ``transport`` (tests: canned API and Dagster
+    payloads)."""
+    global _client, _dagster, _transport
+    with _lock:
+        _transport, _client, _dagster = transport, None, None

@@ -39,6 +39,11 @@ def fmt_ts(value: str | pd.Timestamp | None) -> str:
     return ts.strftime("%Y-%m-%d %H:%M:%S")
 
 
+def iso(ts: pd.Timestamp) -> str:
+    """A timestamp as the API writes and reads them: ISO 8601 in UTC with 'Z'."""
+    return ts.tz_convert("UTC").isoformat().replace("+00:00", "Z")
+
+
 def fmt_ms(value: float | None) -> str:
     """Milliseconds for humans: '0.4 ms', '512 ms', '1,250 ms'."""
     if value is None:
@@ -133,7 +138,27 @@ def stream_state(stream: Mapping[str, Any] | None, health: Mapping[str, Any] | N
         "batch_id": last.get("batch_id"),
         "batch_rows": last.get("input_rows"),
         "last_commit": last.get("committed_at"),
+        "driver": (stream or {}).get("active_driver"),
     }
+
+
+def driver_line(driver: Mapping[str, Any] | None, now: pd.Timestamp | None = None) -> str:
+    """Which warm-standby driver runs the stream (GET /stream ``active_driver``), as markdown:
+    after a failover its id and epoch change."""
+    if not driver:
+        return ("**active driver** unknown: no driver holds the lease and no batch recorded "
+                "its driver")
+    epoch = f" · epoch {driver['epoch']}" if driver.get("epoch") is not None else ""
+    if driver.get("source") != "lease":
+        return (f"**driver of the newest batch** `{driver['driver']}`{epoch} · no lease held "
+                "(stream stopped, or between drivers)")
+    line = f"**active driver** `{driver['driver']}`{epoch}"
+    if driver.get("since"):
+        line += f" · lease since {fmt_ts(driver['since'])}"
+    expires = parse_ts(driver.get("lease_expires_at"))
+    if expires is not None and expires < (now if now is not None else utc_now()):
+        line += f" · :orange[lease expired {fmt_ts(expires)[11:]}: a standby should take over]"
+    return line
 
 
 def heartbeats_frame(stream: Mapping[str, Any] | None) -> pd.DataFrame:
@@ -394,6 +419,72 @@ def dlq_over_time(report: Mapping[str, Any], freq: str) -> pd.DataFrame:
            .sort_values(["bucket", "reason"], ignore_index=True))
     out.insert(1, "end", out["bucket"] + pd.Timedelta(freq))
     return out
+
+
+RUNNING = {"QUEUED", "NOT_STARTED", "MANAGED", "STARTING", "STARTED", "CANCELING"}
+STATUS_COLORS = {"SUCCESS": "green", "FAILURE": "red", "CANCELED": "gray", "CANCELING": "gray",
+                 "STARTED": "blue", "STARTING": "blue", "QUEUED": "violet"}
+
+
+def parse_runs(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Runs from Dagster's ``runsOrError`` GraphQL answer (newest first), times as UTC
+    timestamps; ValueError with Dagster's message when it reports an error instead."""
+    if payload.get("errors"):
+        raise ValueError("; ".join(str(e.get("message", e)) for e in payload["errors"])[:300])
+    answer = (payload.get("data") or {}).get("runsOrError") or {}
+    if answer.get("__typename") != "Runs":
+        raise ValueError(answer.get("message") or f"unexpected answer {answer!r:.200}")
+
+    def ts(value: float | None) -> pd.Timestamp | None:
+        return None if value is None else pd.Timestamp(value, unit="s", tz="UTC").round("us")
+
+    return [{"run_id": r["runId"], "status": r["status"], "created": ts(r.get("creationTime")),
+             "start": ts(r.get("startTime")), "end": ts(r.get("endTime"))}
+            for r in answer.get("results", [])]
+
+
+def fmt_duration(seconds: float) -> str:
+    """'0.8 s', '42 s', '3 min 05 s', '2 h 04 min'."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+
+
+def runs_frame(runs: Iterable[Mapping[str, Any]], ui_url: str,
+               now: pd.Timestamp | None = None) -> pd.DataFrame:
+    """The replay job's runs as display text: status, start, duration (running: so far) and a
+    markdown link to the run in the Dagster UI."""
+    now = now if now is not None else utc_now()
+    out = []
+    for r in runs:
+        start, end, status = r["start"], r["end"], r["status"]
+        if start is None:
+            duration = "not started"
+        elif end is None:
+            duration = (f"{fmt_duration((now - start).total_seconds())} so far"
+                        if status in RUNNING else DASH)
+        else:
+            duration = fmt_duration((end - start).total_seconds())
+        color = STATUS_COLORS.get(status)
+        out.append({"run": f"[{r['run_id'][:8]}]({ui_url}/runs/{r['run_id']})",
+                    "status": f":{color}[{status}]" if color else status,
+                    "started": fmt_ts(start if start is not None else r.get("created")),
+                    "duration": duration})
+    return pd.DataFrame(out, columns=["run", "status", "started", "duration"])
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """A GitHub-style markdown table (cells may hold links, unlike st.table's text)."""
+    def cell(v: object) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
 
 
 def utc_now() -> pd.Timestamp:

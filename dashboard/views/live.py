@@ -93,9 +93,11 @@ def record(s: dict[str, Any], slo: dict[str, Any]) -> list[dict[str, Any]]:
 
 def headline(s: dict[str, Any]) -> None:
     icon = STATE_ICONS.get(s["state"], ":gray[○]")
-    st.markdown(f"**API** {s['status']} · **database** {s['database']} · "
-                f"**stream** {icon} {s['state']}"
-                + (f" since {data.fmt_ts(s['since'])}" if s["since"] else ""))
+    with st.container(key="stream-state"):
+        st.markdown(f"**API** {s['status']} · **database** {s['database']} · "
+                    f"**stream** {icon} {s['state']}"
+                    + (f" since {data.fmt_ts(s['since'])}" if s["since"] else ""))
+        st.markdown(data.driver_line(s["driver"]))
     if s["state"] == "crash-looping":
         st.error(f"The streaming job is crash-looping ({s['consecutive_failures']} failed runs "
                  f"in a row): {s['last_error'] or 'no error recorded'}. "

@@ -38,6 +38,9 @@ def stream(state: str = "running", last_error: str | None = None) -> dict[str, A
                         "status": "running", "age_sec": 1.2}],
         "consumer_lag": {"total": 4321, "by_partition": {"0": 4000, "1": 321}, "error": None},
         "state": health(state, last_error)["stream"],
+        "active_driver": {"driver": "d1:4242@node-a", "epoch": 3, "source": "lease",
+                          "since": "2026-12-01T14:00:03.250Z",
+                          "lease_expires_at": ago(seconds=-9), "last_commit_at": ago(seconds=1)},
     }
 
 
@@ -108,6 +111,19 @@ def dlq(total: int = 30) -> dict[str, Any]:
     return {"window_minutes": 60, "total": total, "by_reason": by_reason, "recent": recent}
 
 
+# Dagster's answer to dashboard.client.RUNS_QUERY (dagster-webserver 1.13 /graphql): a run in
+# progress, a failed one, a success, and a queued one (no start yet)
+DAGSTER_RUNS = {"data": {"runsOrError": {"__typename": "Runs", "results": [
+    {"runId": "4b7c3f0e-9d1a-4c57-8e2b-5a6f0c1d2e3f", "status": "STARTED",
+     "creationTime": 1796137200.1, "startTime": 1796137201.5, "endTime": None},
+    {"runId": "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", "status": "FAILURE",
+     "creationTime": 1796133600.0, "startTime": 1796133601.0, "endTime": 1796133726.4},
+    {"runId": "9a8b7c6d-5e4f-4321-9876-0fedcba98765", "status": "SUCCESS",
+     "creationTime": 1796130000.0, "startTime": 1796130000.25, "endTime": 1796130004.75},
+    {"runId": "11111111-2222-3333-4444-555555555555", "status": "QUEUED",
+     "creationTime": 1796126400.0, "startTime": None, "endTime": None},
+]}}}
+
 DAY = dt.date(2024, 3, 10)
 
 
@@ -151,13 +167,23 @@ def stats(last_metrics_date: str | None = "2024-03-10") -> dict[str, Any]:
 Route = Callable[[httpx.Request], Any]
 
 
+def since_filtered(rows: list[dict[str, Any]], request: httpx.Request) -> list[dict[str, Any]]:
+    """/anomalies' ``since`` as the API applies it (detected_at ≥ since)."""
+    since = request.url.params.get("since")
+    if since is None:
+        return rows
+    bound = dt.datetime.fromisoformat(since.replace("Z", "+00:00"))
+    return [r for r in rows
+            if dt.datetime.fromisoformat(r["detected_at"].replace("Z", "+00:00")) >= bound]
+
+
 def full() -> dict[str, Route]:
     """An API with data on every page."""
     return {
         "/health": lambda r: health(),
         "/stream": lambda r: stream(),
         "/slo": lambda r: slo(),
-        "/anomalies": lambda r: anomalies(),
+        "/anomalies": lambda r: since_filtered(anomalies(), r),
         "/anomalies/types": lambda r: types(),
         "/sessions/*": lambda r: session(int(r.url.path.rsplit("/", 1)[1])),
         "/dlq": lambda r: dlq(),
@@ -168,6 +194,7 @@ def full() -> dict[str, Route]:
         "/items/popular/*": lambda r: ITEMS,
         "/batch/freshness": lambda r: FRESHNESS,
         "/metrics/summary": lambda r: SUMMARY,
+        "/graphql": lambda r: DAGSTER_RUNS,
     }
 
 
@@ -186,6 +213,7 @@ def empty() -> dict[str, Route]:
         "/dlq": lambda r: {"window_minutes": 60, "total": 0, "by_reason": [], "recent": []},
         "/stats": lambda r: stats(None),
         "/batch/freshness": lambda r: [],
+        "/graphql": lambda r: {"data": {"runsOrError": {"__typename": "Runs", "results": []}}},
     }
 
 

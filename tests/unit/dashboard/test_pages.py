@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 
 import httpx
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -71,7 +72,25 @@ def test_live_shows_stream_figures(api: payloads.FakeApi) -> None:
     assert list(beats["component"]) == ["streaming_driver"]
     assert len(charts(at)) == 2  # latency per stage, anomalies per minute
     assert "running" in at.markdown[0].value
+    assert at.markdown[1].value == ("**active driver** `d1:4242@node-a` · epoch 3 · lease since "
+                                    "2026-12-01 14:00:03")
     assert {"/health", "/stream", "/slo", "/anomalies"} == set(api.paths())
+
+
+def test_live_says_when_the_lease_expired_or_no_driver_is_known() -> None:
+    def stream(expires: str | None, source: str = "lease") -> dict:
+        body = payloads.stream()
+        body["active_driver"].update(lease_expires_at=expires, source=source)
+        return body
+
+    use(dict(payloads.full(), **{"/stream": lambda r: stream(payloads.ago(seconds=30))}))
+    assert "a standby should take over" in run("live").markdown[1].value
+    use(dict(payloads.full(), **{"/stream": lambda r: stream(None, "ledger")}))
+    assert run("live").markdown[1].value.startswith(
+        "**driver of the newest batch** `d1:4242@node-a` · epoch 3 · no lease held")
+    use(dict(payloads.full(), **{"/stream": lambda r: dict(payloads.stream(),
+                                                            active_driver=None)}))
+    assert run("live").markdown[1].value.startswith("**active driver** unknown")
 
 
 def test_live_keeps_a_history_across_refreshes(api: payloads.FakeApi) -> None:
@@ -99,8 +118,25 @@ def test_anomalies_page_filters_and_drills_down(api: payloads.FakeApi) -> None:
     at.selectbox[0].select("BOT_LIKE").run()
     at.number_input[0].set_value(1.5).run()
     last = [r for r in api.requests if r.url.path == "/anomalies"][-1]
-    assert dict(last.url.params) == {"limit": "1000", "anomaly_type": "BOT_LIKE",
-                                     "min_score": "1.5"}
+    params = dict(last.url.params)
+    since = pd.Timestamp(params.pop("since"))
+    assert params == {"limit": "1000", "anomaly_type": "BOT_LIKE", "min_score": "1.5"}
+    # the time range ("last 24 hours") is a parameter of the API's query
+    assert abs(since - (pd.Timestamp.now(tz="UTC") - pd.Timedelta(hours=24))) < pd.Timedelta(
+        seconds=30)
+
+
+def test_anomalies_time_range_is_applied_by_the_api(api: payloads.FakeApi) -> None:
+    at = run("anomalies")
+    at.selectbox[1].select("last 15 min").run()
+    assert not at.exception
+    since = pd.Timestamp(
+        [r for r in api.requests if r.url.path == "/anomalies"][-1].url.params["since"])
+    assert abs(since - (pd.Timestamp.now(tz="UTC") - pd.Timedelta(minutes=15))) < pd.Timedelta(
+        seconds=30)
+    # what the API returned for that range: 8 rule hits at 0-14 min and the traffic spike
+    evidence = at.table[1].value
+    assert len(evidence) == 9 and "15 min" in at.subheader[0].value
 
 
 def test_anomalies_session_from_the_url(api: payloads.FakeApi) -> None:
@@ -134,6 +170,51 @@ def test_dlq_page(api: payloads.FakeApi) -> None:
     assert len(recent) == 30 and recent.iloc[0]["detail"] == "detail 0"
     assert any("dlq_replay" in m for m in texts(at.markdown))
     assert len(charts(at)) == 1
+    runs = at.markdown[-1].value.splitlines()
+    assert runs[0] == "| run | status | started | duration |"
+    assert runs[3] == ("| [0f1e2d3c](http://127.0.0.1:3000/runs/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0)"
+                       " | :red[FAILURE] | 2026-12-01 14:00:01 | 2 min 05 s |")
+    assert len(runs) == 2 + 4
+    graphql = next(r for r in api.requests if r.url.path == "/graphql")
+    assert (graphql.method, graphql.url.host) == ("POST", "127.0.0.1")
+    assert json.loads(graphql.content)["variables"] == {"job": "dlq_replay", "limit": 10}
+
+
+@pytest.mark.parametrize(
+    ("dagster", "hint"),
+    [
+        ("refused", "Cannot reach Dagster at http://127.0.0.1:3000 (ConnectError): start it "
+                    "with `clickguard stack up dagster-webserver`"),
+        ("404", "answered 404 to Dagster's GraphQL API"),
+        ("python-error", "could not list the runs of `dlq_replay`: boom in the instance"),
+        ("none", "`dlq_replay` has not run yet"),
+    ],
+)
+def test_dlq_replay_runs_empty_states(dagster: str, hint: str) -> None:
+    routes = payloads.full()
+    fake = payloads.FakeApi(routes)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path != "/graphql":
+            return fake.handle(request)
+        if dagster == "refused":
+            raise httpx.ConnectError("connection refused", request=request)
+        if dagster == "404":
+            return httpx.Response(404, text="Not Found")
+        answer = ({"__typename": "PythonError", "message": "boom in the instance"}
+                  if dagster == "python-error" else {"__typename": "Runs", "results": []})
+        return httpx.Response(200, json={"data": {"runsOrError": answer}})
+
+    client.use_transport(httpx.MockTransport(handle))
+    try:
+        at = run("dlq")
+    finally:
+        client.use_transport(None)
+    assert not at.error  # the records still show; Dagster's state is an empty state
+    assert len(at.table) == 2
+    infos = texts(at.info)
+    assert len(infos) == 1 and hint in infos[0], infos
+    assert "`" in infos[0]  # says what to run or where to look
 
 
 @pytest.mark.parametrize(
