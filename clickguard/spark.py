@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from clickguard.jars import spark_jars
 from clickguard.settings import Settings
-from clickguard.stack.setup import spark_jars
 
 
 def spark_conf(settings: Settings, app_name: str, **overrides: Any) -> dict[str, str]:

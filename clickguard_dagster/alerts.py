@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from clickguard.settings import Settings
+
 Severity = Literal["WARNING", "CRITICAL"]
 Transition = Literal["OPEN", "ESCALATE", "REMIND", "RESOLVED"]
 RANK: dict[str | None, int] = {None: 0, "WARNING": 1, "CRITICAL": 2}
@@ -87,7 +89,7 @@ class DlqFacts:
     end_offsets: dict[str, int]
     top_reasons: list[tuple[str, int]] = field(default_factory=list)
     dagster_url: str = ""
-    topic: str = "km.events.dlq.v1"
+    topic: str = Settings.model_fields["topic_dlq"].default
 
     @property
     def rate_per_min(self) -> float:

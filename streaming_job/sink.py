@@ -49,7 +49,7 @@ import pyarrow.csv as pacsv
 from confluent_kafka import KafkaException, Producer
 from psycopg.types.json import Jsonb
 
-from clickguard import db
+from clickguard import db, ledger
 from clickguard.contract import DlqReason, pg_text
 from clickguard.kafka import producer_config
 from clickguard.settings import Settings
@@ -221,21 +221,20 @@ def next_watermark(
 
 
 def offsets_json(table: pa.Table) -> dict[str, list[int]]:
-    """{partition: [first offset, last offset]} of the rows in this batch."""
+    """``batch_ledger.offsets`` of this batch (format: :mod:`clickguard.ledger`)."""
     if table.num_rows == 0:
         return {}
     g = table.group_by("kafka_partition", use_threads=False).aggregate(
         [("kafka_offset", "min"), ("kafka_offset", "max")]
     )
-    return {
-        str(p): [lo, hi]
-        for p, lo, hi in zip(
+    return ledger.encode_offsets(
+        zip(
             g["kafka_partition"].to_pylist(),
             g["kafka_offset_min"].to_pylist(),
             g["kafka_offset_max"].to_pylist(),
             strict=True,
         )
-    }
+    )
 
 
 def stage_csv(on_time: pa.Table) -> bytes:

@@ -31,9 +31,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from clickguard import db, stream_state
+from clickguard import db, ledger, procs, stream_state
 from clickguard.settings import Settings, get_settings
-from clickguard.stack import procs
 from clickguard.stream_state import FailedRun, StreamRunState
 from streaming_job.lease import FENCED_RC
 from streaming_job.sink import HEARTBEAT
@@ -69,11 +68,11 @@ class Reporter:
         """Newest ``batch_ledger.committed_at`` (ISO), None if empty, UNKNOWN if unreadable."""
         try:
             with db.connect(self.settings, "writer") as conn:
-                row = conn.execute("SELECT max(committed_at) FROM batch_ledger").fetchone()
+                last = ledger.freshness(conn).last_batch_at
         except Exception as exc:  # noqa: BLE001 - a down database only makes progress unknown
             log.warning("ledger position unknown: %s", str(exc).strip().splitlines()[0])
             return UNKNOWN
-        return row[0].isoformat() if row and row[0] else None
+        return last.isoformat() if last else None
 
     def save(self, state: StreamRunState) -> None:
         stream_state.write_json(self.folder / stream_state.STATUS_FILE, state.to_dict())

@@ -10,7 +10,7 @@ import pytest
 
 from clickguard import db
 from clickguard.settings import Settings, get_settings
-from clickguard.stack.manager import INFRA, Stack
+from clickguard_stack.manager import INFRA, Stack
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.db import fetch_all, fetch_one
 from api.deps import PoolDep
+from clickguard import ledger
 
 router = APIRouter(tags=["metrics"])
 
@@ -25,11 +26,6 @@ TYPES_SQL = "SELECT anomaly_type, anomaly_count, last_detected FROM anomaly_type
 DLQ_SQL = """
 SELECT reason, count(*) AS n FROM dlq_events
 WHERE detected_at >= now() - interval '1 hour' GROUP BY reason
-"""
-STREAM_SQL = """
-SELECT (SELECT extract(epoch FROM max(committed_at))::float8 FROM batch_ledger) AS last_commit,
-       (SELECT coalesce(sum(input_rows), 0) FROM batch_ledger
-        WHERE committed_at >= now() - interval '60 seconds') AS rows_last_minute
 """
 BEATS_SQL = """
 SELECT component, extract(epoch FROM now() - beat_at)::float8 AS age FROM stream_heartbeat
@@ -103,11 +99,12 @@ async def metrics(request: Request, pool: PoolDep) -> PlainTextResponse:
     try:
         types = await fetch_all(pool, TYPES_SQL)
         dlq = await fetch_all(pool, DLQ_SQL)
-        stream = await fetch_one(pool, STREAM_SQL) or {}
+        fresh = ledger.freshness_from(await fetch_one(pool, ledger.FRESHNESS_SQL))
+        rate = await fetch_one(pool, ledger.RATE_SQL, {"window_s": ledger.RATE_WINDOW_S})
         beats = await fetch_all(pool, BEATS_SQL)
     except Exception:  # noqa: BLE001 - the exposition still reports database_up 0
         up(0)
-        types, dlq, stream, beats = [], [], {}, []
+        types, dlq, fresh, rate, beats = [], [], ledger.freshness_from(None), None, []
     else:
         up(1)
     s = _family(out, "clickguard_anomalies", "gauge", "Anomalies stored, by type")
@@ -121,13 +118,17 @@ async def metrics(request: Request, pool: PoolDep) -> PlainTextResponse:
     s = _family(out, "clickguard_dlq_events_last_hour", "gauge", "DLQ records in the last hour")
     for r in dlq:
         s(r["n"], reason=r["reason"])
-    if stream.get("last_commit") is not None:
+    if fresh.last_batch_at is not None:
         s = _family(out, "clickguard_stream_last_commit_seconds", "gauge",
                     "Unix time of the newest committed micro-batch")
-        s(stream["last_commit"])
+        s(fresh.last_batch_at.timestamp())
+    if fresh.age_s is not None:
+        s = _family(out, "clickguard_stream_freshness_seconds", "gauge",
+                    "Seconds since the newest committed batch or stored event")
+        s(fresh.age_s)
     s = _family(out, "clickguard_stream_events_per_second", "gauge",
                 "Input rows of batches committed in the last 60 s, per second")
-    s(float(stream.get("rows_last_minute", 0)) / 60.0)
+    s(ledger.rate_from(rate["input_rows"] if rate else 0))
     s = _family(out, "clickguard_stream_heartbeat_age_seconds", "gauge",
                 "Seconds since each streaming component's heartbeat")
     for r in beats:

@@ -1,42 +1,27 @@
 """GET /slo — per-stage latency percentiles of the newest events (every event is a sample).
 
-Stages from the latency columns of ``events``: produce→Kafka = kafka_ts − ingest_ts,
-Kafka→Spark = batch_start_ts − kafka_ts, Spark→DB = commit_ts − batch_start_ts,
-end to end = commit_ts − ingest_ts. The sample is the newest ``limit`` events committed in the
-last ``minutes`` (a commit_ts index range with a LIMIT), so the cost is bounded whatever the rate.
+The figures are :mod:`clickguard.slo`'s — the same query as ``clickguard slo-report`` and the
+Dagster ``slo_report`` asset — over the events committed in the window (the last ``minutes``, or
+[``since``, ``until``)), keeping the newest ``limit`` of them (a commit_ts index range with a
+LIMIT), so the cost is bounded whatever the rate. With a window holding at most ``limit`` events
+the three give the same numbers.
 """
 
 from __future__ import annotations
 
+import math
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from api.db import fetch_all
+from api.db import fetch_one
 from api.deps import PoolDep, ReplyDep, SettingsDep
-from api.schemas import SloReport
+from api.errors import ApiError
+from api.schemas import IsoDateTime, SloReport
+from clickguard import slo as slo_core
 
 router = APIRouter(tags=["stream"])
-
-STAGES = ("produce_to_kafka", "kafka_to_spark", "spark_to_db", "end_to_end")
-SLO_SQL = """
-WITH s AS (
-    SELECT ingest_ts, kafka_ts, batch_start_ts, commit_ts FROM events
-    WHERE commit_ts >= now() - make_interval(mins => %(minutes)s)
-    ORDER BY commit_ts DESC LIMIT %(limit)s
-), d AS (
-    SELECT 1 AS ord, (extract(epoch FROM kafka_ts - ingest_ts) * 1000)::float8 AS ms FROM s
-    UNION ALL SELECT 2, (extract(epoch FROM batch_start_ts - kafka_ts) * 1000)::float8 FROM s
-    UNION ALL SELECT 3, (extract(epoch FROM commit_ts - batch_start_ts) * 1000)::float8 FROM s
-    UNION ALL SELECT 4, (extract(epoch FROM commit_ts - ingest_ts) * 1000)::float8 FROM s
-)
-SELECT ord, count(*) AS samples,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50_ms,
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY ms) AS p95_ms,
-       percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS p99_ms,
-       max(ms) AS max_ms
-FROM d GROUP BY ord ORDER BY ord
-"""
 
 
 @router.get("/slo", response_model=SloReport)
@@ -48,18 +33,38 @@ async def slo(
     limit: Annotated[
         int, Query(ge=1, le=100_000, description="At most this many newest events (1–100000)")
     ] = 10_000,
+    since: Annotated[
+        IsoDateTime | None,
+        Query(description="Window start, ISO 8601 (replaces `minutes`; no offset = UTC)"),
+    ] = None,
+    until: Annotated[
+        IsoDateTime | None, Query(description="Window end with `since` (default now)")
+    ] = None,
 ) -> Response:
     """p50/p95/p99/max per pipeline stage over the newest events (nulls when there are none)."""
-    params = {"minutes": minutes, "limit": min(limit, settings.api_slo_max_samples)}
+    window: slo_core.Window | timedelta = timedelta(minutes=minutes)
+    if since is not None:
+        start = since if since.tzinfo else since.replace(tzinfo=UTC)
+        end = until or datetime.now(UTC)
+        end = end if end.tzinfo else end.replace(tzinfo=UTC)
+        if end <= start:
+            raise ApiError(422, "validation_error", "until must be after since",
+                           {"since": start, "until": end})
+        window = (start, end)
+        minutes = max(1, math.ceil((end - start).total_seconds() / 60))
 
     async def report() -> dict[str, Any]:
-        rows = {r["ord"]: r for r in await fetch_all(pool, SLO_SQL, params)}
-        stages = []
-        for i, name in enumerate(STAGES, start=1):
-            r = rows.get(i, {})
-            stages.append({"stage": name, **{k: r.get(k) for k in
-                                              ("p50_ms", "p95_ms", "p99_ms", "max_ms")}})
-        samples = rows[1]["samples"] if 1 in rows else 0
-        return {"window_minutes": minutes, "samples": samples, "stages": stages}
+        # resolved here: a cache refresh re-runs this, and "the last N minutes" moves on
+        sql, params, resolved = slo_core.slo_query(
+            window, cdf=False, max_events=min(limit, settings.api_slo_max_samples)
+        )
+        row = await fetch_one(pool, sql, params)
+        result = slo_core.slo_from_row(row, resolved, cdf=False)
+        stages = [
+            {"stage": name, "p50_ms": st.p50, "p95_ms": st.p95, "p99_ms": st.p99,
+             "max_ms": st.max}
+            for name, st in result.stages.items()
+        ]
+        return {"window_minutes": minutes, "samples": result.events, "stages": stages}
 
     return await reply(SloReport, report)

@@ -21,7 +21,7 @@ from api.db import fetch_all, fetch_one
 from api.deps import PoolDep, ReplyDep, SettingsDep
 from api.schemas import StreamStatus
 from clickguard import kafka as kafka_helpers
-from clickguard import stream_state
+from clickguard import ledger, stream_state
 from clickguard.settings import Settings
 
 router = APIRouter(tags=["stream"])
@@ -194,23 +194,24 @@ async def stream(
 
     async def status() -> dict[str, Any]:
         last = await fetch_one(pool, LAST_BATCH_SQL)
-        minute = await fetch_one(pool, LAST_MINUTE_SQL) or {"input_rows": 0, "batches": 0}
+        minute = await fetch_one(pool, ledger.RATE_SQL, {"window_s": ledger.RATE_WINDOW_S}) or {
+            "input_rows": 0, "batches": 0}
         beats = await fetch_all(pool, HEARTBEAT_SQL)
         lag: dict[str, Any] = {"total": None, "by_partition": {}, "error": None}
         recent = await fetch_all(pool, POSITIONS_SQL)
-        positions = consumer_positions([r["offsets"] for r in recent], settings.topic_raw)
-        if positions is None:
+        positions = ledger.positions_from_rows(await fetch_all(pool, ledger.COMMITTED_SQL))
+        if not positions:
             lag["error"] = "no ledger offsets for " + settings.topic_raw
         else:
             ends, error = await probe.end_offsets()
             if ends is None:
                 lag["error"] = error
             else:
-                by_part = consumer_lag(ends, positions)
+                by_part = {str(p): n for p, n in ledger.lag_by_partition(ends, positions).items()}
                 lag = {"total": sum(by_part.values()), "by_partition": by_part, "error": None}
         return {
             "last_batch": last,
-            "events_per_sec": float(minute["input_rows"]) / 60.0,
+            "events_per_sec": ledger.rate_from(minute["input_rows"]),
             "batches_last_minute": minute["batches"],
             "heartbeats": beats,
             "consumer_lag": lag,

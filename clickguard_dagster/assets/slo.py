@@ -1,8 +1,9 @@
 """``slo_report``: per-stage latency over every stored event of the recent window, as an asset.
 
-The figures come from :func:`clickguard.proof.slo.compute_slo` — the same code as
-``clickguard slo-report`` — and the report files (JSON, Markdown, CDF plot) land in the results
-folder; its check compares the figures with the configured targets.
+The figures come from :func:`clickguard.slo.compute_slo` — the same function as ``GET /slo`` and
+``clickguard slo-report`` — and are recorded as the materialization's metadata (a Markdown table,
+the window, each stage's p50/p95/p99 and the targets); its check compares them with the targets.
+``clickguard slo-report --since ... --until ...`` writes the same window's report files.
 
 The window ends at a settled mark on ``events`` (:func:`clickguard_dagster.batch.settle_mark`):
 no row with ``commit_ts`` before it can still appear, so the check, which recomputes the window
@@ -10,12 +11,11 @@ recorded in the materialization's metadata, judges exactly the rows the report c
 """
 
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from clickguard.proof.slo import compute_slo, evaluate_targets, slo_report_for
+from clickguard.slo import STAGE_LABELS, SloResult, compute_slo, evaluate_targets
 from clickguard_dagster.assets.stream import stream_events
 from clickguard_dagster.batch import settle_mark
 from clickguard_dagster.resources import PostgresResource, SloResource
@@ -26,21 +26,18 @@ def slo_report(
     context: dg.AssetExecutionContext, postgres: PostgresResource, slo: SloResource
 ) -> dg.MaterializeResult:
     """Per-stage latency p50/p95/p99 (produce→Kafka, Kafka→Spark, Spark→DB, end to end) over
-    every event committed in the last slo_window_minutes, with a CDF plot. An asset because the
-    report is a dated artefact people look at, with lineage to the stream."""
+    every event committed in the last slo_window_minutes. An asset because the report is a dated
+    artefact people look at, with lineage to the stream."""
     with postgres.connect(autocommit=True) as conn:
         end = settle_mark(conn, ["events"], slo.batch_snapshot_timeout_s)
         start = end - timedelta(minutes=slo.slo_window_minutes)
-        result = compute_slo(conn, (start, end))
-    report = slo_report_for(result, slo, min_events=1)
-    paths = report.write(Path(slo.results_dir))
-    context.log.info(f"SLO report over {result.events:,} events written to {paths['md']}")
+        result = compute_slo(conn, (start, end), cdf=False)
+    context.log.info(f"SLO report over {result.events:,} events in [{start}, {end})")
     metadata: dict[str, Any] = {
         "events": result.events,
         "window_start": start.isoformat(),
         "window_end": end.isoformat(),
-        "report": dg.MetadataValue.path(str(paths["md"])),
-        "plot": dg.MetadataValue.path(str(paths["png"])),
+        "report": dg.MetadataValue.md(markdown(result)),
     }
     for name, stage in result.stages.items():
         for q in ("p50", "p95", "p99"):
@@ -48,6 +45,20 @@ def slo_report(
             metadata[f"{name}_{q}_ms"] = round(value, 1) if value is not None else -1.0
     metadata["targets"] = dg.MetadataValue.json(evaluate_targets(result, slo))
     return dg.MaterializeResult(metadata=metadata)
+
+
+def markdown(result: SloResult) -> str:
+    """The figures as a Markdown table (milliseconds)."""
+
+    def f(v: float | None) -> str:
+        return f"{v:,.1f}" if v is not None else "–"
+
+    lines = ["| stage | p50 ms | p95 ms | p99 ms | max ms |", "|---|---:|---:|---:|---:|"]
+    lines += [
+        f"| {STAGE_LABELS[name]} | {f(st.p50)} | {f(st.p95)} | {f(st.p99)} | {f(st.max)} |"
+        for name, st in result.stages.items()
+    ]
+    return "\n".join(lines) + f"\n\n{result.events:,} events, {result.method}."
 
 
 def report_window(instance: dg.DagsterInstance) -> tuple[datetime, datetime] | None:

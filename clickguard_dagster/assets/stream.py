@@ -3,6 +3,8 @@
 
 import dagster as dg
 
+from clickguard.settings import Settings
+
 stream_events = dg.AssetSpec(
     "stream_events",
     description=(
@@ -12,5 +14,6 @@ stream_events = dg.AssetSpec(
     ),
     group_name="stream",
     kinds={"kafka", "spark", "postgres"},
-    metadata={"table": "events", "topic": "km.events.raw.v1"},
+    # the topic name of the settings (its default: definitions load without the environment)
+    metadata={"table": "events", "topic": Settings.model_fields["topic_raw"].default},
 )

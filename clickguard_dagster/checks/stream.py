@@ -11,8 +11,8 @@ from typing import Any
 
 import dagster as dg
 
-from clickguard.db import one
-from clickguard.proof.slo import Window, compute_slo, evaluate_targets
+from clickguard import ledger
+from clickguard.slo import Window, compute_slo, evaluate_targets
 from clickguard_dagster.assets.stream import stream_events
 from clickguard_dagster.resources import PostgresResource, SloResource
 
@@ -64,20 +64,13 @@ def check_slo(
 def check_freshness(postgres: PostgresResource, slo: SloResource) -> dg.AssetCheckResult:
     """Fresh = a batch committed or events stored within slo.stream_stale_seconds."""
     with postgres.connect() as conn:
-        last_batch, last_event, age = one(
-            conn,
-            "SELECT (SELECT max(committed_at) FROM batch_ledger),"
-            " (SELECT max(commit_ts) FROM events),"
-            " extract(epoch FROM now() - GREATEST("
-            "  (SELECT max(committed_at) FROM batch_ledger), (SELECT max(commit_ts) FROM events)))",
-        )
-    fresh = age is not None and float(age) <= slo.stream_stale_seconds
+        f = ledger.freshness(conn)
     return dg.AssetCheckResult(
-        passed=fresh,
+        passed=f.fresh(slo.stream_stale_seconds),
         metadata={
-            "last_batch_at": last_batch.isoformat() if last_batch else "never",
-            "last_event_commit_at": last_event.isoformat() if last_event else "never",
-            "age_s": round(float(age), 1) if age is not None else -1.0,
+            "last_batch_at": f.last_batch_at.isoformat() if f.last_batch_at else "never",
+            "last_event_commit_at": f.last_event_at.isoformat() if f.last_event_at else "never",
+            "age_s": round(f.age_s, 1) if f.age_s is not None else -1.0,
             "max_age_s": slo.stream_stale_seconds,
         },
     )

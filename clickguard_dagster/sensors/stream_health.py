@@ -9,15 +9,13 @@ the same outbox as the DLQ alert, so a daemon restart neither repeats nor loses 
 
 import json
 import time
-from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from clickguard import stream_state
-from clickguard.db import one
+from clickguard import ledger, stream_state
 from clickguard_dagster.alerts import (
     AlertState,
     StreamFacts,
@@ -36,32 +34,6 @@ from clickguard_dagster.sensors.outbox import deliver, reconcile
 
 ALERT_KEY = "stream_health"
 DOWN_STATUSES = {"down", "failed", "stopped", "error", "crashed"}
-LEDGER_BATCHES = 500  # recent batches read to find the stream's position per partition
-
-
-def committed_offsets(ledger_offsets: Iterable[Any], topic: str) -> dict[int, int]:
-    """Next offset to read per partition of ``topic`` from batch_ledger.offsets values.
-
-    The streaming sink stores ``{partition: [first, last]}`` of each batch's rows; a
-    ``{topic: {partition: next_offset}}`` (Spark's format) is accepted too. The max over the
-    batches given is the consumer position.
-    """
-    out: dict[int, int] = {}
-    for value in ledger_offsets:
-        if isinstance(value, str):
-            value = json.loads(value)
-        if not isinstance(value, dict):
-            continue
-        inner = value.get(topic, value)
-        if not isinstance(inner, dict):
-            continue
-        for p, off in inner.items():
-            if not str(p).isdigit():
-                continue
-            position = int(off[-1]) + 1 if isinstance(off, list) and off else off
-            if isinstance(position, int):
-                out[int(p)] = max(out.get(int(p), 0), position)
-    return out
 
 
 def stream_facts(
@@ -78,21 +50,10 @@ def stream_facts(
             "SELECT beat_at, status, component, details FROM stream_heartbeat"
             " ORDER BY beat_at DESC"
         ).fetchall()
-        positions = committed_offsets(
-            (r[0] for r in conn.execute(
-                "SELECT offsets FROM batch_ledger ORDER BY committed_at DESC LIMIT %s",
-                (LEDGER_BATCHES,),
-            )),
-            kafka.topic_raw,
-        )
-        recent = one(
-            conn, "SELECT count(*) FROM events WHERE commit_ts > to_timestamp(%s)", (now - window,)
-        )[0]
+        positions = ledger.committed_offsets(conn)
+        events_per_s = ledger.events_per_second(conn, window)
     end = kafka.end_offsets(kafka.topic_raw)
-    lag: int | None = None
-    if end:
-        # partitions absent from the recent batches have had no traffic: not counted as lag
-        lag = sum(max(0, high - positions[p]) for p, high in end.items() if p in positions)
+    lag = ledger.total_lag(end, positions) if end else None
     batch_at: datetime | None = batch[0] if batch else None
     batch_age = now - batch_at.timestamp() if batch_at else None
     beat = beats[0] if beats else None
@@ -120,7 +81,7 @@ def stream_facts(
         status, detail = "stale", f"{lag} records waiting, last batch {age} s ago"
     facts = StreamFacts(
         status=status, last_batch_age_s=batch_age, consumer_lag=lag,
-        events_per_s=round(recent / window, 2), state_rows=int(batch[1]) if batch else None,
+        events_per_s=round(events_per_s, 2), state_rows=int(batch[1]) if batch else None,
         detail=detail,
         last_error=run.last_error if run else None,
         failed_runs=run.consecutive_failures if run else 0,

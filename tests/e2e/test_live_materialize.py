@@ -20,12 +20,11 @@ import dagster as dg
 import psycopg
 import pytest
 
-from clickguard import db
+from clickguard import db, procs
 from clickguard.dagster_env import MODULE_NAME, prepare_home
 from clickguard.settings import REPO_ROOT, Settings
-from clickguard.stack import procs
-from clickguard.stack.manager import Stack
 from clickguard_dagster.definitions import BATCH_ASSETS
+from clickguard_stack.manager import Stack
 from tests.integration.proof.conftest import streaming
 
 __all__ = ["streaming"]

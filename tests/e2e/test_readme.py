@@ -106,12 +106,12 @@ PLAN: dict[str, Run | Excluded] = {
     "clickguard bench producer --count 1000000": Excluded(PROOF_SMOKE),
     "clickguard bench capacity --keep-going": Excluded(PROOF_SMOKE),
     "clickguard chaos all --kills 5 --rate 1000": Excluded(PROOF_SMOKE),
-    "python -m bench.anomaly_quality --rate 1000 --minutes 30": Excluded(BENCH),
+    "python -m clickguard_proof.anomaly_quality --rate 1000 --minutes 30": Excluded(BENCH),
     "clickguard fuzz-stream --records 100000": Excluded(
         "≈ 10 minutes; tests/integration/streaming_job/test_fuzz.py runs the same records "
         "(Hypothesis) through the real stream in CI"),
-    "python -m bench.api_bench": Excluded(BENCH),
-    "python -m clickguard_dagster.bench": Excluded(BENCH),
+    "python -m clickguard_proof.api_bench": Excluded(BENCH),
+    "python -m clickguard_proof.bench_dagster": Excluded(BENCH),
     "clickguard stack status": Run(),
     "clickguard stack logs NODE": Run(("clickguard stack logs dagster-daemon",)),
     "clickguard stack logs streaming": Run(),

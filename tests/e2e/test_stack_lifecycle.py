@@ -17,8 +17,8 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from clickguard import kafka as kafka_helpers
+from clickguard import procs
 from clickguard.settings import Settings
-from clickguard.stack import procs
 
 PORTS = {
     "CLICKGUARD_PG_PORT": "11432",
@@ -36,7 +36,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 def cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
     res = subprocess.run(
-        [sys.executable, "-m", "clickguard.cli", "stack", *args],
+        [sys.executable, "-m", "clickguard_cli", "stack", *args],
         env=env, capture_output=True, text=True, check=False, timeout=300,
     )
     # the command's own words (which node, which log) belong in the failure, not a bare exit code

@@ -25,13 +25,13 @@ import pytest
 from psycopg import sql
 
 from clickguard import db, stream_state
-from clickguard.producer.core import produce, register_schemas
-from clickguard.producer.faults import FaultInjector
-from clickguard.producer.generator import Generator, GeneratorConfig
 from clickguard.settings import Settings
-from clickguard.stack.manager import Stack
 from clickguard_dagster.resources import build_resources
 from clickguard_dagster.sensors.stream_health import evaluate_stream
+from clickguard_producer.core import produce, register_schemas
+from clickguard_producer.faults import FaultInjector
+from clickguard_producer.generator import Generator, GeneratorConfig
+from clickguard_stack.manager import Stack
 from tests.integration.api.conftest import LiveServer
 from tests.integration.clickguard_dagster.slack import SlackStandIn
 from tests.integration.clickguard_dagster.smtp import SmtpRecorder

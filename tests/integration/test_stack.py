@@ -9,7 +9,7 @@ from confluent_kafka.admin import ConfigResource
 from clickguard import db
 from clickguard import kafka as kafka_helpers
 from clickguard.settings import Settings
-from clickguard.stack.manager import INFRA, Stack
+from clickguard_stack.manager import INFRA, Stack
 
 
 def test_three_brokers_registered(stack: Stack, settings: Settings) -> None:

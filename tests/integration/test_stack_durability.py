@@ -7,13 +7,13 @@ import time
 import uuid
 from collections import Counter
 
-from clickguard.producer.core import produce, register_schemas
-from clickguard.producer.faults import FaultInjector
-from clickguard.producer.generator import Generator, GeneratorConfig
-from clickguard.producer.scratch import read_all, scratch_topic, wait_full_isr
-from clickguard.producer.wire import event_id_of
 from clickguard.settings import Settings
-from clickguard.stack.manager import Stack
+from clickguard_producer.core import produce, register_schemas
+from clickguard_producer.faults import FaultInjector
+from clickguard_producer.generator import Generator, GeneratorConfig
+from clickguard_producer.scratch import read_all, scratch_topic, wait_full_isr
+from clickguard_producer.wire import event_id_of
+from clickguard_stack.manager import Stack
 
 N = 24_000
 RATE = 4_000.0  # 6 s of sending: the kill lands mid-run, the restart too

@@ -33,7 +33,7 @@ def host_port(service: dict, container_port: int | None = None) -> int:
 
 
 def test_services_cover_the_stack_nodes(compose: dict) -> None:
-    from clickguard.stack.manager import build_nodes
+    from clickguard_stack.manager import build_nodes
 
     nodes = set(build_nodes(Settings(_env_file=None)))
     assert nodes <= set(compose["services"])
@@ -66,7 +66,7 @@ def test_postgres_registry_api_dagster_ports(compose: dict, defaults: Settings) 
 
 def test_registry_env_matches_local_node(compose: dict, defaults: Settings) -> None:
     """The registry container is configured like the local RegistryNode (PostgreSQL storage)."""
-    from clickguard.stack.nodes import RegistryNode
+    from clickguard_stack.nodes import RegistryNode
 
     local = RegistryNode("registry", defaults).env()
     env = compose["services"]["registry"]["environment"]

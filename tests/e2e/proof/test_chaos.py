@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from clickguard.proof.chaos import ChaosConfig, chaos_report, run_chaos
+from clickguard import procs
 from clickguard.settings import Settings
-from clickguard.stack import procs
-from clickguard.stack.manager import Stack
+from clickguard_proof.chaos import ChaosConfig, chaos_report, run_chaos
+from clickguard_stack.manager import Stack
 
 pytestmark = pytest.mark.e2e
 

@@ -23,7 +23,7 @@ import uvicorn
 from api.main import create_app
 from clickguard import db
 from clickguard.settings import Settings
-from clickguard.stack.manager import Stack
+from clickguard_stack.manager import Stack
 
 pytestmark = pytest.mark.integration
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from clickguard import procs
 from clickguard.settings import Settings
-from clickguard.stack import procs
-from clickguard.stack.manager import Stack
+from clickguard_stack.manager import Stack
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ import dagster as dg
 import psycopg
 import pytest
 
-from clickguard.stack import procs
+from clickguard import procs
 from clickguard_dagster.assets.anomalies import SUMMARY
 from clickguard_dagster.batch import swap_days
 from clickguard_dagster.definitions import defs

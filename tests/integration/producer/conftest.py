@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from clickguard.producer.scratch import scratch_topic
 from clickguard.settings import Settings
-from clickguard.stack.manager import Stack
+from clickguard_producer.scratch import scratch_topic
+from clickguard_stack.manager import Stack
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from clickguard.cli import main
-from clickguard.producer.parallel import auto_workers
-from clickguard.stack.manager import Stack
+from clickguard_cli.cli import main
+from clickguard_producer.parallel import auto_workers
+from clickguard_stack.manager import Stack
 
 
 def test_bench_producer_smoke_writes_results(stack: Stack, tmp_path: Path) -> None:

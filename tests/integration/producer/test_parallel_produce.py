@@ -11,12 +11,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from clickguard.producer.core import register_schemas
-from clickguard.producer.faults import FaultConfig, expected_counts
-from clickguard.producer.parallel import RunSpec, shard_records
-from clickguard.producer.scratch import read_all
-from clickguard.producer.wire import event_id_of
 from clickguard.settings import Settings
+from clickguard_producer.core import register_schemas
+from clickguard_producer.faults import FaultConfig, expected_counts
+from clickguard_producer.parallel import RunSpec, shard_records
+from clickguard_producer.scratch import read_all
+from clickguard_producer.wire import event_id_of
 
 COUNT = 40_001  # not a multiple of the shard count
 
@@ -24,7 +24,7 @@ COUNT = 40_001  # not a multiple of the shard count
 def _produce(topic: str, out: Path, workers: int, run_id: str) -> dict:
     """The literal command, as a user runs it (real fork of worker processes)."""
     res = subprocess.run(
-        [sys.executable, "-m", "clickguard.cli", "produce", "--count", str(COUNT),
+        [sys.executable, "-m", "clickguard_cli", "produce", "--count", str(COUNT),
          "--topic", topic, "--seed", "8", "--run-id", run_id, "--faults", "0.005",
          "--anomaly-every", "5000", "--workers", str(workers),
          "--ledger", str(out / "ledger.tsv"), "--ground-truth", str(out / "gt.jsonl"),
@@ -88,7 +88,7 @@ def test_a_killed_worker_fails_the_run_loudly(topic: str, tmp_path: Path) -> Non
     """SIGKILL one worker for real: the command exits 1 and names it; the other one finishes."""
     out = tmp_path / "summary.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "clickguard.cli", "produce", "--duration", "15", "--topic", topic,
+        [sys.executable, "-m", "clickguard_cli", "produce", "--duration", "15", "--topic", topic,
          "--workers", "2", "--summary", str(out)],
         env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -116,7 +116,7 @@ def test_ctrl_c_stops_every_worker_with_nothing_lost(
     """SIGINT to the whole process group, as a terminal sends it: every sent record is acked."""
     out, ledger = tmp_path / "summary.json", tmp_path / "ledger.tsv"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "clickguard.cli", "produce", "--duration", "120", "--topic", topic,
+        [sys.executable, "-m", "clickguard_cli", "produce", "--duration", "120", "--topic", topic,
          "--workers", "2", "--summary", str(out), "--ledger", str(ledger)],
         env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,

@@ -12,13 +12,13 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from clickguard.cli import main
-from clickguard.producer.core import produce, register_schemas
-from clickguard.producer.faults import FaultConfig, FaultInjector, expected_counts
-from clickguard.producer.generator import Generator, GeneratorConfig
-from clickguard.producer.scratch import read_all
-from clickguard.producer.wire import event_id_of
 from clickguard.settings import Settings
+from clickguard_cli.cli import main
+from clickguard_producer.core import produce, register_schemas
+from clickguard_producer.faults import FaultConfig, FaultInjector, expected_counts
+from clickguard_producer.generator import Generator, GeneratorConfig
+from clickguard_producer.scratch import read_all
+from clickguard_producer.wire import event_id_of
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 
@@ -97,7 +97,7 @@ def test_replay_yoochoose_sample(topic: str, tmp_path: Path) -> None:
 
 def _clickguard(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "clickguard.cli", *args],
+        [sys.executable, "-m", "clickguard_cli", *args],
         env={**os.environ, **env}, capture_output=True, text=True, timeout=120,
     )
 

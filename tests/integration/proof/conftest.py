@@ -7,10 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from clickguard import db
+from clickguard import db, procs
 from clickguard import kafka as kafka_helpers
-from clickguard.stack import procs
-from clickguard.stack.manager import Stack
+from clickguard_stack.manager import Stack
 
 
 def _node_up(stack: Stack, name: str) -> Iterator[Stack]:

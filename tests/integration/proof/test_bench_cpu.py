@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from clickguard.proof.bench_cpu import PRODUCER, cpu
-from clickguard.stack.manager import Stack
+from clickguard_proof.bench_cpu import PRODUCER, cpu
+from clickguard_stack.manager import Stack
 
 pytestmark = pytest.mark.integration
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from clickguard.proof.bench_api import api
-from clickguard.proof.bench_capacity import SMOKE_RATES, capacity
-from clickguard.proof.bench_latency import latency
-from clickguard.proof.demo import demo
-from clickguard.proof.slo import slo_report
-from clickguard.stack.manager import Stack
+from clickguard_proof.bench_api import api
+from clickguard_proof.bench_capacity import SMOKE_RATES, capacity
+from clickguard_proof.bench_latency import latency
+from clickguard_proof.demo import demo
+from clickguard_proof.slo import slo_report
+from clickguard_stack.manager import Stack
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from clickguard.proof.reconcile import ledger_last_offsets, reconcile
 from clickguard.settings import Settings
+from clickguard_proof.reconcile import ledger_last_offsets, reconcile
 
 pytestmark = pytest.mark.integration
 TS = datetime(2002, 3, 4, 5, 6, 7, tzinfo=UTC)

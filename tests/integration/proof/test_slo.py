@@ -10,8 +10,9 @@ import numpy as np
 import psycopg
 import pytest
 
-from clickguard.proof.slo import PERCENTILES, STAGES, compute_slo, slo_report_for
 from clickguard.settings import Settings
+from clickguard.slo import PERCENTILES, STAGES, compute_slo
+from clickguard_proof.slo import slo_report_for
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,7 @@ from clickguard import db
 from clickguard.kafka import ensure_topics
 from clickguard.settings import Settings
 from clickguard.spark import checkpoint_query_id
-from clickguard.stack.manager import Stack
+from clickguard_stack.manager import Stack
 
 
 @dataclass

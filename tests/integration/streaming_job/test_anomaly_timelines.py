@@ -30,11 +30,11 @@ from typing import Any
 
 import pytest
 
-from clickguard.producer.core import produce, register_schemas
-from clickguard.producer.faults import FaultConfig, FaultInjector
-from clickguard.producer.generator import Generator, GeneratorConfig, GroundTruth
-from clickguard.stack.manager import Stack
-from streaming_job.evaluation import Detection, detections_between, score
+from clickguard_producer.core import produce, register_schemas
+from clickguard_producer.faults import FaultConfig, FaultInjector
+from clickguard_producer.generator import Generator, GeneratorConfig, GroundTruth
+from clickguard_proof.evaluation import Detection, detections_between, score
+from clickguard_stack.manager import Stack
 from tests.integration.streaming_job.conftest import StreamRun, private_stream
 
 pytestmark = pytest.mark.integration
@@ -82,7 +82,7 @@ class Timeline:
         self.run = run
         self.start = start
         self.clock = SimClock(start, RATE)
-        # sessions last minutes (an event every ~20 s each), as in bench/anomaly_quality.py
+        # sessions last minutes (an event every ~20 s each), as in clickguard_proof.anomaly_quality
         self.gen = Generator(
             GeneratorConfig(seed=seed, concurrent_sessions=int(RATE * 20)), clock=self.clock
         )

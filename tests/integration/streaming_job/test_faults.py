@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from clickguard import procs
 from clickguard.contract import RegistryClient
 from clickguard.kafka import end_offsets
-from clickguard.producer.core import ProduceSummary, produce, register_schemas
-from clickguard.producer.faults import FaultInjector
-from clickguard.producer.generator import Generator, GeneratorConfig
-from clickguard.stack import procs
+from clickguard_producer.core import ProduceSummary, produce, register_schemas
+from clickguard_producer.faults import FaultInjector
+from clickguard_producer.generator import Generator, GeneratorConfig
 from tests.integration.streaming_job.conftest import StreamRun
 
 pytestmark = pytest.mark.integration

@@ -4,7 +4,7 @@ Hypothesis generates schema-valid events with arbitrary values (any Unicode scal
 control characters, strings up to 120,000 characters, 64-bit extremes, NaN/±inf prices,
 timestamps anywhere in the signed 64-bit range), byte-level mutations of valid wire records,
 random bytes, user headers and exact duplicates. Each example is produced to Kafka and run
-through the real streaming job (private topics and database, see ``clickguard.proof.fuzz``);
+through the real streaming job (private topics and database, see ``clickguard_proof.fuzz``);
 then every record, by Kafka (partition, offset), must be in exactly one of events / dlq_events /
 late_events or be a duplicate of a stored event, the ledger must balance, and stored values must
 equal what was sent (nothing silently altered).
@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from clickguard.contract import EVENT_TYPES, encode
-from clickguard.proof.fuzz import (
+from clickguard_proof.fuzz import (
     EXTREME_FLOATS,
     EXTREME_INTS,
     MS_EXTREMES,
@@ -36,7 +36,7 @@ from clickguard.proof.fuzz import (
     account,
     fuzz_stream,
 )
-from clickguard.stack.manager import Stack
+from clickguard_stack.manager import Stack
 
 pytestmark = pytest.mark.integration
 MAX_VALUE = 900_000  # below Kafka's default 1 MB message limit

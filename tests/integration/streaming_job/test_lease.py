@@ -11,7 +11,7 @@ import pytest
 
 from clickguard import db
 from clickguard.settings import Settings
-from clickguard.stack.manager import Stack
+from clickguard_stack.manager import Stack
 from streaming_job.lease import Lease, LeaseLost
 
 pytestmark = pytest.mark.integration

@@ -24,9 +24,9 @@ from clickguard.contract import (
     subject,
 )
 from clickguard.kafka import end_offsets
-from clickguard.producer.core import produce, register_schemas
-from clickguard.producer.faults import DUPLICATE, LATE, VALID, FaultConfig, FaultInjector, Record
-from clickguard.producer.generator import Generator, GeneratorConfig
+from clickguard_producer.core import produce, register_schemas
+from clickguard_producer.faults import DUPLICATE, LATE, VALID, FaultConfig, FaultInjector, Record
+from clickguard_producer.generator import Generator, GeneratorConfig
 from streaming_job.sink import BatchSink
 from tests.integration.streaming_job.conftest import StreamRun
 

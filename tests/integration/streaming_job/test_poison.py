@@ -1,6 +1,6 @@
 """No record can stop the stream: the sink's last line of defence against REAL database errors.
 
-The stream runs on private topics and a private database (``clickguard.proof.fuzz.fuzz_stream``)
+The stream runs on private topics and a private database (``clickguard_proof.fuzz.fuzz_stream``)
 whose ``events`` table has a test-only trigger that rejects a marker ``page`` with SQLSTATE 22023
 — a data error that validation cannot foresee. Those records must be isolated (bisect),
 dead-lettered as ``unstorable`` with the database's error, and the rest of their batch stored,
@@ -21,8 +21,8 @@ from confluent_kafka import Consumer, TopicPartition
 
 from clickguard.contract import encode
 from clickguard.kafka import end_offsets
-from clickguard.proof.fuzz import POISON_MARKER, FuzzRecord, FuzzStream, account, fuzz_stream
-from clickguard.stack.manager import Stack
+from clickguard_proof.fuzz import POISON_MARKER, FuzzRecord, FuzzStream, account, fuzz_stream
+from clickguard_stack.manager import Stack
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from clickguard.stack import procs
-from clickguard.stack.manager import Stack
+from clickguard import procs
+from clickguard_stack.manager import Stack
 from tests.integration.streaming_job.conftest import private_stream
 
 pytestmark = pytest.mark.integration

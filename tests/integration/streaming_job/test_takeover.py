@@ -23,12 +23,11 @@ from typing import Any
 
 import pytest
 
-from clickguard import stream_state
+from clickguard import procs, stream_state
 from clickguard.kafka import end_offsets
-from clickguard.producer.core import ProduceSummary, produce, register_schemas
-from clickguard.producer.faults import FaultInjector
-from clickguard.producer.generator import Generator, GeneratorConfig
-from clickguard.stack import procs
+from clickguard_producer.core import ProduceSummary, produce, register_schemas
+from clickguard_producer.faults import FaultInjector
+from clickguard_producer.generator import Generator, GeneratorConfig
 from tests.integration.streaming_job.conftest import StreamRun
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ from psycopg.pq import TransactionStatus
 
 from clickguard import db
 from clickguard.settings import Settings
-from clickguard.stack.manager import Stack
+from clickguard_stack.manager import Stack
 from streaming_job.sink import HEARTBEAT, BatchSink
 
 pytestmark = pytest.mark.integration

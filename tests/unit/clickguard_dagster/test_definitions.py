@@ -14,7 +14,6 @@ from clickguard.dagster_env import command, render_instance_yaml
 from clickguard.settings import Settings
 from clickguard_dagster.batch import DayRangeConfig, day_predicates
 from clickguard_dagster.checks.quality import sessions_expectations, validate
-from clickguard_dagster.sensors.stream_health import committed_offsets
 
 
 def test_definitions_graph() -> None:
@@ -98,15 +97,6 @@ def test_gx_reports_a_null_key() -> None:
     assert [(f["expectation"], f["kwargs"]["column"], f["unexpected_count"]) for f in failed] == [
         ("expect_column_values_to_not_be_null", "session_id", 1)
     ]
-
-
-def test_committed_offsets_formats() -> None:
-    # the streaming sink's {partition: [first, last]} per batch; the newest batch need not
-    # contain every partition
-    ledger = [{"0": [10, 19], "1": [5, 7]}, {"0": [0, 9], "2": [0, 3]}]
-    assert committed_offsets(ledger, "t") == {0: 20, 1: 8, 2: 4}
-    assert committed_offsets(['{"t": {"0": 5, "1": 7}}'], "t") == {0: 5, 1: 7}
-    assert committed_offsets([None, {}], "t") == {}
 
 
 def test_webserver_and_daemon_share_the_stack_code_server(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from clickguard.proof import bench_dashboard as bd
+from clickguard_proof import bench_dashboard as bd
 
 
 def test_percentile_nearest_rank() -> None:

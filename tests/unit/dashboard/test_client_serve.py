@@ -92,7 +92,7 @@ def test_compose_runs_the_dashboard_against_the_api_service() -> None:
 
 
 def test_where_to_look_names_the_dashboard() -> None:
-    from clickguard.proof.demo import where_to_look
+    from clickguard_proof.demo import where_to_look
 
     s = settings(dashboard_port=8502)
     assert "dashboard       http://127.0.0.1:8502" in where_to_look(s, ["api", "dashboard"])

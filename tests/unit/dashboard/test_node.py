@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from clickguard.settings import Settings
-from clickguard.stack.manager import Stack, build_nodes
-from clickguard.stack.nodes import PythonNode
+from clickguard_stack.manager import Stack, build_nodes
+from clickguard_stack.nodes import PythonNode
 
 
 def test_the_stack_starts_the_dashboard_after_the_api() -> None:

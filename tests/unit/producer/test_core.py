@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from clickguard.producer.core import TokenBucket, latency_percentiles
+from clickguard_producer.core import TokenBucket, latency_percentiles
 
 
 def test_token_bucket_holds_the_rate() -> None:

@@ -17,7 +17,7 @@ from clickguard.contract import (
     split,
     validate,
 )
-from clickguard.producer.faults import (
+from clickguard_producer.faults import (
     DUPLICATE,
     KINDS,
     LATE,
@@ -30,8 +30,8 @@ from clickguard.producer.faults import (
     malformed,
     rogue_schema,
 )
-from clickguard.producer.generator import Generator, GeneratorConfig
-from clickguard.producer.wire import encode_event, event_id_of, header
+from clickguard_producer.generator import Generator, GeneratorConfig
+from clickguard_producer.wire import encode_event, event_id_of, header
 
 SCHEMA_ID, ROGUE_ID = 11, 12
 NOW_S = 1_764_100_000.0

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from clickguard.contract import validate
-from clickguard.producer.generator import (
+from clickguard_producer.generator import (
     ANOMALY_TYPES,
     Generator,
     GeneratorConfig,

@@ -11,15 +11,15 @@ import fastavro
 import pytest
 
 from clickguard.contract import encode, parsed_schema, split, validate
-from clickguard.producer.faults import FaultConfig, FaultInjector
-from clickguard.producer.generator import Generator, GeneratorConfig, GroundTruth
-from clickguard.producer.parallel import (
+from clickguard_producer.faults import FaultConfig, FaultInjector
+from clickguard_producer.generator import Generator, GeneratorConfig, GroundTruth
+from clickguard_producer.parallel import (
     RunSpec,
     merge_ground_truth,
     shard_count,
     shard_records,
 )
-from clickguard.producer.wire import TAIL, encode_event, encode_tail, header
+from clickguard_producer.wire import TAIL, encode_event, encode_tail, header
 
 T0 = 1_764_100_000.0
 

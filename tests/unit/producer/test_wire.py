@@ -8,7 +8,7 @@ import random
 import fastavro
 import pytest
 
-from clickguard.producer.wire import zigzag_varint
+from clickguard_producer.wire import zigzag_varint
 
 BOUNDARIES = [0, 1, -1, 63, -64, 64, -65, 8191, -8192, 8192, 2**27 - 1, 2**27, -(2**27),
               2**41 - 1, 2**41, -(2**41), 2**55 - 1, 2**55, 2**62, 2**63 - 1, -(2**63)]

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from clickguard.contract import DlqReason
-from clickguard.producer.faults import VALID, FaultInjector, malformed
-from clickguard.producer.yoochoose import (
+from clickguard_producer.faults import VALID, FaultInjector, malformed
+from clickguard_producer.yoochoose import (
     ParseError,
     YooEvent,
     parse_line,

@@ -8,8 +8,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from clickguard.proof.bench_cpu import cpu, run_cpu_bench, table_rows, verdict
 from clickguard.settings import Settings
+from clickguard_proof.bench_cpu import cpu, run_cpu_bench, table_rows, verdict
 
 
 @pytest.mark.parametrize("args", [["--steps", "0,abc"], ["--steps", "-5"], ["--step-s", "0"],

@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from clickguard.proof.chaos import SCENARIOS, ChaosConfig, needed_nodes, rto_lag
-from clickguard.proof.stream import Sample, lag_from
+from clickguard.ledger import total_lag
 from clickguard.settings import Settings
+from clickguard_proof.chaos import SCENARIOS, ChaosConfig, needed_nodes, rto_lag
+from clickguard_proof.stream import Sample
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -31,7 +32,7 @@ def test_rto_lag_zero_when_never_abnormal_and_none_when_never_recovered() -> Non
 
 def test_lag_counts_uncommitted_records_per_partition() -> None:
     # partition 2 never committed: all of it is lag; committed beyond the end counts as 0
-    assert lag_from({0: 100, 1: 50, 2: 7}, {0: 90, 1: 60}) == 10 + 0 + 7
+    assert total_lag({0: 100, 1: 50, 2: 7}, {0: 90, 1: 60}) == 10 + 0 + 7
 
 
 def test_short_config_is_lighter_than_full() -> None:
@@ -49,7 +50,7 @@ def test_every_scenario_needs_the_stream_and_api_only_for_api() -> None:
 
 
 def test_capacity_lag_growth_is_the_slope_over_the_second_half() -> None:
-    from clickguard.proof.bench_capacity import lag_growth
+    from clickguard_proof.bench_capacity import lag_growth
 
     # first half ignored (start-up); second half: sawtooth on a 100 records/s upward trend
     series = [(t / 2, (5000 if t < 20 else 0) + 100 * (t / 2) + (300 if t % 4 else 0))
@@ -61,7 +62,7 @@ def test_capacity_lag_growth_is_the_slope_over_the_second_half() -> None:
 
 
 def test_demo_points_at_the_running_nodes_only() -> None:
-    from clickguard.proof.demo import where_to_look
+    from clickguard_proof.demo import where_to_look
 
     s = Settings(api_port=16000, dagster_port=16300)
     text = where_to_look(s, ["postgres", "api", "dagster-webserver"])
@@ -80,7 +81,7 @@ def test_demo_points_at_the_running_nodes_only() -> None:
 
 
 def test_streaming_scenarios_need_a_measured_takeover_and_pause_needs_zero_fenced_commits() -> None:
-    from clickguard.proof.chaos import ScenarioResult
+    from clickguard_proof.chaos import ScenarioResult
 
     rec = {"ok": True}
     kill = ScenarioResult("streaming-kill", reconciliation=rec, rto_first_event_s=3.2)

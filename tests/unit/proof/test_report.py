@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clickguard.proof.report import Report, machine_info, md_table
+from clickguard_proof.report import Report, machine_info, md_table
 
 
 def test_writes_json_md_png_with_machine_and_date(tmp_path: Path) -> None:
@@ -52,7 +52,7 @@ def test_machine_info_keys() -> None:
 
 
 def test_index_quotes_latest_figures_beside_the_original(tmp_path: Path) -> None:
-    from clickguard.proof.summary import build_index
+    from clickguard_proof.summary import build_index
 
     Report(name="bench-capacity", title="cap", rows=[{"a": 1}],
            data={"highest_sustainable_eps": 12000, "steps": []}).write(tmp_path)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+from clickguard import procs
 from clickguard.settings import REPO_ROOT, Settings
-from clickguard.stack import procs
-from clickguard.stack.nodes import PythonNode
+from clickguard_stack.nodes import PythonNode
 
 
 def test_kill_takes_the_worker_processes_with_it(tmp_path: Path) -> None:
@@ -31,7 +31,7 @@ def test_kill_takes_the_worker_processes_with_it(tmp_path: Path) -> None:
 def test_supervisor_node_reports_crash_looping_from_its_status_file(tmp_path: Path) -> None:
     """An alive supervisor whose job keeps failing is not 'healthy'; a stale file is ignored."""
     from clickguard import stream_state
-    from clickguard.stack.manager import format_status
+    from clickguard_stack.manager import format_status
 
     settings = Settings(_env_file=None, home=tmp_path)
     node = PythonNode(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from clickguard.stack import usage
+from clickguard_stack import usage
 
 BURNER = Path(__file__).with_name("_burner.py")
 TICK_S = 1 / usage.CLK_TCK
@@ -105,8 +105,8 @@ def test_hot_threads_name_the_thread_that_burns(burner: Burner) -> None:
 
 
 def test_stack_status_prints_the_whole_stack_rss() -> None:
-    from clickguard.stack.manager import format_status
-    from clickguard.stack.nodes import NodeStatus
+    from clickguard_stack.manager import format_status
+    from clickguard_stack.nodes import NodeStatus
 
     rows = [NodeStatus("kafka-1", 1, 9092, "healthy", 400.5),
             NodeStatus("api", 2, 8000, "healthy", 200.25), NodeStatus("x", None, None, "down")]

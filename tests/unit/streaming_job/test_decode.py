@@ -11,8 +11,8 @@ import pyarrow as pa
 import pytest
 
 from clickguard.contract import DlqReason, encode, parsed_schema, schema_json
-from clickguard.producer.faults import LATE, VALID, FaultConfig, FaultInjector, rogue_schema
-from clickguard.producer.generator import Generator, GeneratorConfig
+from clickguard_producer.faults import LATE, VALID, FaultConfig, FaultInjector, rogue_schema
+from clickguard_producer.generator import Generator, GeneratorConfig
 from streaming_job.decode import (
     HEADERS,
     OUTPUT_SCHEMA,

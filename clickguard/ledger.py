@@ -1,0 +1,158 @@
+"""The batch ledger's readings: consumed offsets, consumer lag, events/s and freshness.
+
+``batch_ledger`` holds one row per committed micro-batch, written by the streaming sink in the
+same transaction as the batch's data. This module is the one owner of what those rows mean:
+
+- **offsets format** — ``batch_ledger.offsets`` is ``{"<partition>": [first, last]}``: the
+  first and last Kafka offset of the raw-topic rows of that batch (``{}`` for an empty batch).
+  :func:`encode_offsets` writes it (the sink), :func:`next_offsets` reads one row.
+- **consumer position** — per partition, the next offset to read = max(last) + 1 over every
+  ledger row (optionally of one streaming query). Rows of another shape are not stream progress
+  and are skipped. A partition no row mentions is at position 0.
+- **consumer lag** — Kafka's end offset of the raw topic minus the position, ≥ 0, per partition;
+  the total is their sum. Lag only falls when rows are committed to PostgreSQL (not when Spark
+  reads them), because the position comes from the ledger, not from Spark's checkpoint.
+- **events/s** — input rows of the batches committed in the last ``window_s`` seconds, divided
+  by ``window_s`` (every consumed record counts: stored, DLQ, late or duplicate).
+- **freshness** — seconds since the newest sign of progress: a committed batch or a stored event.
+
+The async API runs the SQL constants on its own pool and hands the rows to the pure functions;
+everything else calls the ``conn`` functions. Same rules everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+# next offset per partition over every ledger row in the sink's format (see the module doc)
+COMMITTED_SQL = """
+SELECT key::int AS partition, max((value->>1)::bigint) + 1 AS next_offset
+FROM batch_ledger, jsonb_each(offsets)
+WHERE jsonb_typeof(offsets) = 'object' AND key ~ '^[0-9]+$' AND jsonb_typeof(value) = 'array'
+GROUP BY key
+"""
+COMMITTED_BY_QUERY_SQL = """
+SELECT key::int AS partition, max((value->>1)::bigint) + 1 AS next_offset
+FROM batch_ledger, jsonb_each(offsets)
+WHERE query_id = %(query_id)s
+  AND jsonb_typeof(offsets) = 'object' AND key ~ '^[0-9]+$' AND jsonb_typeof(value) = 'array'
+GROUP BY key
+"""
+RATE_WINDOW_S = 60
+RATE_SQL = """
+SELECT coalesce(sum(input_rows), 0) AS input_rows, count(*) AS batches
+FROM batch_ledger WHERE committed_at >= now() - make_interval(secs => %(window_s)s)
+"""
+FRESHNESS_SQL = """
+SELECT b.at AS last_batch_at, e.at AS last_event_at,
+       extract(epoch FROM now() - GREATEST(b.at, e.at))::float8 AS age_s
+FROM (SELECT max(committed_at) AS at FROM batch_ledger) b,
+     (SELECT max(commit_ts) AS at FROM events) e
+"""
+
+
+def encode_offsets(ranges: Iterable[tuple[int, int, int]]) -> dict[str, list[int]]:
+    """``batch_ledger.offsets`` of one batch from its (partition, first, last) ranges."""
+    return {str(int(p)): [int(lo), int(hi)] for p, lo, hi in ranges}
+
+
+def next_offsets(value: Any) -> dict[int, int]:
+    """Per partition, the next offset to read after one ledger row's ``offsets`` (a dict or its
+    JSON text). Anything not in the sink's format reads as no progress (``{}``)."""
+    if isinstance(value, str | bytes):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    if not isinstance(value, Mapping):
+        return {}
+    out: dict[int, int] = {}
+    for p, rng in value.items():
+        if (
+            str(p).isdigit() and isinstance(rng, list) and len(rng) == 2
+            and all(isinstance(o, int) and not isinstance(o, bool) for o in rng)
+        ):
+            out[int(p)] = rng[1] + 1
+    return out
+
+
+def merge_positions(values: Iterable[Any]) -> dict[int, int]:
+    """The consumer position from several ledger ``offsets`` values: max per partition."""
+    merged: dict[int, int] = {}
+    for value in values:
+        for p, nxt in next_offsets(value).items():
+            merged[p] = max(merged.get(p, 0), nxt)
+    return merged
+
+
+def positions_from_rows(rows: Iterable[Any]) -> dict[int, int]:
+    """The result rows of :data:`COMMITTED_SQL` (tuples or dict rows) as {partition: next}."""
+    out: dict[int, int] = {}
+    for row in rows:
+        p, nxt = (row["partition"], row["next_offset"]) if isinstance(row, Mapping) else row
+        out[int(p)] = int(nxt)
+    return out
+
+
+def committed_offsets(conn: psycopg.Connection[Any], query_id: str | None = None) -> dict[int, int]:
+    """Next offset to read per raw-topic partition as committed in the ledger (of every query,
+    or of ``query_id`` only: a stream on a fresh checkpoint re-reads what others committed)."""
+    if query_id is None:
+        return positions_from_rows(conn.execute(COMMITTED_SQL).fetchall())
+    return positions_from_rows(
+        conn.execute(COMMITTED_BY_QUERY_SQL, {"query_id": query_id}).fetchall()
+    )
+
+
+def lag_by_partition(end: Mapping[int, int], committed: Mapping[int, int]) -> dict[int, int]:
+    """Records in Kafka not yet committed to the database, per partition (≥ 0)."""
+    return {int(p): max(0, high - committed.get(int(p), 0)) for p, high in sorted(end.items())}
+
+
+def total_lag(end: Mapping[int, int], committed: Mapping[int, int]) -> int:
+    """Records in Kafka not yet committed to the database, over all partitions."""
+    return sum(lag_by_partition(end, committed).values())
+
+
+def rate_from(input_rows: int | float | None, window_s: float = RATE_WINDOW_S) -> float:
+    """Events/s from the input rows committed in a window of ``window_s`` seconds."""
+    return float(input_rows or 0) / window_s
+
+
+def events_per_second(conn: psycopg.Connection[Any], window_s: float = RATE_WINDOW_S) -> float:
+    """Input rows of the batches committed in the last ``window_s`` seconds, per second."""
+    row = conn.execute(RATE_SQL, {"window_s": window_s}).fetchone()
+    return rate_from(row[0] if row else 0, window_s)
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """The newest committed batch, the newest stored event and the age of the newer of them."""
+
+    last_batch_at: datetime | None
+    last_event_at: datetime | None
+    age_s: float | None  # None: no batch and no event ever
+
+    def fresh(self, max_age_s: float) -> bool:
+        return self.age_s is not None and self.age_s <= max_age_s
+
+
+def freshness_from(row: Any) -> Freshness:
+    """A :data:`FRESHNESS_SQL` row (tuple or dict row) as :class:`Freshness`."""
+    if row is None:
+        return Freshness(None, None, None)
+    if isinstance(row, Mapping):
+        row = (row["last_batch_at"], row["last_event_at"], row["age_s"])
+    batch, event, age = row
+    return Freshness(batch, event, float(age) if age is not None else None)
+
+
+def freshness(conn: psycopg.Connection[Any]) -> Freshness:
+    """Seconds since the stream last committed a batch or stored an event."""
+    return freshness_from(conn.execute(FRESHNESS_SQL).fetchone())

@@ -1,0 +1,1 @@
+"""The `clickguard` command line: the top layer, it may import every tool."""

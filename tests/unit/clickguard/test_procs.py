@@ -1,0 +1,74 @@
+"""Process primitives on real processes: liveness, pause detection, tree termination."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+
+from clickguard import procs
+from clickguard.jars import artifact as _artifact
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
+PARENT = [
+    sys.executable, "-c",
+    "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', "
+    "'import time; time.sleep(60)']); time.sleep(60)",
+]
+
+
+def test_spawn_alive_pause_resume_kill(tmp_path: Path) -> None:
+    pid = procs.spawn(SLEEPER, tmp_path / "log")
+    assert procs.is_alive(pid)
+    procs.send(pid, signal.SIGSTOP)
+    assert procs.wait_until(lambda: procs.is_paused(pid), 5)
+    procs.send(pid, signal.SIGCONT)
+    assert procs.wait_until(lambda: not procs.is_paused(pid), 5)
+    procs.send(pid, signal.SIGKILL)
+    assert procs.wait_dead([pid], 5)
+    assert not procs.is_alive(pid)
+
+
+def test_terminate_ends_the_whole_tree(tmp_path: Path) -> None:
+    pid = procs.spawn(PARENT, tmp_path / "log")
+    assert procs.wait_until(lambda: len(procs.descendants(pid)) == 1, 10)
+    (child,) = procs.descendants(pid)
+    procs.send(pid, signal.SIGSTOP, tree=True)  # a paused tree must still terminate
+    procs.terminate(pid, timeout=5)
+    time.sleep(0.2)
+    assert not procs.is_alive(pid)
+    assert procs.wait_dead([child], 10)
+
+
+def test_environment_marker_identifies_our_processes(tmp_path: Path) -> None:
+    import os
+
+    os.environ["CLICKGUARD_NODE"] = str(tmp_path)
+    try:
+        pid = procs.spawn(SLEEPER, tmp_path / "log")
+    finally:
+        del os.environ["CLICKGUARD_NODE"]
+    try:
+        # until the child has exec'd, /proc/<pid>/environ is still the parent's copy
+        assert procs.wait_until(lambda: procs.environ_has(pid, f"CLICKGUARD_NODE={tmp_path}"), 10)
+        assert not procs.environ_has(pid, "CLICKGUARD_NODE=/elsewhere")
+    finally:
+        procs.terminate(pid, 5)
+
+
+def test_port_probe(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        port = srv.getsockname()[1]
+        assert procs.port_open(port)
+    assert not procs.port_open(port)
+
+
+def test_artifact_names_strip_versions() -> None:
+    assert _artifact("kafka-clients-3.9.1.jar") == "kafka-clients"
+    assert _artifact("spark-sql-kafka-0-10_2.13-4.1.1.jar") == "spark-sql-kafka-0-10_2.13"
+    assert _artifact("commons-pool2-2.12.1.jar") == "commons-pool2"
