@@ -95,7 +95,6 @@ class SloResource(dg.ConfigurableResource):
     slo_stage_p95_ms: float
     stream_stale_seconds: float
     batch_snapshot_timeout_s: float
-    results_dir: str
 
 
 class AlertPolicyResource(dg.ConfigurableResource):

@@ -135,10 +135,10 @@ def test_resources_follow_the_clickguard_variables(
     with dg.build_resources({k: v for k, v in res.items() if k != "spark"}) as r:
         assert (r.postgres.port, r.kafka.topic_dlq, r.email.password) == (25432, "t.dlq", "s3cret")
         assert r.slo.slo_e2e_p95_ms == 4000.0  # a float: the value Settings parsed
-        assert r.slo.results_dir == str(tmp_path / "r")  # a path, as a string
         assert r.kafka.topic_raw == "km.events.raw.v1"
         assert r.batch.session_gap_minutes == 30.0 and r.batch.popular_items_limit == 500
         assert r.alerts.dagster_url == "http://127.0.0.1:3000"
-        assert r.alerts.stream_home == str(tmp_path / "streaming")
+        assert r.alerts.stream_home == str(tmp_path / "streaming")  # a path, as a string
     plain = build_resources(s)  # no env: plain values, usable outside a run
-    assert plain["postgres"].port == 25432 and plain["slo"].results_dir == str(tmp_path / "r")
+    assert plain["postgres"].port == 25432
+    assert plain["alerts"].stream_home == str(tmp_path / "streaming")
