@@ -103,16 +103,23 @@ def test_allowed_arrows_pass() -> None:
 
 
 _NAME = r"((?:" + "|".join(PACKAGES) + r")(?:\.\w+)*)"
-# "-m", "pkg.mod" (an argv) and "pkg.mod:attr" (a lazy command, an ASGI app)
-MODULE_STRING = re.compile(rf"""["']-m["'],\s*["']{_NAME}["']|["']{_NAME}:\w+["']""")
+# "-m", "pkg.mod" (an argv), module_argv=["pkg.mod", ...] (a stack node) and "pkg.mod:attr"
+# (a lazy command, an ASGI app)
+MODULE_STRING = re.compile(
+    rf"""["']-m["'],\s*["']{_NAME}["']|module_argv=\[["']{_NAME}["']|["']{_NAME}:\w+["']"""
+)
 
 
 def test_module_strings_name_real_modules() -> None:
     """``"clickguard_proof.slo:slo_report"``, ``"-m", "streaming_job.job"`` and the like exist."""
     missing = []
     for mod, path in modules():
-        for argv_name, attr_name in MODULE_STRING.findall(path.read_text()):
-            name = argv_name or attr_name
-            if importlib.util.find_spec(name) is None:
+        for names in MODULE_STRING.findall(path.read_text()):
+            name = next(n for n in names if n)
+            try:
+                found = importlib.util.find_spec(name) is not None
+            except ModuleNotFoundError:  # its parent package is gone too
+                found = False
+            if not found:
                 missing.append(f"{mod}: {name}")
     assert not missing, "module strings naming no module:\n" + "\n".join(missing)
