@@ -1,1 +1,1 @@
-"""Proof in numbers: benchmarks, chaos scenarios and SLO reports, each writing JSON + MD + PNG."""
+"""Proof in numbers: every benchmark, chaos scenario and SLO report (JSON + MD + PNG)."""

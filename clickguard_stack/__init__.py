@@ -1,0 +1,1 @@
+"""The local stack: nodes and processes (manager, nodes, usage) and the installer (setup)."""
