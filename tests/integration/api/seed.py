@@ -119,7 +119,8 @@ def seed_stream(conn: psycopg.Connection, ledger_offsets: dict | None = None) ->
         """,
         {},
     )
-    offsets = ledger_offsets if ledger_offsets is not None else {TOPIC: {"0": 10, "1": 20}}
+    # the sink's format (clickguard.ledger): {partition: [first, last]}
+    offsets = ledger_offsets if ledger_offsets is not None else {"0": [0, 9], "1": [0, 19]}
     conn.execute(
         """
         INSERT INTO batch_ledger (query_id, batch_id, started_at, committed_at, input_rows, stored,
