@@ -67,8 +67,12 @@ STREAM_CONF = {
     # ~100 B, so 1 GB of G1 heap mostly became RSS (1.3 GB per driver, two drivers with the
     # warm standby). Serial GC: no concurrent GC threads, no remembered sets; young pauses of a
     # 512 MB heap are a few ms.
+    # C1 only (TieredStopAtLevel=1): each batch's work is Spark's fixed per-batch overhead, not
+    # hot loops, and C2 kept recompiling it (its thread was 9.5 % of a core after 4 min at
+    # 1,000 ev/s). Measured with `clickguard bench cpu` and `bench latency --rate 5000`:
+    # streaming 49.7 -> 34.5 % of a core at 1,000 ev/s; e2e p95/p99 at 5k 949/1,234 -> 829/1,011 ms.
     "spark.driver.memory": "512m",
-    "spark.driver.extraJavaOptions": "-XX:+UseSerialGC",
+    "spark.driver.extraJavaOptions": "-XX:+UseSerialGC -XX:TieredStopAtLevel=1",
 }
 
 
