@@ -191,7 +191,9 @@ class Settings(BaseSettings):
         120.0, description="Longest wait for writers in flight when a batch asset takes its mark"
     )
     batch_schedule_cron: str = "15 0 * * *"
-    stream_checks_cron: str = "*/10 * * * *"
+    stream_checks_interval_s: int = Field(
+        600, description="How often stream_checks_sensor evaluates the stream's SLO and freshness"
+    )
     batch_live_interval_s: int = Field(
         30, description="How often live_batch_sensor (on during the demo) looks for new data"
     )

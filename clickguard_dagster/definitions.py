@@ -30,6 +30,7 @@ from clickguard_dagster.jobs import daily_batch_job, dlq_replay, stream_checks_j
 from clickguard_dagster.resources import build_resources
 from clickguard_dagster.schedules import build_live_batch_sensor, build_schedules
 from clickguard_dagster.sensors.dlq import build_dlq_alert_sensor
+from clickguard_dagster.sensors.stream_checks import build_stream_checks_sensor
 from clickguard_dagster.sensors.stream_health import build_stream_health_sensor
 
 BATCH_ASSETS = [
@@ -46,10 +47,11 @@ defs = dg.Definitions(
     assets=[stream_events, *BATCH_ASSETS, slo_report],
     asset_checks=ASSET_CHECKS,
     jobs=[daily_batch_job, stream_checks_job, dlq_replay],
-    schedules=build_schedules(settings.batch_schedule_cron, settings.stream_checks_cron),
+    schedules=build_schedules(settings.batch_schedule_cron),
     sensors=[
         build_dlq_alert_sensor(settings.dlq_poll_interval_s),
         build_stream_health_sensor(settings.stream_health_interval_s),
+        build_stream_checks_sensor(settings.stream_checks_interval_s),
         build_live_batch_sensor(settings.batch_live_interval_s),
     ],
     # CLICKGUARD_* variables set in the environment reach the resources as dg.EnvVar

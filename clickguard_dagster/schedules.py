@@ -2,7 +2,7 @@
 
 - ``daily_batch_schedule`` (``batch_schedule_cron``): the production path, every batch asset
   recomputes its changed days once a day.
-- ``stream_checks_schedule`` (``stream_checks_cron``): the stream's SLO and freshness checks.
+  (The stream's SLO and freshness checks need no run: ``stream_checks_sensor`` evaluates them.)
 - ``live_batch_sensor``: while events stream in, runs ``daily_batch`` (changed days only) as
   soon as new rows are committed, one run at a time, at most every ``batch_live_min_gap_s``.
   It is STOPPED by default: each run starts Spark and recomputes today's whole day, cheap on a
@@ -20,24 +20,17 @@ from typing import Any
 import dagster as dg
 
 from clickguard.db import one
-from clickguard_dagster.jobs import daily_batch_job, stream_checks_job
+from clickguard_dagster.jobs import daily_batch_job
 from clickguard_dagster.resources import BatchResource, PostgresResource
 
 
-def build_schedules(batch_cron: str, stream_checks_cron: str) -> list[dg.ScheduleDefinition]:
-    """``daily_batch_schedule`` and ``stream_checks_schedule`` on the configured crons (UTC)."""
+def build_schedules(batch_cron: str) -> list[dg.ScheduleDefinition]:
+    """``daily_batch_schedule`` on the configured cron (UTC)."""
     return [
         dg.ScheduleDefinition(
             name="daily_batch_schedule",
             job=daily_batch_job,
             cron_schedule=batch_cron,
-            execution_timezone="UTC",
-            default_status=dg.DefaultScheduleStatus.RUNNING,
-        ),
-        dg.ScheduleDefinition(
-            name="stream_checks_schedule",
-            job=stream_checks_job,
-            cron_schedule=stream_checks_cron,
             execution_timezone="UTC",
             default_status=dg.DefaultScheduleStatus.RUNNING,
         ),

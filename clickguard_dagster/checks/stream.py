@@ -16,6 +16,9 @@ from clickguard.slo import Window, compute_slo, evaluate_targets
 from clickguard_dagster.assets.stream import stream_events
 from clickguard_dagster.resources import PostgresResource, SloResource
 
+SLO_CHECK = "latency_slo"
+FRESHNESS_CHECK = "freshness"
+
 
 def breaches_of(result_targets: dict[str, dict[str, Any]]) -> list[str]:
     """Human-readable lines for every missed target of ``evaluate_targets``."""
@@ -76,14 +79,14 @@ def check_freshness(postgres: PostgresResource, slo: SloResource) -> dg.AssetChe
     )
 
 
-@dg.asset_check(asset=stream_events.key, name="latency_slo")
+@dg.asset_check(asset=stream_events.key, name=SLO_CHECK)
 def stream_events_slo(postgres: PostgresResource, slo: SloResource) -> dg.AssetCheckResult:
     """p95 end-to-end and p50/p95 per stage (produce->Kafka, Kafka->Spark, Spark->DB) of the
     recently stored events against the configured targets; the figures are in the metadata."""
     return check_slo(postgres, slo)
 
 
-@dg.asset_check(asset=stream_events.key, name="freshness")
+@dg.asset_check(asset=stream_events.key, name=FRESHNESS_CHECK)
 def stream_events_freshness(postgres: PostgresResource, slo: SloResource) -> dg.AssetCheckResult:
     """The stream committed a batch (or stored events) within stream_stale_seconds."""
     return check_freshness(postgres, slo)

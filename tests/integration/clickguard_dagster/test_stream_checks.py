@@ -126,3 +126,31 @@ def test_slo_check_reads_only_the_newest_events_of_its_window(
     everything = check_slo(_postgres(settings), _slo(settings, slo_check_max_events=10**9))
     assert everything.metadata["samples"].value == slow + fast
     assert not everything.passed  # the slow half is in the window
+
+
+def test_stream_checks_sensor_reports_both_checks_without_a_run(
+    clean: psycopg.Connection, settings: Settings
+) -> None:
+    """The sensor's evaluations land in the instance as the checks' history; no run starts."""
+    import dagster as dg
+
+    from clickguard_dagster.sensors.stream_checks import build_stream_checks_sensor
+
+    n = recent_events(clean, 20_000, "sensor-slow")  # stored just now, but far too slow
+    sensor = build_stream_checks_sensor(600)
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(
+            instance=instance,
+            resources={"postgres": _postgres(settings), "slo": _slo(settings)},
+        )
+        result = sensor(context)
+        assert isinstance(result, dg.SensorResult)
+        assert not result.run_requests
+        by_name = {e.check_name: e for e in result.asset_events}
+        assert set(by_name) == {"latency_slo", "freshness"}
+        slo, fresh = by_name["latency_slo"], by_name["freshness"]
+        assert all(e.asset_key == dg.AssetKey("stream_events") for e in by_name.values())
+        assert not slo.passed and slo.metadata["samples"].value == n
+        assert slo.metadata["breaches"].value[0].startswith("end_to_end p95 20320.0")
+        assert fresh.passed  # the events were committed a moment ago
+        assert instance.get_runs() == []

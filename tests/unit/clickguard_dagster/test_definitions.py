@@ -42,15 +42,20 @@ def test_definitions_graph() -> None:
     }
     assert len(graph.asset_check_keys) == 16
     assert {s.name for s in defs.sensors} == {
-        "dlq_alert_sensor", "stream_health_sensor", "live_batch_sensor"
+        "dlq_alert_sensor", "stream_health_sensor", "live_batch_sensor", "stream_checks_sensor"
     }
+    assert {s.name for s in defs.schedules} == {"daily_batch_schedule"}
     assert defs.resolve_job_def("dlq_replay") is not None
 
 
 def test_instance_yaml_uses_postgres(tmp_path: Path) -> None:
     s = Settings(home=tmp_path, pg_port=5999, pg_dagster_db="dg")
     cfg = yaml.safe_load(render_instance_yaml(s))
-    db = cfg["storage"]["postgres"]["postgres_db"]
+    storage = cfg["storage"]["custom"]
+    assert (storage["module"], storage["class"]) == (
+        "clickguard_dagster.storage", "PooledPostgresStorage"
+    )
+    db = storage["config"]["postgres_db"]
     assert (db["hostname"], db["port"], db["db_name"], db["username"]) == (
         "127.0.0.1", 5999, "dg", s.pg_writer_user
     )
