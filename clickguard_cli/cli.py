@@ -24,6 +24,7 @@ LAZY_COMMANDS = {
     "slo-report": "clickguard_proof.slo:slo_report",
     "demo": "clickguard_proof.demo:demo",
     "fuzz-stream": "clickguard_proof.fuzz:fuzz_stream_cmd",
+    "proof": "clickguard_proof.proof_table:proof",
     "dlq-replay": "clickguard_dagster.cli:dlq_replay",  # runs the Dagster job in the instance
 }
 
@@ -56,6 +57,9 @@ def _module_exists(module: str) -> bool:
 @click.version_option(package_name="clickguard")
 def main() -> None:
     """Clickstream Guardian: real-time clickstream platform on Kafka, Spark, PostgreSQL, Dagster."""
+    from clickguard_proof.provenance import mark_start
+
+    mark_start()  # the load average before the command runs, for the result files
 
 
 @main.command()

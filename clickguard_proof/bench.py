@@ -32,7 +32,6 @@ from clickguard_producer.core import ProducerError, produce, register_schemas
 from clickguard_producer.faults import FaultInjector, Record
 from clickguard_producer.generator import Generator, GeneratorConfig
 
-DEFAULT_OUT = Path("results/bench-producer")
 # Debian's kcat links the distribution's librdkafka (2.0.x), older than the wheel's: it rejects
 # these properties, so kcat runs with librdkafka's defaults for them
 KCAT_UNSUPPORTED = ("retry.backoff.max.ms",)
@@ -77,7 +76,7 @@ def bench() -> None:
 @click.option("--smoke", is_flag=True,
               help="CI mode: 6,000 records per phase at 3,000/s; kcat only in the healthy phase.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
-              help=f"Results folder [default: {DEFAULT_OUT}/, plus the settings.results_dir index]")
+              help="Results folder [default: settings.results_dir, whose index it refreshes].")
 @click.option("--broker", default="leader", show_default=True,
               help="Broker to fail: kafka-N, or 'leader' = leader of most partitions.")
 @click.option("--no-kcat", is_flag=True, help="Skip the kcat comparison.")
@@ -97,7 +96,7 @@ def producer_cmd(
         )
     except ProducerError as exc:
         raise click.ClickException(str(exc)) from exc
-    paths = write_producer_results(result, out or DEFAULT_OUT)
+    paths = write_producer_results(result, out or get_settings().results_dir)
     if out is None:  # the default run is the one the results index quotes
         from clickguard_proof.summary import write_index
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import platform
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,25 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from clickguard_proof import results
+from clickguard_proof.provenance import command_line
 from clickguard_proof.results import machine
 
 PlotFn = Callable[[Any], None]  # receives a matplotlib Figure and draws into it
 
 
 def machine_info() -> dict[str, Any]:
-    """nproc, RAM, kernel, CPU model: :func:`clickguard_proof.results.machine` plus the CPU."""
-    info = machine()
-    info["nproc"] = info.get("cpus")
-    info["ram_gb"] = info.get("memory_gb")
-    info["kernel"] = f"{platform.system()} {platform.release()}"
-    try:
-        cpu = Path("/proc/cpuinfo").read_text().splitlines()
-        info["cpu"] = next(
-            (line.split(":", 1)[1].strip() for line in cpu if line.startswith("model name")), None
-        )
-    except OSError:
-        info["cpu"] = None
-    return info
+    """nproc, RAM, kernel, CPU model: :func:`clickguard_proof.results.machine`."""
+    return machine()
 
 
 def _fmt(value: Any) -> str:
@@ -92,7 +80,7 @@ class Report:
 
         now = datetime.now(UTC)
         info = machine_info()
-        command = " ".join(["clickguard", *sys.argv[1:]]) if sys.argv else ""
+        command = command_line()
         doc = {
             "name": self.name,
             "title": self.title,
