@@ -5,17 +5,22 @@ writer role as the stream and Dagster write them), the API is a live uvicorn ser
 role), and the dashboard runs as the stack runs it (``python -m dashboard.serve``), pointed at
 that API. Each page must draw its tables with the values the API returns, its charts, no
 Streamlit exception or error box, and nothing from outside loopback (the browser cannot resolve
-other hosts). Screenshots go to docs/screenshots/dashboard-<page>.png (shown in the README).
+other hosts). Dagster is a stub of its GraphQL endpoint answering the runs of ``dlq_replay`` in
+the webserver's shape (tests/unit/dashboard/payloads.py). Screenshots go to
+docs/screenshots/dashboard-<page>.png.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +37,7 @@ from dashboard import data
 from tests.integration.api import seed
 from tests.integration.api.conftest import LiveServer, free_port
 from tests.integration.api.test_docs_browser import off_loopback, requested_urls
+from tests.unit.dashboard.payloads import DAGSTER_RUNS
 
 pytestmark = pytest.mark.integration
 
@@ -57,6 +63,17 @@ SELECT a, %(day)s, 1000, 10, now() - interval '90 seconds', 'browser-test-run'
 FROM unnest(ARRAY['daily_metrics', 'session_funnel', 'popular_items', 'popular_categories']) a
 ON CONFLICT (asset_key, day) DO UPDATE SET computed_at = EXCLUDED.computed_at
 """
+# the warm-standby drivers: d1 took the lease over (epoch 2) from d0, which committed batches 1-3
+LEASE = """
+INSERT INTO stream_lease (name, holder, holder_backend, epoch, acquired_at, renewed_at, expires_at)
+VALUES ('/browser-test/checkpoint', 'd1:4242@browser-test', 1, 2, now() - interval '45 seconds',
+        now(), now() + interval '1 hour')
+"""
+DRIVERS = """
+UPDATE batch_ledger SET driver = CASE WHEN batch_id < 4 THEN 'd0:4141@browser-test'
+                                      ELSE 'd1:4242@browser-test' END,
+                        driver_epoch = CASE WHEN batch_id < 4 THEN 1 ELSE 2 END
+"""
 
 
 @pytest.fixture
@@ -67,18 +84,62 @@ def seeded(wpg: psycopg.Connection) -> Iterator[psycopg.Connection]:
     wpg.execute(SESSION_EVENTS, {"sid": SESSION})
     wpg.execute("DELETE FROM asset_day_watermarks")
     wpg.execute(FRESHNESS, {"day": seed.ANCHOR})
+    wpg.execute("TRUNCATE stream_lease")
+    wpg.execute(DRIVERS)
+    wpg.execute(LEASE)
     yield wpg
     wpg.execute("DELETE FROM asset_day_watermarks")
+    wpg.execute("TRUNCATE stream_lease")
+
+
+class DagsterStub:
+    """Dagster's GraphQL endpoint (POST /graphql) answering DAGSTER_RUNS; records the queries."""
+
+    def __init__(self) -> None:
+        queries: list[dict[str, Any]] = []
+        self.queries = queries
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                queries.append({"path": self.path, **json.loads(body)})
+                out = json.dumps(DAGSTER_RUNS).encode()
+                self.send_response(200 if self.path == "/graphql" else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 @pytest.fixture
-def dashboard(live_api: LiveServer, api_settings: Settings, tmp_path: Path) -> Iterator[str]:
+def dagster() -> Iterator[DagsterStub]:
+    stub = DagsterStub()
+    yield stub
+    stub.close()
+
+
+@pytest.fixture
+def dashboard(
+    live_api: LiveServer, api_settings: Settings, dagster: DagsterStub, tmp_path: Path
+) -> Iterator[str]:
     """``python -m dashboard.serve`` (the stack node's command) reading the live test API."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKGUARD_")}
     env.update({
         "CLICKGUARD_DASHBOARD_PORT": str(port), "CLICKGUARD_DASHBOARD_API_URL": live_api.url,
         "CLICKGUARD_DASHBOARD_REFRESH_S": str(REFRESH_S), "CLICKGUARD_HOME": str(tmp_path),
+        "CLICKGUARD_DASHBOARD_DAGSTER_URL": dagster.url,  # never a Dagster on the default port
     })
     log = (tmp_path / "dashboard.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "dashboard.serve"], env=env, cwd=REPO_ROOT,
@@ -140,6 +201,12 @@ def table(driver: webdriver.Chrome, key: str) -> list[dict[str, str]]:
     return rows
 
 
+def links(driver: webdriver.Chrome, key: str) -> list[str]:
+    """The link targets inside the dashboard table ``key``."""
+    (tab,) = wait_css(driver, f".st-key-table-{key} table")
+    return [a.get_attribute("href") or "" for a in tab.find_elements(By.CSS_SELECTOR, "a")]
+
+
 def metric_values(driver: webdriver.Chrome) -> dict[str, str]:
     out = {}
     for m in driver.find_elements(By.CSS_SELECTOR, "[data-testid='stMetric']"):
@@ -165,7 +232,8 @@ def settle_and_check(driver: webdriver.Chrome, charts: int, name: str) -> None:
 
 
 def test_every_page_shows_the_apis_values(
-    browser: webdriver.Chrome, dashboard: str, live_api: LiveServer, seeded: psycopg.Connection
+    browser: webdriver.Chrome, dashboard: str, live_api: LiveServer, seeded: psycopg.Connection,
+    dagster: DagsterStub,
 ) -> None:
     browser.set_window_size(1400, 1900)
 
@@ -181,6 +249,12 @@ def test_every_page_shows_the_apis_values(
         str(stream["last_batch"]["batch_id"]), f"{stream['last_batch']['input_rows']:,}",
         data.fmt_ms(stream["last_batch"]["duration_ms"]))
     assert [r["component"] for r in table(browser, "heartbeats")] == ["job"]
+    active = stream["active_driver"]
+    assert (active["driver"], active["epoch"], active["source"]) == (
+        "d1:4242@browser-test", 2, "lease")
+    (state,) = wait_css(browser, ".st-key-stream-state")
+    assert (f"active driver {active['driver']} · epoch {active['epoch']} · "
+            f"lease since {data.fmt_ts(active['since'])}") in state.text
     m = metric_values(browser)
     # a seeded batch may leave the 60 s window between the two reads: either value is right
     now = api(live_api, "/stream")
@@ -196,13 +270,13 @@ def test_every_page_shows_the_apis_values(
     after = sum(n for (_, route, _), n in counted.items() if route == "/stream")
     assert after >= before + 2, "the Live page did not refresh on its timer"
 
-    # -- Anomalies: evidence table = /anomalies of the last 24 h; drill-down = /sessions/{id} ---
-    rows = api(live_api, "/anomalies", limit=1000)
+    # -- Anomalies: evidence table = /anomalies since 24 h ago; drill-down = /sessions/{id} -----
+    since = data.iso(data.utc_now() - pd.Timedelta(hours=24))
+    rows = api(live_api, "/anomalies", limit=1000, since=since)
     browser.get(f"{dashboard}/anomalies?session={SESSION}")
     shown = table(browser, "anomalies")
-    frame = data.anomalies_frame(rows)
-    day = data.filter_anomalies(frame, data.utc_now() - pd.Timedelta(hours=24))
-    assert len(day) == 40
+    day = data.anomalies_frame(rows)
+    assert len(day) == 40  # of 45: the API left out the 5 older than 24 h
     expected = data.anomalies_display(day).to_dict("records")
     assert shown == expected
     first = day.iloc[0]
@@ -251,4 +325,12 @@ def test_every_page_shows_the_apis_values(
     assert [(r["reason"], r["detail"]) for r in recent] == [
         (r["reason"], r["detail"]) for r in report["recent"]]
     assert metric_values(browser) == {"DLQ records, last hour": f"{report['total']:,}"}
+    runs = data.parse_runs(DAGSTER_RUNS)
+    shown_runs = table(browser, "replay-runs")
+    assert [(r["status"], r["started"]) for r in shown_runs] == [
+        (r["status"], data.fmt_ts(r["start"] if r["start"] is not None else r["created"]))
+        for r in runs]
+    assert shown_runs[1]["duration"] == "2 min 05 s"
+    assert links(browser, "replay-runs") == [f"{dagster.url}/runs/{r['run_id']}" for r in runs]
+    assert [q["variables"] for q in dagster.queries] == [{"job": "dlq_replay", "limit": 10}]
     settle_and_check(browser, 1, "dlq")

@@ -3,6 +3,9 @@ and display of its answer (a payload in the shape dagster-webserver returns)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -86,3 +89,15 @@ def test_driver_line() -> None:
     assert data.driver_line(expired, now).endswith(
         ":orange[lease expired 14:59:50: a standby should take over]")
     assert data.driver_line(None).startswith("**active driver** unknown")
+
+
+def test_parse_runs_of_a_recorded_answer() -> None:
+    """dagster-webserver 1.13.27's answer to RUNS_QUERY after `clickguard dlq-replay --dry-run`
+    and `clickguard dlq-replay --limit 20` on a private stack (2026-12-01)."""
+    recorded = json.loads((Path(__file__).parent / "dagster_runs_recorded.json").read_text())
+    runs = data.parse_runs(recorded)
+    assert [(r["run_id"][:8], r["status"]) for r in runs] == [
+        ("30cf5f61", "SUCCESS"), ("be711a12", "SUCCESS")]
+    df = data.runs_frame(runs, UI)
+    assert list(df["started"]) == ["2026-12-01 15:56:50", "2026-12-01 15:56:35"]
+    assert list(df["duration"]) == ["1.6 s", "0.7 s"]
