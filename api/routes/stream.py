@@ -2,8 +2,8 @@
 supervisor's run state (``crash-looping`` when the same batch keeps failing) and the active
 driver (the holder of the ``stream_lease`` row, else the driver of the newest batch).
 
-Lag = Kafka end offsets of ``settings.topic_raw`` − the consumer position per partition, read
-from the ``offsets`` json of the newest 100 batch_ledger rows (see :func:`next_offsets`). The
+Lag = Kafka end offsets of ``settings.topic_raw`` − the consumer position per partition, both
+computed by ``clickguard.ledger`` (the one owner of the ledger's offsets format). The
 Kafka probe runs in a thread with ``settings.api_lag_timeout_s`` and its result is reused for a
 couple of seconds per worker, refreshed in the background, so /stream stays bounded when Kafka is
 slow or down (the lag is then null with the reason).
@@ -88,48 +88,6 @@ def active_driver(
         (r["committed_at"] for r in recent
          if r["driver"] == driver and r["driver_epoch"] == epoch), None)
     return out
-
-
-def next_offsets(offsets: Any, topic: str) -> dict[str, int] | None:
-    """Per partition, the next offset to read according to one ledger ``offsets`` json.
-
-    Accepted shapes: the streaming sink's ``{"partition": [first, last]}`` (consumed through
-    ``last``), Spark's ``{"topic": {"partition": next}}`` (optionally inside ``end`` /
-    ``endOffset``), and ``{"topic": {"partition": [first, last]}}``. None when unreadable.
-    """
-    if not isinstance(offsets, dict):
-        return None
-    for wrapper in ("end", "endOffset", "end_offsets"):
-        if isinstance(offsets.get(wrapper), dict):
-            offsets = offsets[wrapper]
-            break
-    if isinstance(offsets.get(topic), dict):
-        parts = offsets[topic]
-    elif offsets and all(str(k).isdigit() for k in offsets):
-        parts = offsets
-    else:
-        return None
-    out: dict[str, int] = {}
-    for p, off in parts.items():
-        if isinstance(off, int) and not isinstance(off, bool):
-            out[str(p)] = off
-        elif isinstance(off, list) and off and isinstance(off[-1], int):
-            out[str(p)] = off[-1] + 1
-    return out or None
-
-
-def consumer_positions(rows: list[Any], topic: str) -> dict[str, int] | None:
-    """Merge recent ledger rows (a batch may touch only some partitions): max per partition."""
-    merged: dict[str, int] = {}
-    for offsets in rows:
-        for p, nxt in (next_offsets(offsets, topic) or {}).items():
-            merged[p] = max(merged.get(p, 0), nxt)
-    return merged or None
-
-
-def consumer_lag(ends: dict[int, int], positions: dict[str, int]) -> dict[str, int]:
-    """Records not yet consumed per partition (end offset − next offset to read, ≥ 0)."""
-    return {str(p): max(0, end - positions.get(str(p), 0)) for p, end in sorted(ends.items())}
 
 
 class LagProbe:
