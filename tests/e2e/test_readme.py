@@ -115,6 +115,12 @@ PLAN: dict[str, Run | Excluded] = {
         "(Hypothesis) through the real stream in CI"),
     "python -m clickguard_proof.api_bench": Excluded(BENCH),
     "python -m clickguard_proof.bench_dagster": Excluded(BENCH),
+    "clickguard demo --rate 500": Excluded(
+        "how the dashboard screenshots were taken (the caption); this test runs the same "
+        "`clickguard demo` at its default rate"),
+    "clickguard dlq-replay": Excluded(
+        "named in the screenshot caption; tests/integration/clickguard_dagster/test_replay.py "
+        "runs the command on real DLQ records"),
     "clickguard stack status": Run(),
     "clickguard stack logs NODE": Run(("clickguard stack logs dagster-daemon",)),
     "clickguard stack logs streaming": Run(),
