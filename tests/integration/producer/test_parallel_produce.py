@@ -110,6 +110,16 @@ def test_a_killed_worker_fails_the_run_loudly(topic: str, tmp_path: Path) -> Non
     assert s["failed"] >= 1 and s["acknowledged"] > 0
 
 
+def _like_a_terminal_job() -> None:
+    """In the child: its own process group, SIGINT at its default as in a foreground job.
+
+    A test session started in the background (``make test &``, a CI runner under nohup) has
+    SIGINT ignored, and children inherit that: Python then installs no KeyboardInterrupt
+    handler and the producer would run to --duration whatever the test sends."""
+    os.setsid()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_every_worker_with_nothing_lost(
     settings: Settings, topic: str, tmp_path: Path
 ) -> None:
@@ -119,7 +129,7 @@ def test_ctrl_c_stops_every_worker_with_nothing_lost(
         [sys.executable, "-m", "clickguard_cli", "produce", "--duration", "120", "--topic", topic,
          "--workers", "2", "--summary", str(out), "--ledger", str(ledger)],
         env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
+        preexec_fn=_like_a_terminal_job,
     )
     assert proc.stderr is not None
     deadline = time.monotonic() + 120
