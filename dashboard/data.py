@@ -207,17 +207,6 @@ def anomalies_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     return df
 
 
-def filter_anomalies(df: pd.DataFrame, since: pd.Timestamp | None,
-                     min_score: float | None = None) -> pd.DataFrame:
-    """Rows detected at or after ``since`` (None = all) with score ≥ ``min_score``."""
-    out = df
-    if since is not None and not out.empty:
-        out = out[out["detected_at"] >= since]
-    if min_score is not None and not out.empty:
-        out = out[out["anomaly_score"] >= min_score]
-    return out
-
-
 def anomalies_display(df: pd.DataFrame, limit: int = 50) -> pd.DataFrame:
     """The evidence table: what each rule saw (window, clicks, unique items, ratio, score)."""
     rows = [

@@ -15,6 +15,7 @@ from clickguard_stack.manager import Stack
 
 def test_bench_producer_smoke_writes_results(stack: Stack, tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["bench", "producer", "--smoke", "--out", str(tmp_path)])
+    print(res.output)  # the phases' progress, shown by pytest when a later assertion fails
     assert res.exit_code == 0, res.output
 
     data = json.loads((tmp_path / "bench-producer.json").read_text())

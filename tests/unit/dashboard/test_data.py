@@ -61,15 +61,8 @@ def test_anomalies_frame_evidence_and_counts_by_minute() -> None:
     assert data.stacked_bars(counts, "bucket", "anomaly_type", "n") is not None
 
 
-def test_filter_anomalies_by_time_and_score() -> None:
-    df = data.anomalies_frame(payloads.anomalies(12))
-    since = data.utc_now() - pd.Timedelta(minutes=9)
-    recent = data.filter_anomalies(df, since)
-    assert len(recent) == 6  # detected 0, 2, 4, 6, 8 min ago, and the spike at 3
-    # scores 2.0, 2.1, 2.2, 2.3 and the spike's 5.5
-    assert len(data.filter_anomalies(df, None, min_score=2.0)) == 5
+def test_no_anomalies_give_empty_frames_and_no_chart() -> None:
     empty = data.anomalies_frame([])
-    assert data.filter_anomalies(empty, since).empty
     assert data.counts_by_type(empty, "1min").empty
     assert data.stacked_bars(data.counts_by_type(empty, "1min"), "bucket", "t", "n") is None
     assert data.anomalies_display(empty).empty

@@ -12,7 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from clickguard.settings import REPO_ROOT
-from dashboard import client
+from dashboard import client, data
 from tests.unit.dashboard import payloads
 
 PAGES = ("live", "anomalies", "daily", "dlq")
@@ -75,6 +75,15 @@ def test_live_shows_stream_figures(api: payloads.FakeApi) -> None:
     assert at.markdown[1].value == ("**active driver** `d1:4242@node-a` · epoch 3 · lease since "
                                     "2026-12-01 14:00:03")
     assert {"/health", "/stream", "/slo", "/anomalies"} == set(api.paths())
+    # cheap calls (issue 13): the newest 2,000 events for the percentiles, and only the
+    # chart's anomalies, since a whole minute (one URL for every viewer in that minute)
+    slo_q = [r for r in api.requests if r.url.path == "/slo"][-1].url.params
+    assert dict(slo_q) == {"minutes": "5", "limit": "2000"}
+    anomalies_q = [r for r in api.requests if r.url.path == "/anomalies"][-1].url.params
+    since = pd.Timestamp(anomalies_q["since"])
+    assert since == since.floor("min")
+    assert pd.Timedelta(minutes=30) <= data.utc_now() - since < pd.Timedelta(minutes=31, seconds=5)
+    assert anomalies_q["limit"] == "1000"
 
 
 def test_live_says_when_the_lease_expired_or_no_driver_is_known() -> None:
