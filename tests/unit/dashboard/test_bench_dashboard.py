@@ -1,7 +1,8 @@
-"""Pure parts of `clickguard bench dashboard`: percentiles and the verdict of the report."""
+"""Pure parts of `clickguard bench dashboard`: percentiles, the p99 interval and the verdict."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from clickguard_proof import bench_dashboard as bd
@@ -15,27 +16,47 @@ def test_percentile_nearest_rank() -> None:
     assert bd.percentile([], 99) is None
 
 
-def result(rss: float, cpu: float, page_ok: bool = True) -> dict[str, Any]:
-    probe = {"requests": 1200, "failures": 0, "p50_ms": 2.0, "p95_ms": 5.0, "p99_ms": 9.0,
-             "max_ms": 20.0}
-
-    def phase(browser: bool) -> dict[str, Any]:
-        u = {"dashboard": {"cpu_pct_machine": cpu, "rss_mb_max": rss, "rss_mb_mean": rss},
-             "api": {"cpu_pct_machine": 1.0, "rss_mb_max": 90.0, "rss_mb_mean": 90.0}}
-        if browser:
-            u["browser"] = {"cpu_pct_machine": 4.0, "rss_mb_max": 300.0, "rss_mb_mean": 300.0}
-        return {"usage": u, "api_probe": probe}
-
-    return {"watch_s": 120.0, "probe_rate": 20.0, "warmup_s": 15.0, "refresh_s": 5.0,
-            "cores": 2, "nodes": {"api": "healthy"}, "idle": phase(False),
-            "watched": phase(True), "page_without_exception": page_ok}
+def test_p99_difference_interval_holds_zero_only_without_a_shift() -> None:
+    rng = random.Random(1)
+    base = [rng.expovariate(1 / 3.0) for _ in range(3000)]
+    same = [rng.expovariate(1 / 3.0) for _ in range(3000)]
+    slower = [v + 10.0 for v in same]
+    d = bd.p99_difference(base, same)
+    assert d["ci_low_ms"] is not None and d["ci_low_ms"] <= 0 <= d["ci_high_ms"]  # type: ignore[operator]
+    s = bd.p99_difference(base, slower)
+    assert s["ci_low_ms"] > 0  # type: ignore[operator]
+    assert s["diff_ms"] == round(bd.percentile(slower, 99) - bd.percentile(base, 99), 2)  # type: ignore[operator]
+    assert bd.p99_difference([], same)["diff_ms"] is None
 
 
-def test_report_verdict_follows_the_targets() -> None:
+def result(rss: float, cpu: float, page_ok: bool = True, rounds: int = 2) -> dict[str, Any]:
+    def phase(r: int, cond: str) -> dict[str, Any]:
+        lat = [1.0 + (i % 100) / 10 for i in range(1200)]  # 12 each of 1.0 … 10.9 ms: p99 = 10.8 ms
+        u = {"dashboard": {"cpu_pct_machine": cpu if cond != "off" else 0.1, "rss_mb_max": rss,
+                           "rss_mb_mean": rss},
+             "api": {"cpu_pct_machine": 1.0, "rss_mb_max": 90.0, "rss_mb_mean": 90.0},
+             "browser": {"cpu_pct_machine": 4.0, "rss_mb_max": 300.0, "rss_mb_mean": 300.0}}
+        probe = {**bd.latency_summary(lat), "failures": 0, "latencies_ms": lat}
+        return {"round": r, "condition": cond, "usage": u, "api_probe": probe}
+
+    return {"watch_s": 60.0, "probe_rate": 20.0, "warmup_s": 10.0, "refresh_s": 5.0,
+            "rounds": rounds, "cores": 2, "nodes": {"api": "healthy"},
+            "phases": [phase(r, c) for r in range(1, rounds + 1) for c in bd.CONDITIONS],
+            "page_without_exception": page_ok}
+
+
+def test_report_pools_the_rounds_per_condition_and_follows_the_targets() -> None:
     ok = bd.dashboard_report(result(180.0, 1.5))
     assert ok.passed is True
-    assert [r["phase"] for r in ok.rows] == ["no browser", "1 browser on Live"]
-    assert ok.rows[1]["browser CPU % of cores"] == 4.0 and ok.rows[0]["API p99 ms"] == 9.0
+    assert [r["condition"] for r in ok.rows] == [bd.LABELS[c] for c in bd.CONDITIONS]
+    off, on = ok.rows[0], ok.rows[1]
+    assert (off["API requests"], off["API p99 ms"], off["p99 per round ms"]) == (
+        2400, 10.8, "10.8 / 10.8")
+    assert on["p99 − off, 95 % CI ms"].startswith("+0.0 [")  # same latencies: no shift
+    assert on["browser CPU % of cores"] == 4.0 and on["dashboard CPU % of cores"] == 1.5
+    # the JSON keeps summaries, not the raw latencies
+    assert "latencies_ms" not in ok.data["phases"][0]["api_probe"]
+    assert ok.data["conditions"]["on"]["round_p99_ms"] == [10.8, 10.8]
     assert bd.dashboard_report(result(251.0, 1.5)).passed is False
     assert bd.dashboard_report(result(180.0, 3.1)).passed is False
     assert bd.dashboard_report(result(180.0, 1.5, page_ok=False)).passed is False
