@@ -100,8 +100,10 @@ def spawn(
     log_file: Path,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
+    nice: int = 0,
 ) -> int:
-    """Start ``argv`` detached in its own session, stdout+stderr appended to ``log_file``."""
+    """Start ``argv`` detached in its own session, stdout+stderr appended to ``log_file``;
+    ``nice`` > 0 lowers its CPU priority (and its children's)."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as log:
         proc = subprocess.Popen(
@@ -112,6 +114,7 @@ def spawn(
             env={**os.environ, **(env or {})},
             cwd=cwd,
             start_new_session=True,
+            preexec_fn=(lambda: os.nice(nice)) if nice else None,
         )
     return proc.pid
 

@@ -81,8 +81,36 @@ class Settings(BaseSettings):
     )
 
     # --- Spark / streaming job -----------------------------------------------------------------
-    spark_master: str = "local[2]"
+    spark_master: str = Field(
+        "local[2]", description="Master of the streaming job's and the batch assets' own Spark "
+        "(local mode, or e.g. spark://127.0.0.1:17077 for the stack's standalone cluster)",
+    )
     spark_shuffle_partitions: int = 4
+    # the optional Spark nodes of the local stack (`clickguard stack up spark-master ...`): a
+    # standalone cluster from the jars pyspark ships, and a long-running Spark Connect server
+    spark_cluster_up: bool = Field(
+        False, description="Start the Spark nodes (master, workers, Connect) with the stack's "
+        "default `up` (`make run`); off: started only when named",
+    )
+    spark_workers: int = Field(1, ge=1, le=8, description="Workers of the standalone cluster")
+    spark_worker_cores: int = Field(1, ge=1, description="Cores each worker offers")
+    spark_worker_memory: str = Field("1g", description="Memory each worker offers executors")
+    spark_master_port: int = 17077
+    spark_master_ui_port: int = 18080
+    spark_worker_ui_port_base: int = Field(
+        18090, description="Web UI of spark-worker-N: this + N - 1"
+    )
+    spark_connect_port: int = 15002
+    spark_connect_ui_port: int = 14040
+    spark_connect_master: str = Field(
+        "local[2]", description="Master of the Spark Connect server's driver (local mode in one "
+        "JVM, or the standalone cluster's spark://127.0.0.1:17077)",
+    )
+    spark_connect_heap: str = "1g"
+    spark_remote: str | None = Field(
+        None, description="Spark Connect URL for the Dagster batch assets (e.g. "
+        "sc://127.0.0.1:15002); unset = each run starts its own local Spark",
+    )
     stream_trigger_ms: int = Field(
         400, description="Micro-batch trigger. Spark's per-batch work is a fixed cost: 250 ms cut "
         "e2e p95 at 5,000 events/s to ~620 ms but cost ~70 % of the 2 cores at 1,000 events/s; "
@@ -162,6 +190,10 @@ class Settings(BaseSettings):
 
     # --- dashboard (Streamlit; a client of the API only) ------------------------------------------
     dashboard_host: str = Field("127.0.0.1", description="Address the Streamlit dashboard binds")
+    dashboard_nice: int = Field(
+        10, ge=0, le=19, description="CPU niceness of the dashboard node: its refreshes yield to "
+        "the API and the stream on a shared machine (0 = same priority)",
+    )
     dashboard_port: int = Field(8501, description="Port of the Streamlit dashboard")
     dashboard_api_url: str | None = Field(
         None, description="API the dashboard reads (key: api_key); unset = the local API"

@@ -202,7 +202,11 @@ def build_resources(settings: Settings, env: Mapping[str, str] | None = None) ->
     """
     field = _Fields(settings, env)
     s = settings
-    conf = spark_conf(s, "clickguard-dagster", **{"spark.ui.showConsoleProgress": "false"})
+    if s.spark_remote:  # the long-running Spark Connect server: no JVM per run
+        conf = {"spark.remote": s.spark_remote, "spark.sql.session.timeZone": "UTC",
+                "spark.sql.shuffle.partitions": str(s.spark_shuffle_partitions)}
+    else:
+        conf = spark_conf(s, "clickguard-dagster", **{"spark.ui.showConsoleProgress": "false"})
     return {
         # lazy: check-only runs and sensors never start a JVM
         "spark": LazyPySparkResource(spark_config=conf),

@@ -18,6 +18,8 @@ from clickguard_stack.nodes import (
     PostgresNode,
     PythonNode,
     RegistryNode,
+    SparkNode,
+    spark_nodes,
 )
 
 INFRA = ("postgres", "kafka-1", "kafka-2", "kafka-3", "registry")
@@ -33,6 +35,8 @@ def build_nodes(settings: Settings) -> dict[str, Node]:
     nodes["registry"] = RegistryNode(
         "registry", settings, settings.registry_port, needs=["postgres"]
     )
+    for spark in spark_nodes(settings):  # optional: see Stack.resolve
+        nodes[spark.name] = spark
     for node in app_nodes(settings):
         nodes[node.name] = node
     return nodes
@@ -66,7 +70,10 @@ def app_nodes(settings: Settings) -> list[PythonNode]:
             module_argv=["clickguard.dagster_env", "daemon"],
         ),
         PythonNode(  # Streamlit over the API only (dashboard_api_url; no database access)
+            # niced: each refresh is a burst of CPU that would otherwise delay API requests
+            # on a 2-core machine (docs/results/bench-dashboard.md)
             "dashboard", settings, settings.dashboard_port, needs=["api"],
+            nice=settings.dashboard_nice,
             module_argv=["dashboard.serve"],
             health_url=f"http://{settings.dashboard_host}:{settings.dashboard_port}/_stcore/health",
         ),
@@ -87,9 +94,11 @@ class Stack:
         return self.nodes[name]
 
     def resolve(self, names: list[str] | None) -> list[str]:
-        """Names in start order; None = every node whose code is present."""
+        """Names in start order; None = every node whose code is present, the Spark nodes only
+        with ``spark_cluster_up`` (they cost ≈ 1 GB and the default stack does not use them)."""
         if not names:
-            return [n for n in self.nodes if n in INFRA or _module_present(self.nodes[n])]
+            return [n for n in self.nodes if (n in INFRA or _module_present(self.nodes[n])) and (
+                self.settings.spark_cluster_up or not isinstance(self.nodes[n], SparkNode))]
         for n in names:
             self.node(n)
         return [n for n in self.nodes if n in names]

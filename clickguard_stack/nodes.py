@@ -48,6 +48,7 @@ class Node:
     settings: Settings
     port: int | None = None
     needs: list[str] = field(default_factory=list)  # nodes that must be healthy first
+    nice: int = 0  # > 0: yields the CPU to the other nodes (a UI must not slow the API)
 
     @property
     def dir(self) -> Path:
@@ -103,7 +104,7 @@ class Node:
             return existing
         self.prepare()
         env = {**self.env(), "CLICKGUARD_NODE": str(self.dir)}
-        pid = procs.spawn(self.argv(), self.log_file, env=env, cwd=self.dir)
+        pid = procs.spawn(self.argv(), self.log_file, env=env, cwd=self.dir, nice=self.nice)
         self._record(pid)
         return pid
 
@@ -480,6 +481,136 @@ class RegistryNode(Node):
         with urllib.request.urlopen(url, timeout=2) as resp:
             json.loads(resp.read())
             return resp.status == 200, ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Spark: a standalone cluster and a Spark Connect server, from the jars pyspark ships
+# ---------------------------------------------------------------------------------------------
+def spark_home() -> Path:
+    """pyspark's package folder: it holds jars/, conf/ and bin/, a complete SPARK_HOME."""
+    import pyspark
+
+    return Path(pyspark.__file__).parent
+
+
+@dataclass
+class SparkNode(Node):
+    """One Spark JVM (master, worker or Connect server), bound to 127.0.0.1."""
+
+    main_class: str = ""
+    args: list[str] = field(default_factory=list)
+    heap: str = "512m"
+    ui_port: int | None = None
+
+    def java_opts(self) -> str:
+        return f"-XX:+UseSerialGC -Dclickguard.node={self.dir}"
+
+    def argv(self) -> list[str]:
+        """pyspark's ``spark-class`` (it execs the JVM: the pid stays), which adds the JVM module
+        options Spark needs on Java 17 and SPARK_DAEMON_* settings, as Spark's sbin scripts do."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        return [str(spark_home() / "bin" / "spark-class"), self.main_class, *self.args]
+
+    def env(self) -> dict[str, str]:
+        # executors that a worker launches find java and the jars through SPARK_HOME, and run
+        # Python UDF workers with this venv's interpreter
+        return {"SPARK_HOME": str(spark_home()), "SPARK_LOCAL_IP": "127.0.0.1",
+                "SPARK_LOCAL_HOSTNAME": "127.0.0.1", "PYSPARK_PYTHON": sys.executable,
+                "SPARK_DAEMON_MEMORY": self.heap, "SPARK_DAEMON_JAVA_OPTS": self.java_opts(),
+                "SPARK_WORKER_DIR": str(self.dir / "work")}
+
+    def status(self) -> NodeStatus:
+        st = super().status()
+        if st.state == "down" and not self.settings.spark_cluster_up:
+            st.detail = "optional: `clickguard stack up spark-master spark-worker-1 spark-connect`"
+        return st
+
+    def master_state(self) -> dict[str, object]:
+        """The standalone master's JSON status (workers, their state and resources)."""
+        url = f"http://127.0.0.1:{self.settings.spark_master_ui_port}/json/"
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            data: dict[str, object] = json.loads(resp.read())
+            return data
+
+
+@dataclass
+class SparkMasterNode(SparkNode):
+    def check(self) -> tuple[bool, str]:
+        state = self.master_state()
+        workers = [w for w in state.get("workers", []) or []  # type: ignore[attr-defined]
+                   if w.get("state") == "ALIVE"]
+        ok = state.get("status") == "ALIVE"
+        return ok, f"{len(workers)} worker(s) alive, UI http://127.0.0.1:{self.ui_port}"
+
+
+@dataclass
+class SparkWorkerNode(SparkNode):
+    def check(self) -> tuple[bool, str]:
+        """Healthy once the master lists this worker (by its web UI port) as ALIVE."""
+        mine = f":{self.ui_port}"
+        for w in self.master_state().get("workers", []) or []:  # type: ignore[attr-defined]
+            if str(w.get("webuiaddress", "")).endswith(mine) and w.get("state") == "ALIVE":
+                return True, (f"{w.get('cores')} core(s), {w.get('memory')} MB, "
+                              f"UI http://127.0.0.1:{self.ui_port}")
+        return False, "not registered with the master yet"
+
+
+@dataclass
+class SparkConnectNode(SparkNode):
+    def argv(self) -> list[str]:
+        """SparkSubmit runs the Connect server in this JVM (its driver), with the stack's Spark
+        configuration: connector jars (JDBC, Kafka), UTC, local dirs."""
+        from clickguard.spark import spark_conf
+
+        s = self.settings
+        conf = spark_conf(s, "clickguard-connect", **{
+            "spark.master": s.spark_connect_master,
+            "spark.ui.enabled": "true", "spark.ui.port": s.spark_connect_ui_port,
+            "spark.connect.grpc.binding.address": "127.0.0.1",
+            "spark.connect.grpc.binding.port": s.spark_connect_port,
+            "spark.executor.memory": "512m",
+        })
+        self.args = ["--driver-memory", self.heap, "--driver-java-options", self.java_opts(),
+                     "--class", "org.apache.spark.sql.connect.service.SparkConnectServer",
+                     *(a for k, v in conf.items() for a in ("--conf", f"{k}={v}")),
+                     "spark-internal"]
+        return super().argv()
+
+    def check(self) -> tuple[bool, str]:
+        return procs.port_open(self.port or 0), (
+            f"sc://127.0.0.1:{self.port} on {self.settings.spark_connect_master}, "
+            f"UI http://127.0.0.1:{self.ui_port}")
+
+
+def spark_nodes(settings: Settings) -> list[SparkNode]:
+    """spark-master, spark-worker-1..N and spark-connect (the Connect server's driver runs on
+    ``spark_connect_master``: local mode, or this cluster)."""
+    s = settings
+    master_url = f"spark://127.0.0.1:{s.spark_master_port}"
+    nodes: list[SparkNode] = [SparkMasterNode(
+        "spark-master", s, s.spark_master_port, main_class="org.apache.spark.deploy.master.Master",
+        args=["--host", "127.0.0.1", "--port", str(s.spark_master_port),
+              "--webui-port", str(s.spark_master_ui_port)],
+        heap="256m", ui_port=s.spark_master_ui_port,
+    )]
+    for i in range(1, s.spark_workers + 1):
+        ui = s.spark_worker_ui_port_base + i - 1
+        nodes.append(SparkWorkerNode(
+            f"spark-worker-{i}", s, None, needs=["spark-master"],
+            main_class="org.apache.spark.deploy.worker.Worker",
+            args=["--host", "127.0.0.1", "--cores", str(s.spark_worker_cores),
+                  "--memory", s.spark_worker_memory, "--webui-port", str(ui), master_url],
+            heap="256m", ui_port=ui,
+        ))
+    on_cluster = s.spark_connect_master.startswith("spark://")
+    nodes.append(SparkConnectNode(
+        "spark-connect", s, s.spark_connect_port,
+        needs=["spark-master", *(f"spark-worker-{i}" for i in range(1, s.spark_workers + 1))]
+        if on_cluster else [],
+        main_class="org.apache.spark.deploy.SparkSubmit",
+        heap=s.spark_connect_heap, ui_port=s.spark_connect_ui_port,
+    ))
+    return nodes
 
 
 # ---------------------------------------------------------------------------------------------

@@ -64,3 +64,26 @@ def test_supervisor_node_reports_crash_looping_from_its_status_file(tmp_path: Pa
         assert node.status().state == "healthy"
     finally:
         node.stop(timeout=5)
+
+
+def test_a_niced_node_and_its_children_run_at_lower_priority(tmp_path: Path) -> None:
+    """The dashboard node is niced (settings.dashboard_nice): its refresh bursts yield the CPU
+    to the API. Real processes are spawned and their niceness read back from the kernel."""
+    import os
+
+    from clickguard_stack.manager import build_nodes
+
+    s = Settings(_env_file=None, home=tmp_path)
+    nodes = build_nodes(s)
+    assert (nodes["dashboard"].nice, s.dashboard_nice, nodes["api"].nice) == (10, 10, 0)
+    node = PythonNode("niced", s, None, nice=7, module_argv=["tests.unit.stack._forker"],
+                      extra_env={"PYTHONPATH": str(REPO_ROOT)})
+    pid = node.start()
+    try:
+        assert procs.wait_until(lambda: len(procs.descendants(pid)) == 1, 10)
+        (child,) = procs.descendants(pid)
+        expected = min(19, os.getpriority(os.PRIO_PROCESS, 0) + 7)
+        assert os.getpriority(os.PRIO_PROCESS, pid) == expected
+        assert os.getpriority(os.PRIO_PROCESS, child) == expected
+    finally:
+        node.stop(timeout=5)
