@@ -114,6 +114,8 @@ PLAN: dict[str, Run | Excluded] = {
         "≈ 10 minutes; tests/integration/streaming_job/test_fuzz.py runs the same records "
         "(Hypothesis) through the real stream in CI"),
     "python -m clickguard_proof.api_bench": Excluded(BENCH),
+    "clickguard bench dashboard": Excluded(
+        BENCH + " (tests/unit/dashboard/test_bench_dashboard.py); ≈ 11 minutes with a browser"),
     "python -m clickguard_proof.bench_dagster": Excluded(BENCH),
     "clickguard demo --rate 500": Excluded(
         "how the dashboard screenshots were taken (the caption); this test runs the same "

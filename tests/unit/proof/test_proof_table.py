@@ -102,6 +102,19 @@ FIXTURES: dict[str, dict[str, Any]] = {
     },
     "bench-dashboard": {
         "provenance": PROV,
+        "table": [{"condition": "no browser on the dashboard"},
+                  {"condition": "1 browser on Live", "p99 − off, 95 % CI ms": "+2.7 [-3.1, +9.6]"}],
+        "data": {"watch_s": 60.0, "refresh_s": 5.0, "rounds": 3,
+                 "conditions": {
+                     "off": {"p99_ms": 20.86, "dashboard_cpu_pct": 0.23,
+                             "dashboard_rss_mb_max": 199.7},
+                     "on": {"p99_ms": 23.57, "dashboard_cpu_pct": 1.88,
+                            "dashboard_rss_mb_max": 199.9}}},
+    },
+}
+# the two-phase format of the files written before 8019b13 (still in docs/results/dashboard/)
+OLD_DASHBOARD = {
+        "provenance": PROV,
         "data": {"watch_s": 120.0, "refresh_s": 5.0,
                  "idle": {"usage": {"dashboard": {"cpu_pct_machine": 0.18, "rss_mb_max": 57.1}},
                           "api_probe": {"p99_ms": 49.19, "failures": 0}},
@@ -109,7 +122,6 @@ FIXTURES: dict[str, dict[str, Any]] = {
                                                      "rss_mb_max": 199.3},
                                        "browser": {"cpu_pct_machine": 4.72}},
                              "api_probe": {"p99_ms": 81.44, "failures": 0}}},
-    },
 }
 
 # what each extractor must quote from its fixture: (in figure, in ours)
@@ -140,9 +152,17 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
                    "cache off: 146 req/s, p95 900 ms, p99 1,200 ms"]),
     "dagster_daily_sessions": (["1,000,000 events over 3 days", "2026-11-26 07:18 UTC"],
                                ["cold 54.6 s", "warm 18 s"]),
-    "bench-dashboard": (["120 s without a browser"],
-                        ["dashboard CPU 0.2 → 1.8 %", "RSS 57.1 → 199 MB", "p99 49.2 → 81.4"]),
+    "bench-dashboard": (["3 round(s) of 60 s without a browser"],
+                        ["dashboard CPU 1.9 % of the cores", "RSS max 200 MB",
+                         "p99 20.9 → 23.6 ms (difference +2.7 [-3.1, +9.6], bootstrap 95 %)"]),
 }
+
+
+def test_dashboard_extractor_reads_the_earlier_two_phase_files() -> None:
+    figure, ours = pt.bench_dashboard(OLD_DASHBOARD)
+    assert "1 round(s) of 120 s without a browser" in figure
+    assert "dashboard CPU 1.8 % of the cores, RSS max 199 MB while watched" in ours
+    assert "p99 49.2 → 81.4 ms" in ours and "difference" not in ours
 
 
 def test_every_kind_has_a_fixture() -> None:
