@@ -181,9 +181,10 @@ def history_chart(history: list[dict[str, Any]], field: str, title: str) -> alt.
     if len(rows) < 2:
         return None
     return alt.Chart(pd.DataFrame(rows)).mark_line(point=True).encode(
-        x=alt.X("t:T", title=None, axis=alt.Axis(format="%H:%M:%S")),
+        x=alt.X("t:T", title=None, axis=utc_axis("%H:%M:%S")),
         y=alt.Y(f"{title}:Q", title=title),
-        tooltip=[alt.Tooltip("t:T", format="%H:%M:%S"), alt.Tooltip(f"{title}:Q", format=",.1f")],
+        tooltip=[alt.Tooltip("t:T", format="%H:%M:%S", formatType="utc"),
+                 alt.Tooltip(f"{title}:Q", format=",.1f")],
     ).properties(height=160)
 
 
@@ -233,6 +234,18 @@ def counts_by_type(df: pd.DataFrame, freq: str) -> pd.DataFrame:
     return out
 
 
+def utc_axis(time_format: str) -> alt.Axis:
+    """A time axis labelled in UTC with ``time_format``. A label expression, not ``format``:
+    under Streamlit's chart theme an axis ``format`` is ignored and Vega's default multi-format
+    labels 15:52 UTC as '03:52' and half minutes as ':30'. Ticks finer than the format's last
+    field (a '15:52' label on 15:52:30) get no label, so no label repeats."""
+    label = f"utcFormat(datum.value, '{time_format}')"
+    finer = ("" if "%S" in time_format else "utcseconds(datum.value)" if "%M" in time_format
+             else "utcminutes(datum.value) + utcseconds(datum.value)" if "%H" in time_format
+             else "utchours(datum.value) + utcminutes(datum.value) + utcseconds(datum.value)")
+    return alt.Axis(labelExpr=f"{finer} == 0 ? {label} : ''" if finer else label)
+
+
 def stacked_bars(counts: pd.DataFrame, x: str, color: str, title: str,
                  time_format: str = "%H:%M") -> alt.Chart | None:
     """Stacked bars of ``count`` per time bucket (``x`` to ``end``, in UTC), coloured by
@@ -241,7 +254,7 @@ def stacked_bars(counts: pd.DataFrame, x: str, color: str, title: str,
         return None
     return alt.Chart(counts).mark_bar(orient="vertical").encode(
         x=alt.X(f"{x}:T", title=None, scale=alt.Scale(type="utc"),
-                axis=alt.Axis(format=time_format, formatType="utc")),
+                axis=utc_axis(time_format)),
         x2="end:T",
         y=alt.Y("count:Q", title=title),
         color=alt.Color(f"{color}:N", title=None),
@@ -315,7 +328,7 @@ def daily_trend_chart(df: pd.DataFrame) -> alt.Chart | None:
                    var_name="metric", value_name="value")
     return alt.Chart(long).mark_line(point=True).encode(
         x=alt.X("metric_date:T", title=None, scale=alt.Scale(type="utc"),
-                axis=alt.Axis(format="%m-%d", formatType="utc")),
+                axis=utc_axis("%m-%d")),
         y=alt.Y("value:Q", title=None),
         color=alt.Color("metric:N", title=None),
         tooltip=[alt.Tooltip("metric_date:T", format="%Y-%m-%d"), "metric", "value"],

@@ -124,3 +124,19 @@ def test_history_keeps_the_newest_samples() -> None:
     for i in range(data.HISTORY_KEEP + 5):
         h = data.append_sample(h, {"t": i})
     assert len(h) == data.HISTORY_KEEP and h[0]["t"] == 5
+
+
+def test_time_axes_are_labelled_in_utc_24_hour_without_repeats() -> None:
+    """Streamlit's chart theme ignores an axis `format` (15:52 UTC showed as '03:52'): the
+    labels are a UTC label expression; ticks finer than the format get none."""
+    counts = data.counts_by_type(data.anomalies_frame(payloads.anomalies(12)), "1min")
+    chart = data.stacked_bars(counts, "bucket", "anomaly_type", "n")
+    assert chart is not None
+    axis = chart.to_dict()["encoding"]["x"]["axis"]
+    assert "format" not in axis
+    assert axis["labelExpr"] == ("utcseconds(datum.value) == 0 ? "
+                                 "utcFormat(datum.value, '%H:%M') : ''")
+    day = data.utc_axis("%m-%d").to_dict()["labelExpr"]
+    assert day.startswith("utchours(datum.value) + utcminutes(datum.value)")
+    assert data.utc_axis("%H:%M:%S").to_dict() == {
+        "labelExpr": "utcFormat(datum.value, '%H:%M:%S')"}
