@@ -206,17 +206,15 @@ def run(settings: Settings, watch_s: float, probe_rate: float, warmup_s: float,
         for r in range(1, rounds + 1):
             echo(f"round {r}/{rounds} ({len(CONDITIONS)} phases of {watch_s:.0f} s)")
             for cond in CONDITIONS:
-                renice_tree(browser_pid, BROWSER_NICE if cond.endswith("niced") else 0)
                 if cond == "off":
                     browser.get("about:blank")  # the Streamlit session ends: no refreshes
-                    time.sleep(2)
-                else:
-                    if browser.current_url != url:
-                        browser.get(url)
-                        WebDriverWait(browser, 60).until(lambda d: d.find_elements(
-                            By.CSS_SELECTOR, "[data-testid='stMetric']"))
-                    renice_tree(browser_pid, BROWSER_NICE if cond.endswith("niced") else 0)
-                    time.sleep(warmup_s)
+                elif browser.current_url != url:
+                    browser.get(url)
+                    WebDriverWait(browser, 60).until(lambda d: d.find_elements(
+                        By.CSS_SELECTOR, "[data-testid='stMetric']"))
+                # after any navigation, so that the page's new renderer processes are included
+                renice_tree(browser_pid, BROWSER_NICE if cond.endswith("niced") else 0)
+                time.sleep(2 if cond == "off" else warmup_s)
                 phases.append({"round": r, "condition": cond, **phase(cond)})
                 if cond != "off":
                     page_ok = page_ok and not browser.find_elements(

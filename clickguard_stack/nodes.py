@@ -570,11 +570,10 @@ class SparkConnectNode(SparkNode):
             "spark.connect.grpc.binding.port": s.spark_connect_port,
             "spark.executor.memory": "512m",
         })
-        self.args = ["--driver-memory", self.heap, "--driver-java-options", self.java_opts(),
-                     "--class", "org.apache.spark.sql.connect.service.SparkConnectServer",
-                     *(a for k, v in conf.items() for a in ("--conf", f"{k}={v}")),
-                     "spark-internal"]
-        return super().argv()
+        args = ["--driver-memory", self.heap, "--driver-java-options", self.java_opts(),
+                "--class", "org.apache.spark.sql.connect.service.SparkConnectServer",
+                *(a for k, v in conf.items() for a in ("--conf", f"{k}={v}")), "spark-internal"]
+        return [*super().argv(), *args]
 
     def check(self) -> tuple[bool, str]:
         return procs.port_open(self.port or 0), (

@@ -3,8 +3,8 @@
 Only the fragment reruns on the timer (not the whole page), and each run costs four small API
 calls (/health, /stream, /slo, /anomalies), kept cheap because they share the API's cores with
 every other client (issue 13: the dashboard must not move the API's p99): /slo over the newest
-SLO_SAMPLES events (PostgreSQL sorts each stage's latencies: 10,000 rows cost ≈ 55 ms, 2,000
-≈ 14 ms), /anomalies only since the chart's start, the minute floored so that every viewer in
+SLO_SAMPLES events (PostgreSQL sorts each stage's latencies, so the cost grows with the
+sample), /anomalies only since the chart's start, the minute floored so that every viewer in
 that minute asks for the same URL (one query per URL per cache TTL). The API reports current
 values only, so the sparklines are the samples this browser session has seen.
 """
