@@ -70,8 +70,9 @@ def app_nodes(settings: Settings) -> list[PythonNode]:
             module_argv=["clickguard.dagster_env", "daemon"],
         ),
         PythonNode(  # Streamlit over the API only (dashboard_api_url; no database access)
-            # niced: each refresh is a burst of CPU that would otherwise delay API requests
-            # on a 2-core machine (docs/results/bench-dashboard.md)
+            # niced: its refresh bursts should yield the CPU to the API and the stream; on the
+            # 2-core machine this made no measurable difference to the API's p99 (it is within
+            # run-to-run noise: docs/results/bench-dashboard.md vs dashboard-p99/demo-2-*)
             "dashboard", settings, settings.dashboard_port, needs=["api"],
             nice=settings.dashboard_nice,
             module_argv=["dashboard.serve"],
