@@ -78,6 +78,12 @@ class TimelineBucket(BaseModel):
     avg_score: float
 
 
+class AnomalyMinute(BaseModel):
+    minute: dt.datetime = Field(description="Start of the UTC minute (bucket of detected_at)")
+    anomaly_type: str
+    anomaly_count: int
+
+
 class DailyMetric(BaseModel):
     metric_date: dt.date
     total_clicks: int

@@ -234,6 +234,17 @@ def counts_by_type(df: pd.DataFrame, freq: str) -> pd.DataFrame:
     return out
 
 
+def minute_counts(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """/anomalies/per-minute rows in :func:`counts_by_type`'s shape (bucket, end, type, count)."""
+    df = pd.DataFrame(list(rows), columns=["minute", "anomaly_type", "anomaly_count"])
+    if df.empty:
+        return pd.DataFrame(columns=["bucket", "end", "anomaly_type", "count"])
+    bucket = pd.to_datetime(df["minute"], utc=True, format="ISO8601")
+    return (pd.DataFrame({"bucket": bucket, "end": bucket + pd.Timedelta("1min"),
+                          "anomaly_type": df["anomaly_type"], "count": df["anomaly_count"]})
+            .sort_values(["bucket", "anomaly_type"], ignore_index=True))
+
+
 def utc_axis(time_format: str) -> alt.Axis:
     """A time axis labelled in UTC with ``time_format``. A label expression, not ``format``:
     under Streamlit's chart theme an axis ``format`` is ignored and Vega's default multi-format

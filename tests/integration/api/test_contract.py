@@ -192,6 +192,36 @@ def test_anomalies_timeline(client: httpx.Client, seeded: psycopg.Connection, ho
         assert any(e["unique_sessions"] < e["anomaly_count"] for e in expected)
 
 
+@pytest.mark.parametrize("minutes", [1, 60, 1440])
+def test_anomalies_per_minute(client: httpx.Client, seeded: psycopg.Connection,
+                              minutes: int) -> None:
+    # two more of one type and one of another in the current minute: counts, not rows
+    if dt.datetime.now(dt.UTC).second >= 55:  # keep insert and request in one minute
+        time.sleep(61 - dt.datetime.now(dt.UTC).second)
+    seeded.execute("""
+        INSERT INTO anomalies (anomaly_type, entity, session_id, window_start, window_end,
+            detected_at, updated_at, click_count, unique_items, anomaly_score, observed, threshold)
+        SELECT t, 'session-' || s, s, now() - interval '10 seconds', now(), now(), now(),
+               60, 2, 1.5, 60, 50
+        FROM (VALUES ('HIGH_FREQUENCY', 9001), ('HIGH_FREQUENCY', 9002), ('BOT_LIKE', 9003))
+             AS v(t, s)""")
+    expected = [
+        {"minute": iso(m), "anomaly_type": t, "anomaly_count": n}
+        for m, t, n in rows(seeded, """
+            SELECT date_trunc('minute', detected_at, 'UTC'), anomaly_type, count(*)
+            FROM anomalies
+            WHERE detected_at >= date_trunc('minute', now(), 'UTC')
+                                 - make_interval(mins => %s - 1)
+            GROUP BY 1, 2 ORDER BY 1 DESC, 2""", (minutes,))
+    ]
+    r = client.get(f"/anomalies/per-minute?minutes={minutes}")
+    assert r.status_code == 200
+    assert r.json() == expected
+    assert expected[0]["anomaly_count"] == 1 and expected[1]["anomaly_count"] == 2  # BOT, HF
+    total = sum(e["anomaly_count"] for e in expected)
+    assert total == {1: 3, 60: 3 + 2, 1440: 3 + 40}[minutes]  # seeded: 20, 40, … min ago
+
+
 def test_anomalies_timeline_default_is_24_hours(
     client: httpx.Client, seeded: psycopg.Connection
 ) -> None:
@@ -489,7 +519,8 @@ def test_openapi_documents_every_endpoint(client: httpx.Client) -> None:
     paths = set(doc["paths"])
     assert paths >= {
         "/health", "/stats", "/anomalies", "/anomalies/types", "/anomalies/timeline",
-        "/anomalies/{session_id}", "/metrics/daily", "/metrics/daily/{date}",
+        "/anomalies/per-minute", "/anomalies/{session_id}", "/metrics/daily",
+        "/metrics/daily/{date}",
         "/metrics/funnel/{date}", "/metrics/summary", "/items/popular/{date}",
         "/items/categories/{date}", "/items/trending", "/dlq", "/slo", "/stream", "/metrics",
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -177,6 +178,21 @@ def since_filtered(rows: list[dict[str, Any]], request: httpx.Request) -> list[d
             if dt.datetime.fromisoformat(r["detected_at"].replace("Z", "+00:00")) >= bound]
 
 
+def per_minute(rows: list[dict[str, Any]], request: httpx.Request) -> list[dict[str, Any]]:
+    """/anomalies/per-minute as the API computes it: counts per UTC minute and type over the last
+    ``minutes`` minutes (the current one included), newest first."""
+    minutes = int(request.url.params.get("minutes", "30"))
+    start = (dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
+             - dt.timedelta(minutes=minutes - 1))
+    counts: Counter[tuple[dt.datetime, str]] = Counter()
+    for r in rows:
+        t = dt.datetime.fromisoformat(r["detected_at"].replace("Z", "+00:00"))
+        if t >= start:
+            counts[(t.replace(second=0, microsecond=0), r["anomaly_type"])] += 1
+    return [{"minute": iso(m), "anomaly_type": k, "anomaly_count": n}
+            for (m, k), n in sorted(counts.items(), key=lambda e: (-e[0][0].timestamp(), e[0][1]))]
+
+
 def full() -> dict[str, Route]:
     """An API with data on every page."""
     return {
@@ -184,6 +200,7 @@ def full() -> dict[str, Route]:
         "/stream": lambda r: stream(),
         "/slo": lambda r: slo(),
         "/anomalies": lambda r: since_filtered(anomalies(), r),
+        "/anomalies/per-minute": lambda r: per_minute(anomalies(), r),
         "/anomalies/types": lambda r: types(),
         "/sessions/*": lambda r: session(int(r.url.path.rsplit("/", 1)[1])),
         "/dlq": lambda r: dlq(),
@@ -209,6 +226,7 @@ def empty() -> dict[str, Route]:
                               "state": {"state": "unknown"}},
         "/slo": lambda r: slo(0),
         "/anomalies": lambda r: [],
+        "/anomalies/per-minute": lambda r: [],
         "/anomalies/types": lambda r: [],
         "/dlq": lambda r: {"window_minutes": 60, "total": 0, "by_reason": [], "recent": []},
         "/stats": lambda r: stats(None),

@@ -8,11 +8,12 @@ from collections.abc import Iterator
 
 import httpx
 import pandas as pd
+import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from clickguard.settings import REPO_ROOT
-from dashboard import client, data
+from dashboard import client
 from tests.unit.dashboard import payloads
 
 PAGES = ("live", "anomalies", "daily", "dlq")
@@ -61,6 +62,12 @@ def charts(at: AppTest) -> list[dict]:
     return [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
 
 
+def chart_data(at: AppTest, index: int) -> pd.DataFrame:
+    """The rows chart ``index`` draws (Streamlit ships them beside the spec, as Arrow IPC)."""
+    (dataset,) = at.get("vega_lite_chart")[index].proto.datasets
+    return pa.ipc.open_stream(dataset.data.data).read_all().to_pandas()
+
+
 def test_live_shows_stream_figures(api: payloads.FakeApi) -> None:
     at = run("live")
     assert not at.error
@@ -74,16 +81,20 @@ def test_live_shows_stream_figures(api: payloads.FakeApi) -> None:
     assert "running" in at.markdown[0].value
     assert at.markdown[1].value == ("**active driver** `d1:4242@node-a` · epoch 3 · lease since "
                                     "2026-12-01 14:00:03")
-    assert {"/health", "/stream", "/slo", "/anomalies"} == set(api.paths())
-    # cheap calls (issue 13): the newest 2,000 events for the percentiles, and only the
-    # chart's anomalies, since a whole minute (one URL for every viewer in that minute)
+    assert {"/health", "/stream", "/slo", "/anomalies/per-minute"} == set(api.paths())
+    # cheap calls (issue 13): the newest 2,000 events for the percentiles, and the anomaly
+    # chart from the API's per-minute counts, at one fixed URL for every viewer
     slo_q = [r for r in api.requests if r.url.path == "/slo"][-1].url.params
     assert dict(slo_q) == {"minutes": "5", "limit": "2000"}
-    anomalies_q = [r for r in api.requests if r.url.path == "/anomalies"][-1].url.params
-    since = pd.Timestamp(anomalies_q["since"])
-    assert since == since.floor("min")
-    assert pd.Timedelta(minutes=30) <= data.utc_now() - since < pd.Timedelta(minutes=31, seconds=5)
-    assert anomalies_q["limit"] == "1000"
+    per_minute = [r for r in api.requests if r.url.path == "/anomalies/per-minute"][-1]
+    assert dict(per_minute.url.params) == {"minutes": "30"}
+    # the chart's bars are exactly the API's counts
+    bars = chart_data(at, 1)
+    expected = payloads.per_minute(payloads.anomalies(), per_minute)
+    assert sorted(zip(pd.to_datetime(bars["bucket"], utc=True), bars["anomaly_type"],
+                      bars["count"], strict=True)) == sorted(
+        (pd.Timestamp(e["minute"]), e["anomaly_type"], e["anomaly_count"]) for e in expected)
+    assert sum(e["anomaly_count"] for e in expected) == 13  # every fixture anomaly is recent
 
 
 def test_live_says_when_the_lease_expired_or_no_driver_is_known() -> None:
