@@ -190,9 +190,9 @@ class Settings(BaseSettings):
 
     # --- dashboard (Streamlit; a client of the API only) ------------------------------------------
     dashboard_host: str = Field("127.0.0.1", description="Address the Streamlit dashboard binds")
-    dashboard_nice: int = Field(
-        10, ge=0, le=19, description="CPU niceness of the dashboard node: its refreshes yield to "
-        "the API and the stream on a shared machine (0 = same priority)",
+    dashboard_sched_idle: bool = Field(
+        True, description="Run the dashboard node under SCHED_IDLE: on a shared machine it only "
+        "uses CPU that the API and the stream leave free (false = normal priority)",
     )
     dashboard_port: int = Field(8501, description="Port of the Streamlit dashboard")
     dashboard_api_url: str | None = Field(

@@ -7,9 +7,17 @@ falls on every condition alike:
 
 1. ``off``: the browser is on about:blank (no Streamlit session, nothing refreshes);
 2. ``on``: the browser is on the Live page (it refreshes every ``dashboard_refresh_s``);
-3. ``on, browser niced``: the same, with the browser's processes at nice 19, which stands in
-   for the usual case of a viewer's browser on another machine (here it shares the 2 cores with
-   the API, so its rendering bursts also delay the API: that is the difference between 2 and 3).
+3. ``on, browser idle``: the same, with every thread of the browser under SCHED_IDLE, which
+   stands in for the usual case of a viewer's browser on another machine (here it shares the 2
+   cores with the API, so its rendering bursts also delay the API: that is the difference
+   between 2 and 3). Not nice 19: Linux nices one thread per call, and under EEVDF a niced
+   thread keeps the core for its slice before a waking API worker gets it.
+
+Each round runs the phases in another order (rotated), so that a periodic background load
+(Dagster's batch runs) does not always fall on the same condition. At the end of each watched
+phase the page's staleness is read from the page itself: now − the commit time of the last
+micro-batch it shows (the stream commits every second or two, the page refreshes every
+``dashboard_refresh_s``), which shows whether a dashboard at low CPU priority keeps up.
 
 In every phase a fixed-rate probe (``--probe-rate`` requests/s cycling over the endpoints a
 client reads) measures the API's latency, and the dashboard's process tree (plus the API's and
@@ -23,6 +31,7 @@ p99 difference to ``off`` (an interval holding 0 = no measurable change; reporte
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import os
 import shutil
@@ -43,10 +52,9 @@ RSS_TARGET_MB = 250.0
 CPU_TARGET_PCT = 3.0  # of all cores
 PROBE_PATHS = ("/health", "/stats", "/anomalies?limit=100", "/anomalies/types", "/stream",
                "/slo", "/dlq")
-CONDITIONS = ("off", "on", "on, browser niced")
+CONDITIONS = ("off", "on", "on, browser idle")
 LABELS = {"off": "no browser on the dashboard", "on": "1 browser on Live",
-          "on, browser niced": "1 browser on Live, browser at nice 19"}
-BROWSER_NICE = 19
+          "on, browser idle": "1 browser on Live, browser under SCHED_IDLE"}
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -158,15 +166,37 @@ def open_browser(url: str, profile: Path) -> Any:
     return browser
 
 
-def renice_tree(pid: int, nice: int) -> None:
-    """Set ``pid``'s tree to ``nice`` (new children inherit it from their parent)."""
+def set_tree_policy(pid: int, idle: bool) -> None:
+    """Every thread of ``pid``'s tree under SCHED_IDLE (or back to normal); threads and children
+    made later inherit it from the thread that makes them."""
     from clickguard import procs
 
+    policy = os.SCHED_IDLE if idle else os.SCHED_OTHER
     for p in (pid, *procs.descendants(pid)):
         try:
-            os.setpriority(os.PRIO_PROCESS, p, nice)
+            tids = [int(t) for t in os.listdir(f"/proc/{p}/task")]
         except OSError:  # gone meanwhile
-            pass
+            continue
+        for tid in tids:
+            try:
+                os.sched_setscheduler(tid, policy, os.sched_param(0))
+            except OSError:
+                pass
+
+
+def page_staleness_s(browser: Any) -> float | None:
+    """Now − the commit time of the last micro-batch the Live page shows (None: not shown)."""
+    from selenium.webdriver.common.by import By
+
+    tables = browser.find_elements(By.CSS_SELECTOR, ".st-key-table-last-batch table")
+    if not tables:
+        return None
+    heads = [h.text for h in tables[0].find_elements(By.CSS_SELECTOR, "thead th")]
+    cells = [c.text for c in tables[0].find_elements(By.CSS_SELECTOR, "tbody tr:first-child td")]
+    if "committed" not in heads or len(cells) != len(heads):
+        return None
+    committed = dt.datetime.fromisoformat(cells[heads.index("committed")]).replace(tzinfo=dt.UTC)
+    return round((dt.datetime.now(dt.UTC) - committed).total_seconds(), 1)
 
 
 def run(settings: Settings, watch_s: float, probe_rate: float, warmup_s: float,
@@ -205,7 +235,7 @@ def run(settings: Settings, watch_s: float, probe_rate: float, warmup_s: float,
     try:
         for r in range(1, rounds + 1):
             echo(f"round {r}/{rounds} ({len(CONDITIONS)} phases of {watch_s:.0f} s)")
-            for cond in CONDITIONS:
+            for cond in CONDITIONS[r - 1:] + CONDITIONS[:r - 1]:  # rotated each round
                 if cond == "off":
                     browser.get("about:blank")  # the Streamlit session ends: no refreshes
                 elif browser.current_url != url:
@@ -213,10 +243,12 @@ def run(settings: Settings, watch_s: float, probe_rate: float, warmup_s: float,
                     WebDriverWait(browser, 60).until(lambda d: d.find_elements(
                         By.CSS_SELECTOR, "[data-testid='stMetric']"))
                 # after any navigation, so that the page's new renderer processes are included
-                renice_tree(browser_pid, BROWSER_NICE if cond.endswith("niced") else 0)
+                set_tree_policy(browser_pid, idle=cond.endswith("idle"))
                 time.sleep(2 if cond == "off" else warmup_s)
                 phases.append({"round": r, "condition": cond, **phase(cond)})
                 if cond != "off":
+                    phases[-1]["page_staleness_s"] = page_staleness_s(browser)
+                    echo(f"    page staleness {phases[-1]['page_staleness_s']} s")
                     page_ok = page_ok and not browser.find_elements(
                         By.CSS_SELECTOR, "[data-testid='stException']")
     finally:
@@ -249,6 +281,9 @@ def by_condition(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "dashboard_rss_mb_max": max(p["usage"]["dashboard"]["rss_mb_max"] for p in ps),
             "api_cpu_pct": mean("api", "cpu_pct_machine"),
             "browser_cpu_pct": mean("browser", "cpu_pct_machine"),
+            "page_staleness_s_max": max(
+                (p["page_staleness_s"] for p in ps if p.get("page_staleness_s") is not None),
+                default=None),
         }
     return out
 
@@ -266,6 +301,7 @@ def dashboard_report(result: dict[str, Any]) -> Report:
             c["browser_cpu_pct"], "API requests": c["requests"], "API failures": c["failures"],
             "API p50 ms": c["p50_ms"], "API p95 ms": c["p95_ms"], "API p99 ms": c["p99_ms"],
             "p99 per round ms": " / ".join(f"{v:.1f}" for v in c["round_p99_ms"]),
+            "Live page staleness max s": c["page_staleness_s_max"] if cond != "off" else "–",
             "p99 − off, 95 % CI ms": (f"{d['diff_ms']:+.1f} [{d['ci_low_ms']:+.1f}, "
                                       f"{d['ci_high_ms']:+.1f}]") if d else "–",
         })
@@ -313,9 +349,11 @@ def dashboard_report(result: dict[str, Any]) -> Report:
             f"{result['rounds']} rounds, each of {len(CONDITIONS)} interleaved phases of "
             f"{result['watch_s']:.0f} s: the browser on about:blank, then on the Live page "
             f"(refresh every {result['refresh_s']:g} s, after a {result['warmup_s']:.0f} s "
-            f"warm-up), then on Live at nice {BROWSER_NICE} (a stand-in for a browser on the "
-            "viewer's own machine). CPU is over each phase from /proc (process tree, % of all "
-            "cores; mean of the rounds), RSS the max of samples every 2 s.",
+            "warm-up), then on Live with the browser under SCHED_IDLE (a stand-in for a browser "
+            "on the viewer's own machine); the order rotates each round. CPU is over each phase "
+            "from /proc (process tree, % of all cores; mean of the rounds), RSS the max of "
+            "samples every 2 s. Live page staleness: now − the last batch's commit time shown "
+            "on the page, read at the end of each watched phase.",
             f"API probe: {result['probe_rate']:g} GET/s paced over {', '.join(PROBE_PATHS)}. "
             "p99 is over all the condition's requests; the interval is a bootstrap (1,000 "
             "resamples of the requests) of the p99 difference to 'no browser': an interval "
@@ -328,7 +366,7 @@ def dashboard_report(result: dict[str, Any]) -> Report:
 
 @click.command("dashboard")
 @click.option("--watch-s", type=float, default=60.0, show_default=True,
-              help="Seconds per phase (no browser, browser on Live, niced browser on Live).")
+              help="Seconds per phase (no browser, browser on Live, idle browser on Live).")
 @click.option("--rounds", type=int, default=3, show_default=True,
               help="Rounds of the three interleaved phases.")
 @click.option("--warmup-s", type=float, default=10.0, show_default=True)

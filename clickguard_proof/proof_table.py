@@ -306,13 +306,6 @@ def bench_dashboard(doc: Doc) -> tuple[str, str]:
     """Dashboard and API cost: interleaved rounds without a browser and with one on Live."""
     d = doc.get("data") or {}
     conds = d.get("conditions") or {}
-    if not conds:  # a file of the earlier two-phase format (before 8019b13)
-        conds = {"off": d.get("idle") or {}, "on": d.get("watched") or {}}
-        conds = {k: {"p99_ms": (v.get("api_probe") or {}).get("p99_ms"),
-                     "dashboard_cpu_pct": ((v.get("usage") or {}).get("dashboard") or {}).get(
-                         "cpu_pct_machine"),
-                     "dashboard_rss_mb_max": ((v.get("usage") or {}).get("dashboard") or {}).get(
-                         "rss_mb_max")} for k, v in conds.items()}
     off, on = conds.get("off") or {}, conds.get("on") or {}
     rows = {r.get("condition"): r for r in doc.get("table") or []}
     ci = (rows.get("1 browser on Live") or {}).get("p99 − off, 95 % CI ms")

@@ -70,11 +70,10 @@ def app_nodes(settings: Settings) -> list[PythonNode]:
             module_argv=["clickguard.dagster_env", "daemon"],
         ),
         PythonNode(  # Streamlit over the API only (dashboard_api_url; no database access)
-            # niced: its refresh bursts should yield the CPU to the API and the stream; on the
-            # 2-core machine this made no measurable difference to the API's p99 (it is within
-            # run-to-run noise: docs/results/bench-dashboard.md vs dashboard-p99/demo-2-*)
+            # SCHED_IDLE: its refresh bursts yield the CPU to the API and the stream at once
+            # (docs/results/bench-dashboard.md measures what it changes)
             "dashboard", settings, settings.dashboard_port, needs=["api"],
-            nice=settings.dashboard_nice,
+            sched_idle=settings.dashboard_sched_idle,
             module_argv=["dashboard.serve"],
             health_url=f"http://{settings.dashboard_host}:{settings.dashboard_port}/_stcore/health",
         ),

@@ -48,7 +48,7 @@ class Node:
     settings: Settings
     port: int | None = None
     needs: list[str] = field(default_factory=list)  # nodes that must be healthy first
-    nice: int = 0  # > 0: yields the CPU to the other nodes (a UI must not slow the API)
+    sched_idle: bool = False  # runs only on CPU the other nodes leave (a UI must not slow the API)
 
     @property
     def dir(self) -> Path:
@@ -104,7 +104,8 @@ class Node:
             return existing
         self.prepare()
         env = {**self.env(), "CLICKGUARD_NODE": str(self.dir)}
-        pid = procs.spawn(self.argv(), self.log_file, env=env, cwd=self.dir, nice=self.nice)
+        pid = procs.spawn(self.argv(), self.log_file, env=env, cwd=self.dir,
+                          sched_idle=self.sched_idle)
         self._record(pid)
         return pid
 

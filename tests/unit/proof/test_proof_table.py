@@ -112,18 +112,6 @@ FIXTURES: dict[str, dict[str, Any]] = {
                             "dashboard_rss_mb_max": 199.9}}},
     },
 }
-# the two-phase format of the files written before 8019b13 (still in docs/results/dashboard/)
-OLD_DASHBOARD = {
-        "provenance": PROV,
-        "data": {"watch_s": 120.0, "refresh_s": 5.0,
-                 "idle": {"usage": {"dashboard": {"cpu_pct_machine": 0.18, "rss_mb_max": 57.1}},
-                          "api_probe": {"p99_ms": 49.19, "failures": 0}},
-                 "watched": {"usage": {"dashboard": {"cpu_pct_machine": 1.81,
-                                                     "rss_mb_max": 199.3},
-                                       "browser": {"cpu_pct_machine": 4.72}},
-                             "api_probe": {"p99_ms": 81.44, "failures": 0}}},
-}
-
 # what each extractor must quote from its fixture: (in figure, in ours)
 EXPECTED: dict[str, tuple[list[str], list[str]]] = {
     "bench-producer": (["1,000 records per phase"],
@@ -156,13 +144,6 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
                         ["dashboard CPU 1.9 % of the cores", "RSS max 200 MB",
                          "p99 20.9 → 23.6 ms (difference +2.7 [-3.1, +9.6], bootstrap 95 %)"]),
 }
-
-
-def test_dashboard_extractor_reads_the_earlier_two_phase_files() -> None:
-    figure, ours = pt.bench_dashboard(OLD_DASHBOARD)
-    assert "1 round(s) of 120 s without a browser" in figure
-    assert "dashboard CPU 1.8 % of the cores, RSS max 199 MB while watched" in ours
-    assert "p99 49.2 → 81.4 ms" in ours and "difference" not in ours
 
 
 def test_every_kind_has_a_fixture() -> None:

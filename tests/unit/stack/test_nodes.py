@@ -66,24 +66,32 @@ def test_supervisor_node_reports_crash_looping_from_its_status_file(tmp_path: Pa
         node.stop(timeout=5)
 
 
-def test_a_niced_node_and_its_children_run_at_lower_priority(tmp_path: Path) -> None:
-    """The dashboard node is niced (settings.dashboard_nice): its refresh bursts yield the CPU
-    to the API. Real processes are spawned and their niceness read back from the kernel."""
+def test_a_sched_idle_node_its_threads_and_children_run_under_sched_idle(
+    tmp_path: Path,
+) -> None:
+    """The dashboard node runs under SCHED_IDLE (settings.dashboard_sched_idle): its refresh
+    bursts yield the CPU to the API at once. Real processes are spawned and the policy of every
+    thread of the node and of its child is read back from the kernel."""
     import os
 
     from clickguard_stack.manager import build_nodes
 
     s = Settings(_env_file=None, home=tmp_path)
     nodes = build_nodes(s)
-    assert (nodes["dashboard"].nice, s.dashboard_nice, nodes["api"].nice) == (10, 10, 0)
-    node = PythonNode("niced", s, None, nice=7, module_argv=["tests.unit.stack._forker"],
+    assert (nodes["dashboard"].sched_idle, nodes["api"].sched_idle) == (True, False)
+    assert build_nodes(Settings(_env_file=None, home=tmp_path, dashboard_sched_idle=False))[
+        "dashboard"].sched_idle is False
+    node = PythonNode("idle", s, None, sched_idle=True, module_argv=["tests.unit.stack._forker"],
                       extra_env={"PYTHONPATH": str(REPO_ROOT)})
     pid = node.start()
     try:
         assert procs.wait_until(lambda: len(procs.descendants(pid)) == 1, 10)
         (child,) = procs.descendants(pid)
-        expected = min(19, os.getpriority(os.PRIO_PROCESS, 0) + 7)
-        assert os.getpriority(os.PRIO_PROCESS, pid) == expected
-        assert os.getpriority(os.PRIO_PROCESS, child) == expected
+        # the forker's own thread, started after exec
+        assert procs.wait_until(lambda: len(os.listdir(f"/proc/{pid}/task")) >= 2, 10)
+        threads = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        for tid in (*threads, child):
+            assert os.sched_getscheduler(tid) == os.SCHED_IDLE, tid
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the caller is left alone
     finally:
         node.stop(timeout=5)
