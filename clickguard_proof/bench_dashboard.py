@@ -7,10 +7,13 @@ falls on every condition alike:
 
 1. ``off``: the browser is on about:blank (no Streamlit session, nothing refreshes);
 2. ``on``: the browser is on the Live page (it refreshes every ``dashboard_refresh_s``);
-3. ``on, browser idle``: the same, with every thread of the browser under SCHED_IDLE, which
+3. ``calls``: no browser, but a client making the Live page's API calls (``LIVE_CALLS``) every
+   ``dashboard_refresh_s``: what the API and PostgreSQL spend on one viewer, without the
+   browser's and Streamlit's CPU;
+4. ``on, browser idle``: the same, with every thread of the browser under SCHED_IDLE, which
    stands in for the usual case of a viewer's browser on another machine (here it shares the 2
    cores with the API, so its rendering bursts also delay the API: that is the difference
-   between 2 and 3). Not nice 19: Linux nices one thread per call, and under EEVDF a niced
+   between 2 and 4). Not nice 19: Linux nices one thread per call, and under EEVDF a niced
    thread keeps the core for its slice before a waking API worker gets it.
 
 Each round runs the phases in another order (rotated), so that a periodic background load
@@ -52,9 +55,11 @@ RSS_TARGET_MB = 250.0
 CPU_TARGET_PCT = 3.0  # of all cores
 PROBE_PATHS = ("/health", "/stats", "/anomalies?limit=100", "/anomalies/types", "/stream",
                "/slo", "/dlq")
-CONDITIONS = ("off", "on", "on, browser idle")
+CONDITIONS = ("off", "on", "calls", "on, browser idle")
 LABELS = {"off": "no browser on the dashboard", "on": "1 browser on Live",
+          "calls": "no browser; the Live page's API calls every refresh",
           "on, browser idle": "1 browser on Live, browser under SCHED_IDLE"}
+WATCHED = ("on", "on, browser idle")  # conditions with a browser on Live
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -166,6 +171,22 @@ def open_browser(url: str, profile: Path) -> Any:
     return browser
 
 
+def replay_live_calls(base_url: str, api_key: str | None, every_s: float,
+                      stop: threading.Event) -> None:
+    """The Live page's API calls (dashboard.views.live.LIVE_CALLS) every ``every_s`` seconds."""
+    from dashboard.views.live import LIVE_CALLS
+
+    headers = {"X-API-Key": api_key} if api_key else {}
+    with httpx.Client(base_url=base_url, headers=headers, timeout=10) as c:
+        while not stop.is_set():
+            for path, params in LIVE_CALLS:
+                try:
+                    c.get(path, params=params)
+                except httpx.HTTPError:
+                    pass  # the probe measures the API; this only loads it
+            stop.wait(every_s)
+
+
 def set_tree_policy(pid: int, idle: bool) -> None:
     """Every thread of ``pid``'s tree under SCHED_IDLE (or back to normal); threads and children
     made later inherit it from the thread that makes them."""
@@ -222,9 +243,17 @@ def run(settings: Settings, watch_s: float, probe_rate: float, warmup_s: float,
         box: dict[str, Any] = {}
         t = threading.Thread(target=lambda: box.update(
             probe=probe_api(api, watch_s, probe_rate, settings.api_key)))
+        stop = threading.Event()
+        calls = threading.Thread(target=replay_live_calls, args=(
+            api, settings.api_key, settings.dashboard_refresh_s, stop))
+        if label == "calls":
+            calls.start()
         t.start()
         usage_ = sample_phase(pid, watch_s, others={"api": api_pid, "browser": browser_pid})
         t.join(watch_s + 60)
+        stop.set()
+        if calls.is_alive():
+            calls.join(30)
         echo(f"  {label}: dashboard {usage_['dashboard']['cpu_pct_machine']} % of the cores, "
              f"RSS max {usage_['dashboard']['rss_mb_max']} MB; API p99 "
              f"{box['probe']['p99_ms']} ms over {box['probe']['requests']} requests")
@@ -235,8 +264,9 @@ def run(settings: Settings, watch_s: float, probe_rate: float, warmup_s: float,
     try:
         for r in range(1, rounds + 1):
             echo(f"round {r}/{rounds} ({len(CONDITIONS)} phases of {watch_s:.0f} s)")
-            for cond in CONDITIONS[r - 1:] + CONDITIONS[:r - 1]:  # rotated each round
-                if cond == "off":
+            k = (r - 1) % len(CONDITIONS)
+            for cond in CONDITIONS[k:] + CONDITIONS[:k]:  # rotated each round
+                if cond not in WATCHED:
                     browser.get("about:blank")  # the Streamlit session ends: no refreshes
                 elif browser.current_url != url:
                     browser.get(url)
@@ -244,9 +274,9 @@ def run(settings: Settings, watch_s: float, probe_rate: float, warmup_s: float,
                         By.CSS_SELECTOR, "[data-testid='stMetric']"))
                 # after any navigation, so that the page's new renderer processes are included
                 set_tree_policy(browser_pid, idle=cond.endswith("idle"))
-                time.sleep(2 if cond == "off" else warmup_s)
+                time.sleep(2 if cond not in WATCHED else warmup_s)
                 phases.append({"round": r, "condition": cond, **phase(cond)})
-                if cond != "off":
+                if cond in WATCHED:
                     phases[-1]["page_staleness_s"] = page_staleness_s(browser)
                     echo(f"    page staleness {phases[-1]['page_staleness_s']} s")
                     page_ok = page_ok and not browser.find_elements(
@@ -301,11 +331,11 @@ def dashboard_report(result: dict[str, Any]) -> Report:
             c["browser_cpu_pct"], "API requests": c["requests"], "API failures": c["failures"],
             "API p50 ms": c["p50_ms"], "API p95 ms": c["p95_ms"], "API p99 ms": c["p99_ms"],
             "p99 per round ms": " / ".join(f"{v:.1f}" for v in c["round_p99_ms"]),
-            "Live page staleness max s": c["page_staleness_s_max"] if cond != "off" else "–",
+            "Live page staleness max s": c["page_staleness_s_max"] if cond in WATCHED else "–",
             "p99 − off, 95 % CI ms": (f"{d['diff_ms']:+.1f} [{d['ci_low_ms']:+.1f}, "
                                       f"{d['ci_high_ms']:+.1f}]") if d else "–",
         })
-    watched = [c for k, c in conds.items() if k != "off"]
+    watched = [c for k, c in conds.items() if k in WATCHED]
     passed = (all(c["dashboard_rss_mb_max"] <= RSS_TARGET_MB
                   and (c["dashboard_cpu_pct"] or 0) <= CPU_TARGET_PCT for c in watched)
               and result["page_without_exception"])
@@ -347,13 +377,15 @@ def dashboard_report(result: dict[str, Any]) -> Report:
         data=data, rows=rows, plot=draw, passed=passed,
         notes=[
             f"{result['rounds']} rounds, each of {len(CONDITIONS)} interleaved phases of "
-            f"{result['watch_s']:.0f} s: the browser on about:blank, then on the Live page "
+            f"{result['watch_s']:.0f} s: the browser on about:blank; on the Live page "
             f"(refresh every {result['refresh_s']:g} s, after a {result['warmup_s']:.0f} s "
-            "warm-up), then on Live with the browser under SCHED_IDLE (a stand-in for a browser "
-            "on the viewer's own machine); the order rotates each round. CPU is over each phase "
-            "from /proc (process tree, % of all cores; mean of the rounds), RSS the max of "
-            "samples every 2 s. Live page staleness: now − the last batch's commit time shown "
-            "on the page, read at the end of each watched phase.",
+            "warm-up); no browser but a client making the Live page's API calls every refresh "
+            "(what the API and PostgreSQL spend on a viewer); on Live with the browser under "
+            "SCHED_IDLE (a stand-in for a browser on the viewer's own machine). The order "
+            "rotates each round; the dashboard node runs under SCHED_IDLE throughout. CPU is "
+            "over each phase from /proc (process tree, % of all cores; mean of the rounds), "
+            "RSS the max of samples every 2 s. Live page staleness: now − the last batch's "
+            "commit time shown on the page, read at the end of each watched phase.",
             f"API probe: {result['probe_rate']:g} GET/s paced over {', '.join(PROBE_PATHS)}. "
             "p99 is over all the condition's requests; the interval is a bootstrap (1,000 "
             "resamples of the requests) of the p99 difference to 'no browser': an interval "

@@ -23,6 +23,12 @@ from dashboard import data, ui
 ANOMALY_MINUTES = 30
 SLO_MINUTES = 5
 SLO_SAMPLES = 2000  # p99 from 2,000 samples: its 20 slowest, enough for a live gauge
+# the API calls of one refresh (`clickguard bench dashboard` replays them without a browser)
+SLO_QUERY: dict[str, Any] = {"minutes": SLO_MINUTES, "limit": SLO_SAMPLES}
+PER_MINUTE_QUERY: dict[str, Any] = {"minutes": ANOMALY_MINUTES}
+LIVE_CALLS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("/health", {}), ("/stream", {}), ("/slo", SLO_QUERY),
+    ("/anomalies/per-minute", PER_MINUTE_QUERY))
 # colored text, not emoji: a browser without an emoji font (headless Chromium on a server)
 # draws emoji as empty boxes
 STATE_ICONS = {"running": ":green[●]", "restarting": ":orange[●]", "crash-looping": ":red[●]",
@@ -44,9 +50,8 @@ def live() -> None:
     if stream is None:
         st.error("The API cannot read the database: stream figures are unavailable.")
         return
-    slo = ui.fetch("/slo", minutes=SLO_MINUTES, limit=SLO_SAMPLES) or {"samples": 0,
-                                                                        "stages": []}
-    per_minute = ui.fetch("/anomalies/per-minute", minutes=ANOMALY_MINUTES) or []
+    slo = ui.fetch("/slo", **SLO_QUERY) or {"samples": 0, "stages": []}
+    per_minute = ui.fetch("/anomalies/per-minute", **PER_MINUTE_QUERY) or []
     since = data.utc_now().floor("min") - pd.Timedelta(minutes=ANOMALY_MINUTES - 1)
     s = data.stream_state(stream, health)
     history = record(s, slo)

@@ -60,3 +60,39 @@ def test_report_pools_the_rounds_per_condition_and_follows_the_targets() -> None
     assert bd.dashboard_report(result(251.0, 1.5)).passed is False
     assert bd.dashboard_report(result(180.0, 3.1)).passed is False
     assert bd.dashboard_report(result(180.0, 1.5, page_ok=False)).passed is False
+
+
+def test_the_calls_condition_replays_exactly_the_live_pages_api_calls() -> None:
+    """A real local HTTP server records what replay_live_calls requests in one refresh."""
+    import http.server
+    import threading
+    from urllib.parse import parse_qsl, urlsplit
+
+    from dashboard.views.live import LIVE_CALLS
+
+    seen: list[tuple[str, dict[str, str], str | None]] = []
+    stop = threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            seen.append((url.path, dict(parse_qsl(url.query)), self.headers.get("X-API-Key")))
+            if len(seen) == len(LIVE_CALLS):
+                stop.set()  # one refresh done
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        bd.replay_live_calls(f"http://127.0.0.1:{server.server_port}", "k", 60.0, stop)
+    finally:
+        server.shutdown()
+    assert seen == [(path, {k: str(v) for k, v in params.items()}, "k")
+                    for path, params in LIVE_CALLS]
+    assert [p for p, _, _ in seen] == ["/health", "/stream", "/slo", "/anomalies/per-minute"]
