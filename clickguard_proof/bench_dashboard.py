@@ -60,6 +60,11 @@ LABELS = {"off": "no browser on the dashboard", "on": "1 browser on Live",
           "calls": "no browser; the Live page's API calls every refresh",
           "on, browser idle": "1 browser on Live, browser under SCHED_IDLE"}
 WATCHED = ("on", "on, browser idle")  # conditions with a browser on Live
+# what one refresh of the Live page requests: a copy, since a tool does not import an app;
+# tests/unit/dashboard/test_bench_dashboard.py checks it equals dashboard.views.live's
+LIVE_CALLS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("/health", {}), ("/stream", {}), ("/slo", {"minutes": 5, "limit": 2000}),
+    ("/anomalies/per-minute", {"minutes": 30}))
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -173,9 +178,7 @@ def open_browser(url: str, profile: Path) -> Any:
 
 def replay_live_calls(base_url: str, api_key: str | None, every_s: float,
                       stop: threading.Event) -> None:
-    """The Live page's API calls (dashboard.views.live.LIVE_CALLS) every ``every_s`` seconds."""
-    from dashboard.views.live import LIVE_CALLS
-
+    """The Live page's API calls (LIVE_CALLS) every ``every_s`` seconds."""
     headers = {"X-API-Key": api_key} if api_key else {}
     with httpx.Client(base_url=base_url, headers=headers, timeout=10) as c:
         while not stop.is_set():

@@ -70,6 +70,7 @@ def test_the_calls_condition_replays_exactly_the_live_pages_api_calls() -> None:
 
     from dashboard.views.live import LIVE_CALLS
 
+    assert bd.LIVE_CALLS == LIVE_CALLS  # the bench's copy is what the page requests
     seen: list[tuple[str, dict[str, str], str | None]] = []
     stop = threading.Event()
 
