@@ -248,11 +248,17 @@ class KafkaNode(Node):
         )
         (self.dir / "log4j2.properties").write_text(LOG4J2)
         if not (self.data_dir / "meta.properties").exists():
-            subprocess.run(
+            res = subprocess.run(
                 [*self._java(), "kafka.tools.StorageTool", "format", "--ignore-formatted",
                  "-t", self.cluster_id(), "-c", str(self.config_file)],
-                check=True, capture_output=True, text=True, cwd=self.dir,
+                check=False, capture_output=True, text=True, cwd=self.dir,
             )
+            if res.returncode != 0:  # say why (the tool's own words), not just an exit code
+                out = (res.stderr.strip() or res.stdout.strip())[-2000:]
+                raise RuntimeError(
+                    f"{self.name}: formatting its log directory {self.data_dir} failed "
+                    f"(kafka StorageTool exited {res.returncode}): {out or 'no output'}"
+                )
 
     def _java(self) -> list[str]:
         jars = jar_dir(self.settings, "kafka")
