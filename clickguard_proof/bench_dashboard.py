@@ -2,7 +2,7 @@
 
 With the stack's ``api`` and ``dashboard`` nodes up (and whatever else runs: measure with traffic
 flowing for realistic figures), one headless Chromium stays open and ``--rounds`` rounds each
-run three phases of ``--watch-s`` seconds, interleaved so that drift in the rest of the stack
+run five phases of ``--watch-s`` seconds, interleaved so that drift in the rest of the stack
 falls on every condition alike:
 
 1. ``off``: the browser is on about:blank (no Streamlit session, nothing refreshes);
@@ -10,11 +10,14 @@ falls on every condition alike:
 3. ``calls``: no browser, but a client making the Live page's API calls (``LIVE_CALLS``) every
    ``dashboard_refresh_s``: what the API and PostgreSQL spend on one viewer, without the
    browser's and Streamlit's CPU;
-4. ``on, browser idle``: the same, with every thread of the browser under SCHED_IDLE, which
-   stands in for the usual case of a viewer's browser on another machine (here it shares the 2
-   cores with the API, so its rendering bursts also delay the API: that is the difference
-   between 2 and 4). Not nice 19: Linux nices one thread per call, and under EEVDF a niced
-   thread keeps the core for its slice before a waking API worker gets it.
+4. ``session``: no browser, but a Streamlit session on Live held over the dashboard's WebSocket
+   by a client that renders nothing (``streamlit_session``): what the dashboard server spends
+   on one viewer (its page runs, their API calls and the protobufs it sends), without the
+   browser's CPU: the usual case of a viewer's browser on another machine;
+5. ``on, browser idle``: the browser on Live with every thread of it under SCHED_IDLE (here the
+   browser shares the 2 cores with the API, so its rendering bursts also delay the API: that
+   is the difference between 2 and 5). Not nice 19: Linux nices one thread per call, and
+   under EEVDF a niced thread keeps the core for its slice before a waking API worker gets it.
 
 Each round runs the phases in another order (rotated), so that a periodic background load
 (Dagster's batch runs) does not always fall on the same condition. At the end of each watched
@@ -49,17 +52,20 @@ import httpx
 
 from clickguard.settings import Settings, get_settings
 from clickguard_proof.report import Report
+from clickguard_proof.streamlit_session import SessionStats, hold_session
 from clickguard_stack import usage
 
 RSS_TARGET_MB = 250.0
 CPU_TARGET_PCT = 3.0  # of all cores
 PROBE_PATHS = ("/health", "/stats", "/anomalies?limit=100", "/anomalies/types", "/stream",
                "/slo", "/dlq")
-CONDITIONS = ("off", "on", "calls", "on, browser idle")
+CONDITIONS = ("off", "on", "calls", "session", "on, browser idle")
 LABELS = {"off": "no browser on the dashboard", "on": "1 browser on Live",
           "calls": "no browser; the Live page's API calls every refresh",
+          "session": "no browser; a Streamlit session on Live that renders nothing",
           "on, browser idle": "1 browser on Live, browser under SCHED_IDLE"}
 WATCHED = ("on", "on, browser idle")  # conditions with a browser on Live
+SERVED = (*WATCHED, "session")  # conditions in which the dashboard serves a Live session
 # what one refresh of the Live page requests: a copy, since a tool does not import an app;
 # tests/unit/dashboard/test_bench_dashboard.py checks it equals dashboard.views.live's
 LIVE_CALLS: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -242,21 +248,25 @@ def run(settings: Settings, watch_s: float, probe_rate: float, warmup_s: float,
     browser = open_browser("about:blank", profile)
     browser_pid = browser.service.process.pid  # chromedriver; Chromium is its child
 
+    def viewer(label: str, stop: threading.Event, stats: SessionStats) -> threading.Thread | None:
+        """The client of the ``calls`` or ``session`` condition, started (None: neither)."""
+        if label == "calls":
+            t = threading.Thread(target=replay_live_calls, args=(
+                api, settings.api_key, settings.dashboard_refresh_s, stop))
+        elif label == "session":
+            t = threading.Thread(target=hold_session, args=(url, stop, stats))
+        else:
+            return None
+        t.start()
+        return t
+
     def phase(label: str) -> dict[str, Any]:
         box: dict[str, Any] = {}
         t = threading.Thread(target=lambda: box.update(
             probe=probe_api(api, watch_s, probe_rate, settings.api_key)))
-        stop = threading.Event()
-        calls = threading.Thread(target=replay_live_calls, args=(
-            api, settings.api_key, settings.dashboard_refresh_s, stop))
-        if label == "calls":
-            calls.start()
         t.start()
         usage_ = sample_phase(pid, watch_s, others={"api": api_pid, "browser": browser_pid})
         t.join(watch_s + 60)
-        stop.set()
-        if calls.is_alive():
-            calls.join(30)
         echo(f"  {label}: dashboard {usage_['dashboard']['cpu_pct_machine']} % of the cores, "
              f"RSS max {usage_['dashboard']['rss_mb_max']} MB; API p99 "
              f"{box['probe']['p99_ms']} ms over {box['probe']['requests']} requests")
@@ -277,8 +287,20 @@ def run(settings: Settings, watch_s: float, probe_rate: float, warmup_s: float,
                         By.CSS_SELECTOR, "[data-testid='stMetric']"))
                 # after any navigation, so that the page's new renderer processes are included
                 set_tree_policy(browser_pid, idle=cond.endswith("idle"))
-                time.sleep(2 if cond not in WATCHED else warmup_s)
+                stop, stats = threading.Event(), SessionStats()
+                client = viewer(cond, stop, stats)
+                time.sleep(warmup_s if cond in SERVED else 2)
                 phases.append({"round": r, "condition": cond, **phase(cond)})
+                stop.set()
+                if client is not None:
+                    client.join(30)
+                if cond == "session":
+                    phases[-1]["session"] = {k: v for k, v in vars(stats).items()
+                                             if k != "fragments"}
+                    echo(f"    session: {stats.runs} page runs, {stats.bytes:,} bytes received"
+                         + (f", error {stats.error}" if stats.error else ""))
+                    page_ok = page_ok and stats.runs > 0 and not stats.exceptions \
+                        and stats.error is None
                 if cond in WATCHED:
                     phases[-1]["page_staleness_s"] = page_staleness_s(browser)
                     echo(f"    page staleness {phases[-1]['page_staleness_s']} s")
@@ -383,7 +405,9 @@ def dashboard_report(result: dict[str, Any]) -> Report:
             f"{result['watch_s']:.0f} s: the browser on about:blank; on the Live page "
             f"(refresh every {result['refresh_s']:g} s, after a {result['warmup_s']:.0f} s "
             "warm-up); no browser but a client making the Live page's API calls every refresh "
-            "(what the API and PostgreSQL spend on a viewer); on Live with the browser under "
+            "(what the API and PostgreSQL spend on a viewer); no browser but a Streamlit "
+            "session on Live held by a client that renders nothing (what the dashboard server "
+            "spends on a viewer whose browser runs elsewhere); on Live with the browser under "
             "SCHED_IDLE (a stand-in for a browser on the viewer's own machine). The order "
             "rotates each round; the dashboard node runs under SCHED_IDLE throughout. CPU is "
             "over each phase from /proc (process tree, % of all cores; mean of the rounds), "
@@ -401,9 +425,9 @@ def dashboard_report(result: dict[str, Any]) -> Report:
 
 @click.command("dashboard")
 @click.option("--watch-s", type=float, default=60.0, show_default=True,
-              help="Seconds per phase (no browser, browser on Live, idle browser on Live).")
+              help="Seconds per phase (one phase per condition, five per round).")
 @click.option("--rounds", type=int, default=3, show_default=True,
-              help="Rounds of the three interleaved phases.")
+              help="Rounds of the interleaved phases, rotated each round.")
 @click.option("--warmup-s", type=float, default=10.0, show_default=True)
 @click.option("--probe-rate", type=float, default=20.0, show_default=True,
               help="API probe requests per second in each phase.")

@@ -97,3 +97,82 @@ def test_the_calls_condition_replays_exactly_the_live_pages_api_calls() -> None:
     assert seen == [(path, {k: str(v) for k, v in params.items()}, "k")
                     for path, params in LIVE_CALLS]
     assert [p for p, _, _ in seen] == ["/health", "/stream", "/slo", "/anomalies/per-minute"]
+
+
+SESSION_APP = '''
+import os
+import pathlib
+
+import streamlit as st
+
+log = pathlib.Path(os.environ["CG_SESSION_LOG"])
+with log.open("a") as f:
+    f.write("page\\n")
+
+
+@st.fragment(run_every=0.5)
+def ticker() -> None:
+    with log.open("a") as f:
+        f.write("fragment\\n")
+    n = log.read_text().count("fragment")
+    st.write(f"tick {n}")
+    if n == 3:
+        raise ValueError("third run fails")
+
+
+ticker()
+'''
+
+
+def test_a_session_without_a_browser_runs_the_page_once_then_its_fragment_on_its_timer(
+        tmp_path: Any) -> None:
+    """A real Streamlit server; the client keeps the session as a browser would: one page run,
+    then reruns of the ``run_every`` fragment only, each finished, and a raising run counted."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    import httpx
+
+    from clickguard_proof.streamlit_session import SessionStats, hold_session
+
+    app, log = tmp_path / "app.py", tmp_path / "runs.log"
+    app.write_text(SESSION_APP)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--server.headless", "true",
+         "--browser.gatherUsageStats", "false"],
+        env={**os.environ, "CG_SESSION_LOG": str(log)}, cwd=tmp_path,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/_stcore/health").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "streamlit did not start in 60 s"
+            time.sleep(0.3)
+        stop, stats = threading.Event(), SessionStats()
+        t = threading.Thread(target=hold_session, args=(f"http://127.0.0.1:{port}/", stop, stats))
+        t.start()
+        while stats.runs < 6 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        stop.set()
+        t.join(10)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    lines = log.read_text().split()
+    assert stats.error is None
+    assert lines.count("page") == 1  # the reruns were the fragment's, not the page's
+    assert stats.runs >= 6 and lines.count("fragment") in (stats.runs, stats.runs + 1)
+    assert list(stats.fragments.values()) == [0.5]
+    assert stats.exceptions == 1  # the third run raised, and the session went on
