@@ -113,7 +113,8 @@ def slo_chart(slo: Mapping[str, Any]) -> alt.Chart | None:
         xOffset=alt.XOffset("percentile:N", sort=["p50", "p95", "p99"]),
         y=alt.Y("ms:Q", title="latency (ms)"),
         color=alt.Color("percentile:N", sort=["p50", "p95", "p99"]),
-        tooltip=["stage", "percentile", alt.Tooltip("ms:Q", format=",.1f")],
+        tooltip=[alt.Tooltip("stage:N"), alt.Tooltip("percentile:N"),
+                 alt.Tooltip("ms:Q", format=",.1f")],
     ).properties(height=240)
 
 
@@ -245,6 +246,32 @@ def minute_counts(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
             .sort_values(["bucket", "anomaly_type"], ignore_index=True))
 
 
+def tooltips(*fields: str) -> list[alt.Tooltip]:
+    """Tooltip channels with explicit types. Not bare field names: Altair resolves each of those
+    by hashing its whole schema's classes (≈ 60 ms of CPU per chart)."""
+    return [alt.Tooltip(f) for f in fields]
+
+
+def vega_lite(chart: alt.Chart) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The chart's rows and its Vega-Lite spec without them, for ``st.vega_lite_chart``.
+
+    Not ``st.altair_chart``: that validates the spec against Vega-Lite's JSON schema on every
+    run, most of a Live refresh's CPU on the dashboard server (the unit tests validate every
+    chart builder's spec instead), and names the rows by their hash, so the browser rebuilt the
+    chart whenever the data changed. The spec is the one Streamlit would send: without what
+    Altair's default theme adds (a fixed view size)."""
+    rows = chart.data
+    assert isinstance(rows, pd.DataFrame), "dashboard charts are built on a DataFrame"
+    spec = chart.copy(deep=False)
+    spec.data = alt.Undefined
+    out = spec.to_dict(validate=False)
+    for key in ("data", "datasets"):  # Altair names a chart without rows "empty"
+        out.pop(key, None)
+    if chart.config is alt.Undefined:
+        out.pop("config", None)  # what Altair's default theme adds
+    return rows, out
+
+
 def utc_axis(time_format: str) -> alt.Axis:
     """A time axis labelled in UTC with ``time_format``. A label expression, not ``format``:
     under Streamlit's chart theme an axis ``format`` is ignored and Vega's default multi-format
@@ -266,11 +293,11 @@ def stacked_bars(counts: pd.DataFrame, x: str, color: str, title: str,
     return alt.Chart(counts).mark_bar(orient="vertical").encode(
         x=alt.X(f"{x}:T", title=None, scale=alt.Scale(type="utc"),
                 axis=utc_axis(time_format)),
-        x2="end:T",
+        x2=alt.X2("end"),
         y=alt.Y("count:Q", title=title),
         color=alt.Color(f"{color}:N", title=None),
         tooltip=[alt.Tooltip(f"{x}:T", format="%Y-%m-%d %H:%M", formatType="utc", title="UTC"),
-                 color, "count"],
+                 alt.Tooltip(f"{color}:N"), alt.Tooltip("count:Q")],
     ).properties(height=220)
 
 
@@ -342,7 +369,8 @@ def daily_trend_chart(df: pd.DataFrame) -> alt.Chart | None:
                 axis=utc_axis("%m-%d")),
         y=alt.Y("value:Q", title=None),
         color=alt.Color("metric:N", title=None),
-        tooltip=[alt.Tooltip("metric_date:T", format="%Y-%m-%d"), "metric", "value"],
+        tooltip=[alt.Tooltip("metric_date:T", format="%Y-%m-%d"), alt.Tooltip("metric:N"),
+                 alt.Tooltip("value:Q")],
     ).properties(height=220)
 
 
@@ -361,7 +389,8 @@ def funnel_chart(rows: list[Mapping[str, Any]]) -> alt.Chart | None:
     return alt.Chart(df).mark_bar().encode(
         y=alt.Y("funnel_stage:N", sort=order, title=None),
         x=alt.X("session_count:Q", title="sessions"),
-        tooltip=["funnel_stage", "session_count", "percentage", "drop_rate"],
+        tooltip=tooltips("funnel_stage:N", "session_count:Q", "percentage:Q",
+                         "drop_rate:Q"),
     ).properties(height=40 * len(order) + 20)
 
 
@@ -390,7 +419,7 @@ def categories_chart(rows: list[Mapping[str, Any]]) -> alt.Chart | None:
     return alt.Chart(df).mark_bar().encode(
         y=alt.Y("category:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False)),
         x=alt.X("click_count:Q", title="clicks"),
-        tooltip=["category", "click_count", "purchase_count", "revenue"],
+        tooltip=tooltips("category:N", "click_count:Q", "purchase_count:Q", "revenue:Q"),
     ).properties(height=30 * len(df) + 20)
 
 

@@ -8,6 +8,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from dashboard import data
 from dashboard.client import ApiError, get_client
 
 PRODUCE_HINT = ("run `make run` (the demo streams traffic) or `clickguard produce`, then wait "
@@ -40,4 +41,5 @@ def chart(c: alt.Chart | None, empty: str | None = None) -> None:
         if empty:
             st.info(empty, icon=":material/hourglass_empty:")
         return
-    st.altair_chart(c, width="stretch")
+    rows, spec = data.vega_lite(c)
+    st.vega_lite_chart(rows, spec, width="stretch")

@@ -140,3 +140,31 @@ def test_time_axes_are_labelled_in_utc_24_hour_without_repeats() -> None:
     assert day.startswith("utchours(datum.value) + utcminutes(datum.value)")
     assert data.utc_axis("%H:%M:%S").to_dict() == {
         "labelExpr": "utcFormat(datum.value, '%H:%M:%S')"}
+
+
+def test_every_chart_is_valid_vega_lite_and_is_drawn_with_exactly_its_rows() -> None:
+    """The page draws ``vega_lite(chart)`` without validating it (the cost of a refresh), so
+    every builder's spec is validated here against Vega-Lite's schema, and what the page gets
+    is that spec without the rows, plus the rows themselves."""
+    anomalies = data.anomalies_frame(payloads.anomalies())
+    charts = {
+        "slo": data.slo_chart(payloads.slo()),
+        "per-minute": data.stacked_bars(data.counts_by_type(anomalies, "1min"), "bucket",
+                                        "anomaly_type", "anomalies / min"),
+        "session": data.session_clicks_chart(payloads.session(7)["events"]),
+        "daily": data.daily_trend_chart(data.daily_frame(payloads.daily("2024-03-01",
+                                                                         "2024-03-12"))),
+        "funnel": data.funnel_chart(payloads.FUNNEL),
+        "categories": data.categories_chart(payloads.CATEGORIES),
+        "dlq": data.stacked_bars(data.dlq_over_time(payloads.dlq(), "1h"), "bucket", "reason",
+                                 "records"),
+    }
+    for name, chart in charts.items():
+        assert chart is not None, name
+        validated = chart.to_dict()  # raises on a spec Vega-Lite rejects
+        rows, spec = data.vega_lite(chart)
+        assert rows is chart.data, name
+        assert "data" not in spec and "datasets" not in spec and "config" not in spec, name
+        assert spec == {k: v for k, v in validated.items()
+                        if k not in ("data", "datasets", "config")}, name
+        assert validated["encoding"]["tooltip"], name  # every chart explains its marks

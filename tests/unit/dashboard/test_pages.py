@@ -64,8 +64,9 @@ def charts(at: AppTest) -> list[dict]:
 
 def chart_data(at: AppTest, index: int) -> pd.DataFrame:
     """The rows chart ``index`` draws (Streamlit ships them beside the spec, as Arrow IPC)."""
-    (dataset,) = at.get("vega_lite_chart")[index].proto.datasets
-    return pa.ipc.open_stream(dataset.data.data).read_all().to_pandas()
+    proto = at.get("vega_lite_chart")[index].proto
+    assert not proto.datasets  # one table of rows, not one named by its hash
+    return pa.ipc.open_stream(proto.data.data).read_all().to_pandas()
 
 
 def test_live_shows_stream_figures(api: payloads.FakeApi) -> None:
