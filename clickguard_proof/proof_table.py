@@ -311,6 +311,8 @@ def bench_dashboard(doc: Doc) -> tuple[str, str]:
     ci = (rows.get("1 browser on Live") or {}).get("p99 − off, 95 % CI ms")
     calls = (rows.get("no browser; the Live page's API calls every refresh") or {}).get(
         "p99 − off, 95 % CI ms")
+    session = (rows.get("no browser; a Streamlit session on Live that renders nothing")
+               or {}).get("p99 − off, 95 % CI ms")
     figure = (f"dashboard cost, {_n(d.get('rounds', 1))} round(s) of {_n(d.get('watch_s'))} s "
               f"without a browser, then one browser on the Live page (refresh "
               f"{_n(d.get('refresh_s'))} s) " + _conditions(doc))
@@ -318,7 +320,8 @@ def bench_dashboard(doc: Doc) -> tuple[str, str]:
             f"{_n(on.get('dashboard_rss_mb_max'))} MB while watched; API probe p99 "
             f"{_n(off.get('p99_ms'))} → {_n(on.get('p99_ms'))} ms"
             + (f" (difference {ci}, bootstrap 95 %)" if ci else "")
-            + (f"; the Live page's API calls alone, no browser: {calls}" if calls else ""))
+            + (f"; the Live page's API calls alone, no browser: {calls}" if calls else "")
+            + (f"; a Live session without a browser: {session}" if session else ""))
     return figure, ours
 
 

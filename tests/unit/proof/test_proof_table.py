@@ -105,7 +105,9 @@ FIXTURES: dict[str, dict[str, Any]] = {
         "table": [{"condition": "no browser on the dashboard"},
                   {"condition": "1 browser on Live", "p99 − off, 95 % CI ms": "+2.7 [-3.1, +9.6]"},
                   {"condition": "no browser; the Live page's API calls every refresh",
-                   "p99 − off, 95 % CI ms": "+1.1 [-2.0, +4.0]"}],
+                   "p99 − off, 95 % CI ms": "+1.1 [-2.0, +4.0]"},
+                  {"condition": "no browser; a Streamlit session on Live that renders nothing",
+                   "p99 − off, 95 % CI ms": "-0.5 [-3.5, +2.5]"}],
         "data": {"watch_s": 60.0, "refresh_s": 5.0, "rounds": 3,
                  "conditions": {
                      "off": {"p99_ms": 20.86, "dashboard_cpu_pct": 0.23,
@@ -145,7 +147,8 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
     "bench-dashboard": (["3 round(s) of 60 s without a browser"],
                         ["dashboard CPU 1.9 % of the cores", "RSS max 200 MB",
                          "p99 20.9 → 23.6 ms (difference +2.7 [-3.1, +9.6], bootstrap 95 %)",
-                         "the Live page's API calls alone, no browser: +1.1 [-2.0, +4.0]"]),
+                         "the Live page's API calls alone, no browser: +1.1 [-2.0, +4.0]",
+                         "a Live session without a browser: -0.5 [-3.5, +2.5]"]),
 }
 
 
