@@ -115,11 +115,11 @@ PLAN: dict[str, Run | Excluded] = {
         "(Hypothesis) through the real stream in CI"),
     "python -m clickguard_proof.api_bench": Excluded(BENCH),
     "clickguard bench dashboard": Excluded(
-        BENCH + " (tests/unit/dashboard/test_bench_dashboard.py); ≈ 11 minutes with a browser"),
+        BENCH + " (tests/unit/dashboard/test_bench_dashboard.py); ≈ 20 minutes with a browser"),
     "python -m clickguard_proof.bench_dagster": Excluded(BENCH),
-    "clickguard demo --rate 500": Excluded(
-        "how the dashboard screenshots were taken (the caption); this test runs the same "
-        "`clickguard demo` at its default rate"),
+    "clickguard demo": Excluded(
+        "how the dashboard screenshots were taken (the caption); this test runs it as "
+        "`make run` does (see ``demo``)"),
     "clickguard dlq-replay": Excluded(
         "named in the screenshot caption; tests/integration/clickguard_dagster/test_replay.py "
         "runs the command on real DLQ records"),
