@@ -162,11 +162,21 @@ class DlqRecord(BaseModel):
     replayed_at: dt.datetime | None
 
 
+class DlqBucket(BaseModel):
+    bucket: dt.datetime = Field(description="Start of the bucket (UTC multiple of its width)")
+    reason: str
+    count: int
+
+
 class DlqReport(BaseModel):
     window_minutes: int
     total: int = Field(description="DLQ records detected in the window")
     by_reason: list[DlqReasonCount]
     recent: list[DlqRecord] = Field(description="Newest first")
+    bucket_minutes: int | None = Field(None, description="Width of the `over_time` buckets")
+    over_time: list[DlqBucket] | None = Field(
+        None, description="Every record of the window counted per bucket and reason, oldest "
+        "first; null unless `bucket_minutes` is given")
 
 
 class SloStage(BaseModel):

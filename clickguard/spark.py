@@ -13,6 +13,15 @@ from clickguard.jars import spark_jars
 from clickguard.settings import Settings
 
 
+def sql_session_conf(settings: Settings) -> dict[str, str]:
+    """SQL settings every session of the project shares, local JVM or Spark Connect client:
+    times in UTC whatever the machine's zone, and the configured shuffle width."""
+    return {
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
+    }
+
+
 def spark_conf(settings: Settings, app_name: str, **overrides: Any) -> dict[str, str]:
     """Spark properties: master, connector jars (at exactly the pyspark version), local dirs.
 
@@ -27,8 +36,7 @@ def spark_conf(settings: Settings, app_name: str, **overrides: Any) -> dict[str,
         "spark.app.name": app_name,
         "spark.master": settings.spark_master,
         "spark.jars": ",".join(str(p) for p in spark_jars(settings)),
-        "spark.sql.shuffle.partitions": settings.spark_shuffle_partitions,
-        "spark.sql.session.timeZone": "UTC",
+        **sql_session_conf(settings),
         "spark.driver.memory": "1g",
         "spark.driver.host": "127.0.0.1",
         "spark.driver.bindAddress": "127.0.0.1",

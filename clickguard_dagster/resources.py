@@ -28,7 +28,7 @@ from slack_sdk import WebClient
 
 from clickguard import kafka as kafka_helpers
 from clickguard.settings import Settings
-from clickguard.spark import spark_conf
+from clickguard.spark import spark_conf, sql_session_conf
 
 
 class PostgresResource(dg.ConfigurableResource):
@@ -203,8 +203,7 @@ def build_resources(settings: Settings, env: Mapping[str, str] | None = None) ->
     field = _Fields(settings, env)
     s = settings
     if s.spark_remote:  # the long-running Spark Connect server: no JVM per run
-        conf = {"spark.remote": s.spark_remote, "spark.sql.session.timeZone": "UTC",
-                "spark.sql.shuffle.partitions": str(s.spark_shuffle_partitions)}
+        conf = {"spark.remote": s.spark_remote, **sql_session_conf(s)}
     else:
         conf = spark_conf(s, "clickguard-dagster", **{"spark.ui.showConsoleProgress": "false"})
     return {

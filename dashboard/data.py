@@ -450,17 +450,16 @@ def dlq_recent_frame(report: Mapping[str, Any]) -> pd.DataFrame:
                                       "replayed"])
 
 
-def dlq_over_time(report: Mapping[str, Any], freq: str) -> pd.DataFrame:
-    """Recent DLQ records per ``freq`` bucket and reason (bucket, reason, count)."""
-    recent = report.get("recent", [])
-    if not recent:
+def dlq_over_time(report: Mapping[str, Any]) -> pd.DataFrame:
+    """DLQ records per bucket and reason (bucket, end, reason, count) from GET /dlq's
+    ``over_time``, which the API counts over every record of the window."""
+    rows = report.get("over_time") or []
+    if not rows:
         return pd.DataFrame(columns=["bucket", "end", "reason", "count"])
-    df = pd.DataFrame(recent)
-    df["bucket"] = pd.to_datetime(df["detected_at"], utc=True, format="ISO8601").dt.floor(freq)
-    out = (df.groupby(["bucket", "reason"]).size().reset_index(name="count")
-           .sort_values(["bucket", "reason"], ignore_index=True))
-    out.insert(1, "end", out["bucket"] + pd.Timedelta(freq))
-    return out
+    df = pd.DataFrame(rows, columns=["bucket", "reason", "count"])
+    df["bucket"] = pd.to_datetime(df["bucket"], utc=True, format="ISO8601")
+    df.insert(1, "end", df["bucket"] + pd.Timedelta(minutes=report["bucket_minutes"]))
+    return df.sort_values(["bucket", "reason"], ignore_index=True)
 
 
 RUNNING = {"QUEUED", "NOT_STARTED", "MANAGED", "STARTING", "STARTED", "CANCELING"}

@@ -1,6 +1,7 @@
-"""GET /dlq — the dead-letter queue at a glance: counts by reason and the newest records.
+"""GET /dlq — the dead-letter queue at a glance: counts by reason, over time, and the newest
+records.
 
-Both queries are range scans of the detected_at index bounded by the window (at most one day).
+Every query is a range scan of the detected_at index bounded by the window (at most one day).
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ SELECT id, source_topic, source_partition, source_offset, reason, detail, event_
 FROM dlq_events WHERE detected_at >= now() - make_interval(mins => %(minutes)s)
 ORDER BY detected_at DESC, id DESC LIMIT %(limit)s
 """
+# buckets aligned to UTC multiples of the width (origin midnight UTC), as a chart bins them
+OVER_TIME_SQL = """
+SELECT date_bin(make_interval(mins => %(bucket)s), detected_at, timestamptz '2000-01-01 00:00Z')
+         AS bucket,
+       reason, count(*) AS count
+FROM dlq_events WHERE detected_at >= now() - make_interval(mins => %(minutes)s)
+GROUP BY 1, 2 ORDER BY 1, 2
+"""
 
 
 @router.get("/dlq", response_model=DlqReport)
@@ -34,18 +43,26 @@ async def dlq(
     reply: ReplyDep,
     minutes: Annotated[int, Query(ge=1, le=1440, description="Window in minutes (1–1440)")] = 60,
     limit: Annotated[int, Query(ge=1, le=500, description="Newest records (1–500)")] = 50,
+    bucket_minutes: Annotated[int | None, Query(
+        ge=1, le=1440, description="Also count every record of the window per bucket of this "
+        "many minutes and reason (1–1440; `over_time`, null when not asked)")] = None,
 ) -> Response:
-    """DLQ records detected in the last ``minutes``: counts by reason and the newest ones."""
+    """DLQ records detected in the last ``minutes``: counts by reason and the newest ones, and
+    with ``bucket_minutes`` their counts over time (all records, not only the newest)."""
 
     async def report() -> dict[str, Any]:
-        params = {"minutes": minutes, "limit": limit}
+        params = {"minutes": minutes, "limit": limit, "bucket": bucket_minutes}
         by_reason = await fetch_all(pool, BY_REASON_SQL, params)
         recent = await fetch_all(pool, RECENT_SQL, params)
+        over_time = (await fetch_all(pool, OVER_TIME_SQL, params)
+                     if bucket_minutes is not None else None)
         return {
             "window_minutes": minutes,
             "total": sum(r["count"] for r in by_reason),
             "by_reason": by_reason,
             "recent": recent,
+            "bucket_minutes": bucket_minutes,
+            "over_time": over_time,
         }
 
     return await reply(DlqReport, report)

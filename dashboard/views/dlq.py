@@ -10,9 +10,9 @@ from clickguard.settings import get_settings
 from dashboard import data, ui
 from dashboard.client import DagsterError, dagster_url, get_dagster
 
-WINDOWS = {"last 15 min": (15, "1min"), "last hour": (60, "5min"),
-           "last 6 hours": (360, "30min"), "last 24 hours": (1440, "1h")}
-RECENT = 500
+WINDOWS = {"last 15 min": (15, 1), "last hour": (60, 5),
+           "last 6 hours": (360, 30), "last 24 hours": (1440, 60)}
+"""Window label: (minutes, minutes per bar of the over-time chart)."""
 SHOWN = 50
 REPLAY_JOB = "dlq_replay"  # clickguard_dagster/jobs.py
 DAGSTER_LOCATION = "clickguard"  # workspace.yaml's code location
@@ -32,7 +32,7 @@ def page() -> None:
 def records() -> None:
     label = st.selectbox("Window", list(WINDOWS), index=1)
     minutes, bucket = WINDOWS[label]
-    report = ui.fetch("/dlq", minutes=minutes, limit=RECENT)
+    report = ui.fetch("/dlq", minutes=minutes, limit=SHOWN, bucket_minutes=bucket)
     if report is None:
         return
     st.metric(f"DLQ records, {label}", data.fmt_num(report["total"]), border=True)
@@ -47,13 +47,10 @@ def records() -> None:
         ui.table(data.dlq_reasons_frame(report), "dlq-reasons", "")
     with right:
         st.subheader("Over time")
-        ui.chart(data.stacked_bars(data.dlq_over_time(report, bucket), "bucket", "reason",
-                                   "records"))
-        if len(report["recent"]) < report["total"]:
-            st.caption(f"Over the newest {len(report['recent']):,} of {report['total']:,}.")
+        ui.chart(data.stacked_bars(data.dlq_over_time(report), "bucket", "reason", "records"))
+        st.caption(f"Every record of the window, per {bucket} min; times UTC.")
     st.subheader(f"Newest records (of {report['total']:,})")
-    recent = dict(report, recent=report["recent"][:SHOWN])
-    ui.table(data.dlq_recent_frame(recent), "dlq-recent", "", height=420)
+    ui.table(data.dlq_recent_frame(report), "dlq-recent", "", height=420)
 
 
 def replay_runs(ui_url: str, job: str) -> None:

@@ -49,6 +49,8 @@ BAD_REQUESTS = [
     ("/items/trending?limit=101", 422),
     ("/dlq?minutes=1441", 422),
     ("/dlq?limit=100000", 422),
+    ("/dlq?bucket_minutes=0", 422),
+    ("/dlq?bucket_minutes=1441", 422),
     ("/slo?minutes=61", 422),
     ("/slo?limit=100001", 422),
     ("/no/such/path", 404),

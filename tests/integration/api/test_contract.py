@@ -398,6 +398,32 @@ def test_dlq(client: httpx.Client, seeded: psycopg.Connection) -> None:
                           "detail", "event_id", "kafka_ts", "detected_at", "replayed_at"}
     assert (first["source_offset"], first["detail"], first["event_id"]) == (1, "detail 1", None)
     assert client.get("/dlq?minutes=1440&limit=500").json()["total"] == 30
+    assert body["bucket_minutes"] is None and body["over_time"] is None  # only when asked
+
+
+@pytest.mark.parametrize("bucket", [5, 60])
+def test_dlq_over_time_counts_every_record_of_the_window(
+    client: httpx.Client, seeded: psycopg.Connection, bucket: int
+) -> None:
+    """``over_time`` counts all records (not the ``limit`` newest) per bucket counted from
+    midnight UTC and reason, oldest bucket first."""
+    origin, width = dt.datetime(2000, 1, 1, tzinfo=dt.UTC), dt.timedelta(minutes=bucket)
+    expected: dict[tuple[str, str], int] = {}
+    for detected_at, reason in rows(seeded, """
+            SELECT detected_at, reason FROM dlq_events
+            WHERE detected_at >= now() - interval '1440 minutes'"""):
+        start = origin + (detected_at - origin) // width * width
+        key = (start.isoformat().replace("+00:00", "Z"), reason)
+        expected[key] = expected.get(key, 0) + 1
+    r = client.get(f"/dlq?minutes=1440&limit=1&bucket_minutes={bucket}")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["bucket_minutes"] == bucket and len(body["recent"]) == 1
+    got = [(dt.datetime.fromisoformat(b["bucket"]).astimezone(dt.UTC), b["reason"], b["count"])
+           for b in body["over_time"]]
+    assert [(t.isoformat().replace("+00:00", "Z"), reason, n) for t, reason, n in got] == [
+        (t, reason, n) for (t, reason), n in sorted(expected.items())]
+    assert sum(n for *_, n in got) == body["total"] == 30
 
 
 def test_slo(client: httpx.Client, seeded: psycopg.Connection) -> None:

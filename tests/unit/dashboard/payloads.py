@@ -97,19 +97,35 @@ def session(sid: int) -> dict[str, Any]:
     return {"session_id": sid, "events": events, "anomalies": ev}
 
 
-def dlq(total: int = 30) -> dict[str, Any]:
+def dlq(total: int = 30, limit: int = 500, bucket_minutes: int | None = None) -> dict[str, Any]:
+    """``total`` records one minute apart, the newest ``limit``, and with ``bucket_minutes``
+    every record counted per bucket (UTC multiples of its width) and reason, as the API does."""
     reasons = ["not_wire_format", "avro_decode_error", "missing_required"]
+    now = dt.datetime.now(dt.UTC)
+    detected = [now - dt.timedelta(minutes=i) for i in range(total)]
     recent = [{"id": 500 - i, "source_topic": "km.events.raw.v1", "source_partition": i % 3,
                "source_offset": 9000 + i, "reason": reasons[i % 3], "detail": f"detail {i}",
-               "event_id": f"e-{i}" if i % 2 else None, "kafka_ts": ago(minutes=i),
-               "detected_at": ago(minutes=i), "replayed_at": None}
+               "event_id": f"e-{i}" if i % 2 else None, "kafka_ts": iso(detected[i]),
+               "detected_at": iso(detected[i]), "replayed_at": None}
               for i in range(total)]
-    counts: dict[str, int] = {}
-    for r in recent:
-        counts[r["reason"]] = counts.get(r["reason"], 0) + 1
+    counts = Counter(r["reason"] for r in recent)
     by_reason = [{"reason": k, "count": v} for k, v in sorted(counts.items(),
                                                              key=lambda kv: (-kv[1], kv[0]))]
-    return {"window_minutes": 60, "total": total, "by_reason": by_reason, "recent": recent}
+    over_time = None
+    if bucket_minutes:
+        width = bucket_minutes * 60
+        bins = Counter((dt.datetime.fromtimestamp(t.timestamp() // width * width, dt.UTC),
+                        r["reason"]) for t, r in zip(detected, recent, strict=True))
+        over_time = [{"bucket": iso(b), "reason": reason, "count": n}
+                     for (b, reason), n in sorted(bins.items())]
+    return {"window_minutes": 60, "total": total, "by_reason": by_reason,
+            "recent": recent[:limit], "bucket_minutes": bucket_minutes, "over_time": over_time}
+
+
+def dlq_route(r: httpx.Request) -> dict[str, Any]:
+    params = r.url.params
+    bucket = params.get("bucket_minutes")
+    return dlq(limit=int(params.get("limit", 50)), bucket_minutes=int(bucket) if bucket else None)
 
 
 # Dagster's answer to dashboard.client.RUNS_QUERY (dagster-webserver 1.13 /graphql): a run in
@@ -203,7 +219,7 @@ def full() -> dict[str, Route]:
         "/anomalies/per-minute": lambda r: per_minute(anomalies(), r),
         "/anomalies/types": lambda r: types(),
         "/sessions/*": lambda r: session(int(r.url.path.rsplit("/", 1)[1])),
-        "/dlq": lambda r: dlq(),
+        "/dlq": dlq_route,
         "/stats": lambda r: stats(),
         "/metrics/daily": lambda r: daily(r.url.params["start_date"], r.url.params["end_date"]),
         "/metrics/funnel/*": lambda r: FUNNEL,

@@ -114,9 +114,13 @@ def test_dlq_frames() -> None:
     recent = data.dlq_recent_frame(report)
     assert recent.iloc[1]["source"] == "km.events.raw.v1[1]@9001"
     assert recent.iloc[0]["event_id"] == data.DASH and recent.iloc[0]["replayed"] == data.DASH
-    over = data.dlq_over_time(report, "5min")
-    assert over["count"].sum() == 30
-    assert data.dlq_over_time({"recent": []}, "5min").empty
+    assert data.dlq_over_time(report).empty  # no buckets asked for
+    over = data.dlq_over_time(payloads.dlq(30, limit=5, bucket_minutes=5))
+    assert over["count"].sum() == 30  # every record, not only the newest 5
+    assert list(over.columns) == ["bucket", "end", "reason", "count"]
+    assert (over["end"] - over["bucket"] == pd.Timedelta(minutes=5)).all()
+    assert (over["bucket"].dt.minute % 5 == 0).all() and over["bucket"].is_monotonic_increasing
+    assert data.dlq_over_time({"recent": [], "over_time": []}).empty
 
 
 def test_history_keeps_the_newest_samples() -> None:
@@ -156,8 +160,8 @@ def test_every_chart_is_valid_vega_lite_and_is_drawn_with_exactly_its_rows() -> 
                                                                          "2024-03-12"))),
         "funnel": data.funnel_chart(payloads.FUNNEL),
         "categories": data.categories_chart(payloads.CATEGORIES),
-        "dlq": data.stacked_bars(data.dlq_over_time(payloads.dlq(), "1h"), "bucket", "reason",
-                                 "records"),
+        "dlq": data.stacked_bars(data.dlq_over_time(payloads.dlq(bucket_minutes=60)), "bucket",
+                                 "reason", "records"),
     }
     for name, chart in charts.items():
         assert chart is not None, name

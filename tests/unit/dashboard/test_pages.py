@@ -191,6 +191,12 @@ def test_dlq_page(api: payloads.FakeApi) -> None:
     assert len(recent) == 30 and recent.iloc[0]["detail"] == "detail 0"
     assert any("dlq_replay" in m for m in texts(at.markdown))
     assert len(charts(at)) == 1
+    asked = next(r for r in api.requests if r.url.path == "/dlq")
+    assert dict(asked.url.params) == {"minutes": "60", "limit": "50", "bucket_minutes": "5"}
+    over = chart_data(at, 0)  # every record of the window, counted by the API per 5 minutes
+    expected = payloads.dlq(bucket_minutes=5)["over_time"]
+    assert over["count"].tolist() == [b["count"] for b in expected]
+    assert over["count"].sum() == 30
     runs = at.markdown[-1].value.splitlines()
     assert runs[0] == "| run | status | started | duration |"
     assert runs[3] == ("| [0f1e2d3c](http://127.0.0.1:3000/runs/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0)"
