@@ -6,15 +6,26 @@ backend fork and an authentication. On an idle stack that was 157 connections a 
 of a core in PostgreSQL alone (issue 10's idle budget). This class is dagster-postgres' storage
 with a small pool per storage; ``pool_pre_ping`` drops connections that died with a PostgreSQL
 restart, so the daemon recovers like before. dagster.yaml selects it (``storage: custom``).
+
+The stock ``NullPool`` engines are still built (the parent creates the tables through them) and
+then replaced; the replacement keeps the parent's ``auth_provider`` (a cloud token injected as
+the password on each connect), so token auth works as with the stock storage.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster._serdes import ConfigurableClassData
 from dagster_postgres import DagsterPostgresStorage
-from dagster_postgres.utils import create_pg_engine
+from dagster_postgres.utils import (
+    create_pg_engine,
+    get_token_provider_from_config,
+    pg_url_from_config,
+)
+
+if TYPE_CHECKING:
+    from dagster_postgres.auth import PgTokenProvider
 
 POOL_SIZE = 2
 """Connections each storage (runs, event log, schedules) keeps open per process."""
@@ -31,12 +42,15 @@ class PooledPostgresStorage(DagsterPostgresStorage):
         postgres_url: str,
         should_autocreate_tables: bool = True,
         inst_data: ConfigurableClassData | None = None,
+        token_provider: PgTokenProvider | None = None,
     ) -> None:
-        super().__init__(postgres_url, should_autocreate_tables, inst_data)
+        super().__init__(postgres_url, should_autocreate_tables, inst_data,
+                         token_provider=token_provider)
         for storage in (self._run_storage, self._event_log_storage, self._schedule_storage):
             old = storage._engine
             storage._engine = create_pg_engine(
                 storage.postgres_url,
+                token_provider,
                 isolation_level="AUTOCOMMIT",
                 pool_size=POOL_SIZE,
                 max_overflow=MAX_OVERFLOW,
@@ -49,10 +63,9 @@ class PooledPostgresStorage(DagsterPostgresStorage):
     def from_config_value(
         cls, inst_data: ConfigurableClassData | None, config_value: Any
     ) -> PooledPostgresStorage:
-        from dagster_postgres.utils import pg_url_from_config
-
         return cls(
             postgres_url=pg_url_from_config(config_value),
             should_autocreate_tables=config_value.get("should_autocreate_tables", True),
             inst_data=inst_data,
+            token_provider=get_token_provider_from_config(config_value),
         )

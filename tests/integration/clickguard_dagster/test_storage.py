@@ -1,0 +1,71 @@
+"""The Dagster instance's storage (clickguard_dagster/storage.py) on the real PostgreSQL: its
+pooled engines keep connections between calls and, like the stock storage, get the password
+from a token provider (dagster.yaml's ``auth_provider``) on every connect."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+from dagster_postgres.auth import PgTokenProvider
+
+from clickguard import db
+from clickguard.settings import Settings
+from clickguard_dagster.storage import POOL_SIZE, PooledPostgresStorage
+from clickguard_stack.manager import Stack
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def postgres(settings: Settings) -> Iterator[Settings]:
+    """PostgreSQL alone (started if needed) with the Dagster database bootstrapped."""
+    stack = Stack(settings, echo=lambda _msg: None)
+    started = not stack.node("postgres").status().healthy
+    if started:
+        stack.up(["postgres"])
+    db.bootstrap(settings)
+    yield settings
+    if started and not os.environ.get("CLICKGUARD_KEEP_STACK"):
+        stack.node("postgres").stop()
+
+
+class PasswordAsToken(PgTokenProvider):
+    """Hands out the role's password as the token and counts the calls: a stand-in for a
+    cloud identity provider (Azure/GCP workload identity), which is not reachable here."""
+
+    def __init__(self, password: str) -> None:
+        super().__init__()
+        self.password = password
+        self.fetches = 0
+
+    def _fetch_token(self) -> tuple[str, float]:
+        self.fetches += 1
+        return self.password, time.time() + 3600
+
+
+def url_without_password(s: Settings) -> str:
+    return f"postgresql://{s.pg_writer_user}@{s.pg_host}:{s.pg_port}/{s.pg_dagster_db}"
+
+
+def test_pooled_engines_use_the_token_provider_and_keep_connections(postgres: Settings) -> None:
+    settings = postgres
+    provider = PasswordAsToken(settings.pg_writer_password)
+    storage = PooledPostgresStorage(url_without_password(settings), token_provider=provider)
+    try:
+        for part in (storage.run_storage, storage.event_log_storage, storage.schedule_storage):
+            engine = part._engine  # type: ignore[attr-defined]
+            assert (engine.pool.size(), engine.pool.checkedin()) == (POOL_SIZE, 0)
+        # no password in the URL: these calls only authenticate through the provider's token
+        storage.run_storage.get_runs(limit=1)
+        storage.run_storage.get_runs(limit=1)
+        storage.schedule_storage.all_instigator_state()
+        assert provider.fetches >= 1
+        pool = storage.run_storage._engine.pool  # type: ignore[attr-defined]
+        assert pool.checkedin() == 1  # the connection stayed open for the next daemon loop
+    finally:
+        for part in (storage.run_storage, storage.event_log_storage, storage.schedule_storage):
+            part.dispose()
+
