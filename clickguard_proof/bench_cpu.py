@@ -271,8 +271,7 @@ def table_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
 def plot(result: dict[str, Any]) -> Callable[[Any], None]:
     def draw(fig: Any) -> None:
         steps = result["steps"]
-        names = [n for n in steps[0]["nodes"]] if steps else []
-        names += [n for s in steps for n in s["nodes"] if n not in names]
+        names = list(dict.fromkeys(n for s in steps for n in s["nodes"]))  # first seen, once
         ax1, ax2 = fig.subplots(1, 2)
         width = 0.8 / max(1, len(steps))
         x = list(range(len(names)))

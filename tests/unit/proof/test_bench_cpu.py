@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from clickguard.settings import Settings
-from clickguard_proof.bench_cpu import cpu, run_cpu_bench, table_rows, verdict
+from clickguard_proof.bench_cpu import cpu, plot, run_cpu_bench, table_rows, verdict
 
 
 @pytest.mark.parametrize("args", [["--steps", "0,abc"], ["--steps", "-5"], ["--step-s", "0"],
@@ -56,3 +56,24 @@ def test_table_has_a_row_per_node_and_the_totals() -> None:
     ]
     assert rows[0]["CPU % 1 core @1000"] == 40.0 and rows[1]["RSS MB @0"] == 100
     assert rows[-1]["CPU % 1 core @0"] is None and rows[-1]["CPU % 1 core @1000"] == 9.0
+
+
+def test_plot_names_each_node_once_even_when_it_joins_later() -> None:
+    """The producer is in the 1,000 and 5,000 steps only: one tick, one bar per step it ran."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [_step(0, 3.0, 100), _step(1000, 20.0, 120), _step(5000, 30.0, 130)]
+    for s in steps[1:]:
+        s["nodes"]["producer"] = {"cpu_pct_one_core": 9.0, "rss_mb_max": 80}
+    fig = plt.figure()
+    try:
+        plot({"steps": steps})(fig)
+        cpu_axis = fig.axes[0]
+        assert [t.get_text() for t in cpu_axis.get_xticklabels()] == ["kafka-1", "producer"]
+        heights = [round(b.get_height(), 1) for b in cpu_axis.patches]
+        assert heights == [6.0, 0, 40.0, 9.0, 60.0, 9.0]  # per step: kafka-1, producer
+    finally:
+        plt.close(fig)
