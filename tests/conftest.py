@@ -31,6 +31,20 @@ def stack(settings: Settings) -> Iterator[Stack]:
         s.down()
 
 
+@pytest.fixture(scope="session")
+def postgres_alone(settings: Settings) -> Iterator[Settings]:
+    """PostgreSQL only (started if needed, stopped at the end if started here), bootstrapped:
+    for tests that need no Kafka, registry or stream."""
+    s = Stack(settings, echo=lambda _msg: None)
+    started = not s.node("postgres").status().healthy
+    if started:
+        s.up(["postgres"])
+    db.bootstrap(settings)
+    yield settings
+    if started and not os.environ.get("CLICKGUARD_KEEP_STACK"):
+        s.node("postgres").stop()
+
+
 @pytest.fixture
 def pg(stack: Stack, settings: Settings) -> Iterator[psycopg.Connection]:
     """A writer-role connection to the application database (autocommit)."""

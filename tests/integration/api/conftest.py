@@ -8,7 +8,6 @@ the read-only role like in production; the response cache is off unless a test t
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -23,7 +22,6 @@ import uvicorn
 from api.main import create_app
 from clickguard import db
 from clickguard.settings import Settings
-from clickguard_stack.manager import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -35,20 +33,15 @@ API_TABLES = (
 
 
 @pytest.fixture(scope="session")
-def api_settings(settings: Settings) -> Iterator[Settings]:
+def api_settings(postgres_alone: Settings) -> Settings:
     """Settings of a test database with migrations applied; PostgreSQL started if needed."""
-    stack = Stack(settings, echo=lambda _msg: None)
-    started = not stack.node("postgres").status().healthy
-    if started:
-        stack.up(["postgres"])
+    settings = postgres_alone
     test = settings.model_copy(
         update={"pg_db": f"{settings.pg_db}_api_test", "api_cache_ttl_s": 0.0, "api_key": None}
     )
     db.bootstrap(test)
     db.migrate(test)
-    yield test
-    if started and not os.environ.get("CLICKGUARD_KEEP_STACK"):
-        stack.node("postgres").stop()
+    return test
 
 
 @pytest.fixture

@@ -4,32 +4,15 @@ from a token provider (dagster.yaml's ``auth_provider``) on every connect."""
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
 
 import pytest
 from dagster_postgres.auth import PgTokenProvider
 
-from clickguard import db
 from clickguard.settings import Settings
 from clickguard_dagster.storage import POOL_SIZE, PooledPostgresStorage
-from clickguard_stack.manager import Stack
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def postgres(settings: Settings) -> Iterator[Settings]:
-    """PostgreSQL alone (started if needed) with the Dagster database bootstrapped."""
-    stack = Stack(settings, echo=lambda _msg: None)
-    started = not stack.node("postgres").status().healthy
-    if started:
-        stack.up(["postgres"])
-    db.bootstrap(settings)
-    yield settings
-    if started and not os.environ.get("CLICKGUARD_KEEP_STACK"):
-        stack.node("postgres").stop()
 
 
 class PasswordAsToken(PgTokenProvider):
@@ -50,8 +33,10 @@ def url_without_password(s: Settings) -> str:
     return f"postgresql://{s.pg_writer_user}@{s.pg_host}:{s.pg_port}/{s.pg_dagster_db}"
 
 
-def test_pooled_engines_use_the_token_provider_and_keep_connections(postgres: Settings) -> None:
-    settings = postgres
+def test_pooled_engines_use_the_token_provider_and_keep_connections(
+    postgres_alone: Settings,
+) -> None:
+    settings = postgres_alone
     provider = PasswordAsToken(settings.pg_writer_password)
     storage = PooledPostgresStorage(url_without_password(settings), token_provider=provider)
     try:
