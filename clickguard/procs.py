@@ -34,6 +34,16 @@ def start_time(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[19])
 
 
+def start_epoch(pid: int) -> float | None:
+    """Start time of ``pid`` as a Unix time (boot time + its start ticks), None if gone."""
+    ticks = start_time(pid)
+    if ticks is None:
+        return None
+    btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                 if line.startswith("btime "))
+    return btime + ticks / os.sysconf("SC_CLK_TCK")
+
+
 def is_alive(pid: int | None) -> bool:
     """True for a running or stopped (paused) process; zombies count as dead."""
     if not pid:
@@ -103,15 +113,41 @@ def set_sched_idle(pid: int = 0) -> None:
     os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
 
 
+def set_nice(nice: int) -> None:
+    """Lower the caller's CPU priority by ``nice`` (children inherit it), and its session's.
+
+    With autogroup scheduling (``kernel.sched_autogroup_enabled``, on in most distributions)
+    every session is one scheduling group and a task's nice only ranks it within its group: a
+    node started in its own session would still get an equal share against the stream. The
+    session's autogroup nice (/proc/self/autogroup, see sched(7)) ranks the group itself.
+    Call it right after ``setsid``.
+    """
+    os.nice(nice)
+    try:
+        Path("/proc/self/autogroup").write_text(f"{nice}\n")
+    except OSError:  # no autogroup support: the task nice above is what the scheduler uses
+        pass
+
+
 def spawn(
     argv: Sequence[str],
     log_file: Path,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
     sched_idle: bool = False,
+    nice: int = 0,
 ) -> int:
     """Start ``argv`` detached in its own session, stdout+stderr appended to ``log_file``;
-    ``sched_idle`` runs it (and every thread and child it makes) under SCHED_IDLE."""
+    ``sched_idle`` runs it (and every thread and child it makes) under SCHED_IDLE, ``nice``
+    lowers its priority and its session's (:func:`set_nice`)."""
+
+    def lower() -> None:  # in the child, after setsid
+        if sched_idle:  # SCHED_IDLE ranks tasks within their group; nice 19 ranks the group
+            set_nice(19)
+            set_sched_idle()
+        elif nice:
+            set_nice(nice)
+
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as log:
         proc = subprocess.Popen(
@@ -122,7 +158,7 @@ def spawn(
             env={**os.environ, **(env or {})},
             cwd=cwd,
             start_new_session=True,
-            preexec_fn=set_sched_idle if sched_idle else None,
+            preexec_fn=lower if sched_idle or nice else None,
         )
     return proc.pid
 

@@ -214,6 +214,11 @@ class Settings(BaseSettings):
     dagster_code_port: int | None = Field(
         None, description="gRPC port of the shared Dagster code server; unset = dagster_port + 1"
     )
+    dagster_code_nice: int = Field(
+        10, ge=0, le=19, description="CPU niceness of the local stack's Dagster code server and "
+        "of the runs it launches (Spark batch): batch work yields the cores to the stream and "
+        "the API (0 = normal priority)",
+    )
     dagster_home: Path | None = Field(None, description="DAGSTER_HOME; unset = <home>/dagster-home")
     session_gap_minutes: float = Field(30.0, description="Inactivity gap that ends a session")
     batch_change_overlap_s: float = Field(

@@ -176,7 +176,10 @@ def run_producer_bench(
                 ):
                     time.sleep(0.05)
                 info["written_before_fault"] = scratch.total_offsets(settings, topic) - base
-                echo(f"  {action} {target} ({info['written_before_fault']:,} records written)")
+                # the active controller's loss adds a KRaft election to the broker's fencing
+                info["active_controller"] = stack.active_controller()
+                echo(f"  {action} {target} ({info['written_before_fault']:,} records written; "
+                     f"active controller {info['active_controller']})")
                 stack.control(action, target)
 
             fault_at[count // 3] = fault
@@ -429,12 +432,21 @@ def render_markdown(result: dict[str, Any]) -> str:
          "failed", "ours exact", "kcat exact"],
         rows,
     )
+    controllers = {ph["fault"]: ph.get("active_controller") for ph in result["phases"]
+                   if ph["fault"]}
+    ctl = "; ".join(
+        f"at `{fault}` the active KRaft controller was `{c}`"
+        + (" (the failed broker: its loss adds a controller election)"
+           if c == result["failed_broker"] else "")
+        for fault, c in controllers.items() if c
+    )
     return f"""# Producer benchmark
 
 {result['records_per_phase']:,} records per phase ({result['avg_record_bytes']} B each, Avro
 Confluent wire format), topic `{result['topic']}` (6 partitions, RF 3, min ISR 2), acks=all +
 idempotence + lz4. Fault target: `{result['failed_broker']}`, failed once a third of the
-records was sent and the first were written (mid-run), restarted after the phase.
+records was sent and the first were written (mid-run), restarted after the phase{
+'. ' + ctl[0].upper() + ctl[1:] if ctl else ''}.
 Measured {m['measured_at']} on {m['cpus']} CPUs / {m['memory_gb']} GB, load average
 {m['load_avg_1_5_15']} before and {m.get('load_avg_after')} after (the whole stack and other
 processes share the machine).

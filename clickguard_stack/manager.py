@@ -56,8 +56,10 @@ def app_nodes(settings: Settings) -> list[PythonNode]:
             health_url=f"http://{settings.api_host}:{settings.api_port}/health",
         ),
         PythonNode(  # one code server for the webserver and the daemon (clickguard.dagster_env)
+            # niced: the runs it launches (Spark batch) inherit it and yield the CPU to the stream
             "dagster-code", settings, settings.dagster_code_port or settings.dagster_port + 1,
             needs=["postgres"], module_argv=["clickguard.dagster_env", "code"],
+            nice=settings.dagster_code_nice,
         ),
         PythonNode(
             "dagster-webserver", settings, settings.dagster_port,
@@ -192,6 +194,16 @@ class Stack:
         if reset and self.settings.home.exists():
             shutil.rmtree(self.settings.home)
             self.echo(f"  removed {self.settings.home}")
+
+    def active_controller(self) -> str | None:
+        """The Kafka node that is the active KRaft controller (newest leader epoch any node
+        recorded), None if none has one. Its loss costs a controller election on top of the
+        broker's fencing, so fault reports name it."""
+        seen = [
+            leader for node in self.nodes.values()
+            if isinstance(node, KafkaNode) and (leader := node.quorum_leader())
+        ]
+        return f"kafka-{max(seen)[1]}" if seen else None
 
     def control(self, action: str, name: str) -> str:
         """stop | start | kill | pause | resume one node."""

@@ -49,6 +49,7 @@ class Node:
     port: int | None = None
     needs: list[str] = field(default_factory=list)  # nodes that must be healthy first
     sched_idle: bool = False  # runs only on CPU the other nodes leave (a UI must not slow the API)
+    nice: int = 0  # lower CPU priority of the node and its session (batch yields to the stream)
 
     @property
     def dir(self) -> Path:
@@ -105,7 +106,7 @@ class Node:
         self.prepare()
         env = {**self.env(), "CLICKGUARD_NODE": str(self.dir)}
         pid = procs.spawn(self.argv(), self.log_file, env=env, cwd=self.dir,
-                          sched_idle=self.sched_idle)
+                          sched_idle=self.sched_idle, nice=self.nice)
         self._record(pid)
         return pid
 
@@ -177,6 +178,16 @@ class KafkaNode(Node):
     @property
     def config_file(self) -> Path:
         return self.dir / "server.properties"
+
+    def quorum_leader(self) -> tuple[int, int] | None:
+        """(epoch, node id) of the KRaft metadata quorum's leader, the active controller, as
+        this node last recorded it (its ``quorum-state`` file); None before it has voted."""
+        try:
+            path = self.data_dir / "__cluster_metadata-0" / "quorum-state"
+            state = json.loads(path.read_text())
+            return int(state["leaderEpoch"]), int(state["leaderId"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def cluster_id(self) -> str:
         """One cluster id for all nodes, created once and kept in the run folder."""

@@ -38,6 +38,8 @@ def test_bench_producer_smoke_writes_results(stack: Stack, tmp_path: Path) -> No
     # the broker was failed mid-run: some records were already written, not all of them
     for name in ("broker_sigkilled", "broker_stopped"):
         assert 0 < phases[name]["written_before_fault"] < 6_000
+        # which node was the active KRaft controller (read from the real quorum-state files)
+        assert phases[name]["active_controller"] in {"kafka-1", "kafka-2", "kafka-3"}
     for p in phases.values():
         ours = p["ours"]
         assert (ours["acknowledged"], ours["failed"], ours["offsets_written"]) == (6_000, 0, 6_000)
@@ -52,4 +54,5 @@ def test_bench_producer_smoke_writes_results(stack: Stack, tmp_path: Path) -> No
     md = (tmp_path / "bench-producer.md").read_text()
     assert "| phase | fault | ours ev/s | kcat ev/s |" in md
     assert md.count("| broker_") == 2
+    assert f"at `kill {target}` the active KRaft controller was `kafka-" in md
     assert (tmp_path / "bench-producer.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -93,5 +93,65 @@ def test_a_sched_idle_node_its_threads_and_children_run_under_sched_idle(
         for tid in (*threads, child):
             assert os.sched_getscheduler(tid) == os.SCHED_IDLE, tid
         assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the caller is left alone
+        if AUTOGROUP.exists():  # and its session's group is ranked last among the groups
+            assert _autogroup_nice(pid) == _autogroup_nice(child) == 19
     finally:
         node.stop(timeout=5)
+
+
+AUTOGROUP = Path("/proc/self/autogroup")
+
+
+def _autogroup_nice(pid: int) -> int:
+    """The nice of ``pid``'s session group: "/autogroup-123 nice 10" -> 10."""
+    return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
+
+
+def test_a_niced_node_and_what_it_launches_yield_the_cpu(tmp_path: Path) -> None:
+    """dagster-code runs niced (settings.dagster_code_nice): the Spark runs it launches inherit
+    it, and so does its session's autogroup, without which a task's nice only ranks it within
+    its own session. Real processes are spawned; the kernel's values are read back."""
+    import os
+
+    from clickguard_stack.manager import build_nodes
+
+    s = Settings(_env_file=None, home=tmp_path)
+    nodes = build_nodes(s)
+    assert (nodes["dagster-code"].nice, nodes["streaming"].nice, nodes["api"].nice) == (10, 0, 0)
+    assert build_nodes(Settings(_env_file=None, home=tmp_path, dagster_code_nice=0))[
+        "dagster-code"].nice == 0
+    node = PythonNode("niced", s, None, nice=10, module_argv=["tests.unit.stack._forker"],
+                      extra_env={"PYTHONPATH": str(REPO_ROOT)})
+    ours = _autogroup_nice(os.getpid()) if AUTOGROUP.exists() else None
+    pid = node.start()
+    try:
+        assert procs.wait_until(lambda: len(procs.descendants(pid)) == 1, 10)
+        (child,) = procs.descendants(pid)
+        assert procs.wait_until(lambda: len(os.listdir(f"/proc/{pid}/task")) >= 2, 10)
+        mine = os.getpriority(os.PRIO_PROCESS, 0)
+        for tid in (*(int(t) for t in os.listdir(f"/proc/{pid}/task")), child):
+            assert os.getpriority(os.PRIO_PROCESS, tid) == min(mine + 10, 19), tid
+            assert os.sched_getscheduler(tid) == os.SCHED_OTHER, tid
+        if AUTOGROUP.exists():
+            assert _autogroup_nice(pid) == _autogroup_nice(child) == 10
+            assert _autogroup_nice(os.getpid()) == ours  # the caller's group is left alone
+    finally:
+        node.stop(timeout=5)
+
+
+def test_the_active_controller_is_the_leader_of_the_newest_quorum_epoch(tmp_path: Path) -> None:
+    """Each KRaft node records the quorum leader it last knew; a node that missed the last
+    election (it was down) still names the old one, so the newest epoch wins."""
+    import json
+
+    from clickguard_stack.manager import Stack
+
+    stack = Stack(Settings(_env_file=None, home=tmp_path), echo=lambda _m: None)
+    assert stack.active_controller() is None  # nothing formatted yet
+    for node_id, (epoch, leader) in {1: (3, 1), 2: (4, 2), 3: (4, 2)}.items():
+        state = tmp_path / f"kafka-{node_id}" / "data" / "__cluster_metadata-0" / "quorum-state"
+        state.parent.mkdir(parents=True)
+        state.write_text(json.dumps({"leaderId": leader, "leaderEpoch": epoch, "votedId": -1}))
+    assert stack.active_controller() == "kafka-2"
+    (tmp_path / "kafka-2" / "data" / "__cluster_metadata-0" / "quorum-state").write_text("{")
+    assert stack.active_controller() == "kafka-2"  # a torn file is skipped, kafka-3 agrees
