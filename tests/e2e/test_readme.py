@@ -103,7 +103,6 @@ PLAN: dict[str, Run | Excluded] = {
     "clickguard bench capacity": Excluded(PROOF_SMOKE),
     "clickguard bench latency --rate 5000 --minutes 5": Excluded(PROOF_SMOKE),
     "clickguard bench cpu": Excluded(PROOF_SMOKE),
-    "clickguard bench producer --count 1000000": Excluded(PROOF_SMOKE),
     "clickguard proof table": Excluded(
         "rewrites README.md; tests/unit/proof/test_proof_table.py checks the README's table "
         "against docs/results"),
