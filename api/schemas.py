@@ -163,7 +163,10 @@ class DlqRecord(BaseModel):
 
 
 class DlqBucket(BaseModel):
-    bucket: dt.datetime = Field(description="Start of the bucket (UTC multiple of its width)")
+    bucket: dt.datetime = Field(
+        description="Start of the bucket: buckets step by their width from 2000-01-01 00:00 UTC "
+        "(so from each midnight UTC when the width divides a day)"
+    )
     reason: str
     count: int
 

@@ -27,7 +27,8 @@ SELECT id, source_topic, source_partition, source_offset, reason, detail, event_
 FROM dlq_events WHERE detected_at >= now() - make_interval(mins => %(minutes)s)
 ORDER BY detected_at DESC, id DESC LIMIT %(limit)s
 """
-# buckets aligned to UTC multiples of the width (origin midnight UTC), as a chart bins them
+# buckets counted in steps of the width from 2000-01-01 00:00 UTC (date_bin's origin): from each
+# midnight UTC when the width divides a day (1, 5, 30, 60 min), as a chart bins them
 OVER_TIME_SQL = """
 SELECT date_bin(make_interval(mins => %(bucket)s), detected_at, timestamptz '2000-01-01 00:00Z')
          AS bucket,

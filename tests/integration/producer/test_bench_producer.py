@@ -54,5 +54,5 @@ def test_bench_producer_smoke_writes_results(stack: Stack, tmp_path: Path) -> No
     md = (tmp_path / "bench-producer.md").read_text()
     assert "| phase | fault | ours ev/s | kcat ev/s |" in md
     assert md.count("| broker_") == 2
-    assert f"at `kill {target}` the active KRaft controller was `kafka-" in md
+    assert f"At `kill {target}` the active KRaft controller was `kafka-" in md
     assert (tmp_path / "bench-producer.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
