@@ -9,6 +9,7 @@ that the UI shows.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -33,6 +34,7 @@ def render_instance_yaml(settings: Settings) -> str:
         pg_dagster_db=settings.pg_dagster_db,
         pg_writer_user=settings.pg_writer_user,
         pg_writer_password=settings.pg_writer_password,
+        pg_ssl_params=json.dumps(settings.pg_ssl_params),  # JSON is YAML: a flow mapping
         dagster_home=dagster_home(settings),
     )
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -19,27 +21,102 @@ from clickguard.settings import Settings
 
 
 class Brokers(Protocol):
-    """What a client needs of a configuration: ``Settings`` or a Dagster ``KafkaResource``."""
+    """What a client needs of a configuration: ``Settings`` or a Dagster ``KafkaResource``
+    (same field names, so one function builds the client config of both)."""
 
     @property
     def bootstrap_servers(self) -> str: ...
+    @property
+    def kafka_security_protocol(self) -> str: ...
+    @property
+    def kafka_sasl_mechanism(self) -> str: ...
+    @property
+    def kafka_sasl_username(self) -> str | None: ...
+    @property
+    def kafka_sasl_password(self) -> str | None: ...
+    @property
+    def kafka_ssl_ca_location(self) -> str | Path | None: ...
+
+
+def client_security(settings: Brokers) -> dict[str, str]:
+    """librdkafka's security keys for ``settings`` ({} for PLAINTEXT, the local cluster).
+
+    Every client the platform makes (producers, consumers, admin, the streaming job's DLQ and
+    late producers, Dagster's sensors) goes through :func:`client_config`, which adds these.
+    """
+    protocol = settings.kafka_security_protocol.upper()
+    if protocol == "PLAINTEXT":
+        return {}
+    conf = {"security.protocol": protocol}
+    if protocol.startswith("SASL_"):
+        if not settings.kafka_sasl_username or settings.kafka_sasl_password is None:
+            raise ValueError(
+                f"CLICKGUARD_KAFKA_SECURITY_PROTOCOL={protocol} needs "
+                "CLICKGUARD_KAFKA_SASL_USERNAME and CLICKGUARD_KAFKA_SASL_PASSWORD"
+            )
+        conf |= {
+            "sasl.mechanism": settings.kafka_sasl_mechanism,
+            "sasl.username": settings.kafka_sasl_username,
+            "sasl.password": settings.kafka_sasl_password,
+        }
+    if protocol.endswith("SSL") and settings.kafka_ssl_ca_location:
+        conf["ssl.ca.location"] = str(settings.kafka_ssl_ca_location)
+    return conf
+
+
+def _jaas_quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def spark_kafka_options(settings: Brokers) -> dict[str, str]:
+    """The same security for Spark's Kafka source (the Java client), as ``kafka.*`` options."""
+    conf = client_security(settings)
+    if not conf:
+        return {}
+    opts = {"kafka.security.protocol": conf["security.protocol"]}
+    if "sasl.mechanism" in conf:
+        module = ("plain.PlainLoginModule" if conf["sasl.mechanism"] == "PLAIN"
+                  else "scram.ScramLoginModule")
+        opts["kafka.sasl.mechanism"] = conf["sasl.mechanism"]
+        opts["kafka.sasl.jaas.config"] = (
+            f"org.apache.kafka.common.security.{module} required "
+            f"username={_jaas_quote(conf['sasl.username'])} "
+            f"password={_jaas_quote(conf['sasl.password'])};"
+        )
+    if "ssl.ca.location" in conf:  # the Java client reads a PEM trust store since Kafka 2.7
+        opts["kafka.ssl.truststore.type"] = "PEM"
+        opts["kafka.ssl.truststore.location"] = conf["ssl.ca.location"]
+    return opts
+
+
+ConfValue = str | int | float | bool
+
+
+def client_config(
+    settings: Brokers, conf: Mapping[str, ConfValue] | None = None
+) -> dict[str, ConfValue]:
+    """``conf`` plus the bootstrap servers and the security settings: a client's whole config."""
+    return {"bootstrap.servers": settings.bootstrap_servers, **client_security(settings),
+            **(conf or {})}
 
 
 def admin(settings: Settings, timeout_ms: int = 5000) -> AdminClient:
     return AdminClient(
-        {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "socket.timeout.ms": timeout_ms,
-            "request.timeout.ms": timeout_ms,
-            "log_level": 0,  # probes run while brokers are down; their errors are expected
-        }
+        client_config(
+            settings,
+            {
+                "socket.timeout.ms": timeout_ms,
+                "request.timeout.ms": timeout_ms,
+                "log_level": 0,  # probes run while brokers are down; their errors are expected
+            },
+        )
     )
 
 
 def producer_config(settings: Brokers, **overrides: object) -> dict[str, object]:
     """Durable producer defaults: every acknowledged record is on min ISR brokers."""
     conf: dict[str, object] = {
-        "bootstrap.servers": settings.bootstrap_servers,
+        **client_config(settings),
         "acks": "all",
         "enable.idempotence": True,
         "max.in.flight.requests.per.connection": 5,
@@ -175,13 +252,15 @@ def cluster_health(settings: Settings, topics: list[str] | None = None) -> Clust
 def end_offsets(settings: Brokers, topic: str, timeout: float = 5.0) -> dict[int, int]:
     """High watermarks per partition, read without consuming (bounded metadata calls)."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": "clickguard-offset-probe",
-            "enable.auto.commit": False,
-            "socket.timeout.ms": int(timeout * 1000),
-            "log_level": 0,
-        }
+        client_config(
+            settings,
+            {
+                "group.id": "clickguard-offset-probe",
+                "enable.auto.commit": False,
+                "socket.timeout.ms": int(timeout * 1000),
+                "log_level": 0,
+            },
+        )
     )
     try:
         md = consumer.list_topics(topic, timeout=timeout)

@@ -3,7 +3,9 @@
 Every port, path, host and threshold comes from here, read from environment variables prefixed
 ``CLICKGUARD_`` (and from ``.env`` when present); ``.env.example`` documents each one. Pointing the
 code at an external Kafka cluster, a managed PostgreSQL or a Spark cluster is configuration only:
-set ``CLICKGUARD_KAFKA_BOOTSTRAP``, ``CLICKGUARD_PG_HOST``/``PORT`` or ``CLICKGUARD_SPARK_MASTER``.
+set ``CLICKGUARD_KAFKA_BOOTSTRAP``, ``CLICKGUARD_PG_HOST``/``PORT`` or ``CLICKGUARD_SPARK_MASTER``,
+plus ``CLICKGUARD_KAFKA_SECURITY_PROTOCOL``/``_SASL_*``/``_SSL_CA_LOCATION`` and
+``CLICKGUARD_PG_SSLMODE``/``_SSLROOTCERT`` where the services require TLS and authentication.
 """
 
 from __future__ import annotations
@@ -42,6 +44,18 @@ class Settings(BaseSettings):
     # acks=all writes stall that long. 2 s was tried (issue 10): one CI run then failed a
     # `stack up` of a restarted cluster, where 3 JVMs starting on 2 cores delay heartbeats
     kafka_session_timeout_ms: int = 4000
+    # a managed cluster (Confluent Cloud, MSK, Aiven...): applied to every Kafka client the
+    # platform makes (clickguard.kafka.client_security, Spark's source: spark_kafka_options)
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How clients reach the brokers; SASL_SSL for a managed cluster"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
+    kafka_ssl_ca_location: Path | None = Field(
+        None, description="PEM file of the CA that signed the brokers' certificates; unset = "
+        "the system's trust store"
+    )
     topic_raw: str = "km.events.raw.v1"
     topic_dlq: str = "km.events.dlq.v1"
     topic_late: str = "km.events.late.v1"
@@ -69,6 +83,14 @@ class Settings(BaseSettings):
     )
     pg_registry_password: str = "clickguard-registry"
     pg_bin_dir: Path | None = Field(None, description="Folder of initdb/pg_ctl; found if unset")
+    pg_sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = (
+        Field("prefer", description="libpq sslmode of every connection; verify-full for a "
+              "managed PostgreSQL")
+    )
+    pg_sslrootcert: Path | None = Field(
+        None, description="PEM file of the CA that signed the server's certificate (verify-ca, "
+        "verify-full)"
+    )
 
     # --- schema registry -----------------------------------------------------------------------
     registry_url: str | None = Field(
@@ -324,18 +346,22 @@ class Settings(BaseSettings):
             "superuser": (self.pg_superuser, self.pg_superuser_password),
         }[role]
 
+    @property
+    def pg_ssl_params(self) -> dict[str, str]:
+        """libpq's ``sslmode`` and ``sslrootcert`` (pgjdbc and dagster-postgres take the same)."""
+        params: dict[str, str] = {"sslmode": self.pg_sslmode}
+        if self.pg_sslrootcert:
+            params["sslrootcert"] = str(self.pg_sslrootcert)
+        return params
+
     def pg_dsn(self, role: str = "writer", db: str | None = None) -> str:
-        """libpq DSN for ``role`` (see :meth:`pg_credentials`)."""
+        """libpq DSN for ``role`` (see :meth:`pg_credentials`), with the TLS settings."""
         user, password = self.pg_credentials(role)
+        ssl = " ".join(f"{k}={v}" for k, v in self.pg_ssl_params.items())
         return (
             f"host={self.pg_host} port={self.pg_port} dbname={db or self.pg_db} "
-            f"user={user} password={password}"
+            f"user={user} password={password} {ssl}"
         )
-
-    def pg_url(self, role: str = "writer", db: str | None = None) -> str:
-        """SQLAlchemy/JDBC-style URL (postgresql://...) for ``role``."""
-        user, password = self.pg_credentials(role)
-        return f"postgresql://{user}:{password}@{self.pg_host}:{self.pg_port}/{db or self.pg_db}"
 
     @property
     def jars_dir(self) -> Path:

@@ -39,10 +39,19 @@ class PostgresResource(dg.ConfigurableResource):
     dbname: str
     user: str
     password: str
+    sslmode: str = "prefer"
+    sslrootcert: str | None = None  # PEM file of the server's CA; None = the driver's default
+
+    @property
+    def ssl_params(self) -> dict[str, str]:
+        """libpq's TLS keywords; pgjdbc takes the same names and values."""
+        return {"sslmode": self.sslmode, **({"sslrootcert": self.sslrootcert}
+                                             if self.sslrootcert else {})}
 
     @contextmanager
     def connect(self, autocommit: bool = False) -> Iterator[psycopg.Connection]:
         with psycopg.connect(
+            psycopg.conninfo.make_conninfo(**self.ssl_params),
             host=self.host, port=self.port, dbname=self.dbname, user=self.user,
             password=self.password, connect_timeout=5, autocommit=autocommit,
         ) as conn:
@@ -51,7 +60,9 @@ class PostgresResource(dg.ConfigurableResource):
     @property
     def jdbc_url(self) -> str:
         # stringtype=unspecified lets PostgreSQL cast Spark's strings to the column types
-        return f"jdbc:postgresql://{self.host}:{self.port}/{self.dbname}?stringtype=unspecified"
+        ssl = "".join(f"&{k}={v}" for k, v in self.ssl_params.items())
+        return (f"jdbc:postgresql://{self.host}:{self.port}/{self.dbname}"
+                f"?stringtype=unspecified{ssl}")
 
     @property
     def jdbc_properties(self) -> dict[str, str]:
@@ -65,6 +76,12 @@ class KafkaResource(dg.ConfigurableResource):
     topic_raw: str
     topic_dlq: str
     timeout_s: float = 5.0
+    # a managed cluster's TLS/SASL (clickguard.kafka.client_security reads these names)
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
+    kafka_ssl_ca_location: str | None = None
 
     def end_offsets(self, topic: str) -> dict[int, int]:
         """High watermarks per partition (never consumes); {} when the topic is unknown."""
@@ -212,10 +229,17 @@ def build_resources(settings: Settings, env: Mapping[str, str] | None = None) ->
         "postgres": PostgresResource(
             host=field("pg_host"), port=field("pg_port"), dbname=field("pg_db"),
             user=field("pg_writer_user"), password=field("pg_writer_password"),
+            sslmode=field("pg_sslmode"),
+            sslrootcert=field("pg_sslrootcert"),
         ),
         "kafka": KafkaResource(
             bootstrap_servers=field("kafka_bootstrap", s.bootstrap_servers),
             topic_raw=field("topic_raw"), topic_dlq=field("topic_dlq"),
+            kafka_security_protocol=field("kafka_security_protocol"),
+            kafka_sasl_mechanism=field("kafka_sasl_mechanism"),
+            kafka_sasl_username=field("kafka_sasl_username"),
+            kafka_sasl_password=field("kafka_sasl_password"),
+            kafka_ssl_ca_location=field("kafka_ssl_ca_location"),
         ),
         "batch": BatchResource(**field.of(BatchResource)),
         "slo": SloResource(**field.of(SloResource)),

@@ -97,12 +97,11 @@ def total_offsets(settings: Settings, topic: str) -> int:
 def read_all(settings: Settings, topic: str, timeout: float = 60.0) -> list[Message]:
     """Every record of ``topic`` from offset 0 up to the end offsets seen at the call."""
     ends = kafka_helpers.end_offsets(settings, topic, timeout=10)
-    consumer = Consumer({
-        "bootstrap.servers": settings.bootstrap_servers,
+    consumer = Consumer(kafka_helpers.client_config(settings, {
         "group.id": f"clickguard-read-all-{time.monotonic_ns()}",
         "enable.auto.commit": False,
         "isolation.level": "read_committed",
-    })
+    }))
     consumer.assign([TopicPartition(topic, p, 0) for p, end in ends.items() if end > 0])
     want = sum(ends.values())
     got: list[Message] = []

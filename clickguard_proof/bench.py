@@ -338,6 +338,13 @@ def _run_kcat(
     for k, v in _public_config(settings).items():
         if k not in ("bootstrap.servers", "compression.type", *KCAT_UNSUPPORTED):
             argv += ["-X", f"{k}={str(v).lower() if isinstance(v, bool) else v}"]
+    secret = kafka_helpers.client_security(settings).get("sasl.password")
+    secret_file = None
+    if secret is not None:  # a config file (mode 600), not argv, which `ps` shows to anyone
+        with tempfile.NamedTemporaryFile("w", prefix="kcat-", suffix=".conf", delete=False) as c:
+            c.write(f"sasl.password={secret}\n")
+        secret_file = c.name
+        argv += ["-F", secret_file]
     before = scratch.total_offsets(settings, topic)
     t0 = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -351,6 +358,8 @@ def _run_kcat(
     took = time.monotonic() - t0
     written = scratch.total_offsets(settings, topic) - before
     os.unlink(path)
+    if secret_file:
+        os.unlink(secret_file)
     err_lines = stderr.decode(errors="replace").splitlines()
     failed_lines = [ln for ln in err_lines if "ailed" in ln or "ERROR" in ln]
     return {
@@ -381,8 +390,9 @@ def _escape(delim: bytes) -> str:
 
 
 def _public_config(settings: Settings) -> dict[str, object]:
+    """The producer's config as results may print it: no callables, no SASL password."""
     conf = kafka_helpers.producer_config(settings)
-    return {k: v for k, v in conf.items() if not callable(v)}
+    return {k: v for k, v in conf.items() if not callable(v) and k != "sasl.password"}
 
 
 def _require_healthy(settings: Settings) -> None:

@@ -34,6 +34,7 @@ from typing import Any
 from pyspark.errors import StreamingQueryException
 
 from clickguard import db, stream_state
+from clickguard.kafka import spark_kafka_options
 from clickguard.settings import Settings, get_settings
 from clickguard.spark import spark_conf
 from streaming_job.decode import SPARK_DDL, arrow_decoder
@@ -93,6 +94,7 @@ def start_query(spark: Any, settings: Settings, sink: BatchSink) -> Any:
     raw = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", settings.bootstrap_servers)
+        .options(**spark_kafka_options(settings))  # TLS/SASL of a managed cluster, if set
         .option("subscribe", settings.topic_raw)
         .option("startingOffsets", "earliest")
         .option("maxOffsetsPerTrigger", settings.stream_max_offsets_per_trigger)

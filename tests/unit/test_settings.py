@@ -27,7 +27,8 @@ def test_environment_overrides_and_derived_values(monkeypatch: pytest.MonkeyPatc
     s = Settings(_env_file=None)
     assert s.bootstrap_servers == "127.0.0.1:30000,127.0.0.1:30001,127.0.0.1:30002"
     assert "port=30432" in s.pg_dsn("reader")
-    assert s.pg_url("writer").endswith(":30432/clickguard")
+    assert s.pg_dsn("writer").endswith("user=clickguard_writer password=clickguard-writer "
+                                       "sslmode=prefer")
 
 
 def test_external_services_are_configuration_only(monkeypatch: pytest.MonkeyPatch) -> None:
