@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     registry_url: str | None = Field(
         None, description="External Confluent-compatible registry URL; unset = local Apicurio"
     )
+    registry_username: str | None = Field(
+        None, description="Basic-auth user of an external registry (Confluent Cloud: its API key)"
+    )
+    registry_password: str | None = None
     registry_port: int = 18081
     registry_heap: str = "384m"
     registry_management_port: int | None = Field(
@@ -335,7 +339,18 @@ class Settings(BaseSettings):
 
     @property
     def schema_registry_url(self) -> str:
-        return self.registry_url or f"http://127.0.0.1:{self.registry_port}/apis/ccompat/v7"
+        """The registry's URL, with the basic-auth credentials in it when set (percent-encoded):
+        one string carries them to every client, Spark's executors included. Print
+        ``RegistryClient(url).url``, which drops them, never this."""
+        url = self.registry_url or f"http://127.0.0.1:{self.registry_port}/apis/ccompat/v7"
+        if self.registry_username:
+            from urllib.parse import quote
+
+            scheme, rest = url.split("://", 1)
+            user = quote(self.registry_username, safe="")
+            password = quote(self.registry_password or "", safe="")
+            url = f"{scheme}://{user}:{password}@{rest}"
+        return url
 
     def pg_credentials(self, role: str) -> tuple[str, str]:
         """(user, password) of ``role`` in {"writer", "reader", "registry", "superuser"}."""

@@ -91,7 +91,7 @@ def register_schemas(settings: Settings, topic: str | None = None) -> tuple[int,
         rogue_id = client.register(ROGUE_SUBJECT, rogue_schema())
     except httpx.HTTPError as exc:
         raise ProducerError(
-            f"schema registry at {settings.schema_registry_url} is unreachable ({exc}); "
+            f"schema registry at {client.url} is unreachable ({exc}); "
             "start it with `clickguard stack up`"
         ) from exc
     finally:

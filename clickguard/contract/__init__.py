@@ -69,8 +69,16 @@ class RegistryClient:
     CT = "application/vnd.schemaregistry.v1+json"
 
     def __init__(self, url: str, timeout: float = 5.0) -> None:
-        self.url = url.rstrip("/")
-        self.http = httpx.Client(timeout=timeout, headers={"Content-Type": self.CT})
+        """``url`` may carry credentials (``https://user:password@host``, percent-encoded, as
+        ``Settings.schema_registry_url`` builds them): they become basic auth, and ``self.url``
+        (which messages print) is the URL without them."""
+        parsed = httpx.URL(url)
+        auth = None
+        if parsed.username or parsed.password:
+            auth = httpx.BasicAuth(parsed.username, parsed.password)
+            parsed = parsed.copy_with(userinfo=b"")
+        self.url = str(parsed).rstrip("/")
+        self.http = httpx.Client(timeout=timeout, headers={"Content-Type": self.CT}, auth=auth)
         self._by_id: dict[int, Any] = {}
 
     def register(self, subj: str, schema: dict[str, Any] | str) -> int:

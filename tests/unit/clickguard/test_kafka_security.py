@@ -72,3 +72,56 @@ def test_postgres_tls_reaches_libpq_pgjdbc_and_dagster(tmp_path: Path) -> None:
     assert default.pg_dsn("reader").endswith("sslmode=prefer")  # libpq's own default
     assert yaml.safe_load(render_instance_yaml(default))["storage"]["custom"]["config"][
         "postgres_db"]["params"] == {"sslmode": "prefer"}
+
+
+def test_registry_credentials_become_basic_auth_and_stay_out_of_messages() -> None:
+    """A registry that answers 401 without the right basic auth (a real HTTP server on
+    127.0.0.1): the client built from ``Settings.schema_registry_url`` gets in, its printable
+    URL holds no secret, and a wrong password fails with an error that does not show it."""
+    import base64
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import httpx
+
+    from clickguard.contract import RegistryClient
+
+    user, password = "api:key", "p@ss/wörd"
+    expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    seen: list[str | None] = []
+
+    class Registry(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append(self.headers.get("Authorization"))
+            ok = self.headers.get("Authorization") == expected
+            body = json.dumps({"id": 7} if ok else {"error_code": 401}).encode()
+            self.send_response(200 if ok else 401)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Registry)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}/apis/ccompat/v7"
+        s = Settings(_env_file=None, registry_url=base, registry_username=user,
+                     registry_password=password)
+        client = RegistryClient(s.schema_registry_url)
+        assert client.url == base
+        assert client.register("t-value", {"type": "string"}) == 7
+        assert seen == [expected]
+        wrong = RegistryClient(s.model_copy(update={"registry_password": "nope"})
+                               .schema_registry_url)
+        with pytest.raises(httpx.HTTPStatusError) as err:
+            wrong.register("t-value", {"type": "string"})
+        assert "401" in str(err.value) and "nope" not in str(err.value)
+        assert RegistryClient(Settings(_env_file=None, registry_url=base)
+                              .schema_registry_url).url == base  # no credentials: unchanged
+    finally:
+        server.shutdown()
+        server.server_close()
