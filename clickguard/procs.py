@@ -6,6 +6,7 @@ recorded command so that a recycled pid is never mistaken for one of our nodes.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -39,9 +40,15 @@ def start_epoch(pid: int) -> float | None:
     ticks = start_time(pid)
     if ticks is None:
         return None
-    btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                 if line.startswith("btime "))
-    return btime + ticks / os.sysconf("SC_CLK_TCK")
+    return _boot_time() + ticks / os.sysconf("SC_CLK_TCK")
+
+
+@functools.cache
+def _boot_time() -> int:
+    """The kernel's boot time (``btime`` of /proc/stat, Unix seconds): fixed until a reboot,
+    so read once per process."""
+    return next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                if line.startswith("btime "))
 
 
 def is_alive(pid: int | None) -> bool:

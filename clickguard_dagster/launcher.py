@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dagster as dg
 from dagster._core.launcher import CheckRunHealthResult, DefaultRunLauncher, WorkerStatus
+from dagster._serdes import ConfigurableClassData
 
 from clickguard import procs
 
@@ -22,12 +23,24 @@ START_SLACK_S = 5.0  # the run worker starts just before it reports its pid
 class LocalRunLauncher(DefaultRunLauncher):
     """``DefaultRunLauncher`` whose runs run monitoring can check (same machine only)."""
 
+    _MAX_CACHED = 256
+
+    def __init__(self, inst_data: ConfigurableClassData | None = None) -> None:
+        super().__init__(inst_data)
+        # run id -> (pid, reported at): a run reports its worker once, and the monitor asks
+        # every poll; without this each poll re-read the run's engine events from PostgreSQL
+        self._workers: dict[str, tuple[int, float]] = {}
+
     @property
     def supports_check_run_worker_health(self) -> bool:
         return True
 
     def check_run_worker_health(self, run: dg.DagsterRun) -> CheckRunHealthResult:
-        started = worker_start(self._instance, run.run_id)
+        started = self._workers.get(run.run_id) or worker_start(self._instance, run.run_id)
+        if started is not None and run.run_id not in self._workers:
+            if len(self._workers) >= self._MAX_CACHED:  # finished runs are asked no more
+                self._workers.pop(next(iter(self._workers)))
+            self._workers[run.run_id] = started
         if started is None:
             return CheckRunHealthResult(WorkerStatus.UNKNOWN, "the run worker has not reported "
                                         "its pid yet")

@@ -444,10 +444,10 @@ def render_markdown(result: dict[str, Any]) -> str:
     )
     controllers = {ph["fault"]: ph.get("active_controller") for ph in result["phases"]
                    if ph["fault"]}
-    ctl = "; ".join(
-        f"at `{fault}` the active KRaft controller was `{c}`"
+    ctl = "".join(  # one sentence per fault
+        f" At `{fault}` the active KRaft controller was `{c}`"
         + (" (the failed broker: its loss adds a controller election)"
-           if c == result["failed_broker"] else "")
+           if c == result["failed_broker"] else "") + "."
         for fault, c in controllers.items() if c
     )
     return f"""# Producer benchmark
@@ -455,8 +455,7 @@ def render_markdown(result: dict[str, Any]) -> str:
 {result['records_per_phase']:,} records per phase ({result['avg_record_bytes']} B each, Avro
 Confluent wire format), topic `{result['topic']}` (6 partitions, RF 3, min ISR 2), acks=all +
 idempotence + lz4. Fault target: `{result['failed_broker']}`, failed once a third of the
-records was sent and the first were written (mid-run), restarted after the phase{
-'. ' + ctl[0].upper() + ctl[1:] if ctl else ''}.
+records was sent and the first were written (mid-run), restarted after the phase.{ctl}
 Measured {m['measured_at']} on {m['cpus']} CPUs / {m['memory_gb']} GB, load average
 {m['load_avg_1_5_15']} before and {m.get('load_avg_after')} after (the whole stack and other
 processes share the machine).

@@ -35,7 +35,7 @@ def instance() -> Iterator[dg.DagsterInstance]:
 
 
 def test_a_run_whose_worker_died_is_failed_by_the_run_monitor(
-    instance: dg.DagsterInstance,
+    instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     launcher = instance.run_launcher
     assert isinstance(launcher, LocalRunLauncher)
@@ -59,6 +59,11 @@ def test_a_run_whose_worker_died_is_failed_by_the_run_monitor(
         worker.kill()
         worker.wait()
 
+    # the pid is known now: later polls ask the kernel, not the run's event log again
+    def no_reread(*_: object) -> None:
+        raise AssertionError("the run's engine events were read again")
+
+    monkeypatch.setattr("clickguard_dagster.launcher.worker_start", no_reread)
     health = launcher.check_run_worker_health(run)
     assert health.status == WorkerStatus.FAILED
     assert f"run worker pid {worker.pid} is gone" in (health.msg or "")
