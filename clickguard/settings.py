@@ -83,6 +83,16 @@ class Settings(BaseSettings):
     )
     pg_registry_password: str = "clickguard-registry"
     pg_bin_dir: Path | None = Field(None, description="Folder of initdb/pg_ctl; found if unset")
+    events_retention_days: int = Field(
+        30, description="Days of events kept: the Dagster job event_partitions drops older day "
+        "partitions (0 = keep every day)"
+    )
+    events_partitions_ahead_days: int = Field(
+        7, description="Day partitions of events created ahead of today"
+    )
+    event_partitions_cron: str = Field(
+        "7 * * * *", description="When event_partitions runs (cron, UTC)"
+    )
     pg_sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = (
         Field("prefer", description="libpq sslmode of every connection; verify-full for a "
               "managed PostgreSQL")

@@ -26,7 +26,12 @@ from clickguard_dagster.checks.quality import (
     range_checks,
 )
 from clickguard_dagster.checks.stream import stream_events_freshness, stream_events_slo
-from clickguard_dagster.jobs import daily_batch_job, dlq_replay, stream_checks_job
+from clickguard_dagster.jobs import (
+    daily_batch_job,
+    dlq_replay,
+    event_partitions,
+    stream_checks_job,
+)
 from clickguard_dagster.resources import build_resources
 from clickguard_dagster.schedules import build_live_batch_sensor, build_schedules
 from clickguard_dagster.sensors.dlq import build_dlq_alert_sensor
@@ -46,8 +51,8 @@ settings = get_settings()
 defs = dg.Definitions(
     assets=[stream_events, *BATCH_ASSETS, slo_report],
     asset_checks=ASSET_CHECKS,
-    jobs=[daily_batch_job, stream_checks_job, dlq_replay],
-    schedules=build_schedules(settings.batch_schedule_cron),
+    jobs=[daily_batch_job, stream_checks_job, dlq_replay, event_partitions],
+    schedules=build_schedules(settings.batch_schedule_cron, settings.event_partitions_cron),
     sensors=[
         build_dlq_alert_sensor(settings.dlq_poll_interval_s),
         build_stream_health_sensor(settings.stream_health_interval_s),

@@ -1,4 +1,7 @@
-"""Jobs: the daily batch, the stream checks, and ``dlq_replay``.
+"""Jobs: the daily batch, the stream checks, ``event_partitions`` and ``dlq_replay``.
+
+``event_partitions`` keeps ``events``' day partitions (clickguard/db/partitions.py): the days
+ahead created, the days past the retention dropped. ``event_partitions_schedule`` runs it hourly.
 
 ``dlq_replay`` re-publishes dead-lettered records (after the cause was fixed) to the raw topic
 exactly as they came in: original key, value and headers (not the DLQ's ``clickguard.error.*``
@@ -14,8 +17,9 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from clickguard.db import partitions
 from clickguard_dagster.assets.stream import stream_events
-from clickguard_dagster.resources import KafkaResource, PostgresResource
+from clickguard_dagster.resources import KafkaResource, PostgresResource, RetentionResource
 
 daily_batch_job = dg.define_asset_job(
     "daily_batch",
@@ -126,3 +130,29 @@ def replay_dlq_records(
 def dlq_replay() -> None:
     """Replay DLQ records by reason and time range."""
     replay_dlq_records()
+
+
+@dg.op
+def maintain_event_partitions(
+    context: dg.OpExecutionContext, postgres: PostgresResource, retention: RetentionResource
+) -> dict[str, Any]:
+    """Create the day partitions of events for today and the days ahead; drop those older than
+    the retention (whole days: no DELETE, no bloat)."""
+    with postgres.connect(autocommit=True) as conn:
+        done = partitions.maintain(
+            conn, retention.events_retention_days, retention.events_partitions_ahead_days
+        )
+    summary = {
+        "created": done.created, "dropped": done.dropped,
+        "default_rows_deleted": done.default_rows_deleted, "partitions": done.partitions,
+        "oldest_day": done.oldest_day.isoformat() if done.oldest_day else None,
+    }
+    context.log.info(f"event_partitions: {summary}")
+    context.add_output_metadata({k: str(v) for k, v in summary.items()})
+    return summary
+
+
+@dg.job(name="event_partitions")
+def event_partitions() -> None:
+    """Day partitions of events: created ahead, dropped past CLICKGUARD_EVENTS_RETENTION_DAYS."""
+    maintain_event_partitions()

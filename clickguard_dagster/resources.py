@@ -102,6 +102,13 @@ class BatchResource(dg.ConfigurableResource):
     batch_live_min_gap_s: float
 
 
+class RetentionResource(dg.ConfigurableResource):
+    """How many days of events are kept, and how many days ahead their partitions exist."""
+
+    events_retention_days: int
+    events_partitions_ahead_days: int
+
+
 class SloResource(dg.ConfigurableResource):
     """The stream's latency targets, the window they are judged over, and staleness."""
 
@@ -242,6 +249,7 @@ def build_resources(settings: Settings, env: Mapping[str, str] | None = None) ->
             kafka_ssl_ca_location=field("kafka_ssl_ca_location"),
         ),
         "batch": BatchResource(**field.of(BatchResource)),
+        "retention": RetentionResource(**field.of(RetentionResource)),
         "slo": SloResource(**field.of(SloResource)),
         "alerts": AlertPolicyResource(
             **field.of(AlertPolicyResource),

@@ -2,6 +2,7 @@
 
 - ``daily_batch_schedule`` (``batch_schedule_cron``): the production path, every batch asset
   recomputes its changed days once a day.
+- ``event_partitions_schedule`` (``event_partitions_cron``, hourly): ``event_partitions``.
   (The stream's SLO and freshness checks need no run: ``stream_checks_sensor`` evaluates them.)
 - ``live_batch_sensor``: while events stream in, runs ``daily_batch`` (changed days only) as
   soon as new rows are committed, one run at a time, at most every ``batch_live_min_gap_s``.
@@ -20,17 +21,24 @@ from typing import Any
 import dagster as dg
 
 from clickguard.db import one
-from clickguard_dagster.jobs import daily_batch_job
+from clickguard_dagster.jobs import daily_batch_job, event_partitions
 from clickguard_dagster.resources import BatchResource, PostgresResource
 
 
-def build_schedules(batch_cron: str) -> list[dg.ScheduleDefinition]:
-    """``daily_batch_schedule`` on the configured cron (UTC)."""
+def build_schedules(batch_cron: str, partitions_cron: str) -> list[dg.ScheduleDefinition]:
+    """``daily_batch_schedule`` and ``event_partitions_schedule`` on their crons (UTC)."""
     return [
         dg.ScheduleDefinition(
             name="daily_batch_schedule",
             job=daily_batch_job,
             cron_schedule=batch_cron,
+            execution_timezone="UTC",
+            default_status=dg.DefaultScheduleStatus.RUNNING,
+        ),
+        dg.ScheduleDefinition(
+            name="event_partitions_schedule",
+            job=event_partitions,
+            cron_schedule=partitions_cron,
             execution_timezone="UTC",
             default_status=dg.DefaultScheduleStatus.RUNNING,
         ),

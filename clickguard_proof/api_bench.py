@@ -80,7 +80,9 @@ def data_facts(settings: Settings) -> dict[str, Any]:
     """Sizes of the loaded data (events from the planner's estimate: counting 10 M rows is slow)."""
     with db.connect(settings, "reader") as conn:
         row = conn.execute(
-            "SELECT (SELECT reltuples::bigint FROM pg_class WHERE relname = 'events'),"
+            # events is partitioned by day: its partitions hold the estimates
+            "SELECT (SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint FROM pg_inherits i"
+            "  JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'events'::regclass),"
             " (SELECT coalesce(sum(anomaly_count), 0) FROM anomaly_type_stats),"
             " (SELECT count(*) FROM daily_metrics),"
             " (SELECT row_count FROM api_table_counts WHERE table_name = 'popular_items')"

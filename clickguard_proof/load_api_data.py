@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import click
 
 from clickguard import db
 from clickguard.contract import EVENT_TYPES
+from clickguard.db import partitions
 from clickguard.settings import Settings, get_settings
 
 CHUNK = 1_000_000
@@ -59,7 +61,7 @@ FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) AS i,
      -- millisecond times (the contract's timestamp-millis); the newest commit is >= 0.3 s old
      LATERAL (SELECT date_trunc('milliseconds',
                      now() - make_interval(secs => 1.5 + (%(n)s - i) * %(step)s)) AS t) AS ts
-ON CONFLICT (event_id) DO NOTHING
+ON CONFLICT (event_id, event_ts) DO NOTHING
 """
 
 ANOMALIES_SQL = """
@@ -152,6 +154,10 @@ def load(
     step = SPAN_HOURS * 3600 / max(events, 1)
     with db.connect(settings, "writer", autocommit=True) as conn:
         conn.execute("SET synchronous_commit = off")
+        today = datetime.now(UTC).date()  # the events' days get their partitions, as live ones
+        created = partitions.ensure_days(conn, today - timedelta(hours=SPAN_HOURS + 24), today)
+        if created:
+            progress(f"  day partitions created: {', '.join(created)}")
         t0 = time.monotonic()
         for lo in range(1, events + 1, CHUNK):
             hi = min(lo + CHUNK - 1, events)

@@ -91,7 +91,7 @@ WITH ins AS (
     INSERT INTO events ({", ".join(STAGE_COLUMNS)}, batch_start_ts, commit_ts, batch_id)
     SELECT {", ".join(STAGE_COLUMNS)}, %(batch_start)s, clock_timestamp(), %(batch_id)s
     FROM stage_events
-    ON CONFLICT (event_id) DO NOTHING
+    ON CONFLICT (event_id, event_ts) DO NOTHING  -- the key of the day-partitioned table
     RETURNING event_id, event_ts, session_id, event_type, item_id, category)
 INSERT INTO new_events SELECT * FROM ins
 """

@@ -44,8 +44,10 @@ def test_definitions_graph() -> None:
     assert {s.name for s in defs.sensors} == {
         "dlq_alert_sensor", "stream_health_sensor", "live_batch_sensor", "stream_checks_sensor"
     }
-    assert {s.name for s in defs.schedules} == {"daily_batch_schedule"}
+    assert {s.name for s in defs.schedules} == {"daily_batch_schedule",
+                                                "event_partitions_schedule"}
     assert defs.resolve_job_def("dlq_replay") is not None
+    assert defs.resolve_job_def("event_partitions") is not None
 
 
 def test_instance_yaml_uses_postgres(tmp_path: Path) -> None:

@@ -1,0 +1,166 @@
+"""``events`` by day on a real PostgreSQL: migration 0009, the partitions job, pruning.
+
+Test days are in 1990, far from any other test's rows, so the retention below drops only them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from clickguard import db
+from clickguard.db import partitions
+from clickguard.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+D1, D2, D3, D4, D5 = (date(1990, 1, d) for d in range(1, 6))
+COLUMNS = ("event_id, event_ts, ingest_ts, kafka_ts, batch_start_ts, commit_ts, source, "
+           "session_id, event_type, kafka_partition, kafka_offset, batch_id")
+INSERT = (f"INSERT INTO events ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, 'test', 1, 'click', "
+          "0, 0, 0)")
+
+
+def insert(conn: psycopg.Connection, event_id: str, ts: datetime, dedup: bool = True) -> None:
+    """One event; ``dedup``: as the stream inserts (ON CONFLICT on the partitioned key)."""
+    conflict = " ON CONFLICT (event_id, event_ts) DO NOTHING" if dedup else ""
+    conn.execute(INSERT + conflict, (event_id, ts, ts, ts, ts, ts))
+
+
+def at(day: date, hour: int = 12) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
+
+
+def where(conn: psycopg.Connection, event_id: str) -> list[str]:
+    """The partitions holding rows of ``event_id``."""
+    return [r[0] for r in conn.execute(
+        "SELECT tableoid::regclass::text FROM events WHERE event_id = %s ORDER BY 1", (event_id,))]
+
+
+@pytest.fixture
+def conn(postgres_alone: Settings) -> Iterator[psycopg.Connection]:
+    db.migrate(postgres_alone)
+    with db.connect(postgres_alone, "writer", autocommit=True) as c:
+        yield c
+        c.execute("DELETE FROM events WHERE event_ts < '1990-02-01'")
+        for day in partitions.event_days(c):
+            if day.year == 1990:
+                c.execute(f"DROP TABLE {partitions.partition_name(day)}")
+
+
+def test_days_are_created_filled_from_the_default_pruned_and_dropped(
+    conn: psycopg.Connection, postgres_alone: Settings,
+) -> None:
+    kind = conn.execute("SELECT relkind FROM pg_class WHERE oid = 'events'::regclass").fetchone()
+    assert kind == ("p",)  # partitioned by the migration
+    today = datetime.now(UTC).date()
+    assert {today, today + timedelta(days=1)} <= set(partitions.event_days(conn))
+
+    tag = uuid.uuid4().hex[:8]
+    assert partitions.ensure_days(conn, D1, D3) == ["events_p19900101", "events_p19900102",
+                                                    "events_p19900103"]
+    assert partitions.ensure_days(conn, D1, D3) == []  # idempotent
+    for day in (D1, D2, D3, D5):
+        insert(conn, f"{tag}-{day}", at(day))
+    insert(conn, f"{tag}-{D2}", at(D2))  # the same event again (a retry): deduplicated
+    insert(conn, f"{tag}-{D2}", at(D2, 13))  # same id, another time: another event
+    assert where(conn, f"{tag}-{D2}") == ["events_p19900102", "events_p19900102"]
+    assert where(conn, f"{tag}-{D5}") == ["events_default"]  # no partition for that day yet
+
+    # a day created later takes its rows out of the default partition
+    assert partitions.ensure_days(conn, D4, D5) == ["events_p19900104", "events_p19900105"]
+    assert where(conn, f"{tag}-{D5}") == ["events_p19900105"]
+    assert conn.execute("SELECT count(*) FROM events_default WHERE event_id LIKE %s",
+                        (f"{tag}-%",)).fetchone() == (0,)
+
+    # a one-day query reads that day's partition only (plan-time pruning, as the API's
+    # parameterized queries get at execution time)
+    plan = conn.execute(
+        "EXPLAIN (FORMAT JSON) SELECT count(*) FROM events WHERE event_ts >= %s AND event_ts < %s",
+        (at(D2, 0), at(D3, 0))).fetchone()
+    assert plan is not None
+    assert relations(plan[0]) == {"events_p19900102"}
+
+    # retention: days before the cutoff are dropped whole, old default rows deleted
+    insert(conn, f"{tag}-old", datetime(1989, 6, 1, tzinfo=UTC))  # lands in the default
+    dropped, deleted = partitions.drop_days_before(conn, D3)
+    assert dropped == ["events_p19900101", "events_p19900102"]
+    assert deleted >= 1 and where(conn, f"{tag}-old") == []
+    assert where(conn, f"{tag}-{D1}") == where(conn, f"{tag}-{D2}") == []
+    assert where(conn, f"{tag}-{D3}") == ["events_p19900103"]
+    with pytest.raises(ValueError, match="autocommit"):
+        with db.connect(postgres_alone, "writer") as tx:
+            partitions.drop_days_before(tx, D3)
+
+
+def relations(plan: Any) -> set[str]:
+    """Every "Relation Name" in an EXPLAIN (FORMAT JSON) plan."""
+    if isinstance(plan, dict):
+        found = {plan["Relation Name"]} if "Relation Name" in plan else set()
+        return found.union(*(relations(v) for v in plan.values()))
+    if isinstance(plan, list):
+        return set().union(*(relations(v) for v in plan))
+    return set()
+
+
+def test_the_dagster_job_keeps_days_ahead_and_drops_past_the_retention(
+    conn: psycopg.Connection, postgres_alone: Settings,
+) -> None:
+    import dagster as dg
+
+    from clickguard_dagster.jobs import event_partitions
+    from clickguard_dagster.resources import RetentionResource, build_resources
+
+    partitions.ensure_days(conn, D1, D2)
+    insert(conn, "job-old", at(D1))
+    result = event_partitions.execute_in_process(resources={
+        "postgres": build_resources(postgres_alone)["postgres"],
+        "retention": RetentionResource(events_retention_days=30, events_partitions_ahead_days=3),
+    })
+    assert result.success
+    summary = result.output_for_node("maintain_event_partitions")
+    assert {"events_p19900101", "events_p19900102"} <= set(summary["dropped"])
+    today = datetime.now(UTC).date()
+    days = set(partitions.event_days(conn))
+    assert {today + timedelta(days=i) for i in range(4)} <= days
+    assert min(days) >= today - timedelta(days=30)
+    assert where(conn, "job-old") == []
+    assert isinstance(result, dg.ExecuteInProcessResult)
+
+
+def test_migration_moves_an_unpartitioned_table_with_its_rows(postgres_alone: Settings) -> None:
+    """A database at migration 0008 with events in the plain table (an existing install):
+    0009 keeps every row, puts recent days in their partitions and old ones in the default."""
+    s = postgres_alone.model_copy(update={"pg_db": f"cg_migrate_{uuid.uuid4().hex[:8]}"})
+    db.bootstrap(s)
+    try:
+        with db.connect(s, "writer") as c:
+            c.execute("CREATE TABLE schema_migrations (version text PRIMARY KEY,"
+                      " applied_at timestamptz NOT NULL DEFAULT now())")
+            for version, text in db.migrations():
+                if version < "0009":
+                    c.execute(text)
+                    c.execute("INSERT INTO schema_migrations(version) VALUES (%s)", (version,))
+            now = datetime.now(UTC)
+            rows = [(f"m-{i}", now - timedelta(days=i)) for i in (0, 1, 5)]
+            rows.append(("m-old", now - timedelta(days=400)))
+            for event_id, ts in rows:
+                insert(c, event_id, ts, dedup=False)  # the plain table's key is event_id
+            c.commit()
+        assert db.migrate(s) == [v for v, _ in db.migrations() if v >= "0009"]
+        with db.connect(s, "writer") as c:
+            got = dict(c.execute("SELECT event_id, tableoid::regclass::text FROM events"))
+        assert got == {
+            **{f"m-{i}": partitions.partition_name((now - timedelta(days=i)).date())
+               for i in (0, 1, 5)},
+            "m-old": "events_default",
+        }
+    finally:
+        with db.connect(s, "superuser", "postgres", autocommit=True) as c:
+            c.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(s.pg_db)))
