@@ -26,22 +26,14 @@ from clickguard_dagster.resources import BatchResource, PostgresResource
 
 
 def build_schedules(batch_cron: str, partitions_cron: str) -> list[dg.ScheduleDefinition]:
-    """``daily_batch_schedule`` and ``event_partitions_schedule`` on their crons (UTC)."""
+    """``daily_batch_schedule`` and ``event_partitions_schedule`` on their crons (UTC), both
+    running from the start."""
     return [
         dg.ScheduleDefinition(
-            name="daily_batch_schedule",
-            job=daily_batch_job,
-            cron_schedule=batch_cron,
-            execution_timezone="UTC",
+            name=f"{job.name}_schedule", job=job, cron_schedule=cron, execution_timezone="UTC",
             default_status=dg.DefaultScheduleStatus.RUNNING,
-        ),
-        dg.ScheduleDefinition(
-            name="event_partitions_schedule",
-            job=event_partitions,
-            cron_schedule=partitions_cron,
-            execution_timezone="UTC",
-            default_status=dg.DefaultScheduleStatus.RUNNING,
-        ),
+        )
+        for job, cron in ((daily_batch_job, batch_cron), (event_partitions, partitions_cron))
     ]
 
 

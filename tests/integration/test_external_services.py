@@ -206,8 +206,7 @@ def external(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Iterator
             "CLICKGUARD_PG_SSLROOTCERT": str(pki.ca),
             "CLICKGUARD_REGISTRY_URL": stack.settings.schema_registry_url,
         }
-        s = Settings(_env_file=None, **{k.removeprefix("CLICKGUARD_").lower(): v
-                                        for k, v in env.items()})
+        s = _settings(env)
         deadline = time.monotonic() + 120
         while True:  # the broker answers once TLS, SASL and the metadata quorum are up
             try:
