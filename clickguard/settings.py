@@ -85,7 +85,14 @@ class Settings(BaseSettings):
     pg_bin_dir: Path | None = Field(None, description="Folder of initdb/pg_ctl; found if unset")
     events_retention_days: int = Field(
         30, description="Days of events kept: the Dagster job event_partitions drops older day "
-        "partitions (0 = keep every day)"
+        "partitions and trims late_events, anomalies and minute_counts (0 = keep every day)"
+    )
+    dlq_retention_days: int = Field(
+        30, description="Days of dlq_events kept, replayed or not (0 = keep every day)"
+    )
+    ledger_retention_days: int = Field(
+        7, description="Days of batch_ledger kept; each query's newest batch is always kept "
+        "(0 = keep every day)"
     )
     events_partitions_ahead_days: int = Field(
         7, description="Day partitions of events created ahead of today"

@@ -1,7 +1,8 @@
 """Jobs: the daily batch, the stream checks, ``event_partitions`` and ``dlq_replay``.
 
 ``event_partitions`` keeps ``events``' day partitions (clickguard/db/partitions.py): the days
-ahead created, the days past the retention dropped. ``event_partitions_schedule`` runs it hourly.
+ahead created, the days past the retention dropped, the side tables trimmed.
+``event_partitions_schedule`` runs it hourly.
 
 ``dlq_replay`` re-publishes dead-lettered records (after the cause was fixed) to the raw topic
 exactly as they came in: original key, value and headers (not the DLQ's ``clickguard.error.*``
@@ -137,14 +138,15 @@ def maintain_event_partitions(
     context: dg.OpExecutionContext, postgres: PostgresResource, retention: RetentionResource
 ) -> dict[str, Any]:
     """Create the day partitions of events for today and the days ahead; drop those older than
-    the retention (whole days: no DELETE, no bloat)."""
+    the retention (whole days: no DELETE, no bloat); trim the side tables by their retention."""
     with postgres.connect(autocommit=True) as conn:
         done = partitions.maintain(
-            conn, retention.events_retention_days, retention.events_partitions_ahead_days
+            conn, retention.retention(), retention.events_partitions_ahead_days
         )
     summary = {
         "created": done.created, "dropped": done.dropped,
-        "default_rows_deleted": done.default_rows_deleted, "partitions": done.partitions,
+        "default_rows_deleted": done.default_rows_deleted, "trimmed": done.trimmed,
+        "partitions": done.partitions,
         "oldest_day": done.oldest_day.isoformat() if done.oldest_day else None,
     }
     context.log.info(f"event_partitions: {summary}")
@@ -154,5 +156,6 @@ def maintain_event_partitions(
 
 @dg.job(name="event_partitions")
 def event_partitions() -> None:
-    """Day partitions of events: created ahead, dropped past CLICKGUARD_EVENTS_RETENTION_DAYS."""
+    """Day partitions of events: created ahead, dropped past CLICKGUARD_EVENTS_RETENTION_DAYS;
+    late_events, anomalies, minute_counts, dlq_events and batch_ledger trimmed by age."""
     maintain_event_partitions()

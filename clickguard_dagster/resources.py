@@ -27,6 +27,7 @@ from dagster_slack import SlackResource
 from slack_sdk import WebClient
 
 from clickguard import kafka as kafka_helpers
+from clickguard.db import partitions
 from clickguard.settings import Settings
 from clickguard.spark import spark_conf, sql_session_conf
 
@@ -103,10 +104,19 @@ class BatchResource(dg.ConfigurableResource):
 
 
 class RetentionResource(dg.ConfigurableResource):
-    """How many days of events are kept, and how many days ahead their partitions exist."""
+    """How many days of events, DLQ records and ledger rows are kept, and how many days ahead
+    the events' partitions exist."""
 
     events_retention_days: int
+    dlq_retention_days: int
+    ledger_retention_days: int
     events_partitions_ahead_days: int
+
+    def retention(self) -> partitions.Retention:
+        return partitions.Retention(
+            events_days=self.events_retention_days, dlq_days=self.dlq_retention_days,
+            ledger_days=self.ledger_retention_days,
+        )
 
 
 class SloResource(dg.ConfigurableResource):

@@ -1,9 +1,12 @@
-"""Day partitions of ``events``: created ahead, dropped past the retention (migration 0009).
+"""Retention: day partitions of ``events`` (migration 0009), and the stream's side tables trimmed.
 
 ``events`` would otherwise grow forever (at the original's 15,000 events/s, 1.3 billion rows a
 day). Dropping a day's partition frees its space at once, with no DELETE, no bloat and no
-VACUUM; queries over a time range read only the partitions of their days. The Dagster job
-``event_partitions`` runs :func:`maintain` every hour.
+VACUUM; queries over a time range read only the partitions of their days. The side tables
+(``late_events``, ``anomalies``, ``minute_counts``, ``dlq_events``, ``batch_ledger``) are far
+smaller and keyed without a time column, so they are trimmed by age in short DELETE chunks
+instead (:func:`trim_tables`). The Dagster job ``event_partitions`` runs :func:`maintain` every
+hour.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from datetime import UTC, date, datetime, timedelta
 import psycopg
 
 LOCK_TIMEOUT = "2s"
+TRIM_CHUNK = 10_000
+"""Rows one trimming DELETE removes: each chunk is its own short transaction."""
 """How long dropping a partition waits for its lock on ``events`` before giving up until the
 next run: statements that arrive meanwhile queue behind it, so the stream's inserts and the
 API's reads wait at most this long."""
@@ -26,6 +31,7 @@ class Maintenance:
     created: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     default_rows_deleted: int = 0
+    trimmed: dict[str, int] = field(default_factory=dict)
     partitions: int = 0
     oldest_day: date | None = None
 
@@ -83,17 +89,72 @@ def drop_days_before(conn: psycopg.Connection, cutoff: date) -> tuple[list[str],
     return dropped, cur.rowcount
 
 
+@dataclass(frozen=True)
+class Retention:
+    """Days kept (0 = keep everything) of the events and the tables that follow them, of the
+    DLQ, and of the batch ledger."""
+
+    events_days: int
+    dlq_days: int
+    ledger_days: int
+
+
+# table -> (time column, which Retention field); each column has an index (migrations 0001, 0010)
+SIDE_TABLES: dict[str, tuple[str, str]] = {
+    "late_events": ("detected_at", "events_days"),
+    "anomalies": ("detected_at", "events_days"),
+    "minute_counts": ("minute", "events_days"),
+    "dlq_events": ("detected_at", "dlq_days"),
+    "batch_ledger": ("committed_at", "ledger_days"),
+}
+# each query's newest ledger row stays whatever its age: the sink reads the previous batch's
+# watermark from it, so an idle stream restarted after the retention still routes late events
+KEEP_NEWEST_BATCH = (
+    " AND batch_id < (SELECT max(m.batch_id) FROM batch_ledger m WHERE m.query_id = t.query_id)"
+)
+
+
+def trim_tables(
+    conn: psycopg.Connection, retention: Retention, today: date, chunk: int = TRIM_CHUNK
+) -> dict[str, int]:
+    """Delete the side tables' rows older than their retention, ``chunk`` rows per
+    transaction (``conn`` in autocommit mode), so the stream's inserts never wait behind one
+    long DELETE; rows deleted per table (tables with retention 0 are left out)."""
+    if not conn.autocommit:
+        raise ValueError("trim_tables needs an autocommit connection")
+    deleted: dict[str, int] = {}
+    for table, (column, days_field) in SIDE_TABLES.items():
+        days = getattr(retention, days_field)
+        if days <= 0:
+            continue
+        cutoff = datetime.combine(today - timedelta(days=days), datetime.min.time(), UTC)
+        keep = KEEP_NEWEST_BATCH if table == "batch_ledger" else ""
+        # names from SIDE_TABLES above, not from input
+        statement = (
+            f"DELETE FROM {table} WHERE ctid = ANY(ARRAY("
+            f"SELECT ctid FROM {table} t WHERE {column} < %s{keep} LIMIT %s))"
+        )
+        deleted[table] = 0
+        while True:
+            n = conn.execute(statement, (cutoff, chunk)).rowcount
+            deleted[table] += n
+            if n < chunk:
+                break
+    return deleted
+
+
 def maintain(
-    conn: psycopg.Connection, retention_days: int, ahead_days: int, today: date | None = None
+    conn: psycopg.Connection, retention: Retention, ahead_days: int, today: date | None = None
 ) -> Maintenance:
-    """Partitions for today and the next ``ahead_days`` days; none older than
-    ``retention_days`` days before today (0 = keep every day). ``conn`` in autocommit mode."""
+    """Partitions for today and the next ``ahead_days`` days; none older than the events'
+    retention before today; side tables trimmed by theirs. ``conn`` in autocommit mode."""
     today = today or datetime.now(UTC).date()
     done = Maintenance(created=ensure_days(conn, today, today + timedelta(days=ahead_days)))
-    if retention_days > 0:
+    if retention.events_days > 0:
         done.dropped, done.default_rows_deleted = drop_days_before(
-            conn, today - timedelta(days=retention_days)
+            conn, today - timedelta(days=retention.events_days)
         )
+    done.trimmed = trim_tables(conn, retention, today)
     days = event_days(conn)
     done.partitions, done.oldest_day = len(days), (days[0] if days else None)
     return done

@@ -119,7 +119,10 @@ def test_the_dagster_job_keeps_days_ahead_and_drops_past_the_retention(
     insert(conn, "job-old", at(D1))
     result = event_partitions.execute_in_process(resources={
         "postgres": build_resources(postgres_alone)["postgres"],
-        "retention": RetentionResource(events_retention_days=30, events_partitions_ahead_days=3),
+        "retention": RetentionResource(
+            events_retention_days=30, dlq_retention_days=30, ledger_retention_days=30,
+            events_partitions_ahead_days=3,
+        ),
     })
     assert result.success
     summary = result.output_for_node("maintain_event_partitions")
@@ -129,6 +132,84 @@ def test_the_dagster_job_keeps_days_ahead_and_drops_past_the_retention(
     assert {today + timedelta(days=i) for i in range(4)} <= days
     assert min(days) >= today - timedelta(days=30)
     assert where(conn, "job-old") == []
+    assert set(summary["trimmed"]) == set(partitions.SIDE_TABLES)
+
+
+SIDE_ROWS = {
+    "late_events": (
+        "INSERT INTO late_events (source_topic, source_partition, source_offset, event_id, "
+        "event_ts, session_id, event_type, watermark, lateness_ms, payload, detected_at) "
+        "VALUES (%(tag)s, 0, %(n)s, %(tag)s, %(at)s, 1, 'click', %(at)s, 1, '{}', %(at)s)"
+    ),
+    "anomalies": (
+        "INSERT INTO anomalies (anomaly_type, entity, window_start, window_end, detected_at, "
+        "updated_at, anomaly_score, observed) "
+        "VALUES (%(tag)s, %(n)s::text, %(at)s, %(at)s, %(at)s, %(at)s, 1, 1)"
+    ),
+    "minute_counts": (
+        "INSERT INTO minute_counts (scope, key, minute) VALUES (%(tag)s, %(n)s::text, %(at)s)"
+    ),
+    "dlq_events": (
+        "INSERT INTO dlq_events (source_topic, source_partition, source_offset, reason, "
+        "detected_at) VALUES (%(tag)s, 0, %(n)s, 'test', %(at)s)"
+    ),
+}
+SIDE_KEYS = {  # table: (the column holding the test's tag, the column numbering its rows)
+    "late_events": ("source_topic", "source_offset"), "anomalies": ("anomaly_type", "entity"),
+    "minute_counts": ("scope", "key"), "dlq_events": ("source_topic", "source_offset"),
+}
+LEDGER = (
+    "INSERT INTO batch_ledger (query_id, batch_id, started_at, committed_at, input_rows, stored, "
+    "dlq, late, duplicates, anomalies, duration_ms) VALUES (%s, %s, %s, %s, 0, 0, 0, 0, 0, 0, 0)"
+)
+
+
+def test_side_tables_are_trimmed_by_their_retention_in_chunks(conn: psycopg.Connection) -> None:
+    """Rows before each table's cutoff are deleted, two per DELETE here, the rest kept; a
+    query's newest ledger batch stays however old (the sink reads its watermark)."""
+    tag = f"trim-{uuid.uuid4().hex[:8]}"
+    old, recent = at(D1), at(D1 + timedelta(days=5))  # 1990-01-01, 1990-01-06
+    try:
+        for statement in SIDE_ROWS.values():
+            for n, ts in enumerate((old, old, old, recent)):  # rows 0-2 old, row 3 recent
+                conn.execute(statement, {"tag": tag, "n": n, "at": ts})
+        for batch, ts in enumerate((old, old, old, recent)):
+            conn.execute(LEDGER, (f"{tag}-a", batch, ts, ts))
+        for batch in range(2):  # an idle query: both batches old
+            conn.execute(LEDGER, (f"{tag}-b", batch, old, old))
+
+        # cutoffs: events' tables 1990-01-05, DLQ 1990-01-07 (its recent row goes too),
+        # ledger 1990-01-05
+        retention = partitions.Retention(events_days=5, dlq_days=3, ledger_days=5)
+        deleted = partitions.trim_tables(conn, retention, today=date(1990, 1, 10), chunk=2)
+
+        assert set(deleted) == set(partitions.SIDE_TABLES)
+        for table in ("late_events", "anomalies", "minute_counts"):
+            assert deleted[table] >= 3
+        assert deleted["dlq_events"] >= 4 and deleted["batch_ledger"] >= 4
+        left = {
+            table: sorted(str(r[0]) for r in conn.execute(
+                sql.SQL("SELECT {} FROM {} WHERE {} = %s").format(
+                    sql.Identifier(number), sql.Identifier(table), sql.Identifier(tagged)),
+                (tag,)))
+            for table, (tagged, number) in SIDE_KEYS.items()
+        }
+        assert left == {"late_events": ["3"], "anomalies": ["3"], "minute_counts": ["3"],
+                        "dlq_events": []}
+        ledger = conn.execute(
+            "SELECT query_id, batch_id FROM batch_ledger WHERE query_id LIKE %s ORDER BY 1, 2",
+            (f"{tag}-%",)).fetchall()
+        assert ledger == [(f"{tag}-a", 3), (f"{tag}-b", 1)]
+
+        assert partitions.trim_tables(conn, retention, today=date(1990, 1, 10), chunk=2) == {
+            table: 0 for table in partitions.SIDE_TABLES}  # nothing left to trim
+        unlimited = partitions.Retention(events_days=0, dlq_days=0, ledger_days=0)
+        assert partitions.trim_tables(conn, unlimited, today=date(2100, 1, 1)) == {}
+    finally:
+        for table, (tagged, _) in SIDE_KEYS.items():
+            conn.execute(sql.SQL("DELETE FROM {} WHERE {} = %s").format(
+                sql.Identifier(table), sql.Identifier(tagged)), (tag,))
+        conn.execute("DELETE FROM batch_ledger WHERE query_id LIKE %s", (f"{tag}-%",))
 
 
 def test_migration_moves_an_unpartitioned_table_with_its_rows(postgres_alone: Settings) -> None:
