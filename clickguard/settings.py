@@ -20,6 +20,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def pg_ssl_params(sslmode: str, sslrootcert: str | Path | None) -> dict[str, str]:
+    """libpq's TLS keywords ``sslmode`` and (when set) ``sslrootcert``; pgjdbc and
+    dagster-postgres take the same names and values."""
+    return {"sslmode": sslmode, **({"sslrootcert": str(sslrootcert)} if sslrootcert else {})}
+
+
 class Settings(BaseSettings):
     """Typed configuration; field ``foo_bar`` is read from ``CLICKGUARD_FOO_BAR``."""
 
@@ -381,10 +387,7 @@ class Settings(BaseSettings):
     @property
     def pg_ssl_params(self) -> dict[str, str]:
         """libpq's ``sslmode`` and ``sslrootcert`` (pgjdbc and dagster-postgres take the same)."""
-        params: dict[str, str] = {"sslmode": self.pg_sslmode}
-        if self.pg_sslrootcert:
-            params["sslrootcert"] = str(self.pg_sslrootcert)
-        return params
+        return pg_ssl_params(self.pg_sslmode, self.pg_sslrootcert)
 
     def pg_dsn(self, role: str = "writer", db: str | None = None) -> str:
         """libpq DSN for ``role`` (see :meth:`pg_credentials`), with the TLS settings."""

@@ -28,7 +28,7 @@ from slack_sdk import WebClient
 
 from clickguard import kafka as kafka_helpers
 from clickguard.db import partitions
-from clickguard.settings import Settings
+from clickguard.settings import Settings, pg_ssl_params
 from clickguard.spark import spark_conf, sql_session_conf
 
 
@@ -46,8 +46,7 @@ class PostgresResource(dg.ConfigurableResource):
     @property
     def ssl_params(self) -> dict[str, str]:
         """libpq's TLS keywords; pgjdbc takes the same names and values."""
-        return {"sslmode": self.sslmode, **({"sslrootcert": self.sslrootcert}
-                                             if self.sslrootcert else {})}
+        return pg_ssl_params(self.sslmode, self.sslrootcert)
 
     @contextmanager
     def connect(self, autocommit: bool = False) -> Iterator[psycopg.Connection]:

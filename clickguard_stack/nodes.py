@@ -332,7 +332,9 @@ class PostgresNode(Node):
             return ["runuser", "-u", "postgres", "--", *argv]
         return argv
 
-    def _chown(self, path: Path) -> None:
+    def own(self, path: Path) -> None:
+        """Give ``path`` to the `postgres` OS user when running as root (the server runs as it
+        and refuses, e.g., a key file it cannot read); nothing otherwise."""
         if os.geteuid() == 0:
             pw = pwd.getpwnam("postgres")
             os.chown(path, pw.pw_uid, pw.pw_gid)
@@ -341,7 +343,7 @@ class PostgresNode(Node):
         self.dir.mkdir(parents=True, exist_ok=True)
         self.socket_dir.mkdir(exist_ok=True)
         for p in (self.dir, self.socket_dir):
-            self._chown(p)
+            self.own(p)
         if os.geteuid() == 0:  # the postgres user must be able to reach the run folder
             for parent in self.dir.parents:
                 if parent == Path("/"):
@@ -353,7 +355,7 @@ class PostgresNode(Node):
             return
         pwfile = self.dir / "pwfile"
         pwfile.write_text(self.settings.pg_superuser_password)
-        self._chown(pwfile)
+        self.own(pwfile)
         subprocess.run(
             self._as_owner([
                 self._bin("initdb"), "-D", str(self.data_dir), "-U", self.settings.pg_superuser,
@@ -402,7 +404,7 @@ class PostgresNode(Node):
         if stale:  # after a SIGKILL the backends may still be exiting; wait for them
             procs.wait_dead(procs.descendants(stale), 10)
         self.log_file.touch()
-        self._chown(self.log_file)
+        self.own(self.log_file)
         subprocess.run(
             self._as_owner([
                 self._bin("pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),

@@ -38,6 +38,15 @@ GROUP BY 1, 2 ORDER BY 1, 2
 """
 
 
+def reason_totals(over_time: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """:data:`BY_REASON_SQL`'s rows (count descending, then reason) from the buckets' rows."""
+    totals: dict[str, int] = {}
+    for row in over_time:
+        totals[row["reason"]] = totals.get(row["reason"], 0) + row["count"]
+    return [{"reason": r, "count": n}
+            for r, n in sorted(totals.items(), key=lambda item: (-item[1], item[0]))]
+
+
 @router.get("/dlq", response_model=DlqReport)
 async def dlq(
     pool: PoolDep,
@@ -53,10 +62,13 @@ async def dlq(
 
     async def report() -> dict[str, Any]:
         params = {"minutes": minutes, "limit": limit, "bucket": bucket_minutes}
-        by_reason = await fetch_all(pool, BY_REASON_SQL, params)
+        over_time = None
+        if bucket_minutes is None:
+            by_reason = await fetch_all(pool, BY_REASON_SQL, params)
+        else:  # the buckets already count every record of the window: one scan, not two
+            over_time = await fetch_all(pool, OVER_TIME_SQL, params)
+            by_reason = reason_totals(over_time)
         recent = await fetch_all(pool, RECENT_SQL, params)
-        over_time = (await fetch_all(pool, OVER_TIME_SQL, params)
-                     if bucket_minutes is not None else None)
         return {
             "window_minutes": minutes,
             "total": sum(r["count"] for r in by_reason),

@@ -155,7 +155,7 @@ def start_tls_only_postgres(folder: Path, pki: Pki, settings: Settings) -> Postg
         target = data / dst
         target.write_bytes(src.read_bytes())
         target.chmod(0o600)
-        node._chown(target)  # the server refuses a key that others can read or it cannot
+        node.own(target)  # the server refuses a key that others can read or it cannot
     with (data / "postgresql.conf").open("a") as f:
         f.write("ssl = on\n"
                 "ssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")

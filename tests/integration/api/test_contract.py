@@ -424,6 +424,8 @@ def test_dlq_over_time_counts_every_record_of_the_window(
     assert [(t.isoformat().replace("+00:00", "Z"), reason, n) for t, reason, n in got] == [
         (t, reason, n) for (t, reason), n in sorted(expected.items())]
     assert sum(n for *_, n in got) == body["total"] == 30
+    # by_reason, summed from the buckets here, is what the one-query path counts
+    assert body["by_reason"] == client.get("/dlq?minutes=1440&limit=1").json()["by_reason"]
 
 
 def test_slo(client: httpx.Client, seeded: psycopg.Connection) -> None:
