@@ -180,6 +180,12 @@ class Settings(BaseSettings):
     stream_checkpoint_dir: Path | None = Field(
         None, description="Spark checkpoint folder; unset = $CLICKGUARD_HOME/streaming/checkpoint"
     )
+    stream_cores_max: int | None = Field(
+        None, ge=1, description="spark.cores.max of each streaming driver on a standalone "
+        "cluster. Unset: the active driver takes every core and a standby waits with none, so a "
+        "takeover waits for executors to be freed and launched (31-39 s); set to the cluster's "
+        "cores / stream_drivers so each standby keeps its executors warm",
+    )
     stream_drivers: int = Field(
         2, ge=1, le=4,
         description="Streaming drivers kept by the supervisor: 1 active + warm standbys (1 = none)",

@@ -44,6 +44,7 @@ SUBCOMMANDS = {
     "latency": "clickguard_proof.bench_latency:latency",
     "cpu": "clickguard_proof.bench_cpu:cpu",
     "dashboard": "clickguard_proof.bench_dashboard:dashboard",
+    "scaling": "clickguard_proof.bench_scaling:scaling_cmd",
 }
 
 

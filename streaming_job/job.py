@@ -77,12 +77,21 @@ STREAM_CONF = {
 }
 
 
+def stream_spark_conf(settings: Settings) -> dict[str, str]:
+    """The streaming driver's Spark properties."""
+    conf = spark_conf(settings, "clickguard-streaming", **STREAM_CONF)
+    if settings.spark_master.startswith("spark://") and settings.stream_cores_max:
+        # standalone scheduling gives an app every free core; capped, a warm standby keeps
+        # executors of its own and takes over without waiting for the dead driver's
+        conf["spark.cores.max"] = str(settings.stream_cores_max)
+    return conf
+
+
 def spark_session(settings: Settings) -> Any:
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder
-    conf = spark_conf(settings, "clickguard-streaming", **STREAM_CONF)
-    for k, v in conf.items():
+    for k, v in stream_spark_conf(settings).items():
         builder = builder.config(k, v)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")

@@ -103,6 +103,9 @@ PLAN: dict[str, Run | Excluded] = {
     "clickguard bench capacity": Excluded(PROOF_SMOKE),
     "clickguard bench latency --rate 5000 --minutes 5": Excluded(PROOF_SMOKE),
     "clickguard bench cpu": Excluded(PROOF_SMOKE),
+    "clickguard bench scaling": Excluded(
+        BENCH + " (tests/unit/proof/test_bench_scaling.py); restarts the stream on each Spark "
+        "deployment, ≈ 6 minutes"),
     "clickguard proof table": Excluded(
         "rewrites README.md; tests/unit/proof/test_proof_table.py checks the README's table "
         "against docs/results"),
