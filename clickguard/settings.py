@@ -197,8 +197,11 @@ class Settings(BaseSettings):
     stream_lease_poll_s: float = Field(
         0.25, gt=0, description="How often a standby driver tries to take the lease"
     )
-    stream_decode: Literal["driver", "workers"] = Field(
-        "driver", description="Where Avro is decoded: the driver (no Python workers) or workers"
+    stream_decode: Literal["driver", "workers", "executors"] = Field(
+        "driver",
+        description="Where a batch's records are decoded: the driver (collected as Arrow, no "
+        "Python workers), Python workers (then collected), or executors, which also route and "
+        "stage them in PostgreSQL so the driver holds no rows (scales with a cluster's workers)",
     )
 
     # --- anomaly thresholds --------------------------------------------------------------------

@@ -31,7 +31,9 @@ from clickguard_proof.stack_load import load_average, wait_stream_running
 
 BATCH_LINE = re.compile(
     r"^(?P<at>\S+ \S+),\d+ INFO streaming_job\.sink\[\w+\]: batch \d+: input=(?P<rows>\d+) .*"
-    r"\((?P<total>\d+) ms, of which Spark collect (?P<collect>\d+) ms, decode (?P<decode>\d+) ms\)"
+    # "collect" with the driver sink; "stage" (read, decode, route, COPY) with the executor sink
+    r"\((?P<total>\d+) ms, of which Spark (?:collect|stage) (?P<collect>\d+) ms, "
+    r"decode (?P<decode>\d+) ms"
 )
 
 

@@ -130,7 +130,7 @@ def warm_spark(spark: Any, settings: Settings) -> float:
     the seconds it took."""
     t0 = time.monotonic()
     s = settings
-    if s.stream_decode == "workers":
+    if s.stream_decode in ("workers", "executors"):
         row = (None, b"clickguard-warm-up", 0, 0, datetime.now(UTC), None)
         df = spark.createDataFrame([row], KAFKA_DDL)
         df.coalesce(max(1, _cores(s.spark_master))).mapInArrow(

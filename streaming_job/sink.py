@@ -26,6 +26,17 @@
 DLQ and late Kafka records are the original key, value and headers plus headers of our own
 (``clickguard.error.*`` / ``clickguard.late.*``, as Kafka Connect's DLQ does).
 
+With ``stream_decode = "executors"`` (:meth:`BatchSink._process_on_executors`), steps 2-4 and the
+COPY run on the executors instead, one Spark task per Kafka partition range
+(:func:`stage_partition`): each task decodes and classifies its rows, sends its DLQ and late
+records to Kafka, COPYs all its rows into the UNLOGGED ``stream_stage`` table tagged with the
+batch's attempt and its task attempt id, and returns one row of counts. The driver holds no
+records: its one transaction (step 5) moves the staged rows of the tasks Spark counted into
+``events`` (in-batch duplicates across tasks resolved by ``DISTINCT ON``), ``dlq_events`` and
+``late_events``, deletes the batch's scratch rows and writes the ledger row, fenced as above.
+Rows of failed or speculative task attempts are never moved. A batch with a record the
+database rejects (step 6) is taken through the driver path, whose isolation finds it.
+
 Invariant, per batch: input_rows = stored + dlq + late + duplicates.
 Dedup state is bounded by the watermark: anything older is routed late before the unique-key
 check, so that check only matters within the watermark horizon; Spark keeps no state at all.
@@ -38,6 +49,8 @@ import io
 import json
 import logging
 import time
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -127,6 +140,43 @@ ON CONFLICT (component) DO UPDATE
 SET beat_at = EXCLUDED.beat_at, status = EXCLUDED.status, details = EXCLUDED.details
 """
 HEARTBEAT_COMPONENT = "streaming_job"
+# Executor-side sink (stream_decode = executors): the scratch table of migration 0011.
+STAGE_TAG = ["query_id", "batch_id", "attempt", "task", "kind"]
+STAGE_DLQ_COLUMNS = [
+    "kafka_partition", "kafka_offset", "reason", "detail", "event_id", "raw_value", "raw_key",
+    "kafka_ts", "detected_at", "raw_header_keys", "raw_header_values",
+]  # = INSERT_DLQ's parameters after the source topic
+STAGE_LATE_COLUMNS = [
+    "kafka_partition", "kafka_offset", "event_id", "event_ts", "session_id", "event_type",
+    "watermark", "lateness_ms", "payload", "detected_at",
+]  # = INSERT_LATE's parameters after the source topic
+STAGED = "FROM stream_stage WHERE attempt = %(attempt)s AND task = ANY(%(tasks)s) AND kind = "
+MOVE_DLQ = f"""
+INSERT INTO dlq_events (source_topic, source_partition, source_offset, reason, detail, event_id,
+                        raw_value, raw_key, kafka_ts, detected_at, raw_header_keys,
+                        raw_header_values)
+SELECT %(topic)s, {", ".join(STAGE_DLQ_COLUMNS)} {STAGED} 'dlq'
+ON CONFLICT (source_topic, source_partition, source_offset) DO NOTHING
+"""
+MOVE_LATE = f"""
+INSERT INTO late_events (source_topic, source_partition, source_offset, event_id, event_ts,
+                         session_id, event_type, watermark, lateness_ms, payload, detected_at)
+SELECT %(topic)s, {", ".join(STAGE_LATE_COLUMNS)} {STAGED} 'late'
+ON CONFLICT (source_topic, source_partition, source_offset) DO NOTHING
+"""
+# in-batch duplicates across tasks: the first by (partition, offset) wins, as in classify()
+MOVE_EVENTS = f"""
+WITH ins AS (
+    INSERT INTO events ({", ".join(STAGE_COLUMNS)}, batch_start_ts, commit_ts, batch_id)
+    SELECT {", ".join(STAGE_COLUMNS)}, %(batch_start)s, clock_timestamp(), %(batch_id)s
+    FROM (SELECT DISTINCT ON (event_id) * {STAGED} 'event'
+          ORDER BY event_id, kafka_partition, kafka_offset) first
+    ORDER BY kafka_partition, kafka_offset
+    ON CONFLICT (event_id, event_ts) DO NOTHING
+    RETURNING event_id, event_ts, session_id, event_type, item_id, category)
+INSERT INTO new_events SELECT * FROM ins
+"""
+DELETE_STAGE = "DELETE FROM stream_stage WHERE query_id = %s AND batch_id <= %s"
 # Header prefixes of the records we add to the DLQ and late topics (the original headers stay).
 DLQ_HEADER = "clickguard.error."
 LATE_HEADER = "clickguard.late."
@@ -164,6 +214,16 @@ class Classified:
     @property
     def candidates(self) -> int:
         return self.on_time.num_rows + self.batch_duplicates
+
+
+@dataclass(frozen=True)
+class BatchCounts:
+    """What a batch's ledger row counts before the load (stored comes from the database)."""
+
+    input_rows: int
+    dlq: int
+    late: int
+    candidates: int  # on-time rows, in-batch duplicates included
 
 
 def classify(table: pa.Table, watermark: datetime | None) -> Classified:
@@ -238,11 +298,14 @@ def offsets_json(table: pa.Table) -> dict[str, list[int]]:
 
 
 def stage_csv(on_time: pa.Table) -> bytes:
-    """On-time rows as CSV for COPY (nulls unquoted-empty, strings quoted)."""
+    """On-time rows as CSV for COPY into stage_events."""
+    return stage_csv_columns(on_time, STAGE_COLUMNS)
+
+
+def stage_csv_columns(table: pa.Table, columns: list[str]) -> bytes:
+    """``columns`` of ``table`` as CSV for COPY (nulls unquoted-empty, strings quoted)."""
     buf = io.BytesIO()
-    pacsv.write_csv(
-        on_time.select(STAGE_COLUMNS), buf, pacsv.WriteOptions(include_header=False)
-    )
+    pacsv.write_csv(table.select(columns), buf, pacsv.WriteOptions(include_header=False))
     return buf.getvalue()
 
 
@@ -345,6 +408,10 @@ class BatchSink:
         if done:
             log.info("batch %s of query %s already committed: replay skipped", batch_id, query_id)
             return
+        if self.settings.stream_decode == "executors" and self._process_on_executors(
+            df, query_id, batch_id, batch_start, prev_max, watermark
+        ):
+            return
         table, (collect_s, decode_s) = self._decode(df, watermark)
         c = classify(table, watermark)
         max_ts, new_wm = next_watermark(
@@ -358,9 +425,13 @@ class BatchSink:
         on_time = c.on_time
         for attempt in range(1, ISOLATION_ROUNDS + 1):
             dlq_rows = self._dlq_rows(dlq, detected_at)
-            csv = stage_csv(on_time)
+            counts = BatchCounts(
+                input_rows=c.input_rows, dlq=len(dlq_rows), late=c.late.num_rows,
+                candidates=on_time.num_rows + c.batch_duplicates,
+            )
             commit = self._commit_fn(
-                query_id, batch_id, batch_start, c, on_time, dlq_rows, late_rows, csv,
+                query_id, batch_id, batch_start, counts,
+                driver_load(dlq_rows, late_rows, on_time, batch_start, batch_id),
                 max_ts, new_wm, offsets,
             )
             try:
@@ -397,6 +468,71 @@ class BatchSink:
             (datetime.now(UTC) - batch_start).total_seconds() * 1000, collect_s * 1000,
             decode_s * 1000,
         )
+
+    def _process_on_executors(
+        self, df: Any, query_id: str, batch_id: int, batch_start: datetime,
+        prev_max: datetime | None, watermark: datetime | None,
+    ) -> bool:
+        """``stream_decode = executors``: the batch's tasks decode, classify, route and stage
+        their partitions (:func:`stage_partition`); the driver only gets one row of counts per
+        task and commits the move of their staged rows. False when a record needs the driver
+        path's poison isolation (the database rejected it): the caller then runs that path."""
+        s = self.settings
+        attempt, detected_at = uuid.uuid4().hex, datetime.now(UTC)
+        t0 = time.monotonic()
+        stats = df.select(*RAW_COLUMNS).mapInArrow(
+            executor_stager(s, query_id, batch_id, attempt, watermark, detected_at), STATS_DDL
+        ).toArrow()
+        stage_s = time.monotonic() - t0
+        rejected = [r for r in stats["unstorable"].to_pylist() if r]
+        if rejected:
+            log.warning("batch %s: staging rejected a record (%s); batch goes through the "
+                        "driver's isolation", batch_id, rejected[0])
+            return False
+        counts = BatchCounts(*(int(pc.sum(stats[k]).as_py() or 0)
+                               for k in ("input_rows", "dlq", "late", "candidates")))
+        batch_max = pc.max(stats["max_event_ts"]).as_py() if stats.num_rows else None
+        max_ts, new_wm = next_watermark(
+            prev_max, batch_max, timedelta(minutes=s.stream_watermark_minutes)
+        )
+        params = {"attempt": attempt, "tasks": stats["task"].to_pylist(), "topic": s.topic_raw,
+                  "batch_start": batch_start, "batch_id": batch_id}
+
+        def load(cur: psycopg.Cursor) -> int:
+            if counts.dlq:
+                cur.execute(MOVE_DLQ, params)
+            if counts.late:
+                cur.execute(MOVE_LATE, params)
+            if not counts.candidates:
+                return 0
+            cur.execute(MOVE_EVENTS, params)
+            return cur.rowcount
+
+        commit = self._commit_fn(
+            query_id, batch_id, batch_start, counts, load, max_ts, new_wm,
+            merge_offsets(stats["offsets"].to_pylist()),
+        )
+        try:
+            row = self._with_db_retry(f"batch {batch_id}", commit)
+        except psycopg.Error as exc:
+            if not is_data_error(exc):
+                raise
+            log.warning("batch %s: data error (%s); batch goes through the driver's isolation",
+                        batch_id, db_error_detail(exc))
+            return False
+        self.batches += 1
+        if row is None:
+            log.info("batch %s committed concurrently: skipped", batch_id)
+            return True
+        log.info(
+            "batch %s: input=%d stored=%d dlq=%d late=%d dup=%d anomalies=%d "
+            "(%.0f ms, of which Spark stage %.0f ms, decode 0 ms; %d tasks)",
+            batch_id, row["input_rows"], row["stored"], row["dlq"], row["late"],
+            row["duplicates"], row["anomalies"],
+            (datetime.now(UTC) - batch_start).total_seconds() * 1000, stage_s * 1000,
+            stats.num_rows,
+        )
+        return True
 
     def _decode(self, df: Any, watermark: datetime | None) -> tuple[pa.Table, tuple[float, float]]:
         """Collect the batch's raw Kafka rows as Arrow (JVM only: no Python workers) and decode
@@ -447,11 +583,12 @@ class BatchSink:
         return time.monotonic() - t0
 
     def _commit_fn(
-        self, query_id: str, batch_id: int, batch_start: datetime, c: Classified,
-        on_time: pa.Table, dlq_rows: list[tuple[Any, ...]], late_rows: list[tuple[Any, ...]],
-        csv: bytes, max_ts: datetime | None, new_wm: datetime | None, offsets: dict[str, Any],
+        self, query_id: str, batch_id: int, batch_start: datetime, counts: BatchCounts,
+        load: Callable[[psycopg.Cursor], int], max_ts: datetime | None,
+        new_wm: datetime | None, offsets: dict[str, Any],
     ) -> Any:
-        """The batch transaction (ledger check, DLQ, late, events, anomalies, ledger row)."""
+        """The batch transaction: ledger check, ``load`` (writes the DLQ, late and new event rows
+        and returns the events stored), anomalies, fence, ledger row, heartbeat."""
         s = self.settings
 
         def commit(conn: psycopg.Connection) -> dict[str, Any] | None:
@@ -463,22 +600,17 @@ class BatchSink:
                 )
                 if cur.fetchone():
                     return None
-                if dlq_rows:
-                    cur.executemany(INSERT_DLQ, dlq_rows)
-                if late_rows:
-                    cur.executemany(INSERT_LATE, late_rows)
-                stored = 0
+                stored = load(cur)
                 found: dict[str, int] = {}
-                if on_time.num_rows:
-                    load_on_time(cur, csv, batch_start, batch_id)
-                    stored = cur.rowcount
+                if counts.candidates:
                     anomalies.update_minute_counts(cur)
                     found = anomalies.detect(cur, s)
-                candidates = on_time.num_rows + c.batch_duplicates
+                if s.stream_decode == "executors":  # this batch's scratch rows, and any left
+                    cur.execute(DELETE_STAGE, (query_id, batch_id))  # by an earlier attempt
                 row = {
                     "query_id": query_id, "batch_id": batch_id, "started_at": batch_start,
-                    "input_rows": c.input_rows, "stored": stored, "dlq": len(dlq_rows),
-                    "late": c.late.num_rows, "duplicates": candidates - stored,
+                    "input_rows": counts.input_rows, "stored": stored, "dlq": counts.dlq,
+                    "late": counts.late, "duplicates": counts.candidates - stored,
                     "anomalies": sum(found.values()), "max_event_ts": max_ts,
                     "watermark": new_wm, "offsets": Jsonb(offsets),
                     "driver": self.lease.holder if self.lease else None,
@@ -621,6 +753,26 @@ class BatchSink:
         return rows
 
 
+def driver_load(
+    dlq_rows: list[tuple[Any, ...]], late_rows: list[tuple[Any, ...]], on_time: pa.Table,
+    batch_start: datetime, batch_id: int,
+) -> Callable[[psycopg.Cursor], int]:
+    """The driver path's load step for :meth:`BatchSink._commit_fn` (rows held by the driver)."""
+    csv = stage_csv(on_time)
+
+    def load(cur: psycopg.Cursor) -> int:
+        if dlq_rows:
+            cur.executemany(INSERT_DLQ, dlq_rows)
+        if late_rows:
+            cur.executemany(INSERT_LATE, late_rows)
+        if not on_time.num_rows:
+            return 0
+        load_on_time(cur, csv, batch_start, batch_id)
+        return cur.rowcount
+
+    return load
+
+
 def load_on_time(cur: psycopg.Cursor, csv: bytes, batch_start: datetime, batch_id: int) -> None:
     """COPY the on-time rows into stage_events and insert the new ones into events."""
     with cur.copy(f"COPY stage_events ({', '.join(STAGE_COLUMNS)}) FROM STDIN (FORMAT csv)") as cp:
@@ -662,6 +814,122 @@ def isolate(
     with conn.transaction(force_rollback=True):
         first = probe(0, on_time.num_rows) if on_time.num_rows else None
         return find(0, on_time.num_rows, first) if first is not None else []
+
+
+# ---------------------------------------------------------------------------------------------
+# Executor side (stream_decode = executors)
+# ---------------------------------------------------------------------------------------------
+# One row per task back to the driver: what the ledger needs, never the records.
+STATS_SCHEMA = pa.schema([
+    ("task", pa.int64()), ("input_rows", pa.int64()), ("dlq", pa.int64()), ("late", pa.int64()),
+    ("candidates", pa.int64()), ("max_event_ts", pa.timestamp("us", tz="UTC")),
+    ("offsets", pa.string()), ("unstorable", pa.string()),
+])
+STATS_DDL = ("task bigint, input_rows bigint, dlq bigint, late bigint, candidates bigint, "
+             "max_event_ts timestamp, offsets string, unstorable string")
+_WORKER_SINKS: dict[str, BatchSink] = {}  # per Python worker: its connection and producer
+
+
+def _worker_sink(settings: Settings) -> BatchSink:
+    """This Python worker's sink (connection, Kafka producer), kept across tasks and batches:
+    Spark reuses its Python workers, so a batch opens no new connections."""
+    key = settings.model_dump_json()
+    if key not in _WORKER_SINKS:
+        _WORKER_SINKS[key] = BatchSink(settings, query_id="executor")
+    return _WORKER_SINKS[key]
+
+
+def executor_stager(
+    settings: Settings, query_id: str, batch_id: int, attempt: str,
+    watermark: datetime | None, detected_at: datetime,
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """The function handed to ``mapInArrow`` (pickled to the executors' Python workers)."""
+
+    def fn(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from pyspark import TaskContext
+
+        ctx = TaskContext.get()
+        task = ctx.taskAttemptId() if ctx is not None else 0
+        yield stage_partition(
+            _worker_sink(settings), list(batches), (query_id, batch_id, attempt, task),
+            watermark, detected_at,
+        )
+
+    return fn
+
+
+def stage_partition(
+    sink: BatchSink, raw: list[pa.RecordBatch], tag: tuple[str, int, str, int],
+    watermark: datetime | None, detected_at: datetime,
+) -> pa.RecordBatch:
+    """One task's share of a batch, on an executor: decode and classify its Kafka rows, send
+    its DLQ and late records to Kafka (flushed), COPY every row into ``stream_stage`` tagged
+    ``tag`` = (query id, batch id, attempt, task attempt id) and commit; the task's counts.
+
+    A row the staging table rejects (a data error) stages nothing and is reported in
+    ``unstorable``: the driver then takes the batch through its poison isolation."""
+    s = sink.settings
+    task = tag[3]
+    stats: dict[str, Any] = {"task": task, "input_rows": 0, "dlq": 0, "late": 0,
+                             "candidates": 0, "max_event_ts": None, "offsets": "[]",
+                             "unstorable": None}
+    rows = pa.Table.from_batches(raw) if raw else None
+    if rows is None or rows.num_rows == 0:
+        return pa.RecordBatch.from_pylist([stats], schema=STATS_SCHEMA)
+    table = pa.Table.from_batches([decode_table(
+        rows, registry_cache(s.schema_registry_url), watermark, None,
+        timedelta(minutes=s.stream_max_future_minutes), s.stream_max_string_bytes,
+    )])
+    c = classify(table, watermark)
+    dlq = c.dlq.to_pylist()
+    sink._route_to_kafka(dlq, c.late, watermark, detected_at)
+    dlq_rows = sink._dlq_rows(dlq, detected_at)
+    late_rows = sink._late_rows(c, watermark, detected_at)
+    n = c.on_time.num_rows
+    events = c.on_time.select(STAGE_COLUMNS)
+    for name, value, typ in zip(STAGE_TAG, (*tag, "event"), (
+            pa.string(), pa.int64(), pa.string(), pa.int64(), pa.string()), strict=True):
+        events = events.append_column(name, pa.array([value] * n, typ))
+    csv = stage_csv_columns(events, [*STAGE_COLUMNS, *STAGE_TAG])
+
+    def write(conn: psycopg.Connection) -> None:
+        with conn.transaction(), conn.cursor() as cur:
+            if n:
+                with cur.copy(f"COPY stream_stage ({', '.join([*STAGE_COLUMNS, *STAGE_TAG])}) "
+                              "FROM STDIN (FORMAT csv)") as cp:
+                    cp.write(csv)
+            for kind, columns, found in (("dlq", STAGE_DLQ_COLUMNS, dlq_rows),
+                                         ("late", STAGE_LATE_COLUMNS, late_rows)):
+                if found:
+                    with cur.copy(f"COPY stream_stage ({', '.join([*STAGE_TAG, *columns])}) "
+                                  "FROM STDIN") as cp:
+                        for r in found:
+                            cp.write_row((*tag, kind, *r[1:]))  # r[0]: the source topic
+
+    try:
+        sink._with_db_retry(f"batch {tag[1]} task {task} staging", write)
+    except psycopg.Error as exc:
+        if not is_data_error(exc):
+            raise
+        stats["unstorable"] = db_error_detail(exc)
+    offsets = offsets_json(table)
+    stats.update(
+        input_rows=c.input_rows, dlq=len(dlq_rows), late=c.late.num_rows,
+        candidates=c.candidates, max_event_ts=c.max_event_ts,
+        offsets=json.dumps([[int(p), lo, hi] for p, (lo, hi) in offsets.items()]),
+    )
+    return pa.RecordBatch.from_pylist([stats], schema=STATS_SCHEMA)
+
+
+def merge_offsets(per_task: list[str | None]) -> dict[str, list[int]]:
+    """The batch's ``batch_ledger.offsets`` from each task's [[partition, first, last], ...]
+    (a Kafka partition may be split over several tasks)."""
+    ranges: dict[int, tuple[int, int]] = {}
+    for text in per_task:
+        for p, lo, hi in json.loads(text or "[]"):
+            old = ranges.get(p)
+            ranges[p] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
+    return ledger.encode_offsets((p, lo, hi) for p, (lo, hi) in sorted(ranges.items()))
 
 
 def _cores(master: str) -> int:

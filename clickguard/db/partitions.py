@@ -106,6 +106,8 @@ SIDE_TABLES: dict[str, tuple[str, str]] = {
     "minute_counts": ("minute", "events_days"),
     "dlq_events": ("detected_at", "dlq_days"),
     "batch_ledger": ("committed_at", "ledger_days"),
+    # scratch rows left by a driver that died mid-batch (executor-side sink); normally none
+    "stream_stage": ("staged_at", "ledger_days"),
 }
 # each query's newest ledger row stays whatever its age: the sink reads the previous batch's
 # watermark from it, so an idle stream restarted after the retention still routes late events

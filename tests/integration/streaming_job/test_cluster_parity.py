@@ -10,9 +10,12 @@ schema id in the wire header is re-framed to the id each private topic registere
 records, one event with a fixed event time is sent and committed, so both streams route late
 events against the same watermark, not against the first batch's none.
 
-The sink still decodes and loads in the driver (the executors read Kafka), so this proves that
-the stream runs unchanged on a cluster by configuration; it is the parity test the executor-side
-sink must keep passing.
+The local run uses the driver sink (the batch collected to the driver); the cluster run uses the
+executor-side sink (``CLICKGUARD_STREAM_DECODE=executors``: the two workers' tasks decode,
+classify, route and stage their partitions, the driver commits the move), so the test proves
+both that the cluster is a matter of configuration and that the executor-side sink writes
+exactly what the driver sink writes, poison records included (those batches take the driver's
+isolation path).
 """
 
 from __future__ import annotations
@@ -67,6 +70,22 @@ def reframe(value: bytes | None, old_id: int, new_id: int) -> bytes | None:
     if value is not None and value.startswith(old):
         return b"\x00" + struct.pack(">I", new_id) + value[5:]
     return value
+
+
+UNKNOWN_ID_BIT = 0x4000_0000  # far above any id the registry hands out in a test session
+
+
+def frame_for(value: bytes | None, run_id: int) -> bytes | None:
+    """``value`` as sent to a run: the contract's id re-framed to the run's, and any other id
+    in a wire header (a mutated one) moved out of the registry's range. Each run registers its
+    own subject, so a small mutated id may name a schema in one run and nothing in the other;
+    this way it names nothing in both."""
+    if value is None or len(value) < 5 or value[0] != 0:
+        return value
+    (sid,) = struct.unpack(">I", value[1:5])
+    if sid == SCHEMA_ID:
+        return reframe(value, SCHEMA_ID, run_id)
+    return b"\x00" + struct.pack(">I", sid | UNKNOWN_ID_BIT) + value[5:]
 
 
 def outcome(run: FuzzStream, warmup: int) -> dict[str, Any]:
@@ -137,12 +156,30 @@ def run_through(
             "event_ts": now_ms - 300_000}
         run.produce([FuzzRecord("valid", b"0", encode(warm, run.schema_id))])
         run.wait_accounted(1, timeout=600)
-        run.produce([FuzzRecord(r.kind, r.key, reframe(r.value, SCHEMA_ID, run.schema_id),
+        run.produce([FuzzRecord(r.kind, r.key, frame_for(r.value, run.schema_id),
                                 r.headers) for r in records])
         run.wait_accounted(len(run.sent), timeout=600)
         if master.startswith("spark://"):  # the batches really ran on both workers
             assert streaming_apps(run.settings) == [("RUNNING", WORKERS)]
+        if (extra or {}).get("CLICKGUARD_STREAM_DECODE") == "executors":
+            assert staged_rows(run) >= len(run.sent) // 2  # the executors staged the rows
+            # ... and every batch's commit moved and deleted them
+            assert run.conn.execute("SELECT count(*) FROM stream_stage").fetchone() == (0,)
         return outcome(run, warmup=1)
+
+
+def staged_rows(run: FuzzStream, timeout: float = 30.0) -> int:
+    """Rows ever inserted into ``stream_stage`` of the run's private database (PostgreSQL's
+    statistics, flushed by the writing sessions within seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run.conn.execute("SELECT pg_stat_clear_snapshot()")
+        (n,) = run.conn.execute(
+            "SELECT coalesce(sum(n_tup_ins), 0) FROM pg_stat_user_tables "
+            "WHERE relname = 'stream_stage'").fetchone() or (0,)
+        if n or time.monotonic() > deadline:
+            return int(n)
+        time.sleep(1)
 
 
 def test_local_and_a_two_worker_cluster_store_the_same(
@@ -155,7 +192,7 @@ def test_local_and_a_two_worker_cluster_store_the_same(
     on_cluster = run_through(
         cluster, records, now_ms, tmp_path_factory.mktemp("ck"),
         # one driver, no standby: the active driver takes both workers' executors
-        {"CLICKGUARD_STREAM_DRIVERS": "1"},
+        {"CLICKGUARD_STREAM_DRIVERS": "1", "CLICKGUARD_STREAM_DECODE": "executors"},
     )
     kinds = local["fates"]
     assert kinds["stored"] > 0 and kinds["late"] > 0 and kinds["duplicate"] > 0

@@ -8,7 +8,7 @@ from typing import Any
 import pyarrow as pa
 
 from streaming_job.decode import OUTPUT_SCHEMA
-from streaming_job.sink import classify, next_watermark, offsets_json, stage_csv
+from streaming_job.sink import classify, merge_offsets, next_watermark, offsets_json, stage_csv
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -75,3 +75,10 @@ def test_offsets_and_csv() -> None:
     assert len(lines) == 3
     # nulls are empty and unquoted (NULL for COPY), strings quoted
     assert lines[0].startswith('"a",2026-01-01 12:00:00.000000Z,') and ",,," in lines[0]
+
+
+def test_offsets_of_tasks_merge_per_partition() -> None:
+    """The executor sink's ledger offsets: a Kafka partition split over tasks is one range."""
+    tasks = ['[[1, 5, 9]]', '[[1, 10, 20], [3, 2, 2]]', "[]", None]
+    assert merge_offsets(tasks) == {"1": [5, 20], "3": [2, 2]}
+    assert merge_offsets([]) == {}
