@@ -165,6 +165,15 @@ logger.ctl.level = INFO
 """
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id: a random UUID in URL-safe base64, never starting with "-" (as
+    Kafka's own ``Uuid.randomUuid``), which the storage tool would read as an option."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
 @dataclass
 class KafkaNode(Node):
     """One combined broker+controller KRaft node."""
@@ -194,7 +203,7 @@ class KafkaNode(Node):
         path = self.settings.home / "kafka-cluster-id"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+            path.write_text(new_cluster_id())
         return path.read_text().strip()
 
     def properties(self) -> dict[str, str | int]:
@@ -261,7 +270,7 @@ class KafkaNode(Node):
         if not (self.data_dir / "meta.properties").exists():
             res = subprocess.run(
                 [*self._java(), "kafka.tools.StorageTool", "format", "--ignore-formatted",
-                 "-t", self.cluster_id(), "-c", str(self.config_file)],
+                 f"--cluster-id={self.cluster_id()}", "-c", str(self.config_file)],
                 check=False, capture_output=True, text=True, cwd=self.dir,
             )
             if res.returncode != 0:  # say why (the tool's own words), not just an exit code

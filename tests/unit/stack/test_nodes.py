@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import signal
+import uuid
 from pathlib import Path
+
+import pytest
 
 from clickguard import procs
 from clickguard.settings import REPO_ROOT, Settings
+from clickguard_stack import nodes
 from clickguard_stack.nodes import PythonNode
 
 
@@ -160,3 +165,11 @@ def test_the_active_controller_is_the_leader_of_the_newest_quorum_epoch(tmp_path
     assert stack.active_controller() == "kafka-2"
     (tmp_path / "kafka-2" / "data" / "__cluster_metadata-0" / "quorum-state").write_text("{")
     assert stack.active_controller() == "kafka-2"  # a torn file is skipped, kafka-3 agrees
+
+
+def test_kraft_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An id starting with "-" made Kafka's storage tool fail the first `stack up` (1 in 64)."""
+    drawn = iter([uuid.UUID(bytes=b"\xf8" + bytes(15)), uuid.UUID(bytes=b"\x01" * 16)])
+    monkeypatch.setattr(nodes.uuid, "uuid4", lambda: next(drawn))
+    assert base64.urlsafe_b64encode(b"\xf8" + bytes(15)).startswith(b"-")  # the drawn case
+    assert nodes.new_cluster_id() == base64.urlsafe_b64encode(b"\x01" * 16).decode().rstrip("=")
