@@ -16,7 +16,6 @@ shell without ``CLICKGUARD_SPARK_MASTER`` to return to the default.
 
 from __future__ import annotations
 
-import os
 import re
 import statistics
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ import click
 
 from clickguard import db
 from clickguard.settings import Settings, get_settings
+from clickguard_proof.fuzz import private_env
 from clickguard_proof.stack_load import load_average, wait_stream_running
 
 BATCH_LINE = re.compile(
@@ -45,12 +45,17 @@ def deployments(spec: str) -> list[str]:
     return out
 
 
-def batch_split(log: Path, since: datetime) -> dict[str, Any]:
-    """Sum the sink's per-batch timings logged since ``since`` (local time of the log)."""
+def batch_split(log: Path, offset: int) -> dict[str, Any]:
+    """Sum the sink's per-batch timings logged after byte ``offset`` of the log (its size when
+    the run started; a log since rotated is read whole)."""
     rows = total = collect = decode = batches = 0
-    for line in log.read_text(errors="replace").splitlines():
+    with log.open("rb") as f:
+        if offset <= log.stat().st_size:
+            f.seek(offset)
+        text = f.read().decode(errors="replace")
+    for line in text.splitlines():
         m = BATCH_LINE.match(line)
-        if not m or datetime.strptime(m["at"], "%Y-%m-%d %H:%M:%S") < since:
+        if not m:
             continue
         batches += 1
         rows += int(m["rows"])
@@ -68,17 +73,26 @@ def batch_split(log: Path, since: datetime) -> dict[str, Any]:
 
 
 def run_deployment(name: str, backlog: int, repeat: int, echo: Any) -> dict[str, Any]:
+    base = get_settings()
+    if name.startswith("local"):
+        master, workers = name, 0
+    else:
+        workers = int(name.split("-")[1])
+        master = f"spark://127.0.0.1:{base.spark_master_port}"
+    # the streaming node started below inherits the master; the shell's environment is restored
+    with private_env({"CLICKGUARD_SPARK_MASTER": master}):
+        return measure_deployment(name, workers, backlog, repeat, echo)
+
+
+def measure_deployment(
+    name: str, workers: int, backlog: int, repeat: int, echo: Any
+) -> dict[str, Any]:
+    """:func:`run_deployment` once the environment names the deployment's master."""
     from clickguard_producer.core import produce
-    from clickguard_proof.stream_bench import _records, capacity_phase, wait_caught_up
+    from clickguard_proof.stream_bench import bench_records, capacity_phase, wait_caught_up
     from clickguard_stack.manager import Stack
 
     base = get_settings()
-    if name.startswith("local"):
-        os.environ["CLICKGUARD_SPARK_MASTER"] = name
-        workers = 0
-    else:
-        workers = int(name.split("-")[1])
-        os.environ["CLICKGUARD_SPARK_MASTER"] = f"spark://127.0.0.1:{base.spark_master_port}"
     settings = Settings()
     stack = Stack(settings)
     if workers:
@@ -93,16 +107,17 @@ def run_deployment(name: str, backlog: int, repeat: int, echo: Any) -> dict[str,
     try:
         wait_caught_up(settings, conn)
         echo(f"{name}: warm-up of 20,000 events (not measured)")
-        produce(settings, _records(settings), count=20_000, progress=None)
+        produce(settings, bench_records(settings), count=20_000, progress=None)
         wait_caught_up(settings, conn)
         runs = []
         for i in range(repeat):
-            since = datetime.now()  # the log's local time
+            log = settings.home / "streaming" / "streaming.log"
+            offset = log.stat().st_size if log.exists() else 0
             load_before = load_average()
             cap = capacity_phase(settings, conn, backlog)
             cap.pop("samples")
             cap["load_before"], cap["load_after"] = load_before, load_average()
-            cap["split"] = batch_split(settings.home / "streaming" / "streaming.log", since)
+            cap["split"] = batch_split(log, offset)
             echo(f"{name} run {i + 1}: {cap['sustained_eps']:,.0f} ev/s "
                  f"({cap['batches']} batches, driver share {cap['split']['driver_share']})")
             runs.append(cap)
@@ -111,6 +126,11 @@ def run_deployment(name: str, backlog: int, repeat: int, echo: Any) -> dict[str,
     eps = [r["sustained_eps"] for r in runs]
     return {"deployment": name, "workers": workers, "runs": runs,
             "eps_median": statistics.median(eps), "eps_min": min(eps), "eps_max": max(eps)}
+
+
+def on_executors(result: dict[str, Any]) -> bool:
+    """Whether the run used the executor-side sink (its Spark part is the whole staging)."""
+    return bool(result.get("config", {}).get("stream_decode") == "executors")
 
 
 def render(result: dict[str, Any]) -> str:
@@ -132,10 +152,15 @@ def render(result: dict[str, Any]) -> str:
         f"Backlog of {result['backlog']:,} events per run, produced as fast as possible into the "
         "raw topic (6 partitions) while the stream runs; throughput = backlog / (time from the "
         "first send to the last commit). The whole stack was up. Split from the driver's log: "
-        "Spark's collect (Kafka read + Arrow transfer, on the executors) versus the driver's "
-        "own work (decode, classify, COPY, commit).\n\n"
+        + ("the executor-side sink (`stream_decode = executors`): Spark's staging job (Kafka "
+           "read, decode, classify, DLQ/late routing and COPY into `stream_stage`, on the "
+           "executors) versus the driver's own work (the commit that moves the staged rows).\n\n"
+           if on_executors(result) else
+           "Spark's collect (Kafka read + Arrow transfer, on the executors) versus the driver's "
+           "own work (decode, classify, COPY, commit).\n\n")
         + md_table(["deployment", "runs", "ev/s median", "min–max", "driver share",
-                    "rows/s in collect", "rows/s in driver", "load avg"], rows)
+                    "rows/s in " + ("staging" if on_executors(result) else "collect"),
+                    "rows/s in driver", "load avg"], rows)
         + f"\n\nMachine: {result['machine']}\n"
     )
 
@@ -147,18 +172,22 @@ def figure(data: dict[str, Any]) -> Any:
     results = data["deployments"]
     names = [d["deployment"] for d in results]
     fig, (ax, parts) = plt.subplots(1, 2, figsize=(13, 3.8))
+    executors = on_executors(data)
     for i, d in enumerate(results):
         eps = [r["sustained_eps"] for r in d["runs"]]
         ax.scatter([i] * len(eps), eps, color="tab:blue", zorder=3)
         ax.bar(i, d["eps_median"], color="tab:blue", alpha=0.35)
     ax.set_xticks(range(len(names)), names)
     ax.set_ylabel("events/s (backlog drain)")
-    ax.set_title(f"throughput, {data['backlog']:,}-event backlog")
+    sink = "executor-side sink" if executors else "driver sink"
+    ax.set_title(f"throughput, {data['backlog']:,}-event backlog, {sink}")
     bottom = [0.0] * len(results)
     for label, share, color in (
-        ("Spark collect (executors)", lambda s: s["spark_collect_ms"], "tab:green"),
+        ("Spark staging: read, decode, route, COPY (executors)" if executors
+         else "Spark collect (executors)", lambda s: s["spark_collect_ms"], "tab:green"),
         ("decode (driver, Python)", lambda s: s["driver_decode_ms"], "tab:orange"),
-        ("classify + load + commit (driver, PostgreSQL)",
+        ("move staged rows + commit (driver, PostgreSQL)" if executors
+         else "classify + load + commit (driver, PostgreSQL)",
          lambda s: s["driver_ms"] - s["driver_decode_ms"], "tab:red"),
     ):
         vals = [100 * sum(share(r["split"]) for r in d["runs"])

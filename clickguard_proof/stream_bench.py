@@ -69,7 +69,8 @@ def wait_caught_up(
         time.sleep(1.0)
 
 
-def _records(settings: Settings) -> Any:
+def bench_records(settings: Settings) -> Any:
+    """The benchmarks' event stream: generated events with the producer's fault mix."""
     contract_id, _ = register_schemas(settings, settings.topic_raw)
     gen = Generator(GeneratorConfig(seed=int(time.time())))
     return FaultInjector(contract_id).records(gen.events())
@@ -80,7 +81,7 @@ def latency_phase(
 ) -> dict[str, Any]:
     print(f"phase 1: {rate:,.0f} events/s for {duration:.0f}s", flush=True)
     t0 = datetime.now(UTC)
-    summary = produce(settings, _records(settings), rate=rate, duration=duration)
+    summary = produce(settings, bench_records(settings), rate=rate, duration=duration)
     t1 = datetime.now(UTC)
     wait_caught_up(settings, conn)
     slo = compute_slo(conn, (t0, t1 + timedelta(seconds=1)), column="ingest_ts")
@@ -92,7 +93,7 @@ def capacity_phase(settings: Settings, conn: psycopg.Connection, backlog: int) -
     samples: list[tuple[float, int]] = []
     start = datetime.now(UTC)
     t0 = time.monotonic()
-    summary = produce(settings, _records(settings), count=backlog)
+    summary = produce(settings, bench_records(settings), count=backlog)
     produced_s = time.monotonic() - t0
     drained_at = wait_caught_up(settings, conn, samples=samples, t0=t0)
     drain_s = drained_at - t0
@@ -130,7 +131,7 @@ def main() -> None:
     wait_caught_up(settings, conn)
     if args.warmup:  # a fresh job's first batches start Python workers: not steady state
         print(f"warm-up: {args.rate:,.0f} events/s for {args.warmup:.0f}s (not measured)")
-        produce(settings, _records(settings), rate=args.rate, duration=args.warmup,
+        produce(settings, bench_records(settings), rate=args.rate, duration=args.warmup,
                 progress=None)
         wait_caught_up(settings, conn)
     lat = latency_phase(settings, conn, args.rate, args.duration)

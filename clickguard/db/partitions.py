@@ -99,21 +99,33 @@ class Retention:
     ledger_days: int
 
 
-# table -> (time column, which Retention field); each column has an index (migrations 0001, 0010)
-SIDE_TABLES: dict[str, tuple[str, str]] = {
-    "late_events": ("detected_at", "events_days"),
-    "anomalies": ("detected_at", "events_days"),
-    "minute_counts": ("minute", "events_days"),
-    "dlq_events": ("detected_at", "dlq_days"),
-    "batch_ledger": ("committed_at", "ledger_days"),
+@dataclass(frozen=True)
+class SideTable:
+    """A table trimmed by age: its time column (indexed: migrations 0001, 0010, 0011), the
+    :class:`Retention` field that says how many days it keeps, and a SQL condition on its rows
+    (alias ``t``) that must also hold for a row to go."""
+
+    column: str
+    days: str
+    also: str = ""
+
+
+SIDE_TABLES: dict[str, SideTable] = {
+    "late_events": SideTable("detected_at", "events_days"),
+    "anomalies": SideTable("detected_at", "events_days"),
+    "minute_counts": SideTable("minute", "events_days"),
+    "dlq_events": SideTable("detected_at", "dlq_days"),
+    # each query's newest ledger row stays whatever its age: the sink reads the previous
+    # batch's watermark from it, so an idle stream restarted after the retention still routes
+    # late events
+    "batch_ledger": SideTable(
+        "committed_at", "ledger_days",
+        also="batch_id < (SELECT max(m.batch_id) FROM batch_ledger m "
+        "WHERE m.query_id = t.query_id)",
+    ),
     # scratch rows left by a driver that died mid-batch (executor-side sink); normally none
-    "stream_stage": ("staged_at", "ledger_days"),
+    "stream_stage": SideTable("staged_at", "ledger_days"),
 }
-# each query's newest ledger row stays whatever its age: the sink reads the previous batch's
-# watermark from it, so an idle stream restarted after the retention still routes late events
-KEEP_NEWEST_BATCH = (
-    " AND batch_id < (SELECT max(m.batch_id) FROM batch_ledger m WHERE m.query_id = t.query_id)"
-)
 
 
 def trim_tables(
@@ -125,16 +137,16 @@ def trim_tables(
     if not conn.autocommit:
         raise ValueError("trim_tables needs an autocommit connection")
     deleted: dict[str, int] = {}
-    for table, (column, days_field) in SIDE_TABLES.items():
-        days = getattr(retention, days_field)
+    for table, side in SIDE_TABLES.items():
+        days = getattr(retention, side.days)
         if days <= 0:
             continue
         cutoff = datetime.combine(today - timedelta(days=days), datetime.min.time(), UTC)
-        keep = KEEP_NEWEST_BATCH if table == "batch_ledger" else ""
+        also = f" AND {side.also}" if side.also else ""
         # names from SIDE_TABLES above, not from input
         statement = (
             f"DELETE FROM {table} WHERE ctid = ANY(ARRAY("
-            f"SELECT ctid FROM {table} t WHERE {column} < %s{keep} LIMIT %s))"
+            f"SELECT ctid FROM {table} t WHERE {side.column} < %s{also} LIMIT %s))"
         )
         deleted[table] = 0
         while True:
