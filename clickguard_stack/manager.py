@@ -184,8 +184,26 @@ class Stack:
         return f"{what}; see the log: {logs} (or `clickguard stack logs NODE`)"
 
     # -- down / per node ----------------------------------------------------------------------
+    def leftover_workers(self) -> list[Node]:
+        """Spark workers started under a larger ``CLICKGUARD_SPARK_WORKERS`` than this shell's
+        (their run folders are in the home): ``down`` stops them too, not only the ones the
+        current setting names."""
+        numbers = [
+            int(n) for p in self.settings.home.glob("spark-worker-*")
+            if (n := p.name.removeprefix("spark-worker-")).isdigit()
+        ]
+        top = max(numbers, default=0)
+        if top <= self.settings.spark_workers:
+            return []
+        wider = spark_nodes(self.settings.model_copy(update={"spark_workers": top}))
+        return [n for n in wider if n.name.startswith("spark-worker-") and n.name not in self.nodes]
+
     def down(self, reset: bool = False) -> None:
         """Stop application nodes first, then the registry, Kafka and PostgreSQL."""
+        for node in self.leftover_workers():
+            if node.pid():
+                self.echo(f"  stopping {node.name}")
+                node.stop()
         for name in reversed(list(self.nodes)):
             node = self.nodes[name]
             if node.pid():

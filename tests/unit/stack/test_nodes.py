@@ -173,3 +173,16 @@ def test_kraft_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(nodes.uuid, "uuid4", lambda: next(drawn))
     assert base64.urlsafe_b64encode(b"\xf8" + bytes(15)).startswith(b"-")  # the drawn case
     assert nodes.new_cluster_id() == base64.urlsafe_b64encode(b"\x01" * 16).decode().rstrip("=")
+
+
+def test_down_also_finds_workers_started_under_a_larger_worker_count(tmp_path: Path) -> None:
+    """`stack up` with CLICKGUARD_SPARK_WORKERS=3, `stack down` from a shell without it: the
+    run folders name the workers beyond the current setting, and `down` stops them too."""
+    from clickguard_stack.manager import Stack
+
+    for n in (1, 2, 3):
+        (tmp_path / f"spark-worker-{n}").mkdir()
+    (tmp_path / "spark-worker-x").mkdir()  # not a worker number: ignored
+    stack = Stack(Settings(_env_file=None, home=tmp_path, spark_workers=1), echo=lambda _m: None)
+    assert [n.name for n in stack.leftover_workers()] == ["spark-worker-2", "spark-worker-3"]
+    assert Stack(Settings(_env_file=None, home=tmp_path, spark_workers=3)).leftover_workers() == []
