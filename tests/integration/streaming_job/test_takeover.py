@@ -11,6 +11,7 @@ times are printed, never asserted (timings on a shared machine are noise).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -37,6 +38,7 @@ RATE = 200  # events/s
 START_TIMEOUT = float(os.environ.get("CLICKGUARD_TEST_START_TIMEOUT", "420"))
 TAKEOVER_TIMEOUT = float(os.environ.get("CLICKGUARD_TEST_TAKEOVER_TIMEOUT", "120"))
 PAUSE_S = 30.0
+WARM_READ = re.compile(r"Kafka warm-up: read \d+ rows on the executors")
 
 
 def _lease(run: StreamRun) -> tuple[str, int, datetime] | None:
@@ -132,6 +134,9 @@ def test_sigkill_of_the_active_driver_warm_standby_takes_over(
     acked_file = tmp_path / "acked.tsv"
     with _load(stream_run, acked_file) as box:
         pid, holder, epoch = _active_and_standby(stream_run, set())
+        # the standby has read the raw topic on its executors (job.warm_kafka), without error
+        assert procs.wait_until(lambda: WARM_READ.search(stream_run.log.read_text()), 90)
+        assert "re-warm failed" not in stream_run.log.read_text()
         at = datetime.now(UTC)
         victims = [pid, *procs.descendants(pid)]
         procs.send(pid, signal.SIGKILL, tree=True)
