@@ -456,18 +456,7 @@ class BatchSink:
                 on_time = on_time.filter(keep)
                 log.warning("batch %s: %d record(s) dead-lettered as unstorable", batch_id,
                             len(poison))
-        self.batches += 1
-        if row is None:
-            log.info("batch %s committed concurrently: skipped", batch_id)
-            return
-        log.info(
-            "batch %s: input=%d stored=%d dlq=%d late=%d dup=%d anomalies=%d "
-            "(%.0f ms, of which Spark collect %.0f ms, decode %.0f ms)",
-            batch_id, row["input_rows"], row["stored"], row["dlq"], row["late"],
-            row["duplicates"], row["anomalies"],
-            (datetime.now(UTC) - batch_start).total_seconds() * 1000, collect_s * 1000,
-            decode_s * 1000,
-        )
+        self._committed(batch_id, row, batch_start, "collect", collect_s, decode_s)
 
     def _process_on_executors(
         self, df: Any, query_id: str, batch_id: int, batch_start: datetime,
@@ -520,19 +509,27 @@ class BatchSink:
             log.warning("batch %s: data error (%s); batch goes through the driver's isolation",
                         batch_id, db_error_detail(exc))
             return False
+        self._committed(batch_id, row, batch_start, "stage", stage_s, 0.0,
+                        f"; {stats.num_rows} tasks")
+        return True
+
+    def _committed(
+        self, batch_id: int, row: dict[str, Any] | None, batch_start: datetime,
+        spark_part: str, spark_s: float, decode_s: float, extra: str = "",
+    ) -> None:
+        """Count the batch and log its line (`clickguard bench scaling` parses it)."""
         self.batches += 1
         if row is None:
             log.info("batch %s committed concurrently: skipped", batch_id)
-            return True
+            return
         log.info(
             "batch %s: input=%d stored=%d dlq=%d late=%d dup=%d anomalies=%d "
-            "(%.0f ms, of which Spark stage %.0f ms, decode 0 ms; %d tasks)",
+            "(%.0f ms, of which Spark %s %.0f ms, decode %.0f ms%s)",
             batch_id, row["input_rows"], row["stored"], row["dlq"], row["late"],
             row["duplicates"], row["anomalies"],
-            (datetime.now(UTC) - batch_start).total_seconds() * 1000, stage_s * 1000,
-            stats.num_rows,
+            (datetime.now(UTC) - batch_start).total_seconds() * 1000, spark_part,
+            spark_s * 1000, decode_s * 1000, extra,
         )
-        return True
 
     def _decode(self, df: Any, watermark: datetime | None) -> tuple[pa.Table, tuple[float, float]]:
         """Collect the batch's raw Kafka rows as Arrow (JVM only: no Python workers) and decode
