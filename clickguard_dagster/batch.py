@@ -107,50 +107,86 @@ class DayRangeConfig(dg.Config):
 
 @dataclass(frozen=True)
 class TableSource:
-    """A PostgreSQL table the asset reads, with its day expression and change timestamp."""
+    """A PostgreSQL table the asset reads, with its event-time and change-time columns.
+
+    A row's day is the UTC date of ``day_column``. Every query that names days also bounds
+    ``day_column`` itself, so PostgreSQL prunes a table partitioned by it (``events``, by day)
+    to the days asked for instead of computing the date of every row in every partition."""
 
     table: str
-    day_expr: str  # e.g. "(event_ts AT TIME ZONE 'UTC')::date"
+    day_column: str  # event time; its UTC date is the row's day
     ts_column: str  # ingestion/update time that moves when rows are added or changed
+
+    @property
+    def day_expr(self) -> sql.Composed:
+        return sql.SQL("({} AT TIME ZONE 'UTC')::date").format(sql.Identifier(self.day_column))
+
+    def _span(self, days: Sequence[date], alias: str = "") -> sql.Composed:
+        """``day_column`` within [first day, last day + 1) in UTC: what pruning keys on."""
+        col = sql.Identifier(alias, self.day_column) if alias else sql.Identifier(self.day_column)
+        first, last = min(days), max(days)
+        lo = datetime(first.year, first.month, first.day, tzinfo=UTC)
+        hi = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
+        return sql.SQL("{c} >= {lo} AND {c} < {hi}").format(
+            c=col, lo=sql.Literal(lo), hi=sql.Literal(hi))
 
     def settle(self, conn: psycopg.Connection, timeout_s: float) -> datetime | None:
         return settle_mark(conn, [self.table], timeout_s)
+
+    def stats_query(
+        self, days: Sequence[date] | None, mark: datetime | None = None
+    ) -> tuple[sql.Composed, dict[str, Any]]:
+        """The query of :meth:`stats` and its parameters (tests EXPLAIN it)."""
+        conds: list[sql.Composable] = []
+        if mark:
+            conds.append(sql.SQL("{} <= %(mark)s").format(sql.Identifier(self.ts_column)))
+        params: dict[str, Any] = {"mark": mark}
+        if days is not None:
+            conds.append(sql.SQL("{} = ANY(%(days)s)").format(self.day_expr))
+            if days:
+                conds.append(self._span(days))
+            params["days"] = list(days)
+        where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conds) if conds else sql.SQL("")
+        q = sql.SQL("SELECT {d} AS day, count(*), max({ts}) FROM {t}{w} GROUP BY 1").format(
+            d=self.day_expr, ts=sql.Identifier(self.ts_column),
+            t=sql.Identifier(self.table), w=where,
+        )
+        return q, params
 
     def stats(
         self, conn: psycopg.Connection, days: Sequence[date] | None, mark: datetime | None = None
     ) -> DayStats:
         """Per day: rows and newest ingestion time, counting only rows ingested <= ``mark``."""
-        conds = [sql.SQL("{} <= %(mark)s").format(sql.Identifier(self.ts_column))] if mark else []
-        params: dict[str, Any] = {"mark": mark}
-        if days is not None:
-            conds.append(sql.SQL("{} = ANY(%(days)s)").format(sql.SQL(self.day_expr)))
-            params["days"] = list(days)
-        where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conds) if conds else sql.SQL("")
-        q = sql.SQL("SELECT {d} AS day, count(*), max({ts}) FROM {t}{w} GROUP BY 1").format(
-            d=sql.SQL(self.day_expr), ts=sql.Identifier(self.ts_column),
-            t=sql.Identifier(self.table), w=where,
-        )
+        q, params = self.stats_query(days, mark)
         return {r[0]: (r[1], r[2]) for r in conn.execute(q, params)}
+
+    def stats_at_query(self, marks: DayMarks) -> tuple[sql.Composed, tuple[Any, ...]]:
+        """The query of :meth:`stats_at` and its parameters (tests EXPLAIN it)."""
+        span = sql.SQL(" AND ") + self._span(list(marks), "t") if marks else sql.SQL("")
+        q = sql.SQL(
+            "SELECT m.day, count(t.*), max(t.{ts}) FROM unnest(%s::date[], %s::timestamptz[])"
+            " AS m(day, mark) LEFT JOIN {t} t ON {d} = m.day AND t.{ts} <= m.mark{span}"
+            " GROUP BY 1"
+        ).format(
+            ts=sql.Identifier(self.ts_column), t=sql.Identifier(self.table),
+            d=sql.SQL("(t.{} AT TIME ZONE 'UTC')::date").format(sql.Identifier(self.day_column)),
+            span=span,
+        )
+        return q, (list(marks), list(marks.values()))
 
     def stats_at(self, conn: psycopg.Connection, marks: DayMarks) -> DayStats:
         """Per day: rows and newest ingestion time among rows ingested <= that day's mark, i.e.
         the stats a run with these day marks recorded, if nothing it read changed since."""
-        q = sql.SQL(
-            "SELECT m.day, count(t.*), max(t.{ts}) FROM unnest(%s::date[], %s::timestamptz[])"
-            " AS m(day, mark) LEFT JOIN {t} t ON {d} = m.day AND t.{ts} <= m.mark GROUP BY 1"
-        ).format(
-            ts=sql.Identifier(self.ts_column), t=sql.Identifier(self.table),
-            d=sql.SQL(self.day_expr),
-        )
-        rows = conn.execute(q, (list(marks), list(marks.values())))
-        return {r[0]: (r[1], r[2]) for r in rows if r[1]}
+        q, params = self.stats_at_query(marks)
+        return {r[0]: (r[1], r[2]) for r in conn.execute(q, params) if r[1]}
 
     def candidate_days(
         self, conn: psycopg.Connection, since: datetime, mark: datetime | None = None
     ) -> list[date]:
-        """Days that have rows ingested/updated after ``since`` (and <= ``mark``)."""
+        """Days that have rows ingested/updated after ``since`` (and <= ``mark``). Ingestion
+        time is not the partition key: this probes each partition's ``ts_column`` index."""
         q = sql.SQL("SELECT DISTINCT {d} FROM {t} WHERE {ts} > %s AND {ts} <= %s").format(
-            d=sql.SQL(self.day_expr), t=sql.Identifier(self.table),
+            d=self.day_expr, t=sql.Identifier(self.table),
             ts=sql.Identifier(self.ts_column),
         )
         return [r[0] for r in conn.execute(q, (since, mark or datetime.max.replace(tzinfo=UTC)))]
@@ -188,8 +224,8 @@ class UpstreamSource:
 
 Source = TableSource | UpstreamSource
 
-EVENTS = TableSource("events", "(event_ts AT TIME ZONE 'UTC')::date", "commit_ts")
-ANOMALIES = TableSource("anomalies", "(window_start AT TIME ZONE 'UTC')::date", "updated_at")
+EVENTS = TableSource("events", "event_ts", "commit_ts")
+ANOMALIES = TableSource("anomalies", "window_start", "updated_at")
 
 
 @dataclass(frozen=True)

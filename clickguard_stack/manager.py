@@ -89,6 +89,7 @@ class Stack:
         self.settings = settings
         self.nodes = build_nodes(settings)
         self.echo = echo
+        self._started: list[str] = []  # nodes this up() started, warmed once healthy
 
     def node(self, name: str) -> Node:
         if name not in self.nodes:
@@ -152,6 +153,7 @@ class Stack:
         for n in wanted:
             if n not in INFRA:
                 self._wait(n, timeout)
+        self._warm_started()
         return time.monotonic() - t0
 
     def _start(self, name: str) -> None:
@@ -160,6 +162,22 @@ class Stack:
         pid = node.start()
         if pid != before:
             self.echo(f"  started {name} (pid {pid})")
+            self._started.append(name)
+
+    def _warm_started(self) -> None:
+        """Each node this call started, now healthy, warms up once (:meth:`Node.warm`). A failed
+        warm-up is reported, not fatal: the node works, only its first request is slower."""
+        started, self._started = self._started, []
+        for name in started:
+            try:
+                done = self.nodes[name].warm()
+            except Exception as exc:  # noqa: BLE001 - any warm-up failure leaves a working node
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                self.echo(f"  WARNING: {name} warm-up failed ({type(exc).__name__}: {first});"
+                          " its first job runs cold")
+                continue
+            if done:
+                self.echo(f"  warmed {name}: {done}")
 
     def _wait(self, name: str, timeout: float) -> None:
         node = self.nodes[name]
@@ -229,6 +247,7 @@ class Stack:
         if action == "start":
             self._start(name)
             self._wait(name, 120)
+            self._warm_started()
             return f"{name} started (pid {node.pid()})"
         if action == "stop":
             node.stop()

@@ -122,6 +122,11 @@ class Node:
             procs.send(pid, sig, tree=sig in (signal.SIGSTOP, signal.SIGCONT))
         return pid
 
+    def warm(self) -> str:
+        """Work done once after a start made the node healthy, so its first real request is not
+        its slowest; returns what was done ("" = nothing)."""
+        return ""
+
     def check(self) -> tuple[bool, str]:
         """Protocol-level health probe; default: the port accepts connections."""
         if self.port is None:
@@ -603,6 +608,12 @@ class SparkConnectNode(SparkNode):
                 "--class", "org.apache.spark.sql.connect.service.SparkConnectServer",
                 *(a for k, v in conf.items() for a in ("--conf", f"{k}={v}")), "spark-internal"]
         return [*super().argv(), *args]
+
+    def warm(self) -> str:
+        """The batch assets' kind of job, run once (clickguard.spark.warm_connect)."""
+        from clickguard.spark import warm_connect
+
+        return f"ran the batch assets' kind of Spark job in {warm_connect(self.settings):.1f} s"
 
     def check(self) -> tuple[bool, str]:
         return procs.port_open(self.port or 0), (

@@ -99,6 +99,43 @@ def test_days_are_created_filled_from_the_default_pruned_and_dropped(
             partitions.drop_days_before(tx, D3)
 
 
+def plan_relations(conn: psycopg.Connection, query: Any, params: Any = None) -> set[str]:
+    plan = conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) ") + sql.SQL(query)
+                        if isinstance(query, str) else sql.SQL("EXPLAIN (FORMAT JSON) ") + query,
+                        params).fetchone()
+    assert plan is not None
+    return relations(plan[0])
+
+
+def test_batch_asset_reads_prune_to_the_days_they_need(conn: psycopg.Connection) -> None:
+    """The batch assets' reads of ``events`` touch only the partitions of their days: the
+    Spark JDBC reads (one query per day, as Spark words it) and the per-day stats queries
+    that decide which days to recompute. Planned with the values a run binds."""
+    from clickguard_dagster.assets.items import ITEM_EVENTS
+    from clickguard_dagster.assets.sessions import EVENT_COLUMNS
+    from clickguard_dagster.batch import EVENTS, day_predicates
+
+    partitions.ensure_days(conn, D1, D4)
+    mark = at(D4)
+    for query in (EVENT_COLUMNS, ITEM_EVENTS):
+        for day, pred in zip((D2, D3), day_predicates(
+                "event_ts", [D2, D3], {D2: mark, D3: mark}, EVENTS.ts_column), strict=True):
+            # Spark's JDBCRDD: SELECT <columns> FROM <dbtable> WHERE (<partition predicate>)
+            spark_sql = f"SELECT * FROM ({query}) AS src WHERE ({pred})"
+            assert plan_relations(conn, spark_sql) == {partitions.partition_name(day)}, query
+
+    q, params = EVENTS.stats_query([D2], mark)
+    assert plan_relations(conn, q, params) == {"events_p19900102"}
+    q, params = EVENTS.stats_query([D2, D3])
+    assert plan_relations(conn, q, params) == {"events_p19900102", "events_p19900103"}
+    q, params = EVENTS.stats_at_query({D3: mark})
+    assert plan_relations(conn, q, params) == {"events_p19900103"}
+    # the date expression alone prunes nothing: every day's partition is read
+    unbounded = ("SELECT count(*) FROM events"
+                 " WHERE (event_ts AT TIME ZONE 'UTC')::date = ANY(%s::date[])")
+    assert {"events_p19900101", "events_p19900104"} <= plan_relations(conn, unbounded, ([D2],))
+
+
 def relations(plan: Any) -> set[str]:
     """Every "Relation Name" in an EXPLAIN (FORMAT JSON) plan."""
     if isinstance(plan, dict):

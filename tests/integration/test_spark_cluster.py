@@ -44,9 +44,12 @@ def cluster(stack: Stack, settings: Settings) -> Iterator[Stack]:
     on_cluster = settings.model_copy(
         update={"spark_connect_master": f"spark://127.0.0.1:{settings.spark_master_port}"}
     )
-    s = Stack(on_cluster, echo=lambda _m: None)
+    said: list[str] = []
+    s = Stack(on_cluster, echo=said.append)
     try:
         s.up(NODES, timeout=180)
+        # the Connect server ran its warm-up job (a JDBC read and a session aggregation)
+        assert any(line.startswith("  warmed spark-connect: ran") for line in said), said
         yield s
     finally:
         for name in reversed(NODES):

@@ -186,3 +186,35 @@ def test_down_also_finds_workers_started_under_a_larger_worker_count(tmp_path: P
     stack = Stack(Settings(_env_file=None, home=tmp_path, spark_workers=1), echo=lambda _m: None)
     assert [n.name for n in stack.leftover_workers()] == ["spark-worker-2", "spark-worker-3"]
     assert Stack(Settings(_env_file=None, home=tmp_path, spark_workers=3)).leftover_workers() == []
+
+
+def test_a_started_node_warms_up_once_and_a_failed_warm_up_is_loud_not_fatal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from clickguard_stack.manager import Stack
+
+    said: list[str] = []
+    settings = Settings(_env_file=None, home=tmp_path)
+    stack = Stack(settings, echo=said.append)
+    node = PythonNode(
+        "api", settings, None, module_argv=["tests.unit.stack._forker"],
+        extra_env={"PYTHONPATH": str(REPO_ROOT)},
+    )
+    stack.nodes["api"] = node
+    calls: list[str] = []
+
+    def failing_warm() -> str:
+        calls.append("warm")
+        raise RuntimeError("connection refused\nsecond line")
+
+    monkeypatch.setattr(node, "warm", failing_warm)
+    try:
+        assert stack.control("start", "api").startswith("api started")
+        assert calls == ["warm"]
+        assert any("WARNING: api warm-up failed (RuntimeError: connection refused)" in line
+                   for line in said), said
+        assert node.status().state == "healthy"  # the node itself is left running
+        stack.control("start", "api")  # already running: not started, so not warmed again
+        assert calls == ["warm"]
+    finally:
+        node.stop(timeout=5)
