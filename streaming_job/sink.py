@@ -358,8 +358,9 @@ class BatchSink:
                 pass
         self.conn = None
 
-    def _with_db_retry(self, what: str, fn: Any) -> Any:
-        """Run ``fn(conn)``; on connection loss reconnect and retry with backoff (bounded)."""
+    def with_db_retry(self, what: str, fn: Any) -> Any:
+        """Run ``fn(conn)``; on connection loss reconnect and retry with backoff (bounded).
+        Both sink paths use it: the driver's transactions and :func:`stage_partition`'s COPY."""
         deadline = time.monotonic() + self.settings.stream_db_retry_s
         delay, attempt = 0.5, 0
         while True:
@@ -404,7 +405,7 @@ class BatchSink:
                 ).fetchone()
             return bool(done), *(prev or (None, None))
 
-        done, prev_max, watermark = self._with_db_retry("ledger lookup", lookup)
+        done, prev_max, watermark = self.with_db_retry("ledger lookup", lookup)
         if done:
             log.info("batch %s of query %s already committed: replay skipped", batch_id, query_id)
             return
@@ -419,37 +420,38 @@ class BatchSink:
         )
         detected_at = datetime.now(UTC)
         dlq = c.dlq.to_pylist()
-        self._route_to_kafka(dlq, c.late, watermark, detected_at)
-        late_rows = self._late_rows(c, watermark, detected_at)
+        self.route_to_kafka(dlq, c.late, watermark, detected_at)
+        late_rows = self.late_rows(c, watermark, detected_at)
         offsets = offsets_json(table)
         on_time = c.on_time
         for attempt in range(1, ISOLATION_ROUNDS + 1):
-            dlq_rows = self._dlq_rows(dlq, detected_at)
+            dlq_rows = self.dlq_rows(dlq, detected_at)
             counts = BatchCounts(
                 input_rows=c.input_rows, dlq=len(dlq_rows), late=c.late.num_rows,
                 candidates=on_time.num_rows + c.batch_duplicates,
             )
+            load = driver_load(dlq_rows, late_rows, on_time, batch_start, batch_id)
+            if self.settings.stream_decode == "executors":  # handed over by the executor path:
+                load = clearing_stage(load, query_id, batch_id)  # its scratch rows go too
             commit = self._commit_fn(
-                query_id, batch_id, batch_start, counts,
-                driver_load(dlq_rows, late_rows, on_time, batch_start, batch_id),
-                max_ts, new_wm, offsets,
+                query_id, batch_id, batch_start, counts, load, max_ts, new_wm, offsets,
             )
             try:
-                row = self._with_db_retry(f"batch {batch_id}", commit)
+                row = self.with_db_retry(f"batch {batch_id}", commit)
                 break
             except psycopg.Error as exc:
                 if not is_data_error(exc) or attempt == ISOLATION_ROUNDS:
                     raise
                 log.warning("batch %s: data error (%s); isolating the offending records",
                             batch_id, db_error_detail(exc))
-                bad = self._with_db_retry(
+                bad = self.with_db_retry(
                     f"batch {batch_id} isolation",
                     lambda conn, rows=on_time: isolate(conn, rows, batch_start, batch_id),
                 )
                 if not bad:  # not reproducible by loading the rows alone: fail as before
                     raise
                 poison = self._poison_records(df, on_time, bad)
-                self._route_to_kafka(poison, on_time.slice(0, 0), watermark, detected_at)
+                self.route_to_kafka(poison, on_time.slice(0, 0), watermark, detected_at)
                 dlq += poison
                 bad_rows = pa.array([i for i, _ in bad], pa.int64())
                 keep = pc.invert(pc.is_in(pa.array(range(on_time.num_rows)), bad_rows))
@@ -478,8 +480,14 @@ class BatchSink:
             log.warning("batch %s: staging rejected a record (%s); batch goes through the "
                         "driver's isolation", batch_id, rejected[0])
             return False
-        counts = BatchCounts(*(int(pc.sum(stats[k]).as_py() or 0)
-                               for k in ("input_rows", "dlq", "late", "candidates")))
+
+        def total(column: str) -> int:
+            return int(pc.sum(stats[column]).as_py() or 0)
+
+        counts = BatchCounts(
+            input_rows=total("input_rows"), dlq=total("dlq"), late=total("late"),
+            candidates=total("candidates"),
+        )
         batch_max = pc.max(stats["max_event_ts"]).as_py() if stats.num_rows else None
         max_ts, new_wm = next_watermark(
             prev_max, batch_max, timedelta(minutes=s.stream_watermark_minutes)
@@ -498,11 +506,11 @@ class BatchSink:
             return cur.rowcount
 
         commit = self._commit_fn(
-            query_id, batch_id, batch_start, counts, load, max_ts, new_wm,
-            merge_offsets(stats["offsets"].to_pylist()),
+            query_id, batch_id, batch_start, counts, clearing_stage(load, query_id, batch_id),
+            max_ts, new_wm, merge_offsets(stats["offsets"].to_pylist()),
         )
         try:
-            row = self._with_db_retry(f"batch {batch_id}", commit)
+            row = self.with_db_retry(f"batch {batch_id}", commit)
         except psycopg.Error as exc:
             if not is_data_error(exc):
                 raise
@@ -568,7 +576,7 @@ class BatchSink:
         c = classify(table, None)
         stage_csv(c.on_time)
         offsets_json(table)
-        self._late_rows(c, None, datetime.now(UTC))
+        self.late_rows(c, None, datetime.now(UTC))
         try:  # one attempt each, no retry loop: a down service must not delay the start
             conn = self._connection()
             with conn.transaction():  # ended here: an open transaction would turn the next
@@ -602,8 +610,6 @@ class BatchSink:
                 if counts.candidates:
                     anomalies.update_minute_counts(cur)
                     found = anomalies.detect(cur, s)
-                if s.stream_decode == "executors":  # this batch's scratch rows, and any left
-                    cur.execute(DELETE_STAGE, (query_id, batch_id))  # by an earlier attempt
                 row = {
                     "query_id": query_id, "batch_id": batch_id, "started_at": batch_start,
                     "input_rows": counts.input_rows, "stored": stored, "dlq": counts.dlq,
@@ -661,12 +667,12 @@ class BatchSink:
             })
         return out
 
-    def _route_to_kafka(
+    def route_to_kafka(
         self, dlq: list[dict[str, Any]], late: pa.Table, watermark: datetime | None,
         detected_at: datetime,
     ) -> None:
         """Send DLQ and late records as they came in (key, value, headers) plus our headers;
-        flush and fail on any error."""
+        flush and fail on any error. Both sink paths (driver and :func:`stage_partition`)."""
         if not dlq and not late.num_rows:
             return
         s = self.settings
@@ -721,9 +727,10 @@ class BatchSink:
             except BufferError:  # local queue full: let deliveries drain
                 p.poll(0.1)
 
-    def _dlq_rows(
+    def dlq_rows(
         self, dlq: list[dict[str, Any]], detected_at: datetime
     ) -> list[tuple[Any, ...]]:
+        """``INSERT_DLQ``'s parameter rows for DLQ records (the source topic first)."""
         topic = self.settings.topic_raw
         return [
             (topic, r["kafka_partition"], r["kafka_offset"], r["reason"], r["detail"],
@@ -732,9 +739,10 @@ class BatchSink:
             for r in dlq
         ]
 
-    def _late_rows(
+    def late_rows(
         self, c: Classified, watermark: datetime | None, detected_at: datetime
     ) -> list[tuple[Any, ...]]:
+        """``INSERT_LATE``'s parameter rows for a batch's late rows (the source topic first)."""
         topic = self.settings.topic_raw
         rows = []
         drop = ["status", "reason", "detail", "raw_key", "raw_value", "raw_headers"]
@@ -768,6 +776,21 @@ def driver_load(
         return cur.rowcount
 
     return load
+
+
+def clearing_stage(
+    load: Callable[[psycopg.Cursor], int], query_id: str, batch_id: int,
+) -> Callable[[psycopg.Cursor], int]:
+    """``load``, then delete the executor path's scratch rows in ``stream_stage`` of this batch
+    (every attempt's) and any an earlier batch left — in the batch's transaction, so they go
+    exactly when it commits. Returns what ``load`` returns (the events stored)."""
+
+    def load_and_clear(cur: psycopg.Cursor) -> int:
+        stored = load(cur)
+        cur.execute(DELETE_STAGE, (query_id, batch_id))
+        return stored
+
+    return load_and_clear
 
 
 def load_on_time(cur: psycopg.Cursor, csv: bytes, batch_start: datetime, batch_id: int) -> None:
@@ -827,13 +850,15 @@ STATS_DDL = ("task bigint, input_rows bigint, dlq bigint, late bigint, candidate
 _WORKER_SINKS: dict[str, BatchSink] = {}  # per Python worker: its connection and producer
 
 
-def _worker_sink(settings: Settings) -> BatchSink:
+def _worker_sink(settings: Settings, key: str) -> BatchSink:
     """This Python worker's sink (connection, Kafka producer), kept across tasks and batches:
-    Spark reuses its Python workers, so a batch opens no new connections."""
-    key = settings.model_dump_json()
-    if key not in _WORKER_SINKS:
-        _WORKER_SINKS[key] = BatchSink(settings, query_id="executor")
-    return _WORKER_SINKS[key]
+    Spark reuses its Python workers, so a batch opens no new connections. ``key`` identifies
+    ``settings`` (its JSON, computed once on the driver by :func:`executor_stager`): each task
+    gets an unpickled copy of the settings, so their identity would never match."""
+    sink = _WORKER_SINKS.get(key)
+    if sink is None:
+        sink = _WORKER_SINKS[key] = BatchSink(settings, query_id="executor")
+    return sink
 
 
 def executor_stager(
@@ -841,6 +866,7 @@ def executor_stager(
     watermark: datetime | None, detected_at: datetime,
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """The function handed to ``mapInArrow`` (pickled to the executors' Python workers)."""
+    sink_key = settings.model_dump_json()  # once per batch, on the driver
 
     def fn(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from pyspark import TaskContext
@@ -848,7 +874,7 @@ def executor_stager(
         ctx = TaskContext.get()
         task = ctx.taskAttemptId() if ctx is not None else 0
         yield stage_partition(
-            _worker_sink(settings), list(batches), (query_id, batch_id, attempt, task),
+            _worker_sink(settings, sink_key), list(batches), (query_id, batch_id, attempt, task),
             watermark, detected_at,
         )
 
@@ -879,9 +905,9 @@ def stage_partition(
     )])
     c = classify(table, watermark)
     dlq = c.dlq.to_pylist()
-    sink._route_to_kafka(dlq, c.late, watermark, detected_at)
-    dlq_rows = sink._dlq_rows(dlq, detected_at)
-    late_rows = sink._late_rows(c, watermark, detected_at)
+    sink.route_to_kafka(dlq, c.late, watermark, detected_at)
+    dlq_rows = sink.dlq_rows(dlq, detected_at)
+    late_rows = sink.late_rows(c, watermark, detected_at)
     n = c.on_time.num_rows
     events = c.on_time.select(STAGE_COLUMNS)
     for name, value, typ in zip(STAGE_TAG, (*tag, "event"), (
@@ -904,7 +930,7 @@ def stage_partition(
                             cp.write_row((*tag, kind, *r[1:]))  # r[0]: the source topic
 
     try:
-        sink._with_db_retry(f"batch {tag[1]} task {task} staging", write)
+        sink.with_db_retry(f"batch {tag[1]} task {task} staging", write)
     except psycopg.Error as exc:
         if not is_data_error(exc):
             raise

@@ -1,4 +1,5 @@
-"""The sink's pure accounting: classification, in-batch dedup, watermark, CSV staging."""
+"""The sink's pure accounting (classification, in-batch dedup, watermark, CSV staging) and
+the executor path's plumbing that needs no services."""
 
 from __future__ import annotations
 
@@ -7,8 +8,18 @@ from typing import Any
 
 import pyarrow as pa
 
+from clickguard.settings import Settings
+from streaming_job import sink
 from streaming_job.decode import OUTPUT_SCHEMA
-from streaming_job.sink import classify, merge_offsets, next_watermark, offsets_json, stage_csv
+from streaming_job.sink import (
+    DELETE_STAGE,
+    classify,
+    clearing_stage,
+    merge_offsets,
+    next_watermark,
+    offsets_json,
+    stage_csv,
+)
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -82,3 +93,39 @@ def test_offsets_of_tasks_merge_per_partition() -> None:
     tasks = ['[[1, 5, 9]]', '[[1, 10, 20], [3, 2, 2]]', "[]", None]
     assert merge_offsets(tasks) == {"1": [5, 20], "3": [2, 2]}
     assert merge_offsets([]) == {}
+
+
+class RecordingCursor:
+    def __init__(self) -> None:
+        self.executed: list[tuple[str, Any]] = []
+
+    def execute(self, query: str, params: Any = None) -> None:
+        self.executed.append((query, params))
+
+
+def test_clearing_stage_deletes_the_scratch_rows_after_the_load() -> None:
+    def load(cur: Any) -> int:
+        cur.execute("MOVE")
+        return 7
+
+    cur = RecordingCursor()
+    assert clearing_stage(load, "q", 42)(cur) == 7  # what the load stored
+    assert cur.executed == [("MOVE", None), (DELETE_STAGE, ("q", 42))]
+
+
+def test_each_settings_gets_its_own_worker_sink(monkeypatch: Any) -> None:
+    monkeypatch.setattr(sink, "_WORKER_SINKS", {})
+    a = Settings(_env_file=None)
+    b = a.model_copy(update={"topic_raw": "elsewhere"})
+
+    def run(settings: Settings) -> None:  # a task with no rows: no connection is opened
+        stats = list(sink.executor_stager(settings, "q", 1, "x", None, T0)(iter([])))
+        assert stats[0].num_rows == 1
+
+    run(a)
+    run(Settings(_env_file=None))  # an equal settings (as unpickled on a worker): the same sink
+    assert len(sink._WORKER_SINKS) == 1
+    run(b)
+    assert len(sink._WORKER_SINKS) == 2
+    assert {s.settings.topic_raw for s in sink._WORKER_SINKS.values()} == {
+        a.topic_raw, "elsewhere"}
