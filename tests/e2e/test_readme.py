@@ -119,6 +119,7 @@ PLAN: dict[str, Run | Excluded] = {
     "clickguard bench dashboard": Excluded(
         BENCH + " (tests/unit/dashboard/test_bench_dashboard.py); ≈ 20 minutes with a browser"),
     "python -m clickguard_proof.bench_dagster": Excluded(BENCH),
+    "python -m clickguard_proof.bench_dagster --shell": Excluded(BENCH),
     "clickguard demo": Excluded(
         "how the dashboard screenshots were taken (the caption); this test runs it as "
         "`make run` does (see ``demo``)"),
