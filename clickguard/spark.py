@@ -58,7 +58,10 @@ def warm_connect(settings: Settings, rounds: int = 2) -> float:
 
     Per round: a JDBC read of ``events`` that returns no row (loads the PostgreSQL driver and
     the JDBC scan path), and a per-session aggregation over generated rows with the window,
-    ``min_by``/``max_by`` and conditional sums the session assets use."""
+    ``min_by``/``max_by`` and conditional sums the session assets use.
+
+    Call it in a process of its own (``python -m clickguard.spark warm``): a Connect session
+    switches pyspark's whole process to Connect mode, and cannot start beside a local Spark."""
     from pyspark.sql import SparkSession, Window
     from pyspark.sql import functions as F
 
@@ -107,3 +110,11 @@ def checkpoint_query_id(checkpoint_dir: Path, timeout: float = 0.0, where: str =
             raise TimeoutError(f"no checkpoint metadata at {meta} after {timeout:.0f}s{where}")
         time.sleep(0.5)
     return str(json.loads(meta.read_text().splitlines()[0])["id"])
+
+
+if __name__ == "__main__":  # python -m clickguard.spark warm: the Connect server's warm-up
+    from clickguard.settings import get_settings
+
+    if sys.argv[1:] != ["warm"]:
+        sys.exit("usage: python -m clickguard.spark warm")
+    print(f"{warm_connect(get_settings()):.1f}")

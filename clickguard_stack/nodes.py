@@ -610,10 +610,19 @@ class SparkConnectNode(SparkNode):
         return [*super().argv(), *args]
 
     def warm(self) -> str:
-        """The batch assets' kind of job, run once (clickguard.spark.warm_connect)."""
-        from clickguard.spark import warm_connect
-
-        return f"ran the batch assets' kind of Spark job in {warm_connect(self.settings):.1f} s"
+        """The batch assets' kind of job, run once (clickguard.spark.warm_connect), in a child
+        process: a Connect session would put this one in Connect mode for good."""
+        s = self.settings  # what the client needs, as this stack's settings say (not the shell)
+        env = {**os.environ, "CLICKGUARD_SPARK_CONNECT_PORT": str(s.spark_connect_port),
+               "CLICKGUARD_PG_HOST": s.pg_host, "CLICKGUARD_PG_PORT": str(s.pg_port),
+               "CLICKGUARD_PG_DB": s.pg_db}
+        done = subprocess.run([sys.executable, "-m", "clickguard.spark", "warm"], env=env,
+                              capture_output=True, text=True, timeout=300, check=False)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise RuntimeError(f"exit {done.returncode}: {last}")
+        seconds = done.stdout.strip().splitlines()[-1]
+        return f"ran the batch assets' kind of Spark job in {seconds} s"
 
     def check(self) -> tuple[bool, str]:
         return procs.port_open(self.port or 0), (

@@ -44,14 +44,24 @@ def cluster(stack: Stack, settings: Settings) -> Iterator[Stack]:
     on_cluster = settings.model_copy(
         update={"spark_connect_master": f"spark://127.0.0.1:{settings.spark_master_port}"}
     )
+    from pyspark.sql import SparkSession
+
     said: list[str] = []
     s = Stack(on_cluster, echo=said.append)
+    # a local Spark in this process, as in a full test session: the warm-up must not care
+    local = None if SparkSession.getActiveSession() else (
+        SparkSession.builder.master("local[1]").appName("beside-the-warm-up").getOrCreate())
     try:
         s.up(NODES, timeout=180)
         # the Connect server ran its warm-up job (a JDBC read and a session aggregation)
         assert any(line.startswith("  warmed spark-connect: ran") for line in said), said
+        if local is not None:
+            local.stop()
+            local = None
         yield s
     finally:
+        if local is not None:
+            local.stop()
         for name in reversed(NODES):
             s.node(name).stop()
 
