@@ -24,7 +24,7 @@ from typing import Any
 
 import click
 
-from clickguard import db
+from clickguard import db, kafka
 from clickguard.settings import Settings, get_settings
 from clickguard_proof.fuzz import private_env
 from clickguard_proof.stack_load import load_average, wait_stream_running
@@ -147,10 +147,12 @@ def render(result: dict[str, Any]) -> str:
             f"{statistics.median(s['rows_per_driver_s'] or 0 for s in split):,.0f}",
             f"{d['runs'][0]['load_before']} → {d['runs'][-1]['load_after']}",
         ])
+    partitions = result.get("config", {}).get("raw_partitions", 6)  # older runs: the default
     return (
         "# Stream throughput per Spark deployment\n\n"
         f"Backlog of {result['backlog']:,} events per run, produced as fast as possible into the "
-        "raw topic (6 partitions) while the stream runs; throughput = backlog / (time from the "
+        f"raw topic ({partitions} partitions) while the stream runs; throughput = backlog / "
+        "(time from the "
         "first send to the last commit). The whole stack was up. Split from the driver's log: "
         + ("the executor-side sink (`stream_decode = executors`): Spark's staging job (Kafka "
            "read, decode, classify, DLQ/late routing and COPY into `stream_stage`, on the "
@@ -220,7 +222,9 @@ def scaling_cmd(spec: str, backlog: int, repeat: int, out: Path | None) -> None:
             "config": {"trigger_ms": settings.stream_trigger_ms,
                        "max_offsets_per_trigger": settings.stream_max_offsets_per_trigger,
                        "worker_cores": settings.spark_worker_cores,
-                       "stream_decode": settings.stream_decode}}
+                       "stream_decode": settings.stream_decode,
+                       # the topic as it is, not the setting (an existing topic keeps its count)
+                       "raw_partitions": len(kafka.end_offsets(settings, settings.topic_raw))}}
     fig = figure(data)
     for p in write_results(out or settings.results_dir, "bench-scaling", data, render(data),
                            {"": fig}):

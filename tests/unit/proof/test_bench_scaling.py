@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from clickguard_proof import bench_scaling
 from clickguard_proof.bench_scaling import batch_split, deployments
 
 LOG = """\
@@ -29,3 +30,14 @@ def test_batch_split_sums_the_batches_logged_since_the_start(tmp_path: Path) -> 
     }
     assert batch_split(log, len(LOG))["batches"] == 0
     assert batch_split(log, len(LOG) + 1)["batches"] == 3  # rotated since: read whole
+
+
+def test_the_report_names_the_topic_partitions_the_run_had() -> None:
+    run = {"load_before": [1.0], "load_after": [2.0],
+           "split": {"driver_share": 0.2, "rows_per_collect_s": 1.0, "rows_per_driver_s": 2.0}}
+    result = {"backlog": 1000, "machine": {}, "deployments": [{
+        "deployment": "cluster-2", "runs": [run], "eps_median": 1.0, "eps_min": 1.0,
+        "eps_max": 1.0}], "config": {"stream_decode": "executors", "raw_partitions": 12}}
+    assert "raw topic (12 partitions)" in bench_scaling.render(result)
+    del result["config"]  # a result file from before the count was recorded: the default then
+    assert "raw topic (6 partitions)" in bench_scaling.render(result)
