@@ -10,6 +10,7 @@ plus ``CLICKGUARD_KAFKA_SECURITY_PROTOCOL``/``_SASL_*``/``_SSL_CA_LOCATION`` and
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -24,6 +25,19 @@ def pg_ssl_params(sslmode: str, sslrootcert: str | Path | None) -> dict[str, str
     """libpq's TLS keywords ``sslmode`` and (when set) ``sslrootcert``; pgjdbc and
     dagster-postgres take the same names and values."""
     return {"sslmode": sslmode, **({"sslrootcert": str(sslrootcert)} if sslrootcert else {})}
+
+
+def pg_jdbc_url(host: str, port: int, dbname: str, ssl_params: Mapping[str, str]) -> str:
+    """pgjdbc URL of database ``dbname`` for Spark's JDBC reads and writes, with the TLS keywords
+    of :func:`pg_ssl_params`. ``stringtype=unspecified`` lets PostgreSQL cast Spark's strings to
+    the column types."""
+    ssl = "".join(f"&{k}={v}" for k, v in ssl_params.items())
+    return f"jdbc:postgresql://{host}:{port}/{dbname}?stringtype=unspecified{ssl}"
+
+
+def pg_jdbc_properties(user: str, password: str) -> dict[str, str]:
+    """The connection properties Spark's JDBC source and sink take beside :func:`pg_jdbc_url`."""
+    return {"user": user, "password": password, "driver": "org.postgresql.Driver"}
 
 
 class Settings(BaseSettings):
@@ -397,6 +411,16 @@ class Settings(BaseSettings):
     def pg_ssl_params(self) -> dict[str, str]:
         """libpq's ``sslmode`` and ``sslrootcert`` (pgjdbc and dagster-postgres take the same)."""
         return pg_ssl_params(self.pg_sslmode, self.pg_sslrootcert)
+
+    @property
+    def pg_jdbc_url(self) -> str:
+        """Spark's JDBC URL of ``pg_db`` (:func:`pg_jdbc_url`); the role goes in
+        :meth:`pg_jdbc_properties`."""
+        return pg_jdbc_url(self.pg_host, self.pg_port, self.pg_db, self.pg_ssl_params)
+
+    def pg_jdbc_properties(self, role: str) -> dict[str, str]:
+        """Spark's JDBC properties for ``role`` (see :meth:`pg_credentials`)."""
+        return pg_jdbc_properties(*self.pg_credentials(role))
 
     def pg_dsn(self, role: str = "writer", db: str | None = None) -> str:
         """libpq DSN for ``role`` (see :meth:`pg_credentials`), with the TLS settings."""

@@ -69,11 +69,7 @@ def warm_connect(settings: Settings, rounds: int = 2) -> float:
     remote = f"sc://127.0.0.1:{settings.spark_connect_port}"
     conf: dict[str, bool | float | int | str | None] = {**sql_session_conf(settings)}
     spark = SparkSession.builder.remote(remote).config(map=conf).getOrCreate()
-    user, password = settings.pg_credentials("reader")
-    ssl = "".join(f"&{k}={v}" for k, v in settings.pg_ssl_params.items())
-    url = (f"jdbc:postgresql://{settings.pg_host}:{settings.pg_port}/{settings.pg_db}"
-           f"?stringtype=unspecified{ssl}")
-    props = {"user": user, "password": password, "driver": "org.postgresql.Driver"}
+    url, props = settings.pg_jdbc_url, settings.pg_jdbc_properties("reader")
     try:
         for _ in range(rounds):
             spark.read.jdbc(url, "(SELECT event_id, event_ts FROM events WHERE false) AS w",

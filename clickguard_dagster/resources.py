@@ -28,7 +28,7 @@ from slack_sdk import WebClient
 
 from clickguard import kafka as kafka_helpers
 from clickguard.db import partitions
-from clickguard.settings import Settings, pg_ssl_params
+from clickguard.settings import Settings, pg_jdbc_properties, pg_jdbc_url, pg_ssl_params
 from clickguard.spark import spark_conf, sql_session_conf
 
 
@@ -59,14 +59,13 @@ class PostgresResource(dg.ConfigurableResource):
 
     @property
     def jdbc_url(self) -> str:
-        # stringtype=unspecified lets PostgreSQL cast Spark's strings to the column types
-        ssl = "".join(f"&{k}={v}" for k, v in self.ssl_params.items())
-        return (f"jdbc:postgresql://{self.host}:{self.port}/{self.dbname}"
-                f"?stringtype=unspecified{ssl}")
+        """Spark's JDBC URL of this database (the core's :func:`pg_jdbc_url`, which the Connect
+        server's warm-up also uses)."""
+        return pg_jdbc_url(self.host, self.port, self.dbname, self.ssl_params)
 
     @property
     def jdbc_properties(self) -> dict[str, str]:
-        return {"user": self.user, "password": self.password, "driver": "org.postgresql.Driver"}
+        return pg_jdbc_properties(self.user, self.password)
 
 
 class KafkaResource(dg.ConfigurableResource):
