@@ -10,6 +10,7 @@ plus ``CLICKGUARD_KAFKA_SECURITY_PROTOCOL``/``_SASL_*``/``_SSL_CA_LOCATION`` and
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +20,18 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+ENV_PREFIX = "CLICKGUARD_"
+
+
+def env_name(field: str) -> str:
+    """The environment variable of setting ``field``: ``CLICKGUARD_FOO_BAR`` for ``foo_bar``."""
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def env_value(value: object) -> str:
+    """A setting's value as its variable's text: JSON for a list (pydantic-settings decodes a
+    list field from JSON), ``str()`` otherwise."""
+    return json.dumps(value) if isinstance(value, list | dict) else str(value)
 
 
 def pg_ssl_params(sslmode: str, sslrootcert: str | Path | None) -> dict[str, str]:
@@ -44,7 +57,7 @@ class Settings(BaseSettings):
     """Typed configuration; field ``foo_bar`` is read from ``CLICKGUARD_FOO_BAR``."""
 
     model_config = SettingsConfigDict(
-        env_prefix="CLICKGUARD_", env_file=REPO_ROOT / ".env", extra="ignore"
+        env_prefix=ENV_PREFIX, env_file=REPO_ROOT / ".env", extra="ignore"
     )
 
     # --- folders -------------------------------------------------------------------------------
@@ -471,7 +484,7 @@ def refuse_exposed_defaults(settings: Settings, service: str, host: str) -> None
     fields = Settings.model_fields
     defaults = [n for n in SHIPPED_SECRETS if getattr(settings, n) == fields[n].default]
     if defaults:
-        env = ", ".join(f"CLICKGUARD_{n.upper()}" for n in defaults)
+        env = ", ".join(env_name(n) for n in defaults)
         raise ExposedDefaultsError(
             f"{service} refuses to listen on {host}: the default password is still in use for "
             f"{', '.join(defaults)}. Set {env}, or bind 127.0.0.1."
@@ -484,11 +497,23 @@ def get_settings() -> Settings:
     return Settings()
 
 
+def settings_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``base`` (say ``os.environ``) with every setting's ``CLICKGUARD_*`` variable set to its
+    value in ``settings``, so a child process's :func:`get_settings` sees exactly these
+    settings. A setting that is None (the default of each optional one) is left unset, never
+    inherited from ``base``; variables that name no setting are kept."""
+    names = {env_name(n) for n in Settings.model_fields}
+    env = {k: v for k, v in (base or {}).items() if k not in names}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if value is not None:
+            env[env_name(name)] = env_value(value)
+    return env
+
+
 def env_example() -> str:
     """Text of ``.env.example``: every field, its description and default (regenerate with
     ``clickguard config --env-example > .env.example`` after adding a field)."""
-    import json
-
     lines = [
         "# Clickstream Guardian configuration. Copy to .env (or export) to override a default.",
         "# Every variable is a field of clickguard/settings.py (prefix CLICKGUARD_).",
@@ -496,11 +521,10 @@ def env_example() -> str:
     ]
     for name, f in Settings.model_fields.items():
         default = f.default_factory() if f.default_factory else f.default  # type: ignore[call-arg]
+        shown = "" if default is None else env_value(default)
         if isinstance(default, Path):
-            default = str(default).replace(str(REPO_ROOT), "<repo>")
-        elif isinstance(default, list):
-            default = json.dumps(default)
+            shown = shown.replace(str(REPO_ROOT), "<repo>")
         if f.description:
             lines.append(f"# {f.description}")
-        lines.append(f"# CLICKGUARD_{name.upper()}={'' if default is None else default}")
+        lines.append(f"# {env_name(name)}={shown}")
     return "\n".join(lines) + "\n"

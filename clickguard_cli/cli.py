@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from clickguard.settings import get_settings
+from clickguard.settings import env_name, get_settings
 
 if TYPE_CHECKING:  # annotations only: the stack manager is imported when a command runs
     from clickguard_stack.manager import Stack
@@ -172,7 +172,7 @@ def config(env_example: bool) -> None:
     for name, value in get_settings().model_dump().items():
         secret = "password" in name or name.endswith(("token", "key"))
         shown = "***" if secret and value else value
-        click.echo(f"CLICKGUARD_{name.upper()}={shown}")
+        click.echo(f"{env_name(name)}={shown}")
 
 
 @main.command()

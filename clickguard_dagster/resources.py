@@ -28,7 +28,13 @@ from slack_sdk import WebClient
 
 from clickguard import kafka as kafka_helpers
 from clickguard.db import partitions
-from clickguard.settings import Settings, pg_jdbc_properties, pg_jdbc_url, pg_ssl_params
+from clickguard.settings import (
+    Settings,
+    env_name,
+    pg_jdbc_properties,
+    pg_jdbc_url,
+    pg_ssl_params,
+)
 from clickguard.spark import spark_conf, sql_session_conf
 
 
@@ -214,7 +220,7 @@ class _Fields:
         value = getattr(self.settings, field) if value is None else value
         if isinstance(value, Path):
             value = str(value)
-        name = f"CLICKGUARD_{field.upper()}"
+        name = env_name(field)
         if not self.env.get(name) or isinstance(value, bool):
             return value
         if isinstance(value, int):

@@ -23,7 +23,7 @@ from pathlib import Path
 from clickguard import procs, stream_state
 from clickguard.db import REGISTRY_DB
 from clickguard.jars import jar_dir
-from clickguard.settings import Settings
+from clickguard.settings import Settings, settings_env
 
 
 @dataclass
@@ -611,11 +611,9 @@ class SparkConnectNode(SparkNode):
 
     def warm(self) -> str:
         """The batch assets' kind of job, run once (clickguard.spark.warm_connect), in a child
-        process: a Connect session would put this one in Connect mode for good."""
-        s = self.settings  # what the client needs, as this stack's settings say (not the shell)
-        env = {**os.environ, "CLICKGUARD_SPARK_CONNECT_PORT": str(s.spark_connect_port),
-               "CLICKGUARD_PG_HOST": s.pg_host, "CLICKGUARD_PG_PORT": str(s.pg_port),
-               "CLICKGUARD_PG_DB": s.pg_db}
+        process: a Connect session would put this one in Connect mode for good. The child reads
+        this stack's settings, every one of them, not the shell's (settings_env)."""
+        env = settings_env(self.settings, os.environ)
         done = subprocess.run([sys.executable, "-m", "clickguard.spark", "warm"], env=env,
                               capture_output=True, text=True, timeout=300, check=False)
         if done.returncode != 0:

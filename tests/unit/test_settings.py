@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,7 @@ from clickguard.settings import (
     ExposedDefaultsError,
     Settings,
     refuse_exposed_defaults,
+    settings_env,
 )
 
 
@@ -19,6 +21,37 @@ def test_every_setting_is_documented_in_env_example() -> None:
     text = (REPO_ROOT / ".env.example").read_text()
     missing = [n for n in Settings.model_fields if f"CLICKGUARD_{n.upper()}=" not in text]
     assert missing == []
+
+
+def test_settings_become_the_variables_a_child_reads_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """settings_env: Settings -> CLICKGUARD_* variables -> the same Settings in a process that
+    reads them (ports, secrets, paths, lists, flags, floats); the shell's variable of a setting
+    that is None here is dropped, variables that name no setting stay."""
+    s = Settings(
+        _env_file=None, home=tmp_path / "run", pg_port=6543, spark_connect_port=25002,
+        pg_reader_password="s3cret with spaces, = and %", kafka_sasl_password='p"w\'d',
+        pg_sslmode="verify-full", pg_sslrootcert=tmp_path / "root.crt",
+        api_cors_origins=["http://a.example", "http://b.example:8080"], capacity_rates=[1, 2],
+        dashboard_sched_idle=not Settings.model_fields["dashboard_sched_idle"].default,
+        spike_ewma_alpha=0.15,
+    )
+    shell = {"PATH": "/usr/bin", "CLICKGUARD_SPARK_REMOTE": "sc://elsewhere:1",
+             "CLICKGUARD_PG_PORT": "1", "CLICKGUARD_NOT_A_SETTING": "kept"}
+    env = settings_env(s, shell)
+    assert env["CLICKGUARD_PG_PORT"] == "6543" and env["PATH"] == "/usr/bin"
+    assert env["CLICKGUARD_NOT_A_SETTING"] == "kept"
+    assert "CLICKGUARD_SPARK_REMOTE" not in env  # None here: not the shell's value
+    for name in list(os.environ):
+        if name.startswith("CLICKGUARD_"):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    back = Settings(_env_file=None)
+    assert back == s
+    assert (back.pg_port, back.pg_reader_password, back.api_cors_origins) == (
+        6543, "s3cret with spaces, = and %", ["http://a.example", "http://b.example:8080"])
 
 
 def test_environment_overrides_and_derived_values(monkeypatch: pytest.MonkeyPatch) -> None:

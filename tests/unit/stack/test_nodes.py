@@ -218,3 +218,31 @@ def test_a_started_node_warms_up_once_and_a_failed_warm_up_is_loud_not_fatal(
         assert calls == ["warm"]
     finally:
         node.stop(timeout=5)
+
+
+def test_spark_connect_warm_up_child_gets_this_stacks_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The warm-up's child process (python -m clickguard.spark warm) gets every setting of the
+    stack that started the server, not the shell's."""
+    import os
+    import subprocess
+
+    from clickguard.settings import settings_env
+
+    s = Settings(_env_file=None, home=tmp_path, spark_connect_port=25002, pg_port=6543)
+    monkeypatch.setenv("CLICKGUARD_PG_PORT", "1")  # the shell's, not the stack's
+    seen: dict[str, object] = {}
+
+    def run(argv: list[str], env: dict[str, str], **_kw: object) -> subprocess.CompletedProcess:
+        seen.update(argv=argv, env=env)
+        return subprocess.CompletedProcess(argv, 0, stdout="9.5\n", stderr="")
+
+    monkeypatch.setattr(nodes.subprocess, "run", run)
+    node = next(n for n in nodes.spark_nodes(s) if n.name == "spark-connect")
+    assert node.warm() == "ran the batch assets' kind of Spark job in 9.5 s"
+    assert seen["argv"] == [nodes.sys.executable, "-m", "clickguard.spark", "warm"]
+    assert seen["env"] == settings_env(s, os.environ)
+    env = seen["env"]
+    assert isinstance(env, dict)
+    assert env["CLICKGUARD_PG_PORT"] == "6543" and env["CLICKGUARD_SPARK_CONNECT_PORT"] == "25002"
