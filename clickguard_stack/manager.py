@@ -89,7 +89,6 @@ class Stack:
         self.settings = settings
         self.nodes = build_nodes(settings)
         self.echo = echo
-        self._started: list[str] = []  # nodes this up() started, warmed once healthy
 
     def node(self, name: str) -> Node:
         if name not in self.nodes:
@@ -112,17 +111,23 @@ class Stack:
         t0 = time.monotonic()
         wanted = self.resolve(names)
         kafka_names = [n for n in wanted if n.startswith("kafka-")]
+        started: list[str] = []  # by this call (not already running): warmed once healthy
+
+        def start(name: str) -> None:
+            if self._start(name):
+                started.append(name)
+
         if "postgres" in wanted:
-            self._start("postgres")
+            start("postgres")
             self._wait("postgres", timeout)
             db.bootstrap(self.settings)
             applied = db.migrate(self.settings)
             if applied:
                 self.echo(f"  migrations applied: {', '.join(applied)}")
         for n in kafka_names:
-            self._start(n)
+            start(n)
         if "registry" in wanted:
-            self._start("registry")
+            start("registry")
         if kafka_names:
             self.echo("  waiting for Kafka: brokers registered, topics with a full ISR")
             ok = procs.wait_until(
@@ -149,25 +154,26 @@ class Stack:
             for dep in self.nodes[n].needs:  # an app node another one needs is ready first
                 if dep in wanted and dep not in INFRA:
                     self._wait(dep, timeout)
-            self._start(n)
+            start(n)
         for n in wanted:
             if n not in INFRA:
                 self._wait(n, timeout)
-        self._warm_started()
+        self._warm(started)
         return time.monotonic() - t0
 
-    def _start(self, name: str) -> None:
+    def _start(self, name: str) -> bool:
+        """Start ``name`` unless it runs already; True when this call started it."""
         node = self.nodes[name]
         before = node.pid()
         pid = node.start()
-        if pid != before:
-            self.echo(f"  started {name} (pid {pid})")
-            self._started.append(name)
+        if pid == before:
+            return False
+        self.echo(f"  started {name} (pid {pid})")
+        return True
 
-    def _warm_started(self) -> None:
-        """Each node this call started, now healthy, warms up once (:meth:`Node.warm`). A failed
+    def _warm(self, started: list[str]) -> None:
+        """Each node the caller started, now healthy, warms up once (:meth:`Node.warm`). A failed
         warm-up is reported, not fatal: the node works, only its first request is slower."""
-        started, self._started = self._started, []
         for name in started:
             try:
                 done = self.nodes[name].warm()
@@ -245,9 +251,10 @@ class Stack:
         """stop | start | kill | pause | resume one node."""
         node = self.node(name)
         if action == "start":
-            self._start(name)
+            started = self._start(name)
             self._wait(name, 120)
-            self._warm_started()
+            if started:
+                self._warm([name])
             return f"{name} started (pid {node.pid()})"
         if action == "stop":
             node.stop()

@@ -216,6 +216,11 @@ def test_a_started_node_warms_up_once_and_a_failed_warm_up_is_loud_not_fatal(
         assert node.status().state == "healthy"  # the node itself is left running
         stack.control("start", "api")  # already running: not started, so not warmed again
         assert calls == ["warm"]
+        node.stop(timeout=5)
+        stack.up(["api"], timeout=30)  # `stack up` warms what it started, once
+        assert calls == ["warm", "warm"]
+        stack.up(["api"], timeout=30)
+        assert calls == ["warm", "warm"]
     finally:
         node.stop(timeout=5)
 
