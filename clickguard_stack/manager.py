@@ -175,8 +175,11 @@ class Stack:
         """Each node the caller started, now healthy, warms up once (:meth:`Node.warm`). A failed
         warm-up is reported, not fatal: the node works, only its first request is slower."""
         for name in started:
+            node = self.nodes[name]
+            if node.warm_up:  # seconds without output otherwise (spark-connect: ≈ 7–12 s)
+                self.echo(f"  warming up {name}: {node.warm_up} ...")
             try:
-                done = self.nodes[name].warm()
+                done = node.warm()
             except Exception as exc:  # noqa: BLE001 - any warm-up failure leaves a working node
                 first = str(exc).splitlines()[0] if str(exc) else ""
                 self.echo(f"  WARNING: {name} warm-up failed ({type(exc).__name__}: {first});"

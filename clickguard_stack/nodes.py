@@ -19,6 +19,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from clickguard import procs, stream_state
 from clickguard.db import REGISTRY_DB
@@ -50,6 +51,8 @@ class Node:
     needs: list[str] = field(default_factory=list)  # nodes that must be healthy first
     sched_idle: bool = False  # runs only on CPU the other nodes leave (a UI must not slow the API)
     nice: int = 0  # lower CPU priority of the node and its session (batch yields to the stream)
+    # what warm() runs, announced before it starts ("" = it does nothing worth a line)
+    warm_up: ClassVar[str] = ""
 
     @property
     def dir(self) -> Path:
@@ -591,6 +594,8 @@ class SparkWorkerNode(SparkNode):
 
 @dataclass
 class SparkConnectNode(SparkNode):
+    warm_up: ClassVar[str] = "the batch assets' kind of Spark job"
+
     def argv(self) -> list[str]:
         """SparkSubmit runs the Connect server in this JVM (its driver), with the stack's Spark
         configuration: connector jars (JDBC, Kafka), UTC, local dirs."""
@@ -620,7 +625,7 @@ class SparkConnectNode(SparkNode):
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
             raise RuntimeError(f"exit {done.returncode}: {last}")
         seconds = done.stdout.strip().splitlines()[-1]
-        return f"ran the batch assets' kind of Spark job in {seconds} s"
+        return f"ran {self.warm_up} in {seconds} s"
 
     def check(self) -> tuple[bool, str]:
         return procs.port_open(self.port or 0), (

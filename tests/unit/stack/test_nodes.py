@@ -251,3 +251,19 @@ def test_spark_connect_warm_up_child_gets_this_stacks_settings(
     env = seen["env"]
     assert isinstance(env, dict)
     assert env["CLICKGUARD_PG_PORT"] == "6543" and env["CLICKGUARD_SPARK_CONNECT_PORT"] == "25002"
+
+
+def test_a_warm_up_is_announced_before_it_runs_and_reported_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`stack up` says that spark-connect is warming up before the seconds that takes, then
+    what it did; a node whose warm-up does nothing prints neither line."""
+    from clickguard_stack.manager import Stack
+
+    said: list[str] = []
+    stack = Stack(Settings(_env_file=None, home=tmp_path), echo=said.append)
+    connect = stack.nodes["spark-connect"]
+    monkeypatch.setattr(connect, "warm", lambda: said.append("(warm runs)") or "done it")
+    stack._warm(["api", "spark-connect"])
+    assert said == ["  warming up spark-connect: the batch assets' kind of Spark job ...",
+                    "(warm runs)", "  warmed spark-connect: done it"]
