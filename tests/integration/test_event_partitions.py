@@ -99,10 +99,8 @@ def test_days_are_created_filled_from_the_default_pruned_and_dropped(
             partitions.drop_days_before(tx, D3)
 
 
-def plan_relations(conn: psycopg.Connection, query: Any, params: Any = None) -> set[str]:
-    plan = conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) ") + sql.SQL(query)
-                        if isinstance(query, str) else sql.SQL("EXPLAIN (FORMAT JSON) ") + query,
-                        params).fetchone()
+def plan_relations(conn: psycopg.Connection, query: sql.Composable, params: Any = None) -> set[str]:
+    plan = conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) ") + query, params).fetchone()
     assert plan is not None
     return relations(plan[0])
 
@@ -121,7 +119,7 @@ def test_batch_asset_reads_prune_to_the_days_they_need(conn: psycopg.Connection)
         for day, pred in zip((D2, D3), day_predicates(
                 "event_ts", [D2, D3], {D2: mark, D3: mark}, EVENTS.ts_column), strict=True):
             # Spark's JDBCRDD: SELECT <columns> FROM <dbtable> WHERE (<partition predicate>)
-            spark_sql = f"SELECT * FROM ({query}) AS src WHERE ({pred})"
+            spark_sql = sql.SQL(f"SELECT * FROM ({query}) AS src WHERE ({pred})")
             assert plan_relations(conn, spark_sql) == {partitions.partition_name(day)}, query
 
     q, params = EVENTS.stats_query([D2], mark)
@@ -131,8 +129,8 @@ def test_batch_asset_reads_prune_to_the_days_they_need(conn: psycopg.Connection)
     q, params = EVENTS.stats_at_query({D3: mark})
     assert plan_relations(conn, q, params) == {"events_p19900103"}
     # the date expression alone prunes nothing: every day's partition is read
-    unbounded = ("SELECT count(*) FROM events"
-                 " WHERE (event_ts AT TIME ZONE 'UTC')::date = ANY(%s::date[])")
+    unbounded = sql.SQL("SELECT count(*) FROM events"
+                        " WHERE (event_ts AT TIME ZONE 'UTC')::date = ANY(%s::date[])")
     assert {"events_p19900101", "events_p19900104"} <= plan_relations(conn, unbounded, ([D2],))
 
 
