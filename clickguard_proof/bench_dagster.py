@@ -133,7 +133,8 @@ def main(n: int, days: int, out: Path | None, shell: bool) -> None:
 
 
 def materialize_from_shell(settings: Settings, config: dict[str, Any]) -> None:
-    """``dagster asset materialize`` as the README shows it, on the stack's Dagster instance."""
+    """``dagster asset materialize`` as the README shows it plus ``--config-json`` (``config``:
+    the bench's days only), on the stack's Dagster instance."""
     dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
     env = {**os.environ, "DAGSTER_HOME": str(prepare_home(settings)),
            "DAGSTER_MODULE_NAME": "clickguard_dagster.definitions"}
