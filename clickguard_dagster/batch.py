@@ -161,16 +161,20 @@ class TableSource:
         return {r[0]: (r[1], r[2]) for r in conn.execute(q, params)}
 
     def stats_at_query(self, marks: DayMarks) -> tuple[sql.Composed, tuple[Any, ...]]:
-        """The query of :meth:`stats_at` and its parameters (tests EXPLAIN it)."""
+        """The query of :meth:`stats_at` and its parameters (tests EXPLAIN it).
+
+        One aggregate per day (LATERAL) over that day's range: a join of every row to its day
+        followed by a GROUP BY sorted all of them (1 M events: 1.5 s, spilling to disk)."""
         span = sql.SQL(" AND ") + self._span(list(marks), "t") if marks else sql.SQL("")
         q = sql.SQL(
-            "SELECT m.day, count(t.*), max(t.{ts}) FROM unnest(%s::date[], %s::timestamptz[])"
-            " AS m(day, mark) LEFT JOIN {t} t ON {d} = m.day AND t.{ts} <= m.mark{span}"
-            " GROUP BY 1"
+            "SELECT m.day, s.n, s.newest FROM unnest(%s::date[], %s::timestamptz[])"
+            " AS m(day, mark) CROSS JOIN LATERAL (SELECT count(*) AS n, max(t.{ts}) AS newest"
+            " FROM {t} t WHERE t.{d} >= (m.day::timestamp AT TIME ZONE 'UTC')"
+            " AND t.{d} < ((m.day + 1)::timestamp AT TIME ZONE 'UTC')"
+            " AND t.{ts} <= m.mark{span}) s"
         ).format(
             ts=sql.Identifier(self.ts_column), t=sql.Identifier(self.table),
-            d=sql.SQL("(t.{} AT TIME ZONE 'UTC')::date").format(sql.Identifier(self.day_column)),
-            span=span,
+            d=sql.Identifier(self.day_column), span=span,
         )
         return q, (list(marks), list(marks.values()))
 
