@@ -105,6 +105,12 @@ class DayRangeConfig(dg.Config):
         return start, end
 
 
+def day_bounds(first: date, last: date) -> tuple[datetime, datetime]:
+    """[first day 00:00, the day after the last 00:00) in UTC: the event-time range of the days."""
+    lo = datetime(first.year, first.month, first.day, tzinfo=UTC)
+    return lo, datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
+
+
 @dataclass(frozen=True)
 class TableSource:
     """A PostgreSQL table the asset reads, with its event-time and change-time columns.
@@ -124,9 +130,7 @@ class TableSource:
     def _span(self, days: Sequence[date], alias: str = "") -> sql.Composed:
         """``day_column`` within [first day, last day + 1) in UTC: what pruning keys on."""
         col = sql.Identifier(alias, self.day_column) if alias else sql.Identifier(self.day_column)
-        first, last = min(days), max(days)
-        lo = datetime(first.year, first.month, first.day, tzinfo=UTC)
-        hi = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
+        lo, hi = day_bounds(min(days), max(days))
         return sql.SQL("{c} >= {lo} AND {c} < {hi}").format(
             c=col, lo=sql.Literal(lo), hi=sql.Literal(hi))
 
@@ -288,8 +292,7 @@ def day_predicates(
     with ``marks``, ``mark_column`` <= the day's mark (a day without a mark reads nothing)."""
     out = []
     for d in days:
-        lo = datetime(d.year, d.month, d.day, tzinfo=UTC)
-        hi = lo + timedelta(days=1)
+        lo, hi = day_bounds(d, d)
         pred = f"{column} >= '{lo.isoformat()}' AND {column} < '{hi.isoformat()}'"
         if marks is not None:
             m = marks.get(d)
