@@ -18,13 +18,7 @@ from clickguard_dagster.assets.metrics import daily_metrics
 from clickguard_dagster.assets.sessions import daily_sessions, session_funnel
 from clickguard_dagster.assets.slo import slo_report, slo_report_targets
 from clickguard_dagster.assets.stream import stream_events
-from clickguard_dagster.checks.idempotency import idempotency_checks
-from clickguard_dagster.checks.keys import daily_sessions_keys
-from clickguard_dagster.checks.quality import (
-    daily_metrics_quality,
-    daily_sessions_quality,
-    range_checks,
-)
+from clickguard_dagster.checks.batch import batch_asset_checks
 from clickguard_dagster.checks.stream import stream_events_freshness, stream_events_slo
 from clickguard_dagster.jobs import (
     daily_batch_job,
@@ -43,8 +37,7 @@ BATCH_ASSETS = [
     anomaly_daily_summary,
 ]
 ASSET_CHECKS = [
-    daily_sessions_keys, daily_sessions_quality, daily_metrics_quality, *range_checks,
-    *idempotency_checks, stream_events_slo, stream_events_freshness, slo_report_targets,
+    *batch_asset_checks, stream_events_slo, stream_events_freshness, slo_report_targets,
 ]
 
 settings = get_settings()

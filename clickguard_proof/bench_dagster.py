@@ -147,8 +147,9 @@ def materialize_from_shell(settings: Settings, config: dict[str, Any]) -> None:
 
 
 def newest_run_steps(settings: Settings) -> dict[str, float]:
-    """Seconds of each step of the instance's newest run: the asset's, then each asset check's
-    (``dagster asset materialize --select daily_sessions`` runs the asset's checks too)."""
+    """Seconds of each step of the instance's newest run: the asset's, then its checks' step
+    (``dagster asset materialize --select daily_sessions`` runs the asset's checks too), then
+    each check's own seconds inside that step (``check <name>``: they run side by side)."""
     instance = dg.DagsterInstance.from_config(str(prepare_home(settings)))
     try:
         run = instance.get_runs(limit=1)[0]
@@ -158,6 +159,14 @@ def newest_run_steps(settings: Settings) -> dict[str, float]:
             if event is not None and event.step_key is not None:
                 data = event.event_specific_data
                 steps[event.step_key] = round(getattr(data, "duration_ms", 0.0) / 1000, 1)
+        for rec in instance.all_logs(run.run_id,
+                                     of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+            event = rec.dagster_event
+            evaluation = event.event_specific_data if event is not None else None
+            if isinstance(evaluation, dg.AssetCheckEvaluation):
+                seconds = evaluation.metadata.get("seconds")
+                if isinstance(seconds, dg.FloatMetadataValue) and seconds.value is not None:
+                    steps[f"check {evaluation.check_name}"] = round(seconds.value, 1)
         return steps
     finally:
         instance.dispose()

@@ -12,26 +12,7 @@ per-day row counts and content fingerprints with the table.
 from typing import Any
 
 import dagster as dg
-from dagster_pyspark import LazyPySparkResource
 
-from clickguard_dagster.assets.anomalies import SUMMARY, anomaly_daily_summary, compute_summary
-from clickguard_dagster.assets.items import (
-    CATEGORIES,
-    ITEMS,
-    compute_categories,
-    compute_items,
-    popular_categories,
-    popular_items,
-)
-from clickguard_dagster.assets.metrics import METRICS, compute_metrics, daily_metrics
-from clickguard_dagster.assets.sessions import (
-    FUNNEL,
-    SESSIONS,
-    compute_funnel,
-    compute_sessions,
-    daily_sessions,
-    session_funnel,
-)
 from clickguard_dagster.batch import (
     Compute,
     DailyTable,
@@ -81,27 +62,3 @@ def check_idempotent(
             "recomputed": dg.MetadataValue.json({d.isoformat(): list(v) for d, v in again.items()}),
         },
     )
-
-
-def _idempotency_check(asset: Any, spec: DailyTable, compute: Compute) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=asset,
-        name="idempotency",
-        description=f"Recomputing {spec.table}'s latest days gives identical rows (fingerprint).",
-    )
-    def _check(
-        spark: LazyPySparkResource, postgres: PostgresResource, batch: BatchResource
-    ) -> dg.AssetCheckResult:
-        return check_idempotent(spec, compute, spark.spark_session, postgres, batch)
-
-    return _check
-
-
-idempotency_checks = [
-    _idempotency_check(daily_sessions, SESSIONS, compute_sessions),
-    _idempotency_check(session_funnel, FUNNEL, compute_funnel),
-    _idempotency_check(daily_metrics, METRICS, compute_metrics),
-    _idempotency_check(popular_items, ITEMS, compute_items),
-    _idempotency_check(popular_categories, CATEGORIES, compute_categories),
-    _idempotency_check(anomaly_daily_summary, SUMMARY, compute_summary),
-]

@@ -7,7 +7,6 @@
 import dagster as dg
 
 from clickguard.db import one
-from clickguard_dagster.assets.sessions import daily_sessions
 from clickguard_dagster.batch import last_run_marks, marks_metadata
 from clickguard_dagster.resources import PostgresResource
 
@@ -64,10 +63,3 @@ def check_session_keys(postgres: PostgresResource) -> dg.AssetCheckResult:
             "duplicate_event_ids": int(dup_events),
         },
     )
-
-
-@dg.asset_check(asset=daily_sessions, name="keys", blocking=True)
-def daily_sessions_keys(postgres: PostgresResource) -> dg.AssetCheckResult:
-    """No duplicate (overlapping) sessions or event ids; each session's events exist in
-    `events`. Blocks the downstream assets when it fails."""
-    return check_session_keys(postgres)

@@ -19,10 +19,6 @@ import pandas as pd
 import psycopg
 
 from clickguard.contract import EVENT_TYPES
-from clickguard_dagster.assets.anomalies import anomaly_daily_summary
-from clickguard_dagster.assets.items import popular_categories, popular_items
-from clickguard_dagster.assets.metrics import daily_metrics
-from clickguard_dagster.assets.sessions import daily_sessions, session_funnel
 from clickguard_dagster.batch import DayMarks, last_run_days, last_run_marks, marks_metadata
 from clickguard_dagster.resources import PostgresResource
 
@@ -248,32 +244,3 @@ def check_ranges(postgres: PostgresResource, table: str) -> dg.AssetCheckResult:
         days = last_run_days(conn, table)
         df = frame(conn, f"SELECT * FROM {table} WHERE metric_date = ANY(%s)", (days,))
     return _result(validate(df, range_expectations(table), table), days, len(df))
-
-
-@dg.asset_check(asset=daily_sessions, name="data_quality", blocking=True)
-def daily_sessions_quality(postgres: PostgresResource) -> dg.AssetCheckResult:
-    """GX: non-null keys, duration >= 0, counts >= 0, end >= start, allowed event types, and
-    per-day event totals equal to the events table. Blocks downstream assets on failure."""
-    return check_sessions_quality(postgres)
-
-
-@dg.asset_check(asset=daily_metrics, name="data_quality", blocking=True)
-def daily_metrics_quality(postgres: PostgresResource) -> dg.AssetCheckResult:
-    """GX: daily totals (clicks, purchases, sessions, items) equal counts in events."""
-    return check_metrics_quality(postgres)
-
-
-def _range_check(asset: Any, table: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=asset, name="value_ranges", description=f"GX value domains of {table}")
-    def _check(postgres: PostgresResource) -> dg.AssetCheckResult:
-        return check_ranges(postgres, table)
-
-    return _check
-
-
-range_checks = [
-    _range_check(session_funnel, "session_funnel"),
-    _range_check(popular_items, "popular_items"),
-    _range_check(popular_categories, "popular_categories"),
-    _range_check(anomaly_daily_summary, "anomaly_daily_summary"),
-]
