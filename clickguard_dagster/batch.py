@@ -105,6 +105,11 @@ class DayRangeConfig(dg.Config):
         return start, end
 
 
+def marks_params(marks: DayMarks) -> dict[str, Any]:
+    """``marks`` as the ``days``/``marks`` parameters of :meth:`TableSource.snapshot_rows`."""
+    return {"days": list(marks), "marks": list(marks.values())}
+
+
 def day_bounds(first: date, last: date) -> tuple[datetime, datetime]:
     """[first day 00:00, the day after the last 00:00) in UTC: the event-time range of the days."""
     lo = datetime(first.year, first.month, first.day, tzinfo=UTC)
@@ -164,23 +169,35 @@ class TableSource:
         q, params = self.stats_query(days, mark)
         return {r[0]: (r[1], r[2]) for r in conn.execute(q, params)}
 
-    def stats_at_query(self, marks: DayMarks) -> tuple[sql.Composed, tuple[Any, ...]]:
+    def in_marked_day(self, alias: str) -> str:
+        """SQL condition for queries over ``unnest(days, marks) AS m(day, mark)``: row ``alias``
+        lies in the UTC day ``m.day`` and was ingested <= ``m.mark``. The range is on the
+        event-time column itself, so its index and partition pruning apply."""
+        d, ts = f"{alias}.{self.day_column}", f"{alias}.{self.ts_column}"
+        return (f"{d} >= (m.day::timestamp AT TIME ZONE 'UTC')"
+                f" AND {d} < ((m.day + 1)::timestamp AT TIME ZONE 'UTC') AND {ts} <= m.mark")
+
+    def snapshot_rows(self, alias: str) -> str:
+        """FROM item of the rows a run read, given its day marks as ``%(days)s``/``%(marks)s``
+        (:func:`marks_params`): each day's rows ingested up to the day's mark."""
+        return (f"{self.table} {alias} JOIN unnest(%(days)s::date[], %(marks)s::timestamptz[])"
+                f" AS m(day, mark) ON {self.in_marked_day(alias)}")
+
+    def stats_at_query(self, marks: DayMarks) -> tuple[sql.Composed, dict[str, Any]]:
         """The query of :meth:`stats_at` and its parameters (tests EXPLAIN it).
 
         One aggregate per day (LATERAL) over that day's range: a join of every row to its day
         followed by a GROUP BY sorted all of them (1 M events: 1.5 s, spilling to disk)."""
         span = sql.SQL(" AND ") + self._span(list(marks), "t") if marks else sql.SQL("")
         q = sql.SQL(
-            "SELECT m.day, s.n, s.newest FROM unnest(%s::date[], %s::timestamptz[])"
+            "SELECT m.day, s.n, s.newest FROM unnest(%(days)s::date[], %(marks)s::timestamptz[])"
             " AS m(day, mark) CROSS JOIN LATERAL (SELECT count(*) AS n, max(t.{ts}) AS newest"
-            " FROM {t} t WHERE t.{d} >= (m.day::timestamp AT TIME ZONE 'UTC')"
-            " AND t.{d} < ((m.day + 1)::timestamp AT TIME ZONE 'UTC')"
-            " AND t.{ts} <= m.mark{span}) s"
+            " FROM {t} t WHERE {in_day}{span}) s"
         ).format(
             ts=sql.Identifier(self.ts_column), t=sql.Identifier(self.table),
-            d=sql.Identifier(self.day_column), span=span,
+            in_day=sql.SQL(self.in_marked_day("t")), span=span,
         )
-        return q, (list(marks), list(marks.values()))
+        return q, marks_params(marks)
 
     def stats_at(self, conn: psycopg.Connection, marks: DayMarks) -> DayStats:
         """Per day: rows and newest ingestion time among rows ingested <= that day's mark, i.e.
@@ -487,11 +504,6 @@ def last_run_marks(conn: psycopg.Connection, asset_key: str) -> dict[date, datet
         (asset_key, asset_key),
     )
     return {r[0]: r[1] for r in rows}
-
-
-def last_run_days(conn: psycopg.Connection, asset_key: str) -> list[date]:
-    """Days written by the asset's most recent materialization that wrote any day."""
-    return list(last_run_marks(conn, asset_key))
 
 
 def marks_metadata(marks: DayMarks) -> dg.MetadataValue:

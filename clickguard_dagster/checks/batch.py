@@ -36,7 +36,7 @@ from clickguard_dagster.assets.sessions import (
     daily_sessions,
     session_funnel,
 )
-from clickguard_dagster.batch import Compute, DailyTable
+from clickguard_dagster.batch import Compute, DailyTable, DayMarks, last_run_marks
 from clickguard_dagster.checks.idempotency import check_idempotent
 from clickguard_dagster.checks.keys import check_session_keys
 from clickguard_dagster.checks.quality import (
@@ -49,11 +49,13 @@ from clickguard_dagster.resources import BatchResource, PostgresResource
 
 @dataclass(frozen=True)
 class Inputs:
-    """What the checks read: the database, the batch settings and (for idempotency) Spark."""
+    """What the checks read: the database, the batch settings, (for idempotency) Spark, and
+    the day marks of the asset's last run, read once for all of its checks."""
 
     postgres: PostgresResource
     batch: BatchResource
     spark: Any  # the run's Spark session, or None when no selected check needs one
+    marks: DayMarks
 
 
 @dataclass(frozen=True)
@@ -69,14 +71,14 @@ def idempotency(spec: DailyTable, compute: Compute) -> Check:
     return Check(
         "idempotency",
         f"Recomputing {spec.table}'s latest days gives identical rows (fingerprint).",
-        lambda i: check_idempotent(spec, compute, i.spark, i.postgres, i.batch),
+        lambda i: check_idempotent(spec, compute, i.spark, i.postgres, i.batch, i.marks),
         needs_spark=True,
     )
 
 
 def value_ranges(table: str) -> Check:
     return Check("value_ranges", f"GX value domains of {table}",
-                 lambda i: check_ranges(i.postgres, table))
+                 lambda i: check_ranges(i.postgres, table, i.marks))
 
 
 def _timed(check: Check, inputs: Inputs) -> tuple[dg.AssetCheckResult, float]:
@@ -85,9 +87,19 @@ def _timed(check: Check, inputs: Inputs) -> tuple[dg.AssetCheckResult, float]:
     return result, time.monotonic() - t0
 
 
-def asset_checks(asset: Any, checks: list[Check]) -> dg.AssetChecksDefinition:
+def last_marks(postgres: PostgresResource, asset_key: str) -> DayMarks:
+    """The day marks of the asset's last run (:func:`clickguard_dagster.batch.last_run_marks`)."""
+    with postgres.connect() as conn:
+        return last_run_marks(conn, asset_key)
+
+
+def asset_checks(
+    asset: Any, checks: list[Check],
+    read_marks: Callable[[PostgresResource, str], DayMarks] = last_marks,
+) -> dg.AssetChecksDefinition:
     """One multi-asset check (step ``<asset>_checks``) running ``checks`` of ``asset`` in
-    parallel; a check that raises fails the step after the others' results are recorded."""
+    parallel; a check that raises fails the step after the others' results are recorded.
+    ``read_marks`` is called once per step; every check gets its answer in ``Inputs.marks``."""
     key: dg.AssetKey = asset.key
     specs = [dg.AssetCheckSpec(c.name, asset=key, description=c.description,
                                blocking=c.blocking) for c in checks]
@@ -101,16 +113,16 @@ def asset_checks(asset: Any, checks: list[Check]) -> dg.AssetChecksDefinition:
                     if dg.AssetCheckKey(key, c.name) in context.selected_asset_check_keys]
         # the session is made here, in the run's main thread, and only if a check needs it
         session = spark.spark_session if any(c.needs_spark for c in selected) else None
-        inputs = Inputs(postgres, batch, session)
+        inputs = Inputs(postgres, batch, session, read_marks(postgres, key.to_user_string()))
         with ThreadPoolExecutor(max_workers=max(1, len(selected)),
                                 thread_name_prefix=f"{key.to_python_identifier()}-check") as pool:
             futures = [(c, pool.submit(_timed, c, inputs)) for c in selected]
-            failures: list[tuple[str, BaseException]] = []
+            failures: list[BaseException] = []
             for c, future in futures:
                 try:
                     result, seconds = future.result()
                 except Exception as exc:  # noqa: BLE001 - reported below, after the others
-                    failures.append((c.name, exc))
+                    failures.append(exc)
                     context.log.error(f"check {c.name} of {key.to_user_string()} raised: {exc!r}")
                     continue
                 yield dg.AssetCheckResult(
@@ -119,7 +131,7 @@ def asset_checks(asset: Any, checks: list[Check]) -> dg.AssetChecksDefinition:
                     metadata={**(result.metadata or {}), "seconds": round(seconds, 2)},
                 )
         if failures:
-            raise failures[0][1]
+            raise failures[0]
 
     return _checks
 
@@ -130,17 +142,17 @@ batch_asset_checks = [
               "GX: non-null keys, duration >= 0, counts >= 0, end >= start, allowed event "
               "types, and per-day event totals equal to the events table. Blocks downstream "
               "assets on failure.",
-              lambda i: check_sessions_quality(i.postgres), blocking=True),
+              lambda i: check_sessions_quality(i.postgres, i.marks), blocking=True),
         Check("keys",
               "No duplicate (overlapping) sessions or event ids; each session's events exist "
               "in `events`. Blocks the downstream assets when it fails.",
-              lambda i: check_session_keys(i.postgres), blocking=True),
+              lambda i: check_session_keys(i.postgres, i.marks), blocking=True),
         idempotency(SESSIONS, compute_sessions),
     ]),
     asset_checks(daily_metrics, [
         Check("data_quality",
               "GX: daily totals (clicks, purchases, sessions, items) equal counts in events.",
-              lambda i: check_metrics_quality(i.postgres), blocking=True),
+              lambda i: check_metrics_quality(i.postgres, i.marks), blocking=True),
         idempotency(METRICS, compute_metrics),
     ]),
     asset_checks(session_funnel, [value_ranges("session_funnel"),

@@ -16,6 +16,7 @@ import dagster as dg
 from clickguard_dagster.batch import (
     Compute,
     DailyTable,
+    DayMarks,
     drop_stage,
     fingerprint,
     last_run_marks,
@@ -27,10 +28,12 @@ from clickguard_dagster.resources import BatchResource, PostgresResource
 
 def check_idempotent(
     spec: DailyTable, compute: Compute, spark: Any, postgres: PostgresResource,
-    batch: BatchResource,
+    batch: BatchResource, marks: DayMarks | None = None,
 ) -> dg.AssetCheckResult:
+    """``marks``: the day marks of the asset's last run, read here if not given."""
     with postgres.connect() as conn:
-        marks = last_run_marks(conn, spec.asset_key)
+        if marks is None:
+            marks = last_run_marks(conn, spec.asset_key)
         days = list(marks)
         seen = recorded_stats(conn, spec.asset_key)
         current = spec.source.stats_at(conn, marks) if days else {}

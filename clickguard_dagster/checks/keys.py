@@ -7,7 +7,13 @@
 import dagster as dg
 
 from clickguard.db import one
-from clickguard_dagster.batch import last_run_marks, marks_metadata
+from clickguard_dagster.batch import (
+    EVENTS,
+    DayMarks,
+    last_run_marks,
+    marks_metadata,
+    marks_params,
+)
 from clickguard_dagster.resources import PostgresResource
 
 # A duplicated session = two rows of one session_id whose time ranges overlap (the primary key
@@ -28,19 +34,17 @@ SELECT s.session_id, s.session_start, s.events, (
 FROM daily_sessions s
 JOIN unnest(%(days)s::date[], %(marks)s::timestamptz[]) AS m(day, mark) ON m.day = s.session_day
 """
-DUP_EVENTS = """
-SELECT count(*) - count(DISTINCT event_id) FROM events e
-JOIN unnest(%(days)s::date[], %(marks)s::timestamptz[]) AS m(day, mark)
-  ON e.event_ts >= (m.day::timestamp AT TIME ZONE 'UTC')
- AND e.event_ts < ((m.day + 1)::timestamp AT TIME ZONE 'UTC') AND e.commit_ts <= m.mark
-"""
+DUP_EVENTS = f"SELECT count(*) - count(DISTINCT event_id) FROM {EVENTS.snapshot_rows('e')}"
 
 
-def check_session_keys(postgres: PostgresResource) -> dg.AssetCheckResult:
+def check_session_keys(
+    postgres: PostgresResource, marks: DayMarks | None = None
+) -> dg.AssetCheckResult:
+    """``marks``: the day marks of daily_sessions' last run, read here if not given."""
     with postgres.connect() as conn:
-        marks = last_run_marks(conn, "daily_sessions")
-        days = list(marks)
-        params = {"days": days, "marks": list(marks.values())}
+        if marks is None:
+            marks = last_run_marks(conn, "daily_sessions")
+        days, params = list(marks), marks_params(marks)
         overlaps = conn.execute(OVERLAPS, params).fetchall()
         missing = conn.execute(
             f"SELECT * FROM ({MISSING_EVENTS}) x WHERE x.found <> x.events LIMIT 20", params

@@ -19,7 +19,13 @@ import pandas as pd
 import psycopg
 
 from clickguard.contract import EVENT_TYPES
-from clickguard_dagster.batch import DayMarks, last_run_days, last_run_marks, marks_metadata
+from clickguard_dagster.batch import (
+    EVENTS,
+    DayMarks,
+    last_run_marks,
+    marks_metadata,
+    marks_params,
+)
 from clickguard_dagster.resources import PostgresResource
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -27,16 +33,7 @@ logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 
 # the events an asset read: each day's rows committed up to the day's recorded mark
-SNAPSHOT_EVENTS = """
-(SELECT e.* FROM events e
- JOIN unnest(%(days)s::date[], %(marks)s::timestamptz[]) AS m(day, mark)
-   ON e.event_ts >= (m.day::timestamp AT TIME ZONE 'UTC')
-  AND e.event_ts < ((m.day + 1)::timestamp AT TIME ZONE 'UTC') AND e.commit_ts <= m.mark)
-"""
-
-
-def snapshot_params(marks: DayMarks) -> dict[str, Any]:
-    return {"days": list(marks), "marks": list(marks.values())}
+SNAPSHOT_EVENTS = f"(SELECT e.* FROM {EVENTS.snapshot_rows('e')})"
 
 
 def frame(
@@ -138,12 +135,16 @@ def _result(
     )
 
 
-def check_sessions_quality(postgres: PostgresResource) -> dg.AssetCheckResult:
+def check_sessions_quality(
+    postgres: PostgresResource, marks: DayMarks | None = None
+) -> dg.AssetCheckResult:
     """daily_sessions rows, event types of the events it read, and per-day totals vs those
-    events (each day's ``events`` up to the mark recorded with the day's rows)."""
+    events (each day's ``events`` up to the mark recorded with the day's rows; ``marks``: those
+    of the last run, read here if not given)."""
     with postgres.connect() as conn:
-        marks = last_run_marks(conn, "daily_sessions")
-        days, params = list(marks), snapshot_params(marks)
+        if marks is None:
+            marks = last_run_marks(conn, "daily_sessions")
+        days, params = list(marks), marks_params(marks)
         sessions = frame(
             conn, "SELECT * FROM daily_sessions WHERE session_day = ANY(%(days)s)", params
         )
@@ -166,14 +167,17 @@ def check_sessions_quality(postgres: PostgresResource) -> dg.AssetCheckResult:
     return _result(failed, days, len(sessions), marks)
 
 
-def check_metrics_quality(postgres: PostgresResource) -> dg.AssetCheckResult:
+def check_metrics_quality(
+    postgres: PostgresResource, marks: DayMarks | None = None
+) -> dg.AssetCheckResult:
     """daily_metrics totals equal counts in ``events`` up to the day marks it read (those of
     daily_sessions it was computed from); rates within [0, 1]."""
     import great_expectations.expectations as gxe
 
     with postgres.connect() as conn:
-        marks = last_run_marks(conn, "daily_metrics")
-        days, params = list(marks), snapshot_params(marks)
+        if marks is None:
+            marks = last_run_marks(conn, "daily_metrics")
+        days, params = list(marks), marks_params(marks)
         df = frame(
             conn,
             "SELECT m.metric_date, m.total_clicks, m.total_purchases, m.unique_sessions,"
@@ -239,8 +243,11 @@ def range_expectations(table: str) -> list[Any]:
     }[table]
 
 
-def check_ranges(postgres: PostgresResource, table: str) -> dg.AssetCheckResult:
+def check_ranges(
+    postgres: PostgresResource, table: str, marks: DayMarks | None = None
+) -> dg.AssetCheckResult:
+    """Value domains of ``table`` (an asset of the same name) on the days its last run wrote."""
     with postgres.connect() as conn:
-        days = last_run_days(conn, table)
+        days = list(last_run_marks(conn, table) if marks is None else marks)
         df = frame(conn, f"SELECT * FROM {table} WHERE metric_date = ANY(%s)", (days,))
     return _result(validate(df, range_expectations(table), table), days, len(df))

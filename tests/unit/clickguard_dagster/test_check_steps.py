@@ -8,18 +8,25 @@ run), and a check that raises fails the step only after the others' results are 
 
 import threading
 import time
+from datetime import UTC, date, datetime
 
 import dagster as dg
 import pytest
 
 from clickguard.settings import Settings
-from clickguard_dagster.checks.batch import Check, asset_checks
+from clickguard_dagster.checks.batch import Check, Inputs
+from clickguard_dagster.checks.batch import asset_checks as real_asset_checks
 from clickguard_dagster.resources import build_resources
 
 
 @dg.asset
 def table() -> int:
     return 1
+
+
+def asset_checks(asset: dg.AssetsDefinition, checks: list[Check]) -> dg.AssetChecksDefinition:
+    """The step with day marks that need no database: none."""
+    return real_asset_checks(asset, checks, read_marks=lambda _pg, _key: {})
 
 
 def resources() -> dict:
@@ -100,3 +107,22 @@ def test_no_spark_session_is_made_when_no_selected_check_needs_one() -> None:
         passed=i.spark is None))])
     result = dg.materialize([table, checks], resources={**resources(), "spark": NoSpark()})
     assert evaluations(result)["a"].passed
+
+
+def test_the_step_reads_the_marks_once_and_every_check_gets_them() -> None:
+    reads: list[str] = []
+    marks = {date(2026, 1, 2): datetime(2026, 1, 2, 23, 59, tzinfo=UTC)}
+
+    def read_marks(_pg: object, key: str) -> dict:
+        reads.append(key)
+        return marks
+
+    seen: list[object] = []
+
+    def run(i: Inputs) -> dg.AssetCheckResult:
+        seen.append(i.marks)
+        return dg.AssetCheckResult(passed=True)
+
+    checks = real_asset_checks(table, [Check("a", "", run), Check("b", "", run)], read_marks)
+    assert dg.materialize([table, checks], resources=resources()).success
+    assert reads == ["table"] and seen == [marks, marks]
