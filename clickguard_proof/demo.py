@@ -8,7 +8,8 @@ and injected faults (exact duplicates, late events, each kind of malformed recor
 to look, and a status line every ``demo_status_s`` seconds — events/s committed, consumer lag,
 anomalies, DLQ rows, newest batch materialization — until Ctrl-C (or ``--duration``). The stack
 and the sensor keep running afterwards (`make stop`; with no new data the sensor starts no run).
-The status series is written as ``demo.json/.md/.png`` in the results folder.
+The status series is written as ``demo.json/.md/.png`` in ``<home>/demo`` beside the run's ground
+truth (not into the repository's docs/results: a user's demo must leave the clone unchanged).
 """
 
 from __future__ import annotations
@@ -141,7 +142,8 @@ def where_to_look(s: Settings, nodes: list[str], live_batch: bool = False) -> st
     lines += [
         "  stack           clickguard stack status   (logs: clickguard stack logs NODE)",
         "  faults          clickguard chaos broker-kill --short   (RTO + reconciliation)",
-        f"  results         {s.results_dir}",
+        f"  demo report     {s.home / 'demo'}   (written at Ctrl-C; benchmarks write to"
+        f" {s.results_dir})",
         "  stop            Ctrl-C stops the traffic; `make stop` stops the platform",
         "",
     ]
@@ -283,7 +285,7 @@ def demo_report(statuses: list[Status], info: dict[str, Any]) -> Report:
 @click.option("--core-only", is_flag=True,
               help="Only Kafka, PostgreSQL, the registry and the stream (no API/Dagster).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Results folder (default: settings.results_dir).")
+              help="Report folder (default: <home>/demo).")
 def demo(rate: float | None, duration: float | None, no_faults: bool,
          status_every: float | None, core_only: bool, out: Path | None) -> None:
     """Bring the whole platform up and stream realistic traffic with anomalies and faults."""
@@ -291,5 +293,5 @@ def demo(rate: float | None, duration: float | None, no_faults: bool,
     statuses, info = run_demo(s, rate or s.demo_rate, duration, not no_faults,
                               status_every or s.demo_status_s, echo=click.echo,
                               core_only=core_only)
-    paths = demo_report(statuses, info).write(out or s.results_dir)
+    paths = demo_report(statuses, info).write(out or s.home / "demo")
     click.echo(f"wrote {paths['json']}, {paths['md']}, {paths['png']}")

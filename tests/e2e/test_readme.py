@@ -322,10 +322,10 @@ def private() -> Iterator[Private]:
 class Demo:
     """`clickguard demo` in the background, its output collected."""
 
-    def __init__(self, private: Private, out: Path) -> None:
+    def __init__(self, private: Private) -> None:
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            [str(VENV_BIN / "clickguard"), "demo", "--duration", "1200", "--out", str(out)],
+            [str(VENV_BIN / "clickguard"), "demo", "--duration", "1200"],
             cwd=REPO_ROOT, env=private.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, start_new_session=True,
             # as in a terminal: Ctrl-C reaches it even when this test runs with SIGINT ignored
@@ -484,6 +484,11 @@ def run_step(private: Private, readme: str, command: str, timeout: float = 300) 
     return res.stdout
 
 
+def git_status(path: str) -> str:
+    return subprocess.run(["git", "status", "--porcelain", "--", path], cwd=REPO_ROOT,
+                          capture_output=True, text=True, check=True).stdout
+
+
 def node_states(private: Private) -> dict[str, str]:
     res = private.sh("clickguard stack status --json", 120)
     check(res, "clickguard stack status --json")
@@ -496,8 +501,8 @@ def test_first_hour_by_the_readme(private: Private) -> None:
     assert set(commands) == set(PLAN)  # the classification test says which one drifted
 
     check(private.sh("make setup", 600), "make setup")
-    results = private.home.parent / "demo-results"
-    demo = Demo(private, results)
+    tracked_results = git_status("docs/results")
+    demo = Demo(private)
     try:
         traffic_at = demo.wait_for_traffic(600)
         stack_up_s = traffic_at - demo.started
@@ -549,7 +554,9 @@ def test_first_hour_by_the_readme(private: Private) -> None:
     finally:
         rc = demo.ctrl_c()
     assert rc == 0, demo.tail()
-    assert (results / "demo.json").exists(), demo.tail()
+    # the demo's report goes to the run folder, the clone stays as it was
+    assert (private.home / "demo" / "demo.json").exists(), demo.tail()
+    assert git_status("docs/results") == tracked_results
 
     run_step(private, "make stop", "make stop")
     assert set(node_states(private).values()) == {"down"}
