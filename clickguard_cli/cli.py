@@ -153,6 +153,7 @@ def _node_command(action: str, help_text: str) -> None:
 for _action, _help in (
     ("start", "Start one NODE and wait until healthy."),
     ("stop", "Stop one NODE cleanly."),
+    ("restart", "Stop one NODE cleanly, then start it (after a code or settings change)."),
     ("kill", "SIGKILL one NODE (a crash)."),
     ("pause", "SIGSTOP one NODE (a hang)."),
     ("resume", "SIGCONT a paused NODE."),

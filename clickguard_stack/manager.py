@@ -251,14 +251,16 @@ class Stack:
         return f"kafka-{max(seen)[1]}" if seen else None
 
     def control(self, action: str, name: str) -> str:
-        """stop | start | kill | pause | resume one node."""
+        """stop | start | restart | kill | pause | resume one node."""
         node = self.node(name)
-        if action == "start":
+        if action in ("start", "restart"):
+            if action == "restart":  # e.g. to load changed code or settings
+                node.stop()
             started = self._start(name)
             self._wait(name, 120)
             if started:
                 self._warm([name])
-            return f"{name} started (pid {node.pid()})"
+            return f"{name} {action}ed (pid {node.pid()})"
         if action == "stop":
             node.stop()
             return f"{name} stopped"

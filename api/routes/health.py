@@ -9,6 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from api.db import fetch_one
 from api.deps import PoolDep
 from api.routes.stream import run_state
 from api.schemas import Health
@@ -25,8 +26,7 @@ router = APIRouter(tags=["health"])
 async def health(pool: PoolDep) -> JSONResponse:
     """200 when PostgreSQL answers within the pool timeout, else 503 with the same shape."""
     try:
-        async with pool.connection() as conn:
-            await conn.execute("SELECT 1")
+        await fetch_one(pool, "SELECT 1")
         ok = True
     except Exception:  # noqa: BLE001 - any failure to reach the database means 'disconnected'
         ok = False

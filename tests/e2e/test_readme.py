@@ -80,10 +80,11 @@ PLAN: dict[str, Run | Excluded] = {
     "clickguard stack up | down [--reset] | status | logs NODE": Run((
         "clickguard stack up", "clickguard stack status", "clickguard stack logs api",
     ), note="`down` and `down --reset` run at the end (commands of Troubleshooting)"),
-    "clickguard stack start|stop|kill|pause|resume NODE": Run((
+    "clickguard stack start|stop|restart|kill|pause|resume NODE": Run((
         "clickguard stack pause api", "clickguard stack resume api",
         "clickguard stack stop api", "clickguard stack start api",
         "clickguard stack kill api", "clickguard stack start api",
+        "clickguard stack restart api",
     )),
     "docker compose -f infra/docker-compose.yml up -d": Excluded(
         "no Docker on this machine; tests/unit/test_compose.py keeps the file in agreement with "

@@ -110,6 +110,11 @@ def test_registry_keeps_schema_ids_across_restart(stack: Stack, settings: Settin
     fresh = RegistryClient(settings.schema_registry_url)
     assert fresh.schema_by_id(schema_id) is not None
     assert register_contract(fresh, settings.topic_raw) == schema_id
+    before = stack.node("registry").pid()
+    assert stack.control("restart", "registry").startswith("registry restarted")
+    after = stack.node("registry").pid()
+    assert after is not None and after != before
+    assert RegistryClient(settings.schema_registry_url).schema_by_id(schema_id) is not None
 
 
 def test_registry_has_its_own_role(stack: Stack, settings: Settings) -> None:
