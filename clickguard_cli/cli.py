@@ -83,7 +83,8 @@ def _stack() -> Stack:
 
 @stack.command()
 @click.argument("nodes", nargs=-1)
-@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait per step.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True),
+              default=120.0, show_default=True, help="Seconds to wait per step.")
 def up(nodes: tuple[str, ...], timeout: float) -> None:
     """Start NODES (default: all) and wait until they are ready."""
     from clickguard_stack.manager import format_status
@@ -124,11 +125,14 @@ def status(as_json: bool) -> None:
 
 @stack.command()
 @click.argument("node")
-@click.option("-n", "--lines", default=50, show_default=True)
+@click.option("-n", "--lines", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("-f", "--follow", is_flag=True)
 def logs(node: str, lines: int, follow: bool) -> None:
     """Print the last lines of NODE's log."""
-    path = _stack().node(node).log_file
+    try:
+        path = _stack().node(node).log_file
+    except KeyError as exc:
+        raise click.ClickException(str(exc)) from exc
     if not path.exists():
         raise click.ClickException(f"no log yet at {path}")
     with path.open("rb") as f:

@@ -23,26 +23,30 @@ from clickguard_producer.parallel import (
 
 
 @click.command()
-@click.option("--rate", type=float, default=None, help="Events/s (token bucket); default: max.")
-@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
-@click.option("--count", type=int, default=None, help="Stop after this many records.")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True),
+              default=None, help="Events/s (token bucket); default: max.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True),
+              default=None, help="Stop after this many seconds.")
+@click.option("--count", type=click.IntRange(min=1),
+              default=None, help="Stop after this many records.")
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--run-id", default=None, help="Event-id prefix (default: random per run).")
 @click.option("--topic", default=None, help="Default: settings.topic_raw.")
 @click.option(
-    "--anomaly-every", type=int, default=20_000, show_default=True,
+    "--anomaly-every", type=click.IntRange(min=0), default=20_000, show_default=True,
     help="Inject one anomaly block every N normal events (0 = none).",
 )
-@click.option("--faults", type=float, default=0.0, show_default=True,
+@click.option("--faults", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Rate of EVERY fault kind (duplicate, late, each malformed reason).")
-@click.option("--duplicates", type=float, default=None, help="Rate of exact duplicates.")
-@click.option("--late", type=float, default=None, help="Rate of late events.")
-@click.option("--malformed", type=float, default=None,
+@click.option("--duplicates", type=click.FloatRange(0, 1),
+              default=None, help="Rate of exact duplicates.")
+@click.option("--late", type=click.FloatRange(0, 1), default=None, help="Rate of late events.")
+@click.option("--malformed", type=click.FloatRange(0, 1), default=None,
               help="Rate of malformed records, split evenly over the DLQ reasons.")
 @click.option("--replay", "replay_paths", multiple=True,
               type=click.Path(exists=True, path_type=Path),
               help="YOOCHOOSE click/buy file(s) to replay instead of generating.")
-@click.option("--speed", type=float, default=60.0, show_default=True,
+@click.option("--speed", type=click.FloatRange(min=0), default=60.0, show_default=True,
               help="Replay speed-up factor (0 = as fast as possible).")
 @click.option("--ledger", type=click.Path(path_type=Path), default=None,
               help="TSV of every ACKNOWLEDGED record: event_id, kind, partition, offset.")

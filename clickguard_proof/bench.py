@@ -73,7 +73,8 @@ def bench() -> None:
 # bench producer
 # ---------------------------------------------------------------------------------------------
 @bench.command("producer")
-@click.option("--count", type=int, default=500_000, show_default=True, help="Records per phase.")
+@click.option("--count", type=click.IntRange(min=1),
+              default=500_000, show_default=True, help="Records per phase.")
 @click.option("--smoke", is_flag=True,
               help="CI mode: 6,000 records per phase at 3,000/s; kcat only in the healthy phase.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,

@@ -99,10 +99,13 @@ def api_report(result: dict[str, Any]) -> Report:
 
 @click.command("api")
 @click.option("--smoke", is_flag=True, help="CI mode: 10 users × 10 req/s for 12 s per target.")
-@click.option("--duration", type=int, default=None, help="Seconds per target (default 30).")
-@click.option("--users", type=int, default=None, help="Locust users (default 50).")
-@click.option("--user-rate", type=float, default=None, help="Requests/s per user (default 25).")
-@click.option("--load-events", type=int, default=None,
+@click.option("--duration", type=click.IntRange(min=1),
+              default=None, help="Seconds per target (default 30).")
+@click.option("--users", type=click.IntRange(min=1),
+              default=None, help="Locust users (default 50).")
+@click.option("--user-rate", type=click.FloatRange(min=0, min_open=True),
+              default=None, help="Requests/s per user (default 25).")
+@click.option("--load-events", type=click.IntRange(min=0), default=None,
               help="First load this many benchmark events (load_api_data.py); "
               f"--smoke loads {SMOKE_LOAD_EVENTS:,} unless given.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,

@@ -275,7 +275,8 @@ def capacity_cmd_impl(rates: list[int], step_s: float, out: Path | None, smoke: 
 
 @click.command("capacity")
 @click.option("--rates", default=None, help="Comma-separated events/s (default capacity_rates).")
-@click.option("--step", "step_s", type=float, default=None, help="Seconds per step.")
+@click.option("--step", "step_s", type=click.FloatRange(min=0, min_open=True),
+              default=None, help="Seconds per step.")
 @click.option("--smoke", is_flag=True, help=f"CI mode: {SMOKE_RATES} ev/s, {SMOKE_STEP_S:.0f} s "
               "(API and Dagster not required; the report says whether they were up).")
 @click.option("--keep-going", is_flag=True, help="Run every step even after a failing one.")

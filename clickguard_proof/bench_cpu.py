@@ -298,14 +298,16 @@ def plot(result: dict[str, Any]) -> Callable[[Any], None]:
 @click.command("cpu")
 @click.option("--steps", "steps_csv", default="0,1000,5000", show_default=True,
               help="Producer rates in events/s, comma-separated (0 = idle stack).")
-@click.option("--step-s", type=float, default=60.0, show_default=True,
+@click.option("--step-s", type=click.FloatRange(min=0, min_open=True),
+              default=60.0, show_default=True,
               help="Sampling window per step, after the warm-up.")
-@click.option("--warmup-s", type=float, default=20.0, show_default=True,
+@click.option("--warmup-s", type=click.FloatRange(min=0), default=20.0, show_default=True,
               help="Seconds between starting the producer and sampling.")
-@click.option("--prewarm-s", type=float, default=90.0, show_default=True,
+@click.option("--prewarm-s", type=click.FloatRange(min=0), default=90.0, show_default=True,
               help="Seconds at the highest rate before the first step, so the JVMs' one-time "
                    "JIT compilation falls outside the windows (0 = measure a cold stack).")
-@click.option("--sample-s", type=float, default=2.0, show_default=True,
+@click.option("--sample-s", type=click.FloatRange(min=0, min_open=True),
+              default=2.0, show_default=True,
               help="Interval of the RSS readings and of the CPU time series.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Results folder [default: settings.results_dir].")

@@ -52,8 +52,8 @@ LATERAL (SELECT timestamptz '2020-01-01 00:00:00+00' + (g %% %(days)s) * interva
 
 
 @click.command()
-@click.option("--events", "n", default=1_000_000, show_default=True)
-@click.option("--days", default=3, show_default=True)
+@click.option("--events", "n", type=click.IntRange(min=1), default=1_000_000, show_default=True)
+@click.option("--days", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Results folder (default: settings.results_dir)")
 @click.option("--shell", is_flag=True,

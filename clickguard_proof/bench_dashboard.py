@@ -424,12 +424,14 @@ def dashboard_report(result: dict[str, Any]) -> Report:
 
 
 @click.command("dashboard")
-@click.option("--watch-s", type=float, default=60.0, show_default=True,
+@click.option("--watch-s", type=click.FloatRange(min=0, min_open=True),
+              default=60.0, show_default=True,
               help="Seconds per phase (one phase per condition, five per round).")
-@click.option("--rounds", type=int, default=3, show_default=True,
+@click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True,
               help="Rounds of the interleaved phases, rotated each round.")
-@click.option("--warmup-s", type=float, default=10.0, show_default=True)
-@click.option("--probe-rate", type=float, default=20.0, show_default=True,
+@click.option("--warmup-s", type=click.FloatRange(min=0), default=10.0, show_default=True)
+@click.option("--probe-rate", type=click.FloatRange(min=0, min_open=True),
+              default=20.0, show_default=True,
               help="API probe requests per second in each phase.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Results folder (default: settings.results_dir).")

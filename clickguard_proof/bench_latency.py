@@ -163,9 +163,11 @@ def latency_report(r: dict[str, Any], partial_stack: bool) -> Report:
 
 
 @click.command("latency")
-@click.option("--rate", type=int, default=5000, show_default=True, help="Events/s.")
-@click.option("--minutes", type=float, default=5.0, show_default=True, help="Run length.")
-@click.option("--idle", "idle_s", type=float, default=30.0, show_default=True,
+@click.option("--rate", type=click.IntRange(min=1),
+              default=5000, show_default=True, help="Events/s.")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True),
+              default=5.0, show_default=True, help="Run length.")
+@click.option("--idle", "idle_s", type=click.FloatRange(min=0), default=30.0, show_default=True,
               help="Seconds the drained stream stays idle before the first event.")
 @click.option("--partial-stack", is_flag=True,
               help="Measure even if the API or Dagster is down (labelled in the report).")

@@ -206,8 +206,8 @@ def figure(data: dict[str, Any]) -> Any:
 @click.command("scaling")
 @click.option("--deployments", "spec", default="local[2],1,2", show_default=True,
               help="Comma-separated: local[N], or a number of standalone workers.")
-@click.option("--backlog", type=int, default=300_000, show_default=True)
-@click.option("--repeat", type=int, default=3, show_default=True)
+@click.option("--backlog", type=click.IntRange(min=1), default=300_000, show_default=True)
+@click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Results folder (default: settings.results_dir).")
 def scaling_cmd(spec: str, backlog: int, repeat: int, out: Path | None) -> None:

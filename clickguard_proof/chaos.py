@@ -764,7 +764,8 @@ def run_chaos(
 @click.command("chaos")
 @click.argument("scenario", type=click.Choice([*SCENARIOS, "all"]))
 @click.option("--short", is_flag=True, help="CI mode: 500 ev/s, short phases, 2 bounces.")
-@click.option("--rate", type=float, default=None, help="Load in events/s (default chaos_rate).")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True),
+              default=None, help="Load in events/s (default chaos_rate).")
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--kills", type=click.IntRange(1, 100), default=1, show_default=True,
               help="streaming-kill: SIGKILL the active driver N times (takeover p50/max).")

@@ -277,10 +277,12 @@ def demo_report(statuses: list[Status], info: dict[str, Any]) -> Report:
 
 
 @click.command("demo")
-@click.option("--rate", type=float, default=None, help="Events/s (default: settings.demo_rate).")
-@click.option("--duration", type=float, default=None, help="Seconds; default until Ctrl-C.")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True),
+              default=None, help="Events/s (default: settings.demo_rate).")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True),
+              default=None, help="Seconds; default until Ctrl-C.")
 @click.option("--no-faults", is_flag=True, help="Do not inject duplicates/late/malformed.")
-@click.option("--status-every", type=float, default=None,
+@click.option("--status-every", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Seconds between status lines (default: settings.demo_status_s).")
 @click.option("--core-only", is_flag=True,
               help="Only Kafka, PostgreSQL, the registry and the stream (no API/Dagster).")

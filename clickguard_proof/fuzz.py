@@ -508,13 +508,15 @@ def _pct(xs: list[float], q: float) -> float | None:
 # The command
 # ---------------------------------------------------------------------------------------------
 @click.command("fuzz-stream")
-@click.option("--records", default=100_000, show_default=True, help="Records to generate.")
-@click.option("--chunk", default=10_000, show_default=True,
+@click.option("--records", type=click.IntRange(min=1),
+              default=100_000, show_default=True, help="Records to generate.")
+@click.option("--chunk", type=click.IntRange(min=1), default=10_000, show_default=True,
               help="Records produced per round; the stream must account for each round.")
 @click.option("--seed", default=1, show_default=True)
-@click.option("--poison-rate", default=0.002, show_default=True,
+@click.option("--poison-rate", type=click.FloatRange(0, 1), default=0.002, show_default=True,
               help="Share of valid events the private database's test trigger rejects.")
-@click.option("--timeout", default=1800.0, show_default=True,
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True),
+              default=1800.0, show_default=True,
               help="Seconds the stream may take to account for one round.")
 @click.option("--out", type=click.Path(path_type=Path), default=REPO_ROOT / "docs" / "results",
               show_default=True)

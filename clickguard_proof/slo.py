@@ -92,18 +92,26 @@ def slo_report_for(
     )
 
 
-def _parse_ts(value: str | None) -> datetime | None:
+def _parse_ts(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    """An ISO 8601 time (UTC unless it names an offset); a clear usage error otherwise."""
     if value is None:
         return None
-    ts = datetime.fromisoformat(value)
+    try:
+        ts = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 time; e.g. 2026-12-03T13:00:00 (UTC) or"
+            " 2026-12-03T14:00:00+01:00", ctx, param) from None
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 @click.command("slo-report")
-@click.option("--minutes", type=float, default=None,
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Window = the last N minutes (default: settings.slo_window_minutes).")
-@click.option("--since", default=None, help="Window start, ISO 8601 (overrides --minutes).")
-@click.option("--until", default=None, help="Window end, ISO 8601 (default now).")
+@click.option("--since", default=None, callback=_parse_ts,
+              help="Window start, ISO 8601 (overrides --minutes).")
+@click.option("--until", default=None, callback=_parse_ts,
+              help="Window end, ISO 8601 (default now).")
 @click.option("--by", "column", type=click.Choice(WINDOW_COLUMNS), default="commit_ts",
               show_default=True, help="Which timestamp must fall in the window.")
 @click.option("--event-id-prefix", default=None,
@@ -113,15 +121,15 @@ def _parse_ts(value: str | None) -> datetime | None:
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Results folder (default: settings.results_dir).")
 def slo_report(
-    minutes: float | None, since: str | None, until: str | None, column: str,
+    minutes: float | None, since: datetime | None, until: datetime | None, column: str,
     event_id_prefix: str | None, min_events: int, out: Path | None,
 ) -> None:
     """Per-stage p50/p95/p99 latency over every stored event of a window, with a CDF plot."""
     from clickguard import db
 
     s = get_settings()
-    end = _parse_ts(until) or datetime.now(UTC)
-    start = _parse_ts(since) or end - timedelta(minutes=minutes or s.slo_window_minutes)
+    end = until or datetime.now(UTC)
+    start = since or end - timedelta(minutes=minutes or s.slo_window_minutes)
     with db.connect(s, "reader") as conn:
         result = compute_slo(conn, (start, end), column=column, event_id_prefix=event_id_prefix)
     report = slo_report_for(result, s, min_events)
