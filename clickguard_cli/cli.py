@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from clickguard.cli_types import COUNT, POSITIVE
 from clickguard.settings import env_name, get_settings
 
 if TYPE_CHECKING:  # annotations only: the stack manager is imported when a command runs
@@ -83,7 +84,7 @@ def _stack() -> Stack:
 
 @stack.command()
 @click.argument("nodes", nargs=-1)
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True),
+@click.option("--timeout", type=POSITIVE,
               default=120.0, show_default=True, help="Seconds to wait per step.")
 def up(nodes: tuple[str, ...], timeout: float) -> None:
     """Start NODES (default: all) and wait until they are ready."""
@@ -125,7 +126,7 @@ def status(as_json: bool) -> None:
 
 @stack.command()
 @click.argument("node")
-@click.option("-n", "--lines", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("-n", "--lines", type=COUNT, default=50, show_default=True)
 @click.option("-f", "--follow", is_flag=True)
 def logs(node: str, lines: int, follow: bool) -> None:
     """Print the last lines of NODE's log."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 import dagster as dg
 
+from clickguard.cli_types import COUNT
 from clickguard.dagster_env import prepare_home
 from clickguard.settings import get_settings
 
@@ -17,7 +18,7 @@ from clickguard.settings import get_settings
 @click.option("--reason", "reasons", multiple=True, help="DLQ reason to replay (repeatable).")
 @click.option("--since", default=None, help="detected_at >= this ISO timestamp.")
 @click.option("--until", default=None, help="detected_at < this ISO timestamp.")
-@click.option("--limit", type=click.IntRange(min=1), default=100_000, show_default=True)
+@click.option("--limit", type=COUNT, default=100_000, show_default=True)
 @click.option("--include-replayed", is_flag=True, help="Also records replayed before.")
 @click.option("--dry-run", is_flag=True, help="Only count what would be replayed.")
 def dlq_replay(

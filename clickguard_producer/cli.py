@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from clickguard.cli_types import COUNT, COUNT_OR_ZERO, NON_NEGATIVE, POSITIVE, SHARE
 from clickguard.settings import get_settings
 from clickguard_producer.core import ProducerError, register_schemas
 from clickguard_producer.core import produce as produce_records
@@ -23,30 +24,30 @@ from clickguard_producer.parallel import (
 
 
 @click.command()
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True),
+@click.option("--rate", type=POSITIVE,
               default=None, help="Events/s (token bucket); default: max.")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True),
+@click.option("--duration", type=POSITIVE,
               default=None, help="Stop after this many seconds.")
-@click.option("--count", type=click.IntRange(min=1),
+@click.option("--count", type=COUNT,
               default=None, help="Stop after this many records.")
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--run-id", default=None, help="Event-id prefix (default: random per run).")
 @click.option("--topic", default=None, help="Default: settings.topic_raw.")
 @click.option(
-    "--anomaly-every", type=click.IntRange(min=0), default=20_000, show_default=True,
+    "--anomaly-every", type=COUNT_OR_ZERO, default=20_000, show_default=True,
     help="Inject one anomaly block every N normal events (0 = none).",
 )
-@click.option("--faults", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+@click.option("--faults", type=SHARE, default=0.0, show_default=True,
               help="Rate of EVERY fault kind (duplicate, late, each malformed reason).")
-@click.option("--duplicates", type=click.FloatRange(0, 1),
+@click.option("--duplicates", type=SHARE,
               default=None, help="Rate of exact duplicates.")
-@click.option("--late", type=click.FloatRange(0, 1), default=None, help="Rate of late events.")
-@click.option("--malformed", type=click.FloatRange(0, 1), default=None,
+@click.option("--late", type=SHARE, default=None, help="Rate of late events.")
+@click.option("--malformed", type=SHARE, default=None,
               help="Rate of malformed records, split evenly over the DLQ reasons.")
 @click.option("--replay", "replay_paths", multiple=True,
               type=click.Path(exists=True, path_type=Path),
               help="YOOCHOOSE click/buy file(s) to replay instead of generating.")
-@click.option("--speed", type=click.FloatRange(min=0), default=60.0, show_default=True,
+@click.option("--speed", type=NON_NEGATIVE, default=60.0, show_default=True,
               help="Replay speed-up factor (0 = as fast as possible).")
 @click.option("--ledger", type=click.Path(path_type=Path), default=None,
               help="TSV of every ACKNOWLEDGED record: event_id, kind, partition, offset.")

@@ -26,6 +26,7 @@ from typing import Any
 import click
 
 from clickguard import kafka as kafka_helpers
+from clickguard.cli_types import COUNT
 from clickguard.settings import Settings, get_settings
 from clickguard_producer import scratch
 from clickguard_producer.core import ProducerError, produce, register_schemas
@@ -73,7 +74,7 @@ def bench() -> None:
 # bench producer
 # ---------------------------------------------------------------------------------------------
 @bench.command("producer")
-@click.option("--count", type=click.IntRange(min=1),
+@click.option("--count", type=COUNT,
               default=500_000, show_default=True, help="Records per phase.")
 @click.option("--smoke", is_flag=True,
               help="CI mode: 6,000 records per phase at 3,000/s; kcat only in the healthy phase.")

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from clickguard.cli_types import COUNT, COUNT_OR_ZERO, POSITIVE
 from clickguard.settings import Settings, get_settings
 from clickguard_proof.report import Report
 from clickguard_stack.manager import Stack
@@ -99,13 +100,13 @@ def api_report(result: dict[str, Any]) -> Report:
 
 @click.command("api")
 @click.option("--smoke", is_flag=True, help="CI mode: 10 users × 10 req/s for 12 s per target.")
-@click.option("--duration", type=click.IntRange(min=1),
+@click.option("--duration", type=COUNT,
               default=None, help="Seconds per target (default 30).")
-@click.option("--users", type=click.IntRange(min=1),
+@click.option("--users", type=COUNT,
               default=None, help="Locust users (default 50).")
-@click.option("--user-rate", type=click.FloatRange(min=0, min_open=True),
+@click.option("--user-rate", type=POSITIVE,
               default=None, help="Requests/s per user (default 25).")
-@click.option("--load-events", type=click.IntRange(min=0), default=None,
+@click.option("--load-events", type=COUNT_OR_ZERO, default=None,
               help="First load this many benchmark events (load_api_data.py); "
               f"--smoke loads {SMOKE_LOAD_EVENTS:,} unless given.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,

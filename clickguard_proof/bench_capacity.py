@@ -27,6 +27,7 @@ from typing import Any
 import click
 
 from clickguard import db
+from clickguard.cli_types import POSITIVE
 from clickguard.settings import Settings, get_settings
 from clickguard.slo import compute_slo
 from clickguard_proof.report import Report
@@ -275,7 +276,7 @@ def capacity_cmd_impl(rates: list[int], step_s: float, out: Path | None, smoke: 
 
 @click.command("capacity")
 @click.option("--rates", default=None, help="Comma-separated events/s (default capacity_rates).")
-@click.option("--step", "step_s", type=click.FloatRange(min=0, min_open=True),
+@click.option("--step", "step_s", type=POSITIVE,
               default=None, help="Seconds per step.")
 @click.option("--smoke", is_flag=True, help=f"CI mode: {SMOKE_RATES} ev/s, {SMOKE_STEP_S:.0f} s "
               "(API and Dagster not required; the report says whether they were up).")

@@ -22,6 +22,7 @@ from typing import Any
 
 import click
 
+from clickguard.cli_types import NON_NEGATIVE, POSITIVE
 from clickguard.settings import Settings, get_settings
 from clickguard_stack import usage
 
@@ -298,15 +299,15 @@ def plot(result: dict[str, Any]) -> Callable[[Any], None]:
 @click.command("cpu")
 @click.option("--steps", "steps_csv", default="0,1000,5000", show_default=True,
               help="Producer rates in events/s, comma-separated (0 = idle stack).")
-@click.option("--step-s", type=click.FloatRange(min=0, min_open=True),
+@click.option("--step-s", type=POSITIVE,
               default=60.0, show_default=True,
               help="Sampling window per step, after the warm-up.")
-@click.option("--warmup-s", type=click.FloatRange(min=0), default=20.0, show_default=True,
+@click.option("--warmup-s", type=NON_NEGATIVE, default=20.0, show_default=True,
               help="Seconds between starting the producer and sampling.")
-@click.option("--prewarm-s", type=click.FloatRange(min=0), default=90.0, show_default=True,
+@click.option("--prewarm-s", type=NON_NEGATIVE, default=90.0, show_default=True,
               help="Seconds at the highest rate before the first step, so the JVMs' one-time "
                    "JIT compilation falls outside the windows (0 = measure a cold stack).")
-@click.option("--sample-s", type=click.FloatRange(min=0, min_open=True),
+@click.option("--sample-s", type=POSITIVE,
               default=2.0, show_default=True,
               help="Interval of the RSS readings and of the CPU time series.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,

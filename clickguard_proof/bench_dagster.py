@@ -28,6 +28,7 @@ import dagster as dg
 import matplotlib.pyplot as plt
 
 from clickguard import db
+from clickguard.cli_types import COUNT
 from clickguard.dagster_env import prepare_home
 from clickguard.settings import Settings, get_settings
 from clickguard_dagster.assets.sessions import daily_sessions
@@ -52,8 +53,8 @@ LATERAL (SELECT timestamptz '2020-01-01 00:00:00+00' + (g %% %(days)s) * interva
 
 
 @click.command()
-@click.option("--events", "n", type=click.IntRange(min=1), default=1_000_000, show_default=True)
-@click.option("--days", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--events", "n", type=COUNT, default=1_000_000, show_default=True)
+@click.option("--days", type=COUNT, default=3, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Results folder (default: settings.results_dir)")
 @click.option("--shell", is_flag=True,

@@ -50,6 +50,7 @@ from typing import Any
 import click
 import httpx
 
+from clickguard.cli_types import COUNT, NON_NEGATIVE, POSITIVE
 from clickguard.settings import Settings, get_settings
 from clickguard_proof.report import Report
 from clickguard_proof.streamlit_session import SessionStats, hold_session
@@ -424,13 +425,13 @@ def dashboard_report(result: dict[str, Any]) -> Report:
 
 
 @click.command("dashboard")
-@click.option("--watch-s", type=click.FloatRange(min=0, min_open=True),
+@click.option("--watch-s", type=POSITIVE,
               default=60.0, show_default=True,
               help="Seconds per phase (one phase per condition, five per round).")
-@click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True,
+@click.option("--rounds", type=COUNT, default=3, show_default=True,
               help="Rounds of the interleaved phases, rotated each round.")
-@click.option("--warmup-s", type=click.FloatRange(min=0), default=10.0, show_default=True)
-@click.option("--probe-rate", type=click.FloatRange(min=0, min_open=True),
+@click.option("--warmup-s", type=NON_NEGATIVE, default=10.0, show_default=True)
+@click.option("--probe-rate", type=POSITIVE,
               default=20.0, show_default=True,
               help="API probe requests per second in each phase.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,

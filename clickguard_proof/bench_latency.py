@@ -22,6 +22,7 @@ from typing import Any
 import click
 
 from clickguard import db
+from clickguard.cli_types import COUNT, NON_NEGATIVE, POSITIVE
 from clickguard.settings import Settings, get_settings
 from clickguard.slo import compute_slo
 from clickguard_proof.report import Report
@@ -163,11 +164,11 @@ def latency_report(r: dict[str, Any], partial_stack: bool) -> Report:
 
 
 @click.command("latency")
-@click.option("--rate", type=click.IntRange(min=1),
+@click.option("--rate", type=COUNT,
               default=5000, show_default=True, help="Events/s.")
-@click.option("--minutes", type=click.FloatRange(min=0, min_open=True),
+@click.option("--minutes", type=POSITIVE,
               default=5.0, show_default=True, help="Run length.")
-@click.option("--idle", "idle_s", type=click.FloatRange(min=0), default=30.0, show_default=True,
+@click.option("--idle", "idle_s", type=NON_NEGATIVE, default=30.0, show_default=True,
               help="Seconds the drained stream stays idle before the first event.")
 @click.option("--partial-stack", is_flag=True,
               help="Measure even if the API or Dagster is down (labelled in the report).")

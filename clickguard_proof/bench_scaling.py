@@ -25,6 +25,7 @@ from typing import Any
 import click
 
 from clickguard import db, kafka
+from clickguard.cli_types import COUNT
 from clickguard.settings import Settings, get_settings
 from clickguard_proof.fuzz import private_env
 from clickguard_proof.stack_load import load_average, wait_stream_running
@@ -206,8 +207,8 @@ def figure(data: dict[str, Any]) -> Any:
 @click.command("scaling")
 @click.option("--deployments", "spec", default="local[2],1,2", show_default=True,
               help="Comma-separated: local[N], or a number of standalone workers.")
-@click.option("--backlog", type=click.IntRange(min=1), default=300_000, show_default=True)
-@click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--backlog", type=COUNT, default=300_000, show_default=True)
+@click.option("--repeat", type=COUNT, default=3, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Results folder (default: settings.results_dir).")
 def scaling_cmd(spec: str, backlog: int, repeat: int, out: Path | None) -> None:

@@ -52,6 +52,7 @@ import click
 
 from clickguard import db, procs, stream_state
 from clickguard import kafka as kafka_helpers
+from clickguard.cli_types import POSITIVE
 from clickguard.settings import Settings, get_settings
 from clickguard.slo import compute_slo
 from clickguard_proof.reconcile import ledger_last_offsets, reconcile
@@ -764,7 +765,7 @@ def run_chaos(
 @click.command("chaos")
 @click.argument("scenario", type=click.Choice([*SCENARIOS, "all"]))
 @click.option("--short", is_flag=True, help="CI mode: 500 ev/s, short phases, 2 bounces.")
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True),
+@click.option("--rate", type=POSITIVE,
               default=None, help="Load in events/s (default chaos_rate).")
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--kills", type=click.IntRange(1, 100), default=1, show_default=True,

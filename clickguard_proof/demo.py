@@ -25,6 +25,7 @@ import click
 import httpx
 
 from clickguard import db, ledger
+from clickguard.cli_types import POSITIVE
 from clickguard.settings import Settings, get_settings
 from clickguard_proof.report import Report
 from clickguard_proof.stream import probe_lag
@@ -79,6 +80,11 @@ class Status:
         return (f"{self.at:%H:%M:%S} events/s {f(self.events_per_s):>7} | lag {f(self.lag):>7} | "
                 f"stored {f(self.stored):>10} | anomalies {f(self.anomalies):>6} | "
                 f"DLQ {f(self.dlq):>6} | late {f(self.late):>6} | batch {batch}")
+
+
+def demo_dir(s: Settings) -> Path:
+    """Where a demo run writes its report and ground truth: under the home, never the repo."""
+    return s.home / "demo"
 
 
 def start_live_batch(s: Settings, timeout: float = 180.0) -> str | None:
@@ -142,7 +148,7 @@ def where_to_look(s: Settings, nodes: list[str], live_batch: bool = False) -> st
     lines += [
         "  stack           clickguard stack status   (logs: clickguard stack logs NODE)",
         "  faults          clickguard chaos broker-kill --short   (RTO + reconciliation)",
-        f"  demo report     {s.home / 'demo'}   (written at Ctrl-C; benchmarks write to"
+        f"  demo report     {demo_dir(s)}   (written at Ctrl-C; benchmarks write to"
         f" {s.results_dir})",
         "  stop            Ctrl-C stops the traffic; `make stop` stops the platform",
         "",
@@ -230,7 +236,7 @@ def run_demo(s: Settings, rate: float, duration: float | None, faults: bool,
         echo("\nCtrl-C: stopping the traffic (the platform keeps running; `make stop` ends it)")
     stop.set()
     producer.join(timeout=90)
-    truth = s.home / "demo" / f"{gen.run_id}.ground_truth.jsonl"
+    truth = demo_dir(s) / f"{gen.run_id}.ground_truth.jsonl"
     n_truth = gen.write_ground_truth(truth)
     summary = box.get("summary")
     info: dict[str, Any] = {
@@ -277,12 +283,12 @@ def demo_report(statuses: list[Status], info: dict[str, Any]) -> Report:
 
 
 @click.command("demo")
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True),
+@click.option("--rate", type=POSITIVE,
               default=None, help="Events/s (default: settings.demo_rate).")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True),
+@click.option("--duration", type=POSITIVE,
               default=None, help="Seconds; default until Ctrl-C.")
 @click.option("--no-faults", is_flag=True, help="Do not inject duplicates/late/malformed.")
-@click.option("--status-every", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--status-every", type=POSITIVE, default=None,
               help="Seconds between status lines (default: settings.demo_status_s).")
 @click.option("--core-only", is_flag=True,
               help="Only Kafka, PostgreSQL, the registry and the stream (no API/Dagster).")
@@ -295,5 +301,5 @@ def demo(rate: float | None, duration: float | None, no_faults: bool,
     statuses, info = run_demo(s, rate or s.demo_rate, duration, not no_faults,
                               status_every or s.demo_status_s, echo=click.echo,
                               core_only=core_only)
-    paths = demo_report(statuses, info).write(out or s.home / "demo")
+    paths = demo_report(statuses, info).write(out or demo_dir(s))
     click.echo(f"wrote {paths['json']}, {paths['md']}, {paths['png']}")

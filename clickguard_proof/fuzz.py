@@ -36,6 +36,7 @@ from confluent_kafka import Producer
 from psycopg import sql
 
 from clickguard import db
+from clickguard.cli_types import COUNT, POSITIVE, SHARE
 from clickguard.contract import encode, parsed_schema, split
 from clickguard.kafka import ensure_topics, producer_config
 from clickguard.settings import REPO_ROOT, Settings
@@ -508,14 +509,14 @@ def _pct(xs: list[float], q: float) -> float | None:
 # The command
 # ---------------------------------------------------------------------------------------------
 @click.command("fuzz-stream")
-@click.option("--records", type=click.IntRange(min=1),
+@click.option("--records", type=COUNT,
               default=100_000, show_default=True, help="Records to generate.")
-@click.option("--chunk", type=click.IntRange(min=1), default=10_000, show_default=True,
+@click.option("--chunk", type=COUNT, default=10_000, show_default=True,
               help="Records produced per round; the stream must account for each round.")
 @click.option("--seed", default=1, show_default=True)
-@click.option("--poison-rate", type=click.FloatRange(0, 1), default=0.002, show_default=True,
+@click.option("--poison-rate", type=SHARE, default=0.002, show_default=True,
               help="Share of valid events the private database's test trigger rejects.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True),
+@click.option("--timeout", type=POSITIVE,
               default=1800.0, show_default=True,
               help="Seconds the stream may take to account for one round.")
 @click.option("--out", type=click.Path(path_type=Path), default=REPO_ROOT / "docs" / "results",

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from clickguard.cli_types import POSITIVE
 from clickguard.settings import get_settings
 from clickguard.slo import (
     CDF_QUANTILES,
@@ -106,7 +107,7 @@ def _parse_ts(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 
 
 @click.command("slo-report")
-@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--minutes", type=POSITIVE, default=None,
               help="Window = the last N minutes (default: settings.slo_window_minutes).")
 @click.option("--since", default=None, callback=_parse_ts,
               help="Window start, ISO 8601 (overrides --minutes).")

@@ -19,7 +19,6 @@ from clickguard_dagster.batch import (
     DayMarks,
     drop_stage,
     fingerprint,
-    last_run_marks,
     recorded_stats,
     stage,
 )
@@ -28,12 +27,10 @@ from clickguard_dagster.resources import BatchResource, PostgresResource
 
 def check_idempotent(
     spec: DailyTable, compute: Compute, spark: Any, postgres: PostgresResource,
-    batch: BatchResource, marks: DayMarks | None = None,
+    batch: BatchResource, marks: DayMarks,
 ) -> dg.AssetCheckResult:
-    """``marks``: the day marks of the asset's last run, read here if not given."""
+    """``marks``: the day marks of the asset's last run (what it read, per day)."""
     with postgres.connect() as conn:
-        if marks is None:
-            marks = last_run_marks(conn, spec.asset_key)
         days = list(marks)
         seen = recorded_stats(conn, spec.asset_key)
         current = spec.source.stats_at(conn, marks) if days else {}

@@ -10,7 +10,6 @@ from clickguard.db import one
 from clickguard_dagster.batch import (
     EVENTS,
     DayMarks,
-    last_run_marks,
     marks_metadata,
     marks_params,
 )
@@ -37,13 +36,9 @@ JOIN unnest(%(days)s::date[], %(marks)s::timestamptz[]) AS m(day, mark) ON m.day
 DUP_EVENTS = f"SELECT count(*) - count(DISTINCT event_id) FROM {EVENTS.snapshot_rows('e')}"
 
 
-def check_session_keys(
-    postgres: PostgresResource, marks: DayMarks | None = None
-) -> dg.AssetCheckResult:
-    """``marks``: the day marks of daily_sessions' last run, read here if not given."""
+def check_session_keys(postgres: PostgresResource, marks: DayMarks) -> dg.AssetCheckResult:
+    """``marks``: the day marks of daily_sessions' last run."""
     with postgres.connect() as conn:
-        if marks is None:
-            marks = last_run_marks(conn, "daily_sessions")
         days, params = list(marks), marks_params(marks)
         overlaps = conn.execute(OVERLAPS, params).fetchall()
         missing = conn.execute(

@@ -22,7 +22,6 @@ from clickguard.contract import EVENT_TYPES
 from clickguard_dagster.batch import (
     EVENTS,
     DayMarks,
-    last_run_marks,
     marks_metadata,
     marks_params,
 )
@@ -135,15 +134,11 @@ def _result(
     )
 
 
-def check_sessions_quality(
-    postgres: PostgresResource, marks: DayMarks | None = None
-) -> dg.AssetCheckResult:
+def check_sessions_quality(postgres: PostgresResource, marks: DayMarks) -> dg.AssetCheckResult:
     """daily_sessions rows, event types of the events it read, and per-day totals vs those
     events (each day's ``events`` up to the mark recorded with the day's rows; ``marks``: those
-    of the last run, read here if not given)."""
+    of the last run)."""
     with postgres.connect() as conn:
-        if marks is None:
-            marks = last_run_marks(conn, "daily_sessions")
         days, params = list(marks), marks_params(marks)
         sessions = frame(
             conn, "SELECT * FROM daily_sessions WHERE session_day = ANY(%(days)s)", params
@@ -167,16 +162,12 @@ def check_sessions_quality(
     return _result(failed, days, len(sessions), marks)
 
 
-def check_metrics_quality(
-    postgres: PostgresResource, marks: DayMarks | None = None
-) -> dg.AssetCheckResult:
+def check_metrics_quality(postgres: PostgresResource, marks: DayMarks) -> dg.AssetCheckResult:
     """daily_metrics totals equal counts in ``events`` up to the day marks it read (those of
     daily_sessions it was computed from); rates within [0, 1]."""
     import great_expectations.expectations as gxe
 
     with postgres.connect() as conn:
-        if marks is None:
-            marks = last_run_marks(conn, "daily_metrics")
         days, params = list(marks), marks_params(marks)
         df = frame(
             conn,
@@ -243,11 +234,9 @@ def range_expectations(table: str) -> list[Any]:
     }[table]
 
 
-def check_ranges(
-    postgres: PostgresResource, table: str, marks: DayMarks | None = None
-) -> dg.AssetCheckResult:
+def check_ranges(postgres: PostgresResource, table: str, marks: DayMarks) -> dg.AssetCheckResult:
     """Value domains of ``table`` (an asset of the same name) on the days its last run wrote."""
     with postgres.connect() as conn:
-        days = list(last_run_marks(conn, table) if marks is None else marks)
+        days = list(marks)
         df = frame(conn, f"SELECT * FROM {table} WHERE metric_date = ANY(%s)", (days,))
     return _result(validate(df, range_expectations(table), table), days, len(df))
