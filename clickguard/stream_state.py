@@ -214,6 +214,16 @@ def read_drivers(node_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
+def query_running(drivers: list[dict[str, Any]]) -> bool:
+    """A driver holding the lease has started the streaming query (it published ``query``)."""
+    return any(d.get("role") == "active" and d.get("query") for d in drivers)
+
+
+def standbys_warm(drivers: list[dict[str, Any]]) -> int:
+    """Standby drivers that finished a background warm-up round (``rewarms`` >= 1)."""
+    return sum(1 for d in drivers if d.get("role") == "standby" and d.get("rewarms"))
+
+
 def drivers_summary(drivers: list[dict[str, Any]], expected: int | None = None) -> str:
     """``active d0 pid 123 epoch 7; standby d1 pid 456 warm`` (``no standby`` when missing)."""
     if not drivers:  # none published yet (or the node runs an older job): say nothing

@@ -19,6 +19,7 @@ from clickguard_stack.nodes import (
     PythonNode,
     RegistryNode,
     SparkNode,
+    StreamingNode,
     spark_nodes,
 )
 
@@ -45,7 +46,7 @@ def build_nodes(settings: Settings) -> dict[str, Node]:
 def app_nodes(settings: Settings) -> list[PythonNode]:
     """Application processes supervised by the stack (streaming job, API, Dagster, dashboard)."""
     return [
-        PythonNode(
+        StreamingNode(
             "streaming", settings, None, needs=list(INFRA),
             module_argv=["streaming_job.supervisor"], kill_child_pid_file="job.pid",
             run_state_file=stream_state.STATUS_FILE,

@@ -327,6 +327,8 @@ def main() -> int:
                 rows = warm_kafka(spark, settings)
                 log.info("Kafka warm-up: read %d rows on the executors in %.1fs", rows,
                          time.monotonic() - t_read)
+                # `stack up` waits for the first round: its CPU is spent before traffic comes
+                driver.publish(rewarms=int(driver.info.get("rewarms", 0)) + 1)
             except Exception as exc:  # noqa: BLE001 - a cold worker is slower, not wrong
                 log.warning("re-warm failed: %s", stream_state.short_error(str(exc)))
 
@@ -353,6 +355,7 @@ def main() -> int:
     query = start_query(spark, settings, sink)
     sink.query_id = str(query.id)
     started = True
+    driver.publish(query=str(query.id))  # the node is healthy from here (clickguard_stack)
     log.info(
         "query %s (run %s) started in %.1fs after taking the lease (%.1fs since launch): "
         "topic %s, checkpoint %s", query.id, query.runId, time.monotonic() - t_lease,

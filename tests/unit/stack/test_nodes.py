@@ -38,13 +38,16 @@ def test_supervisor_node_reports_crash_looping_from_its_status_file(tmp_path: Pa
     from clickguard import stream_state
     from clickguard_stack.manager import format_status
 
-    settings = Settings(_env_file=None, home=tmp_path)
+    settings = Settings(_env_file=None, home=tmp_path, stream_drivers=1)
     node = PythonNode(
         "streaming", settings, None, module_argv=["tests.unit.stack._forker"],
         extra_env={"PYTHONPATH": str(REPO_ROOT)}, run_state_file=stream_state.STATUS_FILE,
     )
     pid = node.start()
     try:
+        active = node.dir / stream_state.driver_file(0)
+        stream_state.write_json(active, {"slot": 0, "pid": pid, "role": "active", "epoch": 1,
+                                         "query": "q-1"})
         st = stream_state.StreamRunState(threshold=2, supervisor_pid=pid)
         for _ in range(2):
             st.record_failure(stream_state.FailedRun(
@@ -59,14 +62,50 @@ def test_supervisor_node_reports_crash_looping_from_its_status_file(tmp_path: Pa
         assert (status.state, status.healthy) == ("crash-looping", False)
         assert status.detail == (
             "2 failed run(s) without progress at batch 0: "
-            "InsufficientPrivilege: permission denied for table events"
+            "InsufficientPrivilege: permission denied for table events; "
+            f"active d0 pid {pid} epoch 1"
         )
         line = format_status([status]).splitlines()[1]
         assert line.split()[:2] == ["streaming", "crash-looping"]
-        assert line.endswith("permission denied for table events")
+        assert "permission denied for table events" in line
         st.record_progress()
         stream_state.write_json(path, st.to_dict())
         assert node.status().state == "healthy"
+    finally:
+        node.stop(timeout=5)
+
+
+def test_the_stream_node_is_healthy_only_once_a_driver_runs_the_query(tmp_path: Path) -> None:
+    """An alive supervisor whose drivers still start Spark takes no events: 'starting' until
+    the driver holding the lease publishes its query; its warm-up waits for the standby's
+    first background warm-up round."""
+    from clickguard import stream_state
+    from clickguard_stack.nodes import StreamingNode
+
+    settings = Settings(_env_file=None, home=tmp_path, stream_drivers=2)
+    node = StreamingNode(
+        "streaming", settings, None, module_argv=["tests.unit.stack._forker"],
+        extra_env={"PYTHONPATH": str(REPO_ROOT)}, run_state_file=stream_state.STATUS_FILE,
+    )
+    pid = node.start()
+    try:
+        assert procs.wait_until(lambda: len(procs.descendants(pid)) == 1, 10)
+        (worker,) = procs.descendants(pid)
+        d0, d1 = (node.dir / stream_state.driver_file(i) for i in (0, 1))
+        assert (node.status().state, node.status().detail) == (
+            "starting", "no driver runs the query yet")
+        stream_state.write_json(d0, {"slot": 0, "pid": pid, "role": "active", "epoch": 1})
+        assert node.status().state == "starting"  # holds the lease, query not started
+        stream_state.write_json(d0, {"slot": 0, "pid": pid, "role": "active", "epoch": 1,
+                                     "query": "q-1"})
+        assert node.status().state == "healthy"
+        stream_state.write_json(d1, {"slot": 1, "pid": worker, "role": "standby", "warm": True})
+        with pytest.raises(RuntimeError, match="no warm standby after 1 s"):
+            node.warm(timeout=1.0)
+        stream_state.write_json(d1, {"slot": 1, "pid": worker, "role": "standby", "warm": True,
+                                     "rewarms": 1})
+        assert node.warm(timeout=1.0).startswith("1 standby driver(s) warm after")
+        assert node.status().detail == f"active d0 pid {pid} epoch 1; standby d1 pid {worker} warm"
     finally:
         node.stop(timeout=5)
 
