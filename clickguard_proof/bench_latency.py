@@ -59,6 +59,24 @@ def per_minute(conn: Any, start: datetime, end: datetime, prefix: str) -> list[d
     ]
 
 
+def first_minute(conn: Any, start: datetime, prefix: str) -> list[dict[str, Any]]:
+    """e2e percentiles of the run's first minute by 10 s of ``ingest_ts`` after ``start``: a
+    stream that was idle (or just started) shows its warm-up here, which a minute hides."""
+    rows = conn.execute(
+        "SELECT floor(extract(epoch FROM ingest_ts - %(t0)s) / 10)::int * 10 AS s, count(*),"
+        " percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP"
+        "   (ORDER BY extract(epoch FROM commit_ts - ingest_ts) * 1000.0)"
+        " FROM events WHERE ingest_ts >= %(t0)s AND ingest_ts < %(t0)s + interval '60 seconds'"
+        " AND event_id LIKE %(prefix)s GROUP BY 1 ORDER BY 1",
+        {"t0": start, "prefix": f"{prefix}%"},
+    ).fetchall()
+    return [
+        {"seconds": f"{s}-{s + 10}", "events": int(n), "e2e p50 ms": round(p[0], 1),
+         "e2e p95 ms": round(p[1], 1), "e2e p99 ms": round(p[2], 1)}
+        for s, n, p in rows
+    ]
+
+
 def run_latency(settings: Settings, rate: int, minutes: float, idle_s: float,
                 echo: Any = print) -> dict[str, Any]:
     """Produce at ``rate`` for ``minutes`` after ``idle_s`` of idleness; measure every event."""
@@ -102,12 +120,13 @@ def run_latency(settings: Settings, rate: int, minutes: float, idle_s: float,
         window = (t0 - timedelta(seconds=1), t1 + timedelta(seconds=1))
         slo = compute_slo(conn, window, column="ingest_ts", event_id_prefix=f"{run_id}-")
         minutes_rows = per_minute(conn, *window, f"{run_id}-")
+        first_rows = first_minute(conn, t0, f"{run_id}-")
     return {
         "run_id": run_id, "rate": rate, "minutes": minutes, "idle_s": idle_s,
         "window": [t0, t1], "acknowledged": summary.acknowledged, "failed": summary.failed,
         "produced_eps": round(summary.acknowledged / max(summary.send_s, 1e-9), 1),
         "stored": slo.events, "drained": drained, "slo": slo,
-        "per_minute": minutes_rows, "cpu_pct": cpu.percent(c0, c1),
+        "per_minute": minutes_rows, "first_minute": first_rows, "cpu_pct": cpu.percent(c0, c1),
         "lag": [(s.t, s.lag) for s in lag.samples], "load_avg": load_average(),
     }
 
@@ -151,6 +170,9 @@ def latency_report(r: dict[str, Any], partial_stack: bool) -> Report:
             f"{r['failed']} ({'complete' if complete else 'INCOMPLETE'}); producer achieved "
             f"{r['produced_eps']:,.0f} events/s; stream idle {r['idle_s']:.0f} s before the run "
             "(the first minute shows any warm-up).",
+            "First minute by 10 s of ingest time, e2e p95 ms: "
+            + ", ".join(f"{w['seconds']} s {w['e2e p95 ms']:,.0f}" for w in r["first_minute"])
+            + ".",
             "Whole stack up (stream, API, Dagster webserver and daemon)." if not partial_stack
             else "**Partial stack** (--partial-stack): not the figure as a user runs it.",
             "CPU over the run, % of one core per node (process tree): "

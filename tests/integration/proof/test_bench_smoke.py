@@ -56,6 +56,9 @@ def test_latency_bench_measures_every_event(streaming: Stack, tmp_path: Path) ->
     assert data["acknowledged"] > 0 and data["failed"] == 0
     assert data["stored"] == data["acknowledged"] and data["complete"]
     assert sum(m["events"] for m in data["per_minute"]) == data["stored"]
+    # a 15 s run lies within its first minute: the 10 s windows hold every event
+    assert [w["seconds"] for w in data["first_minute"]] == ["0-10", "10-20"]
+    assert sum(w["events"] for w in data["first_minute"]) == data["stored"]
     e2e = data["slo"]["stages"]["end_to_end"]
     assert e2e["p99"] >= e2e["p95"] >= e2e["p50"] > 0
     assert data["cpu_pct"]["streaming"] > 0
