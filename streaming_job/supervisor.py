@@ -168,6 +168,7 @@ class Slot:
         self.log_offset = 0
         self.before: str | None = None
         self.kill_at: float | None = None  # SIGKILL deadline once asked to stop
+        self.starts = 0  # the first start of a slot is the stack's start: no backlog waits
 
     @property
     def exit_name(self) -> str:
@@ -179,7 +180,9 @@ class Slot:
         self.log_offset = log_file.stat().st_size if log_file else 0
         self.before = position
         env = {**os.environ, "CLICKGUARD_DRIVER_SLOT": str(self.index),
-               "CLICKGUARD_JOB_EXIT_FILE": self.exit_name}
+               "CLICKGUARD_JOB_EXIT_FILE": self.exit_name,
+               "CLICKGUARD_DRIVER_FRESH": "1" if self.starts == 0 else "0"}
+        self.starts += 1
         self.child = subprocess.Popen([sys.executable, "-m", "streaming_job.job"], env=env)
         self.started = time.monotonic()
         self.kill_at = None
