@@ -12,10 +12,9 @@ import os
 from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-import pandas as pd
 import psycopg
 
 from clickguard.contract import EVENT_TYPES
@@ -27,6 +26,9 @@ from clickguard_dagster.batch import (
 )
 from clickguard_dagster.resources import PostgresResource
 
+if TYPE_CHECKING:  # imported where a check runs: every Dagster process loads this module
+    import pandas as pd
+
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
@@ -37,8 +39,10 @@ SNAPSHOT_EVENTS = f"(SELECT e.* FROM {EVENTS.snapshot_rows('e')})"
 
 def frame(
     conn: psycopg.Connection, query: str, params: Sequence[Any] | dict[str, Any] = ()
-) -> pd.DataFrame:
+) -> "pd.DataFrame":
     """Query result as a DataFrame; Decimal columns become floats for the expectations."""
+    import pandas as pd
+
     cur = conn.execute(query, params)
     df = pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description or []])
     for col in df.columns:
@@ -48,7 +52,7 @@ def frame(
     return df
 
 
-def validate(df: pd.DataFrame, expectations: Sequence[Any], name: str) -> list[dict[str, Any]]:
+def validate(df: "pd.DataFrame", expectations: Sequence[Any], name: str) -> list[dict[str, Any]]:
     """Failed expectations of ``df`` (empty list = all passed)."""
     import great_expectations as gx
 
