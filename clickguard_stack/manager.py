@@ -259,7 +259,7 @@ class Stack:
                 node.stop()
             started = self._start(name)
             self._wait(name, 120)
-            if started:
+            if started and node.warm_on_start:
                 self._warm([name])
             return f"{name} {action}ed (pid {node.pid()})"
         if action == "stop":

@@ -54,6 +54,8 @@ class Node:
     nice: int = 0  # lower CPU priority of the node and its session (batch yields to the stream)
     # what warm() runs, announced before it starts ("" = it does nothing worth a line)
     warm_up: ClassVar[str] = ""
+    # whether `stack start|restart NODE` also waits for :meth:`warm` (`stack up` always does)
+    warm_on_start: ClassVar[bool] = True
 
     @property
     def dir(self) -> Path:
@@ -741,6 +743,9 @@ class StreamingNode(PythonNode):
     (:meth:`PythonNode.status`); a fresh start also waits for its warm standby."""
 
     warm_up: ClassVar[str] = "waiting for the warm standby driver"
+    # a single start (a restart to load new code, each test's private stream) is ready once
+    # the query runs; the standby warms in the background as after a crash
+    warm_on_start: ClassVar[bool] = False
 
     def warm(self, timeout: float = 180.0) -> str:
         """Wait until every standby has run its first background warm-up (a Spark job and a

@@ -35,7 +35,7 @@ from typing import Any
 from pyspark.errors import StreamingQueryException
 
 from clickguard import db, stream_state
-from clickguard.kafka import spark_kafka_options
+from clickguard.kafka import end_offsets, spark_kafka_options
 from clickguard.settings import Settings, get_settings
 from clickguard.spark import spark_conf
 from streaming_job.decode import RAW_COLUMNS, SPARK_DDL, arrow_decoder
@@ -199,6 +199,12 @@ def fresh_start_warm_up(spark: Any, settings: Settings) -> None:
     traffic; a restart after a crash skips it (a backlog may be waiting, and the first batch
     pays the same cost)."""
     t0 = time.monotonic()
+    try:  # unreachable brokers would hold this driver here, before the lease: skip then
+        if not end_offsets(settings, settings.topic_raw, timeout=5.0):
+            raise RuntimeError(f"topic {settings.topic_raw} has no partitions")
+    except Exception as exc:  # noqa: BLE001 - the query start reports Kafka problems
+        log.warning("fresh-start Kafka warm-up skipped: %s", stream_state.short_error(str(exc)))
+        return
     try:
         rows = warm_kafka(spark, settings)
     except Exception as exc:  # noqa: BLE001 - a cold first batch is slower, not wrong

@@ -16,9 +16,11 @@ pytestmark = pytest.mark.integration
 
 def test_stop_during_startup_leaves_no_process(stack: Stack, tmp_path: Path) -> None:
     # nothing listens on port 9: the Kafka source waits for brokers forever
-    with private_stream(tmp_path, {"CLICKGUARD_KAFKA_BOOTSTRAP": "127.0.0.1:9"}) as run:
+    # started without `stack start`'s wait for a running query, which never comes here
+    with private_stream(tmp_path, {"CLICKGUARD_KAFKA_BOOTSTRAP": "127.0.0.1:9"},
+                        start=False) as run:
         node = run.stack.node("streaming")
-        supervisor = node.pid()
+        supervisor = node.start()
         assert supervisor is not None
         # the active driver writes job.pid once warm and holding the lease, right before it
         # starts the query (which then waits for the missing brokers)
