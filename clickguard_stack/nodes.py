@@ -750,8 +750,8 @@ class StreamingNode(PythonNode):
     def warm(self, timeout: float = 180.0) -> str:
         """Wait until every standby has run its first background warm-up (a Spark job and a
         Kafka read on its executors, seconds of CPU): done before `stack up` returns, that work
-        no longer competes with the first events' batches (issue 10: a cold stack's first
-        20 s had p95 9.4 s). Nothing to wait for with ``stream_drivers = 1``."""
+        no longer competes with the first events' batches (docs/results/cold-start-2026-12-03:
+        the first 10 s had p95 5.4-11.0 s). Nothing to wait for with ``stream_drivers = 1``."""
         standbys = self.settings.stream_drivers - 1
         if standbys < 1:
             return ""

@@ -194,7 +194,7 @@ def warm_up(spark: Any, sink: BatchSink, jvm: bool = False) -> float:
 def fresh_start_warm_up(spark: Any, settings: Settings) -> None:
     """A Kafka read on this driver's executors before it waits for the lease, on the
     supervisor's first start only. A fresh stack's first real batch otherwise loaded the Kafka
-    client and compiled the batch path itself: events of the first 10 s waited p95 5.5-7.0 s
+    client and compiled the batch path itself: events of the first 10 s waited p95 5.4-11.0 s
     (docs/results/cold-start-2026-12-03). `stack up` waits for the query, so this runs before
     traffic; a restart after a crash skips it (a backlog may be waiting, and the first batch
     pays the same cost)."""
