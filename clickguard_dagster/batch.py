@@ -472,12 +472,18 @@ def materialize_days(
         f"{spec.asset_key}: computing {len(days)} day(s): {days[0]} .. {days[-1]}"
         f" from sources ingested up to {snapshot['snapshot_mark']}"
     )
+    t0 = time.monotonic()
     df = compute(spark, postgres, day_marks(plan), batch)
     stage_name = stage(postgres, spec.table, df)
+    t1 = time.monotonic()
     try:
         counts = swap_days(postgres, spec, stage_name, plan, context.run.run_id)
     finally:
         drop_stage(postgres, stage_name)
+    context.log.info(
+        f"{spec.asset_key}: computed and staged on Spark in {t1 - t0:.1f} s, replaced"
+        f" {len(days)} day(s) ({sum(counts.values()):,} rows) in {time.monotonic() - t1:.1f} s"
+    )
     return dg.MaterializeResult(
         metadata={
             "days": dg.MetadataValue.json([d.isoformat() for d in days]),

@@ -44,7 +44,7 @@ from clickguard_dagster.checks.quality import (
     check_ranges,
     check_sessions_quality,
 )
-from clickguard_dagster.resources import BatchResource, PostgresResource
+from clickguard_dagster.resources import BatchResource, ExpectationsResource, PostgresResource
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,7 @@ def asset_checks(
     def _checks(
         context: dg.AssetCheckExecutionContext, postgres: PostgresResource,
         batch: BatchResource, spark: LazyPySparkResource,
+        expectations: ExpectationsResource,  # GX, importing since the run started
     ) -> Iterator[dg.AssetCheckResult]:
         selected = [c for c in checks
                     if dg.AssetCheckKey(key, c.name) in context.selected_asset_check_keys]

@@ -31,7 +31,7 @@ def asset_checks(asset: dg.AssetsDefinition, checks: list[Check]) -> dg.AssetChe
 
 def resources() -> dict:
     res = build_resources(Settings(pg_port=1))  # never connected: the stand-ins use nothing
-    return {k: res[k] for k in ("postgres", "batch", "spark")}
+    return {k: res[k] for k in ("postgres", "batch", "spark", "expectations")}
 
 
 def evaluations(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:

@@ -28,6 +28,27 @@ def test_loading_the_definitions_leaves_pandas_for_the_checks() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_a_run_with_checks_imports_gx_in_the_background_from_its_start() -> None:
+    """Every batch asset's check step requires the ``expectations`` resource; initialising it
+    (a run's start) imports GX in a thread, then freezes the interpreter's objects."""
+    from clickguard_dagster.checks.batch import batch_asset_checks
+
+    for checks in batch_asset_checks:
+        assert "expectations" in checks.required_resource_keys
+    code = (
+        "import gc, sys, time, dagster as dg\n"
+        "from clickguard_dagster.resources import ExpectationsResource\n"
+        "with dg.build_resources({'gx': ExpectationsResource()}) as res:\n"
+        "    started = 'great_expectations.expectations' in sys.modules\n"
+        "    res.gx.wait()\n"
+        "    print(started, 'great_expectations.expectations' in sys.modules,"
+        " gc.get_freeze_count() > 0)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=180)
+    assert out.stdout.split() == ["False", "True", "True"]
+
+
 def test_definitions_graph() -> None:
     from clickguard_dagster.definitions import defs
 
