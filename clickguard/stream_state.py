@@ -234,7 +234,10 @@ def drivers_summary(drivers: list[dict[str, Any]], expected: int | None = None) 
         if d.get("role") == "active":
             text += f" epoch {d.get('epoch')}"
         elif d.get("role") == "standby":
-            text += " warm" if d.get("warm") else " warming"
+            # "warm" means what `stack up` waits for: a background warm-up round done
+            # (standbys_warm); "ready" a standby that could take over, still warming
+            text += (" warm" if d.get("rewarms") else " ready, warming" if d.get("warm")
+                     else " warming")
         parts.append(text)
     if expected and expected > 1 and not any(d.get("role") == "standby" for d in drivers):
         parts.append("no warm standby yet")

@@ -406,6 +406,11 @@ def swap_days(
             [(spec.asset_key, d, plan[d][0], plan[d][1], counts.get(d, 0), run_id) for d in days],
         )
         conn.execute(sql.SQL("DROP TABLE {}").format(stg))
+    # fresh planner statistics for the checks and the downstream assets that read the table at
+    # once: autovacuum's analyze comes up to a minute later, and a plan made for the table as it
+    # was (e.g. empty before the first run) can scan it once per row
+    with postgres.connect(autocommit=True) as conn:
+        conn.execute(sql.SQL("ANALYZE {}").format(tbl))
     return {d: counts.get(d, 0) for d in days}
 
 

@@ -42,38 +42,42 @@ P99_TARGET_MS = 1500.0
 DRAIN_TIMEOUT_S = 300.0
 
 
-def per_minute(conn: Any, start: datetime, end: datetime, prefix: str) -> list[dict[str, Any]]:
-    """e2e percentiles of the run's events by the minute of their ``ingest_ts``."""
-    rows = conn.execute(
-        "SELECT date_trunc('minute', ingest_ts) AS m, count(*),"
+def windows(
+    conn: Any, start: datetime, end: datetime, prefix: str, seconds: int
+) -> list[tuple[datetime, int, list[float]]]:
+    """(window start, events, e2e [p50, p95, p99] ms) of the run's events ingested in
+    [start, end), by ``seconds``-long windows of ``ingest_ts`` counted from ``start``."""
+    return conn.execute(
+        "SELECT %(t0)s + make_interval(secs => floor(extract(epoch FROM ingest_ts - %(t0)s)"
+        "   / %(w)s) * %(w)s) AS w, count(*),"
         " percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP"
         "   (ORDER BY extract(epoch FROM commit_ts - ingest_ts) * 1000.0)"
-        " FROM events WHERE ingest_ts >= %s AND ingest_ts < %s AND event_id LIKE %s"
-        " GROUP BY 1 ORDER BY 1",
-        (start, end, f"{prefix}%"),
+        " FROM events WHERE ingest_ts >= %(t0)s AND ingest_ts < %(t1)s"
+        " AND event_id LIKE %(prefix)s GROUP BY 1 ORDER BY 1",
+        {"t0": start, "t1": end, "w": seconds, "prefix": f"{prefix}%"},
     ).fetchall()
-    return [
-        {"minute": m.strftime("%H:%M"), "events": int(n), "e2e p50 ms": round(p[0], 1),
-         "e2e p95 ms": round(p[1], 1), "e2e p99 ms": round(p[2], 1)}
-        for m, n, p in rows
-    ]
+
+
+def _percentiles(n: int, p: list[float]) -> dict[str, Any]:
+    return {"events": int(n), "e2e p50 ms": round(p[0], 1), "e2e p95 ms": round(p[1], 1),
+            "e2e p99 ms": round(p[2], 1)}
+
+
+def per_minute(conn: Any, start: datetime, end: datetime, prefix: str) -> list[dict[str, Any]]:
+    """e2e percentiles of the run's events by clock minute of ``ingest_ts`` (the windows count
+    from the top of ``start``'s minute; only the run's events carry ``prefix``)."""
+    top = start.replace(second=0, microsecond=0)
+    return [{"minute": w.strftime("%H:%M"), **_percentiles(n, p)}
+            for w, n, p in windows(conn, top, end, prefix, 60)]
 
 
 def first_minute(conn: Any, start: datetime, prefix: str) -> list[dict[str, Any]]:
     """e2e percentiles of the run's first minute by 10 s of ``ingest_ts`` after ``start``: a
     stream that was idle (or just started) shows its warm-up here, which a minute hides."""
-    rows = conn.execute(
-        "SELECT floor(extract(epoch FROM ingest_ts - %(t0)s) / 10)::int * 10 AS s, count(*),"
-        " percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP"
-        "   (ORDER BY extract(epoch FROM commit_ts - ingest_ts) * 1000.0)"
-        " FROM events WHERE ingest_ts >= %(t0)s AND ingest_ts < %(t0)s + interval '60 seconds'"
-        " AND event_id LIKE %(prefix)s GROUP BY 1 ORDER BY 1",
-        {"t0": start, "prefix": f"{prefix}%"},
-    ).fetchall()
     return [
-        {"seconds": f"{s}-{s + 10}", "events": int(n), "e2e p50 ms": round(p[0], 1),
-         "e2e p95 ms": round(p[1], 1), "e2e p99 ms": round(p[2], 1)}
-        for s, n, p in rows
+        {"seconds": f"{s}-{s + 10}", **_percentiles(n, p)}
+        for w, n, p in windows(conn, start, start + timedelta(seconds=60), prefix, 10)
+        for s in [round((w - start).total_seconds())]
     ]
 
 

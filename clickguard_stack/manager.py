@@ -49,7 +49,6 @@ def app_nodes(settings: Settings) -> list[PythonNode]:
         StreamingNode(
             "streaming", settings, None, needs=list(INFRA),
             module_argv=["streaming_job.supervisor"], kill_child_pid_file="job.pid",
-            run_state_file=stream_state.STATUS_FILE,
         ),
         PythonNode(
             "api", settings, settings.api_port, needs=["postgres"],

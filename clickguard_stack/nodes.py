@@ -680,31 +680,6 @@ class PythonNode(Node):
     # a supervisor node names the file (in its folder) holding its worker child's pid: SIGKILL
     # then kills that child's whole tree (a crash), and the supervisor lives on to restart it
     kill_child_pid_file: str | None = None
-    # a supervisor node names the file (in its folder) where it publishes its run state
-    # (clickguard.stream_state): an alive process whose job keeps failing is not healthy
-    run_state_file: str | None = None
-
-    def status(self) -> NodeStatus:
-        st = super().status()
-        if not self.run_state_file or st.state != "healthy":
-            return st
-        data = stream_state.read_json(self.dir / self.run_state_file)
-        run = stream_state.StreamRunState.from_dict(data) if data else None
-        if run is not None and run.supervisor_pid == st.pid:  # else: not written by this one yet
-            if run.state == stream_state.CRASH_LOOPING:
-                st.state, st.detail = stream_state.CRASH_LOOPING, run.summary()
-            elif run.state == stream_state.RESTARTING:
-                st.detail = f"restarting: {run.summary()}"
-        # warm-standby drivers: which one holds the lease (pid, epoch), whether a standby is warm
-        published = stream_state.read_drivers(self.dir)
-        drivers = stream_state.drivers_summary(published, self.settings.stream_drivers)
-        if drivers:
-            st.detail = f"{st.detail}; {drivers}" if st.detail else drivers
-        if st.state == "healthy" and not stream_state.query_running(published):
-            # an alive supervisor whose drivers are still starting Spark takes no events yet
-            st.state = "starting"
-            st.detail = st.detail or "no driver runs the query yet"
-        return st
 
     def argv(self) -> list[str]:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -739,13 +714,39 @@ class PythonNode(Node):
 
 @dataclass
 class StreamingNode(PythonNode):
-    """The streaming supervisor: healthy once a driver holding the lease runs the query
-    (:meth:`PythonNode.status`); a fresh start also waits for its warm standby."""
+    """The streaming supervisor: healthy once a driver holding the lease runs the query; a
+    fresh start also waits for its warm standby. The supervisor publishes its run state
+    (``stream_state.STATUS_FILE``) and each driver its role in the node's folder."""
 
     warm_up: ClassVar[str] = "waiting for the warm standby driver"
     # a single start (a restart to load new code, each test's private stream) is ready once
     # the query runs; the standby warms in the background as after a crash
     warm_on_start: ClassVar[bool] = False
+
+    def status(self) -> NodeStatus:
+        """Crash-looping from the supervisor's run state (an alive process whose job keeps
+        failing), the drivers' roles, and ``starting`` until a driver holding the lease runs the
+        query."""
+        st = super().status()
+        if st.state != "healthy":
+            return st
+        data = stream_state.read_json(self.dir / stream_state.STATUS_FILE)
+        run = stream_state.StreamRunState.from_dict(data) if data else None
+        if run is not None and run.supervisor_pid == st.pid:  # else: not written by this one yet
+            if run.state == stream_state.CRASH_LOOPING:
+                st.state, st.detail = stream_state.CRASH_LOOPING, run.summary()
+            elif run.state == stream_state.RESTARTING:
+                st.detail = f"restarting: {run.summary()}"
+        # warm-standby drivers: which one holds the lease (pid, epoch), whether a standby is warm
+        published = stream_state.read_drivers(self.dir)
+        drivers = stream_state.drivers_summary(published, self.settings.stream_drivers)
+        if drivers:
+            st.detail = f"{st.detail}; {drivers}" if st.detail else drivers
+        if st.state == "healthy" and not stream_state.query_running(published):
+            # an alive supervisor whose drivers are still starting Spark takes no events yet
+            st.state = "starting"
+            st.detail = st.detail or "no driver runs the query yet"
+        return st
 
     def warm(self, timeout: float = 180.0) -> str:
         """Wait until every standby has run its first background warm-up (a Spark job and a

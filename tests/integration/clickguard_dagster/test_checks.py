@@ -16,13 +16,13 @@ from clickguard.settings import Settings
 from clickguard_dagster.assets.items import ITEMS, compute_items
 from clickguard_dagster.assets.metrics import METRICS, compute_metrics
 from clickguard_dagster.assets.sessions import SESSIONS, compute_sessions
-from clickguard_dagster.batch import DailyTable, DayMarks, last_run_marks, settle_mark
+from clickguard_dagster.batch import last_run_marks, settle_mark
 from clickguard_dagster.checks.batch import last_marks
 from clickguard_dagster.checks.idempotency import check_idempotent
 from clickguard_dagster.checks.keys import check_session_keys
 from clickguard_dagster.checks.quality import check_metrics_quality, check_sessions_quality
 from clickguard_dagster.definitions import ASSET_CHECKS, BATCH_ASSETS
-from clickguard_dagster.resources import BatchResource, PostgresResource
+from clickguard_dagster.resources import BatchResource
 from tests.integration.clickguard_dagster.conftest import (
     COLUMNS,
     DAYS,
@@ -37,11 +37,6 @@ pytestmark = pytest.mark.integration
 def latest3(resources: dict) -> BatchResource:
     """The batch resource with the idempotency check limited to the 3 latest days."""
     return BatchResource(**{**resources["batch"].model_dump(), "idempotency_check_max_days": 3})
-
-
-def marks_of(postgres: PostgresResource, spec: DailyTable) -> DayMarks:
-    """What a check step gives its checks: the day marks of the asset's last run."""
-    return last_marks(postgres, spec.asset_key)
 
 
 BATCH_CHECKS = [c for c in ASSET_CHECKS if "stream_events" not in str(c.check_keys)]
@@ -77,7 +72,7 @@ def test_keys_check_catches_duplicate_and_phantom_sessions(
     materialized: psycopg.Connection, resources: dict
 ) -> None:
     pg, postgres = materialized, resources["postgres"]
-    assert check_session_keys(postgres, marks_of(postgres, SESSIONS)).passed
+    assert check_session_keys(postgres, last_marks(postgres, SESSIONS.asset_key)).passed
     sid, start, _ = one_session(pg)
     # a duplicated session: same id, starting 1 s later, overlapping the original
     pg.execute(
@@ -88,7 +83,7 @@ def test_keys_check_catches_duplicate_and_phantom_sessions(
         (sid, start),
     )
     try:
-        result = check_session_keys(postgres, marks_of(postgres, SESSIONS))
+        result = check_session_keys(postgres, last_marks(postgres, SESSIONS.asset_key))
         assert not result.passed
         assert result.metadata["duplicate_sessions"].value == 1
         # the copy claims events that do not exist in its (shorter) range
@@ -99,7 +94,7 @@ def test_keys_check_catches_duplicate_and_phantom_sessions(
             " AND session_start = %s + interval '1 second'",
             (sid, start),
         )
-    assert check_session_keys(postgres, marks_of(postgres, SESSIONS)).passed
+    assert check_session_keys(postgres, last_marks(postgres, SESSIONS.asset_key)).passed
     # a phantom session: its events do not exist in `events`
     pg.execute(
         "INSERT INTO daily_sessions SELECT 999999, session_start, session_day, session_end,"
@@ -108,22 +103,22 @@ def test_keys_check_catches_duplicate_and_phantom_sessions(
         (sid, start),
     )
     try:
-        result = check_session_keys(postgres, marks_of(postgres, SESSIONS))
+        result = check_session_keys(postgres, last_marks(postgres, SESSIONS.asset_key))
         assert not result.passed
         assert result.metadata["duplicate_sessions"].value == 0
         assert result.metadata["sessions_with_missing_events"].value == 1
         assert result.metadata["missing_event_examples"].value[0]["session_id"] == 999999
     finally:
         pg.execute("DELETE FROM daily_sessions WHERE session_id = 999999")
-    assert check_session_keys(postgres, marks_of(postgres, SESSIONS)).passed
+    assert check_session_keys(postgres, last_marks(postgres, SESSIONS.asset_key)).passed
 
 
 def test_quality_check_reports_failed_expectations(
     materialized: psycopg.Connection, resources: dict
 ) -> None:
     pg, postgres = materialized, resources["postgres"]
-    assert check_sessions_quality(postgres, marks_of(postgres, SESSIONS)).passed
-    assert check_metrics_quality(postgres, marks_of(postgres, METRICS)).passed
+    assert check_sessions_quality(postgres, last_marks(postgres, SESSIONS.asset_key)).passed
+    assert check_metrics_quality(postgres, last_marks(postgres, METRICS.asset_key)).passed
     sid, start, day = one_session(pg)
     pg.execute(
         "UPDATE daily_sessions SET duration_sec = -duration_sec - 1"
@@ -133,8 +128,8 @@ def test_quality_check_reports_failed_expectations(
     pg.execute("UPDATE daily_metrics SET total_clicks = total_clicks + 1 WHERE metric_date = %s",
                (day,))
     try:
-        sessions = check_sessions_quality(postgres, marks_of(postgres, SESSIONS))
-        metrics = check_metrics_quality(postgres, marks_of(postgres, METRICS))
+        sessions = check_sessions_quality(postgres, last_marks(postgres, SESSIONS.asset_key))
+        metrics = check_metrics_quality(postgres, last_marks(postgres, METRICS.asset_key))
         assert not sessions.passed
         assert failed_types(sessions) == [("expect_column_values_to_be_between", "duration_sec")]
         assert sessions.metadata["failed_expectations"].value[0]["unexpected_count"] == 1
@@ -156,7 +151,7 @@ def test_quality_check_reports_failed_expectations(
         (sid, start),
     ).fetchone()
     try:
-        result = check_sessions_quality(postgres, marks_of(postgres, SESSIONS))
+        result = check_sessions_quality(postgres, last_marks(postgres, SESSIONS.asset_key))
         assert failed_types(result) == [
             ("expect_column_pair_values_to_be_equal", "session_events")
         ]
@@ -164,7 +159,7 @@ def test_quality_check_reports_failed_expectations(
         pg.execute(
             f"INSERT INTO daily_sessions VALUES ({', '.join(['%s'] * len(row))})", row
         )
-    assert check_sessions_quality(postgres, marks_of(postgres, SESSIONS)).passed
+    assert check_sessions_quality(postgres, last_marks(postgres, SESSIONS.asset_key)).passed
 
 
 def test_idempotency_check_detects_a_changed_row(
@@ -174,7 +169,7 @@ def test_idempotency_check_detects_a_changed_row(
     spark = resources["spark"]
     batch = latest3(resources)
     ok = check_idempotent(SESSIONS, compute_sessions, spark.spark_session, postgres, batch,
-                              marks_of(postgres, SESSIONS))
+                              last_marks(postgres, SESSIONS.asset_key))
     assert ok.passed
     assert len(ok.metadata["days_checked"].value) == 3
     # the check covers the 3 latest days of the last materialization: tamper with one of them
@@ -190,7 +185,7 @@ def test_idempotency_check_detects_a_changed_row(
     )
     try:
         bad = check_idempotent(SESSIONS, compute_sessions, spark.spark_session, postgres, batch,
-                              marks_of(postgres, SESSIONS))
+                              last_marks(postgres, SESSIONS.asset_key))
         assert not bad.passed
         assert bad.metadata["days_differing"].value == [day.isoformat()]
     finally:
@@ -215,13 +210,13 @@ def test_rows_committed_after_the_mark_do_not_count(
     later[0] = (*later[0][:9], "cart", *later[0][10:])  # not a contract type
     insert_events(pg, later)
     try:
-        assert check_sessions_quality(postgres, marks_of(postgres, SESSIONS)).passed
-        assert check_session_keys(postgres, marks_of(postgres, SESSIONS)).passed
-        assert check_metrics_quality(postgres, marks_of(postgres, METRICS)).passed
+        assert check_sessions_quality(postgres, last_marks(postgres, SESSIONS.asset_key)).passed
+        assert check_session_keys(postgres, last_marks(postgres, SESSIONS.asset_key)).passed
+        assert check_metrics_quality(postgres, last_marks(postgres, METRICS.asset_key)).passed
         for spec, compute in ((SESSIONS, compute_sessions), (METRICS, compute_metrics),
                               (ITEMS, compute_items)):
             result = check_idempotent(spec, compute, spark, postgres, latest3(resources),
-                                      marks_of(postgres, spec))
+                                      last_marks(postgres, spec.asset_key))
             assert result.passed, spec.asset_key
             assert len(result.metadata["days_checked"].value) == 3, spec.asset_key
         assert last_run_marks(pg, "daily_sessions") == marks
@@ -245,15 +240,15 @@ def test_missing_events_fail_keys_and_quality(
     ).fetchall()
     assert len(gone) == 1
     try:
-        keys = check_session_keys(postgres, marks_of(postgres, SESSIONS))
+        keys = check_session_keys(postgres, last_marks(postgres, SESSIONS.asset_key))
         assert not keys.passed
         assert keys.metadata["sessions_with_missing_events"].value == 1
         assert keys.metadata["missing_event_examples"].value[0]["session_id"] == sid
-        quality = check_sessions_quality(postgres, marks_of(postgres, SESSIONS))
+        quality = check_sessions_quality(postgres, last_marks(postgres, SESSIONS.asset_key))
         assert failed_types(quality) == [
             ("expect_column_pair_values_to_be_equal", "session_events")
         ]
-        metrics = check_metrics_quality(postgres, marks_of(postgres, METRICS))
+        metrics = check_metrics_quality(postgres, last_marks(postgres, METRICS.asset_key))
         assert failed_types(metrics) == [
             ("expect_column_pair_values_to_be_equal", "total_clicks")
         ]
@@ -261,8 +256,8 @@ def test_missing_events_fail_keys_and_quality(
         with pg.cursor().copy("COPY events FROM STDIN") as copy:
             for row in gone:
                 copy.write_row(row)
-    assert check_session_keys(postgres, marks_of(postgres, SESSIONS)).passed
-    assert check_sessions_quality(postgres, marks_of(postgres, SESSIONS)).passed
+    assert check_session_keys(postgres, last_marks(postgres, SESSIONS.asset_key)).passed
+    assert check_sessions_quality(postgres, last_marks(postgres, SESSIONS.asset_key)).passed
 
 
 def test_mark_waits_for_a_batch_in_flight(stack: Any, settings: Settings) -> None:

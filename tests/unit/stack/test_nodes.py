@@ -12,7 +12,7 @@ import pytest
 from clickguard import procs
 from clickguard.settings import REPO_ROOT, Settings
 from clickguard_stack import nodes
-from clickguard_stack.nodes import PythonNode
+from clickguard_stack.nodes import PythonNode, StreamingNode
 
 
 def test_kill_takes_the_worker_processes_with_it(tmp_path: Path) -> None:
@@ -39,9 +39,9 @@ def test_supervisor_node_reports_crash_looping_from_its_status_file(tmp_path: Pa
     from clickguard_stack.manager import format_status
 
     settings = Settings(_env_file=None, home=tmp_path, stream_drivers=1)
-    node = PythonNode(
+    node = StreamingNode(
         "streaming", settings, None, module_argv=["tests.unit.stack._forker"],
-        extra_env={"PYTHONPATH": str(REPO_ROOT)}, run_state_file=stream_state.STATUS_FILE,
+        extra_env={"PYTHONPATH": str(REPO_ROOT)},
     )
     pid = node.start()
     try:
@@ -80,12 +80,11 @@ def test_the_stream_node_is_healthy_only_once_a_driver_runs_the_query(tmp_path: 
     the driver holding the lease publishes its query; its warm-up waits for the standby's
     first background warm-up round."""
     from clickguard import stream_state
-    from clickguard_stack.nodes import StreamingNode
 
     settings = Settings(_env_file=None, home=tmp_path, stream_drivers=2)
     node = StreamingNode(
         "streaming", settings, None, module_argv=["tests.unit.stack._forker"],
-        extra_env={"PYTHONPATH": str(REPO_ROOT)}, run_state_file=stream_state.STATUS_FILE,
+        extra_env={"PYTHONPATH": str(REPO_ROOT)},
     )
     pid = node.start()
     try:

@@ -84,14 +84,22 @@ def test_driver_roles_for_stack_status(tmp_path: Path) -> None:
     import os
 
     me = os.getpid()
-    stream_state.write_json(tmp_path / stream_state.driver_file(1), {
-        "slot": "1", "pid": me, "role": "standby", "warm": True})
+    standby = {"slot": "1", "pid": me, "role": "standby", "warm": True}
+    stream_state.write_json(tmp_path / stream_state.driver_file(1), standby)
     stream_state.write_json(tmp_path / stream_state.driver_file(0), {
         "slot": "0", "pid": me, "role": "active", "epoch": 7})
     # a dead driver's file is ignored
     stream_state.write_json(tmp_path / stream_state.driver_file(2), {
         "slot": "2", "pid": 2**22 + 7, "role": "active", "epoch": 3})
     drivers = stream_state.read_drivers(tmp_path)
+    # ready to take over, its first background warm-up round not done: not yet what `stack up`
+    # waits for
+    assert stream_state.drivers_summary(drivers, 2) == (
+        f"active d0 pid {me} epoch 7; standby d1 pid {me} ready, warming"
+    )
+    stream_state.write_json(tmp_path / stream_state.driver_file(1), {**standby, "rewarms": 1})
+    drivers = stream_state.read_drivers(tmp_path)
+    assert stream_state.standbys_warm(drivers) == 1
     assert stream_state.drivers_summary(drivers, 2) == (
         f"active d0 pid {me} epoch 7; standby d1 pid {me} warm"
     )
