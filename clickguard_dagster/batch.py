@@ -357,7 +357,11 @@ def stage(postgres: PostgresResource, like_table: str, df: Any) -> str:
     try:
         df.write.jdbc(
             postgres.jdbc_url, name, mode="append",
-            properties={**postgres.jdbc_properties, "batchsize": "5000"},
+            # pgjdbc sends each batch as multi-row INSERTs (not one statement per row): less
+            # PostgreSQL and driver CPU per staged row
+            properties={
+                **postgres.jdbc_properties, "batchsize": "5000", "reWriteBatchedInserts": "true",
+            },
         )
     except Exception:
         drop_stage(postgres, name)
