@@ -1,4 +1,8 @@
-"""Key integrity of ``daily_sessions`` (blocking): no duplicate keys, all events exist.
+"""Key integrity of ``daily_sessions`` (blocking): no overlapping sessions, all events exist.
+
+An event id the stream stored twice with two event times is two events (``events``' key is
+``(event_id, event_ts)``): counted in the metadata, not a failure. Failing on it blocked every
+downstream asset for the rest of the day after one producer reused ids (seen in a user trial).
 
 ``events`` is read up to each day's mark, i.e. the rows the materialization read.
 """
@@ -38,8 +42,10 @@ SELECT s.session_id, s.session_start, s.events, (
 FROM daily_sessions s
 JOIN unnest(%(days)s::date[], %(marks)s::timestamptz[]) AS m(day, mark) ON m.day = s.session_day
 """
-# byte-wise ("C") comparison: the same distinct ids, 0.8 instead of 1.05 s for 1 M events
-DUP_EVENTS = (
+# event ids stored more than once, each time with another event time: distinct events by the
+# stream's contract (`events`' key is (event_id, event_ts), docs/streaming.md), reported, not a
+# failure; byte-wise ("C") comparison: the same distinct ids, 0.8 instead of 1.05 s for 1 M events
+REUSED_IDS = (
     f'SELECT count(*) - count(DISTINCT event_id COLLATE "C") FROM {EVENTS.snapshot_rows("e")}'
 )
 
@@ -52,9 +58,9 @@ def check_session_keys(postgres: PostgresResource, marks: DayMarks) -> dg.AssetC
         missing = conn.execute(
             f"SELECT * FROM ({MISSING_EVENTS}) x WHERE x.found <> x.events LIMIT 20", params
         ).fetchall()
-        dup_events = one(conn, DUP_EVENTS, params)[0]
+        reused = one(conn, REUSED_IDS, params)[0]
     return dg.AssetCheckResult(
-        passed=not overlaps and not missing and dup_events == 0,
+        passed=not overlaps and not missing,
         metadata={
             "days": dg.MetadataValue.json([d.isoformat() for d in days]),
             "source_marks": marks_metadata(marks),
@@ -67,6 +73,6 @@ def check_session_keys(postgres: PostgresResource, marks: DayMarks) -> dg.AssetC
                 [{"session_id": r[0], "start": r[1].isoformat(), "events": r[2], "found": r[3]}
                  for r in missing[:5]]
             ),
-            "duplicate_event_ids": int(dup_events),
+            "event_ids_reused_with_another_time": int(reused),
         },
     )

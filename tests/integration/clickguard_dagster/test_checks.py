@@ -322,3 +322,38 @@ def test_blocking_quality_check_stops_downstream_assets(
         assert evals[("daily_sessions", "keys")].passed
     finally:
         pg.execute("DELETE FROM events WHERE event_id LIKE 'bogus%%'")
+
+
+def test_an_event_id_reused_with_another_time_is_counted_not_failed(
+    materialized: psycopg.Connection, resources: dict
+) -> None:
+    """The stream stores a record reusing an event_id with another event time as a distinct
+    event (key (event_id, event_ts)); the keys check once failed on it, and being blocking it
+    stopped daily_metrics and session_funnel for the rest of the day."""
+    from clickguard_dagster.assets.sessions import daily_sessions
+
+    pg, postgres = materialized, resources["postgres"]
+    event_id, ts = pg.execute(
+        "SELECT event_id, event_ts FROM events ORDER BY event_ts DESC LIMIT 1"
+    ).fetchone()
+    cols = [c for c in COLUMNS if c not in ("event_ts", "commit_ts")]
+    pg.execute(
+        f"INSERT INTO events ({', '.join(cols)}, event_ts, commit_ts)"
+        f" SELECT {', '.join(cols)}, event_ts + interval '1 millisecond', clock_timestamp()"
+        " FROM events"
+        " WHERE event_id = %s AND event_ts = %s",
+        (event_id, ts),
+    )
+    try:
+        assert dg.materialize([daily_sessions], resources=resources).success
+        result = check_session_keys(postgres, last_marks(postgres, SESSIONS.asset_key))
+        assert result.passed, result.metadata
+        assert result.metadata["event_ids_reused_with_another_time"].value == 1
+    finally:
+        pg.execute("DELETE FROM events WHERE event_id = %s AND event_ts > %s", (event_id, ts))
+        # a deletion leaves no newer ingestion time: only a full refresh sees it
+        refresh = {"ops": {"daily_sessions": {"config": {"full_refresh": True}}}}
+        assert dg.materialize([daily_sessions], resources=resources, run_config=refresh).success
+    result = check_session_keys(postgres, last_marks(postgres, SESSIONS.asset_key))
+    assert result.passed, {k: v.value for k, v in result.metadata.items()}
+    assert result.metadata["event_ids_reused_with_another_time"].value == 0
