@@ -221,6 +221,7 @@ class ClusterHealth:
     partitions: int
     under_replicated: int
     offline: int
+    broker_ids: frozenset[int] = frozenset()  # node ids of the registered brokers
 
     def ready(self, expected_brokers: int) -> bool:
         return (
@@ -246,7 +247,7 @@ def cluster_health(settings: Settings, topics: list[str] | None = None) -> Clust
                 offline += 1
             if len(p.isrs) < len(p.replicas):
                 under += 1
-    return ClusterHealth(len(md.brokers), parts, under, offline)
+    return ClusterHealth(len(md.brokers), parts, under, offline, frozenset(md.brokers))
 
 
 def end_offsets(settings: Brokers, topic: str, timeout: float = 5.0) -> dict[int, int]:

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import httpx
@@ -29,6 +29,9 @@ from clickguard.cli_types import POSITIVE
 from clickguard.settings import Settings, get_settings
 from clickguard_proof.report import Report
 from clickguard_proof.stream import probe_lag
+
+if TYPE_CHECKING:
+    from clickguard_stack.manager import Stack
 
 ANOMALY_EVERY = 5000  # normal events between two injected anomaly blocks
 FAULTS = {
@@ -71,6 +74,7 @@ class Status:
     dlq: int | None
     late: int | None
     batch_at: datetime | None = None  # newest batch-asset day written by Dagster
+    unhealthy: list[str] = field(default_factory=list)  # "kafka-2 down" of the nodes started
 
     def line(self) -> str:
         def f(v: float | None) -> str:
@@ -79,7 +83,19 @@ class Status:
         batch = "-" if self.batch_at is None else f"{self.batch_at.astimezone(UTC):%H:%M:%S}"
         return (f"{self.at:%H:%M:%S} events/s {f(self.events_per_s):>7} | lag {f(self.lag):>7} | "
                 f"stored {f(self.stored):>10} | anomalies {f(self.anomalies):>6} | "
-                f"DLQ {f(self.dlq):>6} | late {f(self.late):>6} | batch {batch}")
+                f"DLQ {f(self.dlq):>6} | late {f(self.late):>6} | batch {batch}"
+                + (f" | NOT HEALTHY: {', '.join(self.unhealthy)}" if self.unhealthy else ""))
+
+
+def unhealthy_nodes(stack: Stack, names: list[str]) -> list[str]:
+    """``"<node> <state>"`` of each of ``names`` that is not healthy (a killed broker, a
+    restarting stream): the traffic goes on, so the status line must say it."""
+    out = []
+    for name in names:
+        st = stack.nodes[name].status()
+        if not st.healthy:
+            out.append(f"{name} {st.state}")
+    return out
 
 
 def demo_dir(s: Settings) -> Path:
@@ -222,6 +238,7 @@ def run_demo(s: Settings, rate: float, duration: float | None, faults: bool,
     echo(f"streaming {rate:,.0f} events/s (run {gen.run_id}; anomalies every {ANOMALY_EVERY:,} "
          f"events; faults {'on' if faults else 'off'})")
     statuses: list[Status] = []
+    warned: set[str] = set()
     t0 = time.monotonic()
     try:
         while duration is None or time.monotonic() - t0 < duration:
@@ -230,6 +247,16 @@ def run_demo(s: Settings, rate: float, duration: float | None, faults: bool,
                 echo(f"traffic stopped: {box['error']}")
                 break
             st = read_status(s, time.monotonic() - t0)
+            st.unhealthy = unhealthy_nodes(stack, running)
+            for problem in st.unhealthy:
+                name = problem.split()[0]
+                if name not in warned:
+                    warned.add(name)
+                    restart = (f"; restart: `clickguard stack up {name}`"
+                               if problem.endswith(" down") else "")
+                    echo(f"WARNING: {problem}; the traffic goes on (`clickguard stack status`,"
+                         f" `clickguard stack logs {name}`{restart})")
+            warned &= {p.split()[0] for p in st.unhealthy}  # warn again if it fails again
             statuses.append(st)
             echo(st.line())
     except KeyboardInterrupt:

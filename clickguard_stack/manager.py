@@ -7,6 +7,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from typing import cast
 
 from clickguard import db, procs, stream_state
 from clickguard import kafka as kafka_helpers
@@ -130,20 +131,25 @@ class Stack:
             start("registry")
         if kafka_names:
             self.echo("  waiting for Kafka: brokers registered, topics with a full ISR")
+            for n in kafka_names:
+                self._wait(n, timeout)  # listening: a new process, not a stale registration
+            # these brokers by node id: after a kill the others are registered already
+            ids = {cast(KafkaNode, self.nodes[n]).node_id for n in kafka_names}
             ok = procs.wait_until(
-                lambda: kafka_helpers.cluster_health(self.settings, topics=[]).brokers
-                >= len(kafka_names),
+                lambda: ids <= kafka_helpers.cluster_health(self.settings, topics=[]).broker_ids,
                 timeout,
             )
             if not ok:
                 raise RuntimeError(self._failure("Kafka brokers did not register", kafka_names))
-            if len(kafka_names) == self.settings.kafka_nodes:
+            every = self.settings.kafka_nodes
+            # with every broker registered: the topics exist, and a broker back in the cluster
+            # is ready once it has caught up (every ISR full); fewer brokers: no ISR can be full
+            if kafka_helpers.cluster_health(self.settings, topics=[]).brokers >= every:
                 created = kafka_helpers.ensure_topics(self.settings)
                 if created:
                     self.echo(f"  topics created: {', '.join(created)}")
                 if not procs.wait_until(
-                    lambda: kafka_helpers.cluster_health(self.settings).ready(len(kafka_names)),
-                    timeout,
+                    lambda: kafka_helpers.cluster_health(self.settings).ready(every), timeout
                 ):
                     raise RuntimeError(self._failure("partitions lack a full ISR", kafka_names))
         if "registry" in wanted:

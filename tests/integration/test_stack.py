@@ -6,7 +6,7 @@ import psycopg
 import pytest
 from confluent_kafka.admin import ConfigResource
 
-from clickguard import db
+from clickguard import db, procs
 from clickguard import kafka as kafka_helpers
 from clickguard.settings import Settings
 from clickguard_stack.manager import INFRA, Stack
@@ -143,3 +143,21 @@ def test_registry_has_its_own_role(stack: Stack, settings: Settings) -> None:
         psycopg.errors.InsufficientPrivilege
     ):
         conn.execute("select count(*) from events")
+
+
+
+def test_up_of_a_killed_broker_returns_once_it_has_caught_up(
+    stack: Stack, settings: Settings
+) -> None:
+    """`clickguard stack up kafka-2` after a SIGKILL: the other two brokers are registered all
+    along, so `up` must wait for this one by its id, then for every ISR to be full again (it
+    returned in ~2 s with kafka-2 still starting before)."""
+    stack.control("kill", "kafka-2")
+    assert procs.wait_until(  # fenced: the controller's session timeout (4 s) has passed
+        lambda: 2 not in kafka_helpers.cluster_health(settings, topics=[]).broker_ids, 30
+    )
+    stack.up(["kafka-2"], timeout=120)
+    health = kafka_helpers.cluster_health(settings)
+    assert 2 in health.broker_ids
+    assert health.ready(settings.kafka_nodes), health
+    assert stack.node("kafka-2").status().healthy
