@@ -217,11 +217,14 @@ def ensure_topics(
 
 @dataclass
 class ClusterHealth:
-    brokers: int
+    broker_ids: frozenset[int]  # node ids of the registered brokers
     partitions: int
     under_replicated: int
     offline: int
-    broker_ids: frozenset[int] = frozenset()  # node ids of the registered brokers
+
+    @property
+    def brokers(self) -> int:
+        return len(self.broker_ids)
 
     def ready(self, expected_brokers: int) -> bool:
         return (
@@ -247,7 +250,7 @@ def cluster_health(settings: Settings, topics: list[str] | None = None) -> Clust
                 offline += 1
             if len(p.isrs) < len(p.replicas):
                 under += 1
-    return ClusterHealth(len(md.brokers), parts, under, offline, frozenset(md.brokers))
+    return ClusterHealth(frozenset(md.brokers), parts, under, offline)
 
 
 def end_offsets(settings: Brokers, topic: str, timeout: float = 5.0) -> dict[int, int]:

@@ -74,7 +74,7 @@ class Status:
     dlq: int | None
     late: int | None
     batch_at: datetime | None = None  # newest batch-asset day written by Dagster
-    unhealthy: list[str] = field(default_factory=list)  # "kafka-2 down" of the nodes started
+    unhealthy: dict[str, str] = field(default_factory=dict)  # node -> state, of those started
 
     def line(self) -> str:
         def f(v: float | None) -> str:
@@ -84,18 +84,15 @@ class Status:
         return (f"{self.at:%H:%M:%S} events/s {f(self.events_per_s):>7} | lag {f(self.lag):>7} | "
                 f"stored {f(self.stored):>10} | anomalies {f(self.anomalies):>6} | "
                 f"DLQ {f(self.dlq):>6} | late {f(self.late):>6} | batch {batch}"
-                + (f" | NOT HEALTHY: {', '.join(self.unhealthy)}" if self.unhealthy else ""))
+                + (f" | NOT HEALTHY: {', '.join(f'{n} {st}' for n, st in self.unhealthy.items())}"
+                   if self.unhealthy else ""))
 
 
-def unhealthy_nodes(stack: Stack, names: list[str]) -> list[str]:
-    """``"<node> <state>"`` of each of ``names`` that is not healthy (a killed broker, a
-    restarting stream): the traffic goes on, so the status line must say it."""
-    out = []
-    for name in names:
-        st = stack.nodes[name].status()
-        if not st.healthy:
-            out.append(f"{name} {st.state}")
-    return out
+def unhealthy_nodes(stack: Stack, names: list[str]) -> dict[str, str]:
+    """The state of each of ``names`` that is not healthy (a killed broker, a restarting
+    stream): the traffic goes on, so the status line must say it."""
+    states = {name: stack.nodes[name].status().state for name in names}
+    return {name: state for name, state in states.items() if state != "healthy"}
 
 
 def demo_dir(s: Settings) -> Path:
@@ -248,15 +245,12 @@ def run_demo(s: Settings, rate: float, duration: float | None, faults: bool,
                 break
             st = read_status(s, time.monotonic() - t0)
             st.unhealthy = unhealthy_nodes(stack, running)
-            for problem in st.unhealthy:
-                name = problem.split()[0]
+            for name, state in st.unhealthy.items():
                 if name not in warned:
-                    warned.add(name)
-                    restart = (f"; restart: `clickguard stack up {name}`"
-                               if problem.endswith(" down") else "")
-                    echo(f"WARNING: {problem}; the traffic goes on (`clickguard stack status`,"
+                    restart = f"; restart: `clickguard stack up {name}`" if state == "down" else ""
+                    echo(f"WARNING: {name} {state}; the traffic goes on (`clickguard stack status`,"
                          f" `clickguard stack logs {name}`{restart})")
-            warned &= {p.split()[0] for p in st.unhealthy}  # warn again if it fails again
+            warned = set(st.unhealthy)  # warned once per outage; again if it fails again
             statuses.append(st)
             echo(st.line())
     except KeyboardInterrupt:
