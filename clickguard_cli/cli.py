@@ -87,7 +87,7 @@ def _stack() -> Stack:
 @click.option("--timeout", type=POSITIVE,
               default=120.0, show_default=True, help="Seconds to wait per step.")
 def up(nodes: tuple[str, ...], timeout: float) -> None:
-    """Start NODES (default: all) and wait until they are ready."""
+    """Start NODES (default: all) with the nodes they need, and wait until they are ready."""
     from clickguard_stack.manager import format_status
 
     s = _stack()

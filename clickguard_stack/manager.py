@@ -98,13 +98,33 @@ class Stack:
 
     def resolve(self, names: list[str] | None) -> list[str]:
         """Names in start order; None = every node whose code is present, the Spark nodes only
-        with ``spark_cluster_up`` (they cost ≈ 1 GB and the default stack does not use them)."""
+        with ``spark_cluster_up`` (they cost ≈ 1 GB and the default stack does not use them).
+        Named nodes come with the nodes they need (`stack up registry` starts PostgreSQL too: it
+        waited 120 s for a database nobody started and failed)."""
         if not names:
             return [n for n in self.nodes if (n in INFRA or _module_present(self.nodes[n])) and (
                 self.settings.spark_cluster_up or not isinstance(self.nodes[n], SparkNode))]
-        for n in names:
-            self.node(n)
-        return [n for n in self.nodes if n in names]
+        wanted: set[str] = set()
+        todo = list(names)
+        while todo:  # each named node with what it needs, as `docker compose up NODE` does
+            n = todo.pop()
+            if n in wanted:
+                continue
+            wanted.add(n)
+            todo += [d for d in self.node(n).needs if not self.external(d)]
+        return [n for n in self.nodes if n in wanted]
+
+    def external(self, name: str) -> bool:
+        """True when settings point the apps at another service than node ``name`` (external
+        Kafka, registry or PostgreSQL): `up` does not start that node for the nodes needing it."""
+        s = self.settings
+        if name.startswith("kafka-"):
+            return bool(s.kafka_bootstrap)
+        if name == "registry":
+            return bool(s.registry_url)
+        if name == "postgres":
+            return s.pg_host not in ("127.0.0.1", "localhost")
+        return False
 
     # -- up ---------------------------------------------------------------------------------
     def up(self, names: list[str] | None = None, timeout: float = 120.0) -> float:
