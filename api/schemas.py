@@ -30,6 +30,9 @@ class StreamRunState(BaseModel):
 
     state: str = Field(description="running, restarting, crash-looping, stopped, or unknown")
     last_error: str | None = Field(None, description="Last error of a failed run (one line)")
+    last_error_at: dt.datetime | None = Field(
+        None, description="When that run ended: an old error under 'running' is history"
+    )
     consecutive_failures: int = Field(0, description="Failed runs since the ledger last moved")
     last_batch_id: int | None = Field(None, description="Batch the last failed run was on")
     since: dt.datetime | None = Field(None, description="When the current state began")

@@ -129,6 +129,7 @@ def stream_state(stream: Mapping[str, Any] | None, health: Mapping[str, Any] | N
         "version": (health or {}).get("version"),
         "state": run.get("state", "unknown"),
         "last_error": run.get("last_error"),
+        "last_error_at": run.get("last_error_at"),
         "consecutive_failures": run.get("consecutive_failures", 0),
         "since": run.get("since"),
         "events_per_sec": (stream or {}).get("events_per_sec"),

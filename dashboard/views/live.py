@@ -112,7 +112,12 @@ def headline(s: dict[str, Any]) -> None:
                  f"in a row): {s['last_error'] or 'no error recorded'}. "
                  "See `clickguard stack logs streaming`.")
     elif s["last_error"]:
-        st.warning(f"Last error of the streaming job: {s['last_error']}")
+        at = f" at {data.fmt_ts(s['last_error_at'])} UTC" if s["last_error_at"] else ""
+        if s["state"] == "running":  # history: the stream restarted and commits again
+            st.info(f"Recovered: a run of the streaming job failed{at} "
+                    f"({s['last_error']}); the stream runs again.")
+        else:
+            st.warning(f"Last error of the streaming job{at}: {s['last_error']}")
 
 
 def spark(history: list[dict[str, Any]], key: str) -> list[float] | None:

@@ -41,7 +41,8 @@ def test_health(client: httpx.Client, wpg: psycopg.Connection) -> None:
     assert r.json() == {
         "status": "healthy", "database": "connected", "version": "1.0.0",
         "stream": {  # no supervisor heartbeat in this database
-            "state": "unknown", "last_error": None, "consecutive_failures": 0,
+            "state": "unknown", "last_error": None, "last_error_at": None,
+            "consecutive_failures": 0,
             "last_batch_id": None, "since": None,
         },
     }

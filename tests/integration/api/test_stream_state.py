@@ -21,6 +21,11 @@ BEAT = (
 )
 
 
+def z(iso: str) -> str:
+    """An ISO time as the API writes it (UTC with 'Z')."""
+    return dt.datetime.fromisoformat(iso).isoformat().replace("+00:00", "Z")
+
+
 def looping() -> StreamRunState:
     st = StreamRunState(threshold=3)
     for _ in range(3):
@@ -39,9 +44,11 @@ def test_crash_looping_makes_health_degraded_and_stream_says_why(
         r = client.get("/health")
         assert r.status_code == 200  # the API itself serves: degraded, not down
         expected = {
-            "state": "crash-looping", "last_error": ERR, "consecutive_failures": 3,
+            "state": "crash-looping", "last_error": ERR,
+            "last_error_at": z(st.recent_failures[-1]["ended_at"]),
+            "consecutive_failures": 3,
             "last_batch_id": 12,
-            "since": dt.datetime.fromisoformat(st.since).isoformat().replace("+00:00", "Z"),
+            "since": z(st.since),
         }
         assert r.json() == {
             "status": "degraded", "database": "connected", "version": "1.0.0",

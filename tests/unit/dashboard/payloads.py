@@ -20,15 +20,17 @@ def ago(**kw: float) -> str:
     return iso(dt.datetime.now(dt.UTC) - dt.timedelta(**kw))
 
 
-def health(state: str = "running", last_error: str | None = None) -> dict[str, Any]:
+def health(state: str = "running", last_error: str | None = None,
+           last_error_at: str | None = None) -> dict[str, Any]:
     status = "degraded" if state == "crash-looping" else "healthy"
     return {"status": status, "database": "connected", "version": "1.0.0",
-            "stream": {"state": state, "last_error": last_error,
+            "stream": {"state": state, "last_error": last_error, "last_error_at": last_error_at,
                        "consecutive_failures": 3 if last_error else 0, "last_batch_id": 41,
                        "since": ago(minutes=5)}}
 
 
-def stream(state: str = "running", last_error: str | None = None) -> dict[str, Any]:
+def stream(state: str = "running", last_error: str | None = None,
+           last_error_at: str | None = None) -> dict[str, Any]:
     return {
         "last_batch": {"query_id": "q", "batch_id": 41, "started_at": ago(seconds=2),
                        "committed_at": ago(seconds=1), "input_rows": 1234, "stored": 1200,
@@ -38,7 +40,7 @@ def stream(state: str = "running", last_error: str | None = None) -> dict[str, A
         "heartbeats": [{"component": "streaming_driver", "beat_at": ago(seconds=1),
                         "status": "running", "age_sec": 1.2}],
         "consumer_lag": {"total": 4321, "by_partition": {"0": 4000, "1": 321}, "error": None},
-        "state": health(state, last_error)["stream"],
+        "state": health(state, last_error, last_error_at)["stream"],
         "active_driver": {"driver": "d1:4242@node-a", "epoch": 3, "source": "lease",
                           "since": "2026-12-01T14:00:03.250Z",
                           "lease_expires_at": ago(seconds=-9), "last_commit_at": ago(seconds=1)},

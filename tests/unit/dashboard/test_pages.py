@@ -126,6 +126,21 @@ def test_live_says_when_the_stream_is_crash_looping() -> None:
     assert any("crash-looping" in e and "OOM" in e for e in texts(at.error))
 
 
+def test_live_dates_an_old_error_and_calls_it_history_once_the_stream_runs_again() -> None:
+    """A run killed an hour ago, the stream running since: a dated note, not a live warning."""
+    error = "killed by signal 9"
+    use(dict(payloads.full(), **{"/stream": lambda r: payloads.stream(
+        "running", error, "2026-12-01T11:02:03.5Z")}))
+    at = run("live")
+    assert not texts(at.warning)
+    assert any("Recovered" in i and "2026-12-01 11:02:03 UTC" in i and error in i
+               for i in texts(at.info))
+    use(dict(payloads.full(), **{"/stream": lambda r: payloads.stream(
+        "restarting", error, "2026-12-01T11:02:03.5Z")}))
+    at = run("live")
+    assert any("2026-12-01 11:02:03 UTC: killed by signal 9" in w for w in texts(at.warning))
+
+
 def test_anomalies_page_filters_and_drills_down(api: payloads.FakeApi) -> None:
     at = run("anomalies")
     assert not at.error
