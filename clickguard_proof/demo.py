@@ -14,8 +14,10 @@ truth (not into the repository's docs/results: a user's demo must leave the clon
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -161,7 +163,7 @@ def where_to_look(s: Settings, nodes: list[str], live_batch: bool = False) -> st
     lines += [
         "  stack           clickguard stack status   (logs: clickguard stack logs NODE)",
         "  faults          clickguard chaos broker-kill --short   (RTO + reconciliation)",
-        f"  demo report     {demo_dir(s)}   (written at Ctrl-C; benchmarks write to"
+        f"  demo report     {demo_dir(s)}   (written at Ctrl-C or SIGTERM; benchmarks write to"
         f" {s.results_dir})",
         "  stop            Ctrl-C stops the traffic; `make stop` stops the platform",
         "",
@@ -237,6 +239,7 @@ def run_demo(s: Settings, rate: float, duration: float | None, faults: bool,
     statuses: list[Status] = []
     warned: set[str] = set()
     t0 = time.monotonic()
+    restore_sigterm = sigterm_as_ctrl_c()
     try:
         while duration is None or time.monotonic() - t0 < duration:
             time.sleep(status_every)
@@ -254,7 +257,10 @@ def run_demo(s: Settings, rate: float, duration: float | None, faults: bool,
             statuses.append(st)
             echo(st.line())
     except KeyboardInterrupt:
-        echo("\nCtrl-C: stopping the traffic (the platform keeps running; `make stop` ends it)")
+        echo("\nCtrl-C (or SIGTERM): stopping the traffic (the platform keeps running; "
+             "`make stop` ends it)")
+    finally:
+        restore_sigterm()
     stop.set()
     producer.join(timeout=90)
     truth = demo_dir(s) / f"{gen.run_id}.ground_truth.jsonl"
@@ -267,6 +273,24 @@ def run_demo(s: Settings, rate: float, duration: float | None, faults: bool,
         "producer": summary.to_dict() if summary is not None else {"error": box.get("error")},
     }
     return statuses, info
+
+
+def sigterm_as_ctrl_c() -> Callable[[], None]:
+    """SIGTERM (`kill PID`, a service manager, a CI job's timeout) stops the demo as Ctrl-C
+    does: the traffic stops and the report is written (SIGTERM ended it without a report, and a
+    background job ignores SIGINT). Returns what restores the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return restore
 
 
 def demo_report(statuses: list[Status], info: dict[str, Any]) -> Report:
