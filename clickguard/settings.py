@@ -383,6 +383,12 @@ class Settings(BaseSettings):
         return self.home
 
     @property
+    def pg_external(self) -> bool:
+        """PostgreSQL is another server than the local stack's node (its host is not loopback):
+        `clickguard stack up` then starts no PostgreSQL for the nodes that need one."""
+        return not is_loopback(self.pg_host)
+
+    @property
     def bootstrap_servers(self) -> str:
         if self.kafka_bootstrap:
             return self.kafka_bootstrap

@@ -94,6 +94,11 @@ class StreamRunState:
     supervisor_pid: int | None = None
     recent_failures: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def last_error_at(self) -> str | None:
+        """When the newest failed run ended (ISO), so readers can date ``last_error``."""
+        return self.recent_failures[-1].get("ended_at") if self.recent_failures else None
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

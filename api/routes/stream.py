@@ -65,7 +65,7 @@ async def run_state(pool: Any) -> dict[str, Any]:
         return {"state": "unknown"}
     return {
         "state": st.state, "last_error": st.last_error,
-        "last_error_at": st.recent_failures[-1].get("ended_at") if st.recent_failures else None,
+        "last_error_at": st.last_error_at,
         "consecutive_failures": st.consecutive_failures, "last_batch_id": st.last_batch_id,
         "since": st.since,
     }

@@ -27,6 +27,9 @@ PORTS = {
     "CLICKGUARD_REGISTRY_PORT": "11081",
 }
 
+# written by a broker's LogManager when it shut down cleanly (Kafka's LogLoader.CleanShutdownFile)
+CLEAN_SHUTDOWN_MARKER = ".kafka_cleanshutdown"
+
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
@@ -89,9 +92,14 @@ def test_lifecycle(env: dict[str, str]) -> None:
         cli(env, "start", "kafka-2")
         assert status(env)["kafka-2"]["state"] == "healthy"
 
-        # down leaves no process of ours behind
+        # down leaves no process of ours behind, and every broker shut down cleanly (its marker
+        # spares the next start a log recovery; one at a time, the last broker was SIGKILLed)
         cli(env, "down")
         assert our_processes(env["CLICKGUARD_HOME"]) == []
+        home = Path(env["CLICKGUARD_HOME"])
+        unclean = [b for b in ("kafka-1", "kafka-2", "kafka-3")
+                   if not (home / b / "data" / CLEAN_SHUTDOWN_MARKER).exists()]
+        assert unclean == [], f"brokers without a clean shutdown: {unclean}"
         assert all(r["state"] == "down" for r in status(env).values())
 
         # up after down keeps the topic data

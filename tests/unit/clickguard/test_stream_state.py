@@ -51,6 +51,18 @@ def test_progress_clears_crash_looping_and_keeps_history() -> None:
     assert len(st.recent_failures) == 1 and st.recent_failures[0]["error"] == ERR
 
 
+def test_last_error_is_dated_by_the_newest_failed_run() -> None:
+    st = StreamRunState(threshold=100)
+    assert st.last_error_at is None
+    first, second = failed(), failed()
+    first.ended_at, second.ended_at = "2026-12-04T10:00:00+00:00", "2026-12-04T10:05:00+00:00"
+    st.record_failure(first)
+    st.record_failure(second)
+    assert st.last_error_at == "2026-12-04T10:05:00+00:00"
+    st.record_progress()  # recovered: the error keeps its date
+    assert StreamRunState.from_dict(st.to_dict()).last_error_at == "2026-12-04T10:05:00+00:00"
+
+
 def test_recent_failures_are_bounded() -> None:
     st = StreamRunState(threshold=100)
     for i in range(stream_state.KEEP_FAILURES + 3):

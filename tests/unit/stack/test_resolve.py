@@ -27,3 +27,9 @@ def test_services_configured_as_external_are_not_started(tmp_path: Path) -> None
                    registry_url="http://registry.example/apis/ccompat/v7")
     assert stack.resolve(["streaming"]) == ["streaming"]
     assert stack.resolve(["dashboard"]) == ["api", "dashboard"]
+
+
+def test_a_loopback_postgres_host_is_the_local_node(tmp_path: Path) -> None:
+    for host in ("127.0.0.1", "localhost", "::1"):
+        assert _stack(tmp_path, pg_host=host).resolve(["registry"]) == ["postgres", "registry"]
+    assert _stack(tmp_path, pg_host="10.0.0.5").resolve(["registry"]) == ["registry"]
