@@ -104,8 +104,9 @@ def up(nodes: tuple[str, ...], timeout: float) -> None:
 @click.option("--reset", is_flag=True, help="Also delete all data (Kafka logs, database).")
 def down(reset: bool) -> None:
     """Stop every node; data persists unless --reset."""
+    t0 = time.monotonic()
     _stack().down(reset=reset)
-    click.echo("stack down")
+    click.echo(f"stack down in {time.monotonic() - t0:.1f}s")
 
 
 @stack.command()

@@ -161,8 +161,12 @@ class Node:
 # ---------------------------------------------------------------------------------------------
 # Kafka
 # ---------------------------------------------------------------------------------------------
+# shutdownHook = disable: log4j's own hook stopped logging while Kafka's hook still shut the
+# broker down, so a shutdown that hung left no line; BrokerLifecycleManager at INFO says whether
+# the controller granted the controlled shutdown (KafkaNode.shutdown_granted reads it)
 LOG4J2 = """\
 status = warn
+shutdownHook = disable
 appender.out.type = Console
 appender.out.name = STDOUT
 appender.out.layout.type = PatternLayout
@@ -173,7 +177,13 @@ logger.server.name = kafka.server.KafkaRaftServer
 logger.server.level = INFO
 logger.ctl.name = org.apache.kafka.controller
 logger.ctl.level = INFO
+logger.lcm.name = kafka.server.BrokerLifecycleManager
+logger.lcm.level = INFO
 """
+
+
+# BrokerLifecycleManager's line once the controller quorum has granted a controlled shutdown
+SHUTDOWN_GRANTED = b"Transitioning from PENDING_CONTROLLED_SHUTDOWN to SHUTTING_DOWN"
 
 
 def new_cluster_id() -> str:
@@ -208,6 +218,22 @@ class KafkaNode(Node):
             return int(state["leaderEpoch"]), int(state["leaderId"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
+
+    def log_size(self) -> int:
+        try:
+            return self.log_file.stat().st_size
+        except OSError:
+            return 0
+
+    def shutdown_granted(self, since: int) -> bool:
+        """Whether the controller quorum granted this broker's controlled shutdown, per the
+        log written after byte ``since`` (taken before the SIGTERM)."""
+        try:
+            with self.log_file.open("rb") as f:
+                f.seek(since)
+                return SHUTDOWN_GRANTED in f.read()
+        except OSError:
+            return False
 
     def cluster_id(self) -> str:
         """One cluster id for all nodes, created once and kept in the run folder."""
