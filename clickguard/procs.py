@@ -199,13 +199,14 @@ def _reap(pids: Sequence[int]) -> None:
             pass
 
 
-def terminate(pid: int, timeout: float = 20.0) -> None:
-    """SIGTERM the process tree, then SIGKILL whatever is left after ``timeout`` seconds."""
+def terminate(pid: int, timeout: float = 20.0, tree_term: bool = False) -> None:
+    """SIGTERM ``pid`` (with ``tree_term``, each of its descendants too), then SIGKILL whatever
+    is left of the tree after ``timeout`` seconds."""
     if not is_alive(pid):
         return
     tree = [*descendants(pid), pid]
     send(pid, signal.SIGCONT, tree=True)  # a paused process cannot handle SIGTERM
-    send(pid, signal.SIGTERM)
+    send(pid, signal.SIGTERM, tree=tree_term)
     if not wait_dead(tree, timeout):
         for p in tree:
             if is_alive(p):

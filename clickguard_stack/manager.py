@@ -60,7 +60,7 @@ def app_nodes(settings: Settings) -> list[PythonNode]:
             # niced: the runs it launches (Spark batch) inherit it and yield the CPU to the stream
             "dagster-code", settings, settings.dagster_code_port or settings.dagster_port + 1,
             needs=["postgres"], module_argv=["clickguard.dagster_env", "code"],
-            nice=settings.dagster_code_nice,
+            nice=settings.dagster_code_nice, stop_tree=True,
         ),
         PythonNode(
             "dagster-webserver", settings, settings.dagster_port,

@@ -52,6 +52,10 @@ class Node:
     needs: list[str] = field(default_factory=list)  # nodes that must be healthy first
     sched_idle: bool = False  # runs only on CPU the other nodes leave (a UI must not slow the API)
     nice: int = 0  # lower CPU priority of the node and its session (batch yields to the stream)
+    # stop sends SIGTERM to every process of the node, not only its main one: the Dagster code
+    # server's run workers (and their Spark) otherwise ran on, and `make stop` waited 30 s and
+    # SIGKILLed them, leaving the run STARTED in the instance
+    stop_tree: bool = False
     # what warm() runs, announced before it starts ("" = it does nothing worth a line)
     warm_up: ClassVar[str] = ""
     # whether `stack start|restart NODE` also waits for :meth:`warm` (`stack up` always does)
@@ -119,7 +123,7 @@ class Node:
     def stop(self, timeout: float = 30.0) -> None:
         pid = self.pid()
         if pid:
-            procs.terminate(pid, timeout)
+            procs.terminate(pid, timeout, tree_term=self.stop_tree)
 
     def signal(self, sig: signal.Signals) -> int | None:
         """Send ``sig`` to the node's main process; returns the pid signalled."""

@@ -33,6 +33,36 @@ def test_kill_takes_the_worker_processes_with_it(tmp_path: Path) -> None:
         node.stop(timeout=5)
 
 
+@pytest.mark.parametrize("stop_tree", [True, False])
+def test_stop_tree_lets_a_server_waiting_for_its_worker_end_cleanly(
+    tmp_path: Path, stop_tree: bool
+) -> None:
+    """The Dagster code server waits for its run workers on SIGTERM: stopped by its main pid
+    alone it was SIGKILLed after the timeout (the run left STARTED); ``stop_tree`` sends the
+    workers SIGTERM too, and the server ends by itself."""
+    from clickguard_stack.manager import build_nodes
+
+    settings = Settings(_env_file=None, home=tmp_path)
+    assert build_nodes(settings)["dagster-code"].stop_tree is True
+    node = PythonNode(
+        "dagster-code", settings, None, module_argv=["tests.unit.stack._waiter"],
+        extra_env={"PYTHONPATH": str(REPO_ROOT)}, stop_tree=stop_tree,
+    )
+    pid = node.start()
+    try:
+        assert procs.wait_until(lambda: len(procs.descendants(pid)) == 1, 10)
+        worker = procs.descendants(pid)[0]
+        node.stop(timeout=3)
+        assert procs.wait_dead([pid, worker], 5)
+        exit_file = node.dir / "child-exit"
+        if stop_tree:  # the worker ended on SIGTERM, then the server on its own
+            assert exit_file.read_text() == str(-signal.SIGTERM)
+        else:  # the server still waited for its worker when the SIGKILL came
+            assert not exit_file.exists()
+    finally:
+        node.stop(timeout=1)
+
+
 def test_supervisor_node_reports_crash_looping_from_its_status_file(tmp_path: Path) -> None:
     """An alive supervisor whose job keeps failing is not 'healthy'; a stale file is ignored."""
     from clickguard import stream_state
