@@ -202,16 +202,46 @@ def _reap(pids: Sequence[int]) -> None:
 def terminate(pid: int, timeout: float = 20.0, tree_term: bool = False) -> None:
     """SIGTERM ``pid`` (with ``tree_term``, each of its descendants too), then SIGKILL whatever
     is left of the tree after ``timeout`` seconds."""
-    if not is_alive(pid):
-        return
-    tree = [*descendants(pid), pid]
-    send(pid, signal.SIGCONT, tree=True)  # a paused process cannot handle SIGTERM
-    send(pid, signal.SIGTERM, tree=tree_term)
-    if not wait_dead(tree, timeout):
-        for p in tree:
-            if is_alive(p):
-                send(p, signal.SIGKILL)
-        wait_dead(tree, 5)
+    terminate_all([pid], timeout, tree_term=tree_term)
+
+
+def terminate_all(
+    pids: Sequence[int],
+    timeout: float,
+    tree_term: bool = False,
+    give_up: Callable[[list[int]], bool] | None = None,
+    poll: float = 0.1,
+) -> list[int]:
+    """SIGTERM every pid at once (paused ones are resumed first), wait for their trees to end,
+    and SIGKILL what is left of each tree after ``timeout`` seconds, or as soon as
+    ``give_up(pids still alive)`` returns True (polled every ``poll`` seconds). Returns the
+    pids (of ``pids``) that had to be killed."""
+    pids = [p for p in pids if is_alive(p)]
+    trees = {p: [*descendants(p), p] for p in pids}
+    for p in pids:
+        send(p, signal.SIGCONT, tree=True)  # a paused process cannot handle SIGTERM
+        send(p, signal.SIGTERM, tree=tree_term)
+    deadline = time.monotonic() + timeout
+    while True:
+        _reap(pids)
+        alive = [p for p in pids if is_alive(p)]
+        if not alive:
+            break
+        if time.monotonic() >= deadline or (give_up is not None and give_up(alive)):
+            for p in alive:
+                send(p, signal.SIGKILL, tree=True)
+            wait_dead([q for p in alive for q in trees[p]], 5)
+            return alive
+        time.sleep(poll)
+    # every main process ended: a descendant that outlived it (it ignored or never got the
+    # SIGTERM) is SIGKILLed after the same deadline, as the tree's own end would have been
+    rest = [q for tree in trees.values() for q in tree]
+    if not wait_dead(rest, max(0.0, deadline - time.monotonic())):
+        for q in rest:
+            if is_alive(q):
+                send(q, signal.SIGKILL)
+        wait_dead(rest, 5)
+    return []
 
 
 def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:

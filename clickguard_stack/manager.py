@@ -291,31 +291,32 @@ class Stack:
         start; every acknowledged record is also on a peer that stopped cleanly, min ISR 2).
         """
         self.echo(f"  stopping {', '.join(b.name for b in brokers)}")
-        marks = {b.name: b.log_size() for b in brokers}
-        pids = {b.name: pid for b in brokers if (pid := b.pid())}
-        for pid in pids.values():
-            procs.send(pid, signal.SIGCONT, tree=True)  # a paused broker cannot handle SIGTERM
-            procs.send(pid, signal.SIGTERM)
+        by_pid = {pid: b for b in brokers if (pid := b.pid())}
+        marks = {pid: b.log_size() for pid, b in by_pid.items()}
+        # the brokers not in ``brokers`` were already down and cannot start meanwhile: the
+        # running nodes of the quorum are the ones still alive here
         majority = self.settings.kafka_nodes // 2 + 1
-        t0 = time.monotonic()
+        granted: set[int] = set()
         quorum_lost_at: float | None = None
-        while alive := [b for b in brokers if procs.is_alive(pids.get(b.name))]:
-            now = time.monotonic()
-            waiting = [b for b in alive if not b.shutdown_granted(marks[b.name])]
-            running = sum(1 for n in self.nodes.values()
-                          if isinstance(n, KafkaNode) and procs.is_alive(n.pid()))
-            if waiting and running < majority:
-                quorum_lost_at = quorum_lost_at or now
-            if now - t0 > timeout or (quorum_lost_at and now - quorum_lost_at > grace):
-                for b in alive:
-                    why = (f"still running after {timeout:.0f} s" if now - t0 > timeout else
-                           "no controller quorum left to grant its controlled shutdown")
-                    self.echo(f"  {b.name}: {why}: SIGKILL (its log is recovered at the next "
-                              "start; the acknowledged records are also on its peers)")
-                    procs.send(pids[b.name], signal.SIGKILL, tree=True)
-                procs.wait_dead([pids[b.name] for b in alive], 10)
-                return
-            time.sleep(0.1)
+
+        def no_quorum_for_a_waiter(alive: list[int]) -> bool:
+            nonlocal quorum_lost_at
+            if len(alive) >= majority:
+                return False
+            # logs are read only once the quorum is gone, and each broker's grant once
+            granted.update(p for p in alive
+                           if p not in granted and by_pid[p].shutdown_granted(marks[p]))
+            if granted.issuperset(alive):
+                return False
+            quorum_lost_at = quorum_lost_at or time.monotonic()
+            return time.monotonic() - quorum_lost_at > grace
+
+        killed = procs.terminate_all(list(by_pid), timeout, give_up=no_quorum_for_a_waiter)
+        why = ("no controller quorum left to grant its controlled shutdown" if quorum_lost_at
+               else f"still running after {timeout:.0f} s")
+        for pid in killed:
+            self.echo(f"  {by_pid[pid].name}: {why}: SIGKILL (its log is recovered at the next "
+                      "start; the acknowledged records are also on its peers)")
 
     def active_controller(self) -> str | None:
         """The Kafka node that is the active KRaft controller (newest leader epoch any node

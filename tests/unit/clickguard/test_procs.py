@@ -41,6 +41,38 @@ def test_terminate_ends_the_whole_tree(tmp_path: Path) -> None:
     assert procs.wait_dead([child], 10)
 
 
+STUBBORN = [  # ignores SIGTERM, as a broker still waiting for its controlled-shutdown grant
+    sys.executable, "-c",
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)",
+]
+
+
+def test_terminate_all_kills_only_what_outlives_give_up_or_timeout(tmp_path: Path) -> None:
+    polite = procs.spawn(SLEEPER, tmp_path / "polite.log")
+    stubborn = procs.spawn(STUBBORN, tmp_path / "stubborn.log")
+    # the stubborn one must have installed its handler before the SIGTERM
+    time.sleep(1.0)
+    seen: list[list[int]] = []
+
+    def give_up(alive: list[int]) -> bool:
+        seen.append(alive)
+        return alive == [stubborn]
+
+    t0 = time.monotonic()
+    killed = procs.terminate_all([polite, stubborn], timeout=30, give_up=give_up)
+    assert killed == [stubborn]
+    assert time.monotonic() - t0 < 10  # given up on, not waited for the 30 s timeout
+    assert not procs.is_alive(polite) and not procs.is_alive(stubborn)
+    assert seen[-1] == [stubborn]
+
+    stubborn = procs.spawn(STUBBORN, tmp_path / "stubborn.log")
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    assert procs.terminate_all([stubborn], timeout=1.0) == [stubborn]
+    assert 1.0 <= time.monotonic() - t0 < 8
+    assert not procs.is_alive(stubborn)
+
+
 def test_environment_marker_identifies_our_processes(tmp_path: Path) -> None:
     import os
 
