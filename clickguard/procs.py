@@ -136,6 +136,10 @@ def set_nice(nice: int) -> None:
         pass
 
 
+# signals a node must get with their default action whatever its starter ignored
+INHERITED_IGNORE_RESET = (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM)
+
+
 def spawn(
     argv: Sequence[str],
     log_file: Path,
@@ -146,9 +150,15 @@ def spawn(
 ) -> int:
     """Start ``argv`` detached in its own session, stdout+stderr appended to ``log_file``;
     ``sched_idle`` runs it (and every thread and child it makes) under SCHED_IDLE, ``nice``
-    lowers its priority and its session's (:func:`set_nice`)."""
+    lowers its priority and its session's (:func:`set_nice`). SIGINT, SIGQUIT and SIGTERM
+    start with their default action even when the caller ignores them."""
 
-    def lower() -> None:  # in the child, after setsid
+    def child_setup() -> None:  # in the child, after setsid, before exec
+        # a signal ignored by the caller stays ignored across exec: started from a background
+        # job of a script (`make run &`, CI), SIGINT was ignored, and Dagster's code server, which
+        # maps SIGTERM to SIGINT's handler, ignored SIGTERM too (stopped by SIGKILL after 30 s)
+        for sig in INHERITED_IGNORE_RESET:
+            signal.signal(sig, signal.SIG_DFL)
         if sched_idle:  # SCHED_IDLE ranks tasks within their group; nice 19 ranks the group
             set_nice(19)
             set_sched_idle()
@@ -165,7 +175,7 @@ def spawn(
             env={**os.environ, **(env or {})},
             cwd=cwd,
             start_new_session=True,
-            preexec_fn=lower if sched_idle or nice else None,
+            preexec_fn=child_setup,
         )
     return proc.pid
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from clickguard import procs
@@ -71,6 +72,37 @@ def test_terminate_all_kills_only_what_outlives_give_up_or_timeout(tmp_path: Pat
     assert procs.terminate_all([stubborn], timeout=1.0) == [stubborn]
     assert 1.0 <= time.monotonic() - t0 < 8
     assert not procs.is_alive(stubborn)
+
+
+# Dagster's code server maps SIGTERM to whatever SIGINT does (setup_interrupt_handlers)
+SIGINT_AS_SIGTERM = [
+    sys.executable, "-c",
+    "import signal, time; signal.signal(signal.SIGTERM, signal.getsignal(signal.SIGINT)); "
+    "time.sleep(60)",
+]
+
+
+def ignored_signals(pid: int) -> int:
+    line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines()
+                if x.startswith("SigIgn:"))
+    return int(line.split()[1], 16)
+
+
+def test_a_node_started_by_a_caller_ignoring_sigint_still_ends_on_sigterm(tmp_path: Path) -> None:
+    """As a background job of a script (`make run &`, CI) the caller ignores SIGINT; before,
+    the code server then ignored SIGTERM too and was SIGKILLed after the stop timeout."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        pid = procs.spawn(SIGINT_AS_SIGTERM, tmp_path / "log")
+        # and from another thread of the caller, as the stack's supervisors do
+        with ThreadPoolExecutor(1) as pool:
+            other = pool.submit(procs.spawn, SLEEPER, tmp_path / "other.log").result()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    time.sleep(1.0)  # its handler is set
+    for p in (pid, other):
+        assert not ignored_signals(p) & (1 << (signal.SIGINT - 1)), p
+    assert procs.terminate_all([pid, other], timeout=10) == []
 
 
 def test_environment_marker_identifies_our_processes(tmp_path: Path) -> None:
