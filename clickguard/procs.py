@@ -227,30 +227,25 @@ def terminate_all(
     ``give_up(pids still alive)`` returns True (polled every ``poll`` seconds). Returns the
     pids (of ``pids``) that had to be killed."""
     pids = [p for p in pids if is_alive(p)]
-    trees = {p: [*descendants(p), p] for p in pids}
+    everyone = [q for p in pids for q in (*descendants(p), p)]
     for p in pids:
         send(p, signal.SIGCONT, tree=True)  # a paused process cannot handle SIGTERM
         send(p, signal.SIGTERM, tree=tree_term)
     deadline = time.monotonic() + timeout
-    while True:
+    # a descendant that outlives its main process (it ignored or never got the SIGTERM) is
+    # waited for and killed like the rest of its tree
+    while any(is_alive(q) for q in everyone):
         _reap(pids)
         alive = [p for p in pids if is_alive(p)]
-        if not alive:
-            break
-        if time.monotonic() >= deadline or (give_up is not None and give_up(alive)):
+        if time.monotonic() >= deadline or (alive and give_up is not None and give_up(alive)):
             for p in alive:
-                send(p, signal.SIGKILL, tree=True)
-            wait_dead([q for p in alive for q in trees[p]], 5)
+                send(p, signal.SIGKILL, tree=True)  # with children born since the SIGTERM
+            for q in everyone:
+                if is_alive(q):
+                    send(q, signal.SIGKILL)
+            wait_dead(everyone, 5)
             return alive
         time.sleep(poll)
-    # every main process ended: a descendant that outlived it (it ignored or never got the
-    # SIGTERM) is SIGKILLed after the same deadline, as the tree's own end would have been
-    rest = [q for tree in trees.values() for q in tree]
-    if not wait_dead(rest, max(0.0, deadline - time.monotonic())):
-        for q in rest:
-            if is_alive(q):
-                send(q, signal.SIGKILL)
-        wait_dead(rest, 5)
     return []
 
 
