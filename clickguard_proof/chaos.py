@@ -14,7 +14,10 @@ Per scenario:
    and its JVM mid-batch, ``--kills N`` times; the warm standby takes the lease over and resumes
    from the checkpoint), ``streaming-pause`` (SIGSTOP the active driver's tree for ``pause_s``,
    then SIGCONT: the standby takes over and the woken driver must commit nothing — fencing),
-   ``api`` (SIGKILL the API, start).
+   ``api`` (SIGKILL the API, start), ``stack-crash`` (every process of every running node
+   frozen, then SIGKILLed at once — a power cut of user space: PostgreSQL and the three brokers
+   without a clean shutdown, both streaming drivers — and the same nodes started again with
+   ``clickguard stack up``).
 4. Keep the load on until the pipeline has recovered (plus ``chaos_observe_s``), stop the producer,
    wait until the stream committed every acknowledged offset, and reconcile.
 
@@ -62,7 +65,7 @@ from clickguard_stack.manager import INFRA, Stack
 
 SCENARIOS = (
     "broker-kill", "broker-bounce", "broker-pause", "registry", "postgres", "streaming-kill",
-    "streaming-pause", "api",
+    "streaming-pause", "api", "stack-crash",
 )
 STREAMING_SCENARIOS = ("streaming-kill", "streaming-pause")
 Echo = Callable[[str], None]
@@ -473,6 +476,42 @@ def _api(ctx: FaultContext) -> None:
     ctx.mark("api answers /health")
 
 
+def crash_nodes(stack: Stack) -> tuple[list[str], list[int]]:
+    """SIGKILL every process of every running node at once; returns (nodes, pids).
+
+    Every process is first stopped (SIGSTOP), so none sees another die and reacts (a broker
+    starting a controlled shutdown, the supervisor starting a driver, PostgreSQL's postmaster
+    cleaning up after a backend): all of them die in the state they were in.
+    """
+    names = [n for n in stack.nodes if stack.node(n).pid() is not None]
+    victims: list[int] = []
+    for name in names:
+        pid = stack.node(name).pid()
+        if pid is not None:
+            victims += [pid, *procs.descendants(pid)]
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for p in victims:
+            try:
+                os.kill(p, sig)
+            except ProcessLookupError:
+                pass
+    if not procs.wait_dead(victims, 15):
+        raise RuntimeError(f"processes {victims} survived SIGKILL")
+    return names, victims
+
+
+def _stack_crash(ctx: FaultContext) -> None:
+    ctx.begin()
+    names, victims = crash_nodes(ctx.stack)
+    ctx.result.target = ",".join(names)
+    ctx.result.killed_pids = victims
+    ctx.mark(f"SIGKILL of {len(victims)} processes of {len(names)} nodes")
+    time.sleep(ctx.cfg.fault_s)
+    seconds = ctx.stack.up(names, timeout=ctx.cfg.recover_timeout_s)
+    ctx.result.restarted_pid = ctx.stack.node("streaming").pid()
+    ctx.mark(f"stack up again ({seconds:.1f} s)")
+
+
 FAULTS: dict[str, Callable[[FaultContext], None]] = {
     "broker-kill": _broker_kill,
     "broker-bounce": _broker_bounce,
@@ -482,6 +521,7 @@ FAULTS: dict[str, Callable[[FaultContext], None]] = {
     "streaming-kill": _streaming_kill,
     "streaming-pause": _streaming_pause,
     "api": _api,
+    "stack-crash": _stack_crash,
 }
 
 

@@ -1,8 +1,9 @@
 """Short chaos run on the real platform: processes really die, nothing acknowledged is lost.
 
-broker-kill (SIGKILL the leader of most raw partitions), postgres (immediate stop) and
-streaming-kill (SIGKILL the driver + JVM mid-batch) under steady load; each reconciles the
-producer's acknowledged ledger against the events table.
+broker-kill (SIGKILL the leader of most raw partitions), postgres (immediate stop),
+streaming-kill (SIGKILL the driver + JVM mid-batch) and stack-crash (every process of every running
+node SIGKILLed at once, then `stack up` again) under steady load; each reconciles the producer's
+acknowledged ledger against the events table.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from clickguard_stack.manager import Stack
 pytestmark = pytest.mark.e2e
 
 
-def test_broker_postgres_streaming_kill_lose_nothing(
+def test_broker_postgres_streaming_kill_and_stack_crash_lose_nothing(
     streaming: Stack, settings: Settings, tmp_path: Path
 ) -> None:
     cfg = replace(ChaosConfig.from_settings(settings).short(), recover_timeout_s=150.0)
-    results = run_chaos(settings, ["broker-kill", "postgres", "streaming-kill"], cfg)
+    scenarios = ["broker-kill", "postgres", "streaming-kill", "stack-crash"]
+    results = run_chaos(settings, scenarios, cfg)
 
-    assert [r.scenario for r in results] == ["broker-kill", "postgres", "streaming-kill"]
+    assert [r.scenario for r in results] == scenarios
     for r in results:
         rec = r.reconciliation
         assert r.skipped is None
@@ -43,6 +45,13 @@ def test_broker_postgres_streaming_kill_lose_nothing(
         assert r.rto_first_event_s is not None and r.rto_first_event_s > 0
     kill = results[2]
     assert len(kill.killed_pids) >= 2  # the Python driver and its Spark JVM
+    # the crash took down the database, every broker and the stream together, and the same
+    # nodes came back (new processes) under `stack up`
+    crash = results[3]
+    crashed = (crash.target or "").split(",")
+    assert {"postgres", "kafka-1", "kafka-2", "kafka-3", "registry", "streaming"} <= set(crashed)
+    now = {n: streaming.node(n).pid() for n in crashed}
+    assert all(p is not None and p not in crash.killed_pids for p in now.values()), now
     paths = chaos_report("chaos-test", results, cfg).write(tmp_path)
     doc = json.loads(paths["json"].read_text())
     assert [s["scenario"] for s in doc["data"]["scenarios"]] == [r.scenario for r in results]

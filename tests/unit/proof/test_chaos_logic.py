@@ -43,7 +43,7 @@ def test_short_config_is_lighter_than_full() -> None:
 
 
 def test_every_scenario_needs_the_stream_and_api_only_for_api() -> None:
-    assert len(SCENARIOS) == 8 and "streaming-pause" in SCENARIOS
+    assert len(SCENARIOS) == 9 and {"streaming-pause", "stack-crash"} <= set(SCENARIOS)
     for sc in SCENARIOS:
         assert "streaming" in needed_nodes(sc) and "postgres" in needed_nodes(sc)
         assert ("api" in needed_nodes(sc)) is (sc == "api")
