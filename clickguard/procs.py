@@ -200,6 +200,20 @@ def wait_dead(pids: Sequence[int], timeout: float) -> bool:
     return not any(is_alive(p) for p in pids)
 
 
+def wait_gone(pids: Sequence[int], timeout: float) -> bool:
+    """Wait until no process of ``pids`` exists at all, zombies included: a dead process keeps
+    its pid until its parent reaps it, and ``kill(pid, 0)`` still succeeds on it (PostgreSQL's
+    lock-file check, for one, then takes it for a running server)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        _reap(pids)
+        if all(proc_state(p) is None for p in pids):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+
+
 def _reap(pids: Sequence[int]) -> None:
     """Collect zombies of children we spawned in this very process (tests, `stack up`)."""
     for p in pids:

@@ -433,6 +433,9 @@ class PostgresNode(Node):
     def argv(self) -> list[str]:  # not used: pg_ctl daemonizes
         raise NotImplementedError
 
+    # how long start() waits for a crashed server's processes to be gone
+    STALE_WAIT_S = 15.0
+
     def _postmaster_pid(self) -> int | None:
         try:
             return int((self.data_dir / "postmaster.pid").read_text().splitlines()[0])
@@ -451,21 +454,34 @@ class PostgresNode(Node):
             return existing
         self.prepare()
         stale = self._postmaster_pid()
-        if stale:  # after a SIGKILL the backends may still be exiting; wait for them
-            procs.wait_dead(procs.descendants(stale), 10)
+        if stale:
+            # after a SIGKILL (a crash, the OOM killer) the postmaster and its backends may still
+            # be exiting, or be exited but not yet reaped: as long as its pid exists, the server
+            # refuses to start ("lock file postmaster.pid already exists"); `stack up` right
+            # after a crash of the whole stack failed so
+            procs.wait_gone([stale, *procs.descendants(stale)], self.STALE_WAIT_S)
         self.log_file.touch()
         self.own(self.log_file)
-        subprocess.run(
+        logged = self.log_file.stat().st_size
+        done = subprocess.run(
             self._as_owner([
                 self._bin("pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),
                 # the configured port wins over the one a data folder was initialised with
                 "-o", f"-p {self.settings.pg_port}", "-w", "-t", "60", "start",
             ]),
-            check=True, capture_output=True, text=True,
+            check=False, capture_output=True, text=True,
         )
         pid = self.pid()
-        if not pid:
-            raise RuntimeError(f"PostgreSQL did not start; see {self.log_file}")
+        if done.returncode != 0 or not pid:
+            # the server's own words (FATAL and HINT lines of this start), not a traceback
+            with self.log_file.open(errors="replace") as f:
+                f.seek(logged)
+                said = [line.strip() for line in f if "FATAL" in line or "HINT" in line]
+            why = "; ".join(said[-4:]) or done.stderr.strip()[-500:] or "no output"
+            raise RuntimeError(
+                f"PostgreSQL did not start (pg_ctl exited {done.returncode}): {why}"
+                f" (log: {self.log_file})"
+            )
         self._record(pid)
         return pid
 
