@@ -149,6 +149,14 @@ class Stack:
             start(n)
         if "registry" in wanted:
             start("registry")
+        # the stream's Spark start (≈ 15 s) runs while the brokers start, not after them
+        early = [n for n in wanted if self.nodes[n].starts_with_kafka
+                 and all(d in INFRA or d not in wanted for d in self.nodes[n].needs)]
+        if early and kafka_names:
+            if "registry" in wanted:
+                self._wait("registry", timeout)
+            for n in early:
+                start(n)
         if kafka_names:
             self.echo("  waiting for Kafka: brokers registered, topics with a full ISR")
             for n in kafka_names:

@@ -60,6 +60,10 @@ class Node:
     warm_up: ClassVar[str] = ""
     # whether `stack start|restart NODE` also waits for :meth:`warm` (`stack up` always does)
     warm_on_start: ClassVar[bool] = True
+    # `stack up` starts it once PostgreSQL and the registry are ready, while the brokers are
+    # still starting (after a crash they recover their logs: ≈ 15 s), so that its own start
+    # overlaps theirs; the node must wait for Kafka itself
+    starts_with_kafka: ClassVar[bool] = False
 
     @property
     def dir(self) -> Path:
@@ -768,6 +772,7 @@ class StreamingNode(PythonNode):
     # a single start (a restart to load new code, each test's private stream) is ready once
     # the query runs; the standby warms in the background as after a crash
     warm_on_start: ClassVar[bool] = False
+    starts_with_kafka: ClassVar[bool] = True
 
     def status(self) -> NodeStatus:
         """Crash-looping from the supervisor's run state (an alive process whose job keeps

@@ -46,6 +46,7 @@ log = logging.getLogger("streaming_job.job")
 QUERY_NAME = "clickguard-stream"
 IDLE_BEAT_S = 5.0
 WARM_EVERY_S = 45.0  # a standby re-runs warm_spark before Spark reaps idle Python workers
+KAFKA_WAIT_S = 120.0  # a first start waits this long for the brokers (wait_for_kafka)
 ACTIVE_PID_FILE = "job.pid"
 # the columns of the Kafka source, for the warm-up job of the "workers" decode path
 KAFKA_DDL = ("key binary, value binary, partition int, offset long, timestamp timestamp, "
@@ -191,6 +192,33 @@ def warm_up(spark: Any, sink: BatchSink, jvm: bool = False) -> float:
     return time.monotonic() - t0
 
 
+def wait_for_kafka(settings: Settings, timeout: float = KAFKA_WAIT_S) -> bool:
+    """Wait until the raw topic answers with its partitions' end offsets, at most ``timeout``.
+
+    `stack up` starts the stream while the brokers are still starting (after a crash they
+    recover their logs first), so that Spark's start overlaps theirs; a query started before
+    they answer fails, and the supervisor would count a failed run. On the supervisor's first
+    start only. Returns whether Kafka answered (if not, the query start reports why)."""
+    t0 = time.monotonic()
+    said = False
+    while True:
+        try:
+            if end_offsets(settings, settings.topic_raw, timeout=2.0):
+                if said:
+                    log.info("Kafka answers after %.1fs", time.monotonic() - t0)
+                return True
+            why = f"topic {settings.topic_raw} has no partitions yet"
+        except Exception as exc:  # noqa: BLE001 - brokers still starting: ask again
+            why = stream_state.short_error(str(exc)) or type(exc).__name__
+        if time.monotonic() - t0 >= timeout:
+            log.warning("Kafka did not answer in %.0fs (%s): starting anyway", timeout, why)
+            return False
+        if not said:
+            log.info("waiting for Kafka (%s)", why)
+            said = True
+        time.sleep(0.5)
+
+
 def fresh_start_warm_up(spark: Any, settings: Settings) -> None:
     """A Kafka read on this driver's executors before it waits for the lease, on the
     supervisor's first start only. A fresh stack's first real batch otherwise loaded the Kafka
@@ -333,6 +361,8 @@ def main() -> int:
     # sink paths, DB connection and temp tables, Kafka producer; on the supervisor's first start
     # also Spark's batch path and a Kafka read (see fresh_start_warm_up)
     fresh = os.environ.get("CLICKGUARD_DRIVER_FRESH") == "1"
+    if fresh:  # started with the brokers by `stack up`: what follows touches Kafka
+        wait_for_kafka(settings)
     warm_s = warm_up(spark, sink, jvm=fresh)
     if fresh:
         fresh_start_warm_up(spark, settings)
