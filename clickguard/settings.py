@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +26,19 @@ ENV_PREFIX = "CLICKGUARD_"
 def env_name(field: str) -> str:
     """The environment variable of setting ``field``: ``CLICKGUARD_FOO_BAR`` for ``foo_bar``."""
     return f"{ENV_PREFIX}{field.upper()}"
+
+
+def invalid_settings(exc: ValidationError) -> str:
+    """What is wrong in the configuration, by variable: ``CLICKGUARD_PG_PORT='abc': Input
+    should be a valid integer ...``, for a CLI error instead of pydantic's traceback."""
+    lines = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else ""
+        value = err.get("input")
+        shown = f"={value!r}" if isinstance(value, str | int | float) else ""
+        lines.append(f"{env_name(field) if field else 'settings'}{shown}: {err['msg']}")
+    return ("invalid configuration (environment or .env): " + "; ".join(lines)
+            + " (`clickguard config --env-example` lists every variable with its default)")
 
 
 def env_value(value: object) -> str:
@@ -59,6 +72,21 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_file=REPO_ROOT / ".env", extra="ignore"
     )
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _in_range(cls, value: object, info: ValidationInfo) -> object:
+        """Every port in 1-65535 and no negative number: no count, size, duration, rate or
+        threshold here has a meaning below 0 (a negative ``stream_max_offsets_per_trigger`` was
+        accepted and only failed inside Spark)."""
+        name = info.field_name or ""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return value
+        if name.endswith(("_port", "_port_base")) and not 1 <= value <= 65535:
+            raise ValueError("a port must be between 1 and 65535")
+        if value < 0:
+            raise ValueError("must not be negative")
+        return value
 
     # --- folders -------------------------------------------------------------------------------
     home: Path = Field(REPO_ROOT / ".run", description="Run folder: data, logs and pids of nodes")

@@ -9,9 +9,10 @@ import time
 from typing import TYPE_CHECKING
 
 import click
+from pydantic import ValidationError
 
 from clickguard.cli_types import COUNT, POSITIVE
-from clickguard.settings import env_name, get_settings
+from clickguard.settings import Settings, env_name, get_settings, invalid_settings
 
 if TYPE_CHECKING:  # annotations only: the stack manager is imported when a command runs
     from clickguard_stack.manager import Stack
@@ -45,6 +46,16 @@ class LazyGroup(click.Group):
                 # so one unfinished command cannot break `clickguard --help`
                 return getattr(importlib.import_module(module), attr, None)
         return super().get_command(ctx, name)
+
+    def invoke(self, ctx: click.Context) -> object:
+        """A bad ``CLICKGUARD_*`` value is a one-line error naming the variable, whichever
+        command read the settings first (it was pydantic's traceback)."""
+        try:
+            return super().invoke(ctx)
+        except ValidationError as exc:
+            if exc.title != Settings.__name__:
+                raise
+            raise click.ClickException(invalid_settings(exc)) from exc
 
 
 def _module_exists(module: str) -> bool:

@@ -13,7 +13,9 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
+from pydantic import ValidationError
 
+from clickguard.settings import Settings, get_settings
 from clickguard_cli.cli import main
 
 CASES = [
@@ -79,3 +81,33 @@ def test_logs_of_an_unknown_node_name_the_nodes_without_a_traceback(runner: CliR
     assert result.exit_code == 1
     assert "unknown node 'nosuch'" in result.output and "kafka-1" in result.output
     assert isinstance(result.exception, SystemExit)  # a ClickException, not a KeyError
+
+
+@pytest.mark.parametrize(("variable", "value", "says"), [
+    ("CLICKGUARD_PG_PORT", "abc", "CLICKGUARD_PG_PORT='abc': Input should be a valid integer"),
+    ("CLICKGUARD_API_PORT", "70000", "a port must be between 1 and 65535"),
+    ("CLICKGUARD_STREAM_MAX_OFFSETS_PER_TRIGGER", "-5", "must not be negative"),
+    ("CLICKGUARD_DEMO_RATE", "-1.5", "CLICKGUARD_DEMO_RATE='-1.5'"),
+])
+def test_a_bad_setting_is_one_error_line_naming_its_variable(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, says: str
+) -> None:
+    """It was pydantic's traceback, from whichever command read the settings first."""
+    get_settings.cache_clear()
+    monkeypatch.setenv(variable, value)
+    try:
+        for args in (["config"], ["stack", "status"]):
+            result = runner.invoke(main, args)
+            assert result.exit_code == 1, (args, result.output)
+            assert isinstance(result.exception, SystemExit)  # a ClickException: no traceback
+            assert "invalid configuration" in result.output and says in result.output
+    finally:
+        get_settings.cache_clear()
+
+
+def test_settings_in_range_are_accepted() -> None:
+    s = Settings(_env_file=None, api_port=65535, stream_restart_backoff_s=0,
+                 stream_max_offsets_per_trigger=1)
+    assert (s.api_port, s.stream_restart_backoff_s) == (65535, 0)
+    with pytest.raises(ValidationError, match="kafka_broker_port_base"):
+        Settings(_env_file=None, kafka_broker_port_base=0)
