@@ -29,6 +29,7 @@ are also in its materialization metadata (``snapshot_mark``, ``source_marks``).
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -345,9 +346,16 @@ def read_table_days(
     return spark.read.jdbc(postgres.jdbc_url, table, predicates=preds, properties=props)
 
 
+# stage_<table>_<unix seconds of its creation>_<random>: a run that crashes between creating and
+# dropping its stage table (SIGKILL, OOM, power loss) leaves it behind; sweep_stages drops those
+# older than STAGE_MAX_AGE_S (no run holds one that long). Names of older versions had no time.
+STAGE_NAME = re.compile(r"^stage_[a-z_]+_(?:(\d{10})_[0-9a-f]{6}|[0-9a-f]{10})$")
+STAGE_MAX_AGE_S = 24 * 3600.0
+
+
 def stage(postgres: PostgresResource, like_table: str, df: Any) -> str:
     """Write ``df`` into a fresh UNLOGGED table shaped like ``like_table``; returns its name."""
-    name = f"stage_{like_table}_{uuid.uuid4().hex[:10]}"
+    name = f"stage_{like_table}_{int(time.time())}_{uuid.uuid4().hex[:6]}"
     with postgres.connect(autocommit=True) as conn:
         conn.execute(
             sql.SQL("CREATE UNLOGGED TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(
@@ -367,6 +375,24 @@ def stage(postgres: PostgresResource, like_table: str, df: Any) -> str:
         drop_stage(postgres, name)
         raise
     return name
+
+
+def sweep_stages(postgres: PostgresResource, max_age_s: float = STAGE_MAX_AGE_S) -> list[str]:
+    """Drop stage tables left by crashed runs (created more than ``max_age_s`` ago, or named
+    without a time by an older version); returns their names."""
+    with postgres.connect(autocommit=True) as conn:
+        names = [r[0] for r in conn.execute(
+            "SELECT relname FROM pg_class WHERE relkind = 'r' AND relname LIKE %s"
+            " AND pg_table_is_visible(oid)", ("stage\\_%",))]
+        now = time.time()
+        stale = []
+        for name in names:
+            m = STAGE_NAME.match(name)
+            if m and (m.group(1) is None or now - int(m.group(1)) > max_age_s):
+                stale.append(name)
+        for name in stale:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+    return stale
 
 
 def drop_stage(postgres: PostgresResource, name: str) -> None:
@@ -464,6 +490,10 @@ def materialize_days(
 ) -> dg.MaterializeResult:
     """Settle the snapshot mark, plan, compute, stage and swap; metadata lists the days recomputed,
     their row counts and the marks the reads applied (the checks apply the same)."""
+    swept = sweep_stages(postgres)
+    if swept:
+        context.log.warning(f"dropped {len(swept)} stage table(s) left by crashed runs: "
+                            f"{', '.join(swept)}")
     with postgres.connect(autocommit=True) as conn:
         mark = spec.source.settle(conn, batch.batch_snapshot_timeout_s)
         plan = plan_days(conn, spec, config, batch.batch_change_overlap_s, mark)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -167,3 +168,31 @@ def test_a_swap_leaves_fresh_planner_statistics(
     assert stored > 0
     assert clean.execute(
         "SELECT reltuples FROM pg_class WHERE relname = 'daily_sessions'").fetchone()[0] == stored
+
+
+def test_a_run_drops_stage_tables_left_by_crashed_runs(
+    events: list, clean: psycopg.Connection, resources: dict
+) -> None:
+    """A run SIGKILLed between creating and dropping its stage table left it behind for good
+    (a trial: `stage_daily_sessions_6257dd4f8e` after a kill mid-run). The next run drops
+    those of crashed runs, says so, and leaves a stage table a running run may still use."""
+    now = int(time.time())
+    crashed = f"stage_daily_sessions_{now - 2 * 86400}_abc123"
+    older_version = "stage_popular_items_6257dd4f8e"
+    in_use = f"stage_daily_sessions_{now - 60}_def456"
+    for name in (crashed, older_version, in_use):
+        clean.execute(f"CREATE UNLOGGED TABLE {name} (LIKE daily_sessions)")
+    try:
+        with dg.DagsterInstance.ephemeral() as instance:
+            result = dg.materialize([*BATCH_ASSETS, *ASSET_CHECKS_BATCH], resources=resources,
+                                    selection="daily_sessions", instance=instance)
+            assert result.success
+            said = [e.user_message for e in instance.all_logs(result.run_id)
+                    if "left by crashed runs" in e.user_message]
+        left = {r[0] for r in clean.execute(
+            "SELECT relname FROM pg_class WHERE relkind = 'r' AND relname LIKE 'stage\\_%'")}
+        assert left == {in_use}  # the run's own stage table is gone too
+        assert len(said) == 1 and crashed in said[0] and older_version in said[0]
+    finally:
+        for name in (crashed, older_version, in_use):
+            clean.execute(f"DROP TABLE IF EXISTS {name}")
