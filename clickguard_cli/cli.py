@@ -12,7 +12,7 @@ import click
 from pydantic import ValidationError
 
 from clickguard.cli_types import COUNT, POSITIVE
-from clickguard.settings import Settings, env_name, get_settings, invalid_settings
+from clickguard.settings import Settings, env_name, env_value, get_settings, invalid_settings
 
 if TYPE_CHECKING:  # annotations only: the stack manager is imported when a command runs
     from clickguard_stack.manager import Stack
@@ -187,10 +187,14 @@ def config(env_example: bool) -> None:
     if env_example:
         click.echo(template(), nl=False)
         return
-    for name, value in get_settings().model_dump().items():
+    # in .env syntax: a line pasted into .env means what it shows (an unset value printed as
+    # `None` would have set the text "None", e.g. an external Kafka at host None)
+    for name, value in get_settings().model_dump(mode="json").items():
         secret = "password" in name or name.endswith(("token", "key"))
-        shown = "***" if secret and value else value
-        click.echo(f"{env_name(name)}={shown}")
+        if value is None:
+            click.echo(f"# {env_name(name)}=  (not set)")
+        else:
+            click.echo(f"{env_name(name)}={'***' if secret and value else env_value(value)}")
 
 
 @main.command()

@@ -8,6 +8,7 @@ here (``make_context``: types and callbacks, never the command's body), so a val
 through again fails this test instead of starting a stack.
 """
 
+import os
 from pathlib import Path
 
 import click
@@ -111,3 +112,27 @@ def test_settings_in_range_are_accepted() -> None:
     assert (s.api_port, s.stream_restart_backoff_s) == (65535, 0)
     with pytest.raises(ValidationError, match="kafka_broker_port_base"):
         Settings(_env_file=None, kafka_broker_port_base=0)
+
+
+def test_config_prints_what_an_env_file_reads_back(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`clickguard config` lines pasted into .env mean what they show: an unset value is a
+    commented line (it printed `CLICKGUARD_KAFKA_BOOTSTRAP=None`: pasted, an external Kafka at
+    host "None"), lists are JSON."""
+    get_settings.cache_clear()
+    try:
+        result = runner.invoke(main, ["config"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert "# CLICKGUARD_KAFKA_BOOTSTRAP=  (not set)" in result.output
+    assert "=None" not in result.output
+    env_file = tmp_path / "pasted.env"
+    env_file.write_text(result.output)
+    for name in [k for k in os.environ if k.startswith("CLICKGUARD_")]:
+        monkeypatch.delenv(name)
+    shown, read_back = Settings(), Settings(_env_file=env_file)
+    secret = [n for n in Settings.model_fields if "password" in n or n.endswith(("token", "key"))]
+    assert read_back.model_dump(exclude=set(secret)) == shown.model_dump(exclude=set(secret)) | {
+        "home": read_back.home}  # `runner` points CLICKGUARD_HOME at a temp folder
