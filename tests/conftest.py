@@ -18,10 +18,39 @@ def settings() -> Settings:
     return get_settings()
 
 
+# nodes a `make run` (or `clickguard stack up`) leaves running and the tests only start for
+# themselves, one at a time, and stop again
+PLATFORM_APPS = ("streaming", "api", "dagster-code", "dagster-webserver", "dagster-daemon",
+                 "dashboard")
+ON_RUNNING_PLATFORM = "CLICKGUARD_TESTS_ON_RUNNING_PLATFORM"
+
+
+_platform_checked: list[bool] = []
+
+
+def refuse_a_running_platform(s: Stack) -> None:
+    """`make test` beside `make run` used the same run folder and ports: its fixtures deleted the
+    demo's raw topic, emptied its tables and stopped its stream. Stop the session instead, and
+    say how to run it anyway. Checked once, when the session first needs the stack (later, app
+    nodes the tests started themselves may be up)."""
+    if _platform_checked:
+        return
+    _platform_checked.append(True)
+    running = [n for n in PLATFORM_APPS if s.node(n).pid() is not None]
+    if running and not os.environ.get(ON_RUNNING_PLATFORM):
+        pytest.exit(
+            f"a running platform uses {s.settings.home} ({', '.join(running)} up): the tests "
+            "would reset its stream (delete the raw topic, empty the event tables) and stop its "
+            "nodes. Stop it first (`make stop`), give the tests a run folder and ports of their "
+            "own (CLICKGUARD_HOME and the CLICKGUARD_*_PORT variables), or set "
+            f"{ON_RUNNING_PLATFORM}=1 to run on it anyway.", returncode=3)
+
+
 @pytest.fixture(scope="session")
 def stack(settings: Settings) -> Iterator[Stack]:
     """The infrastructure nodes, healthy. Started (and stopped at the end) only if needed."""
     s = Stack(settings, echo=lambda _msg: None)
+    refuse_a_running_platform(s)
     started = [r.name for r in s.status() if r.name in INFRA and not r.healthy]
     if started:
         s.up(list(INFRA))
@@ -36,6 +65,7 @@ def postgres_alone(settings: Settings) -> Iterator[Settings]:
     """PostgreSQL only (started if needed, stopped at the end if started here), bootstrapped:
     for tests that need no Kafka, registry or stream."""
     s = Stack(settings, echo=lambda _msg: None)
+    refuse_a_running_platform(s)
     started = not s.node("postgres").status().healthy
     if started:
         s.up(["postgres"])
