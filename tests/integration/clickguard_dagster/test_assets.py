@@ -180,6 +180,8 @@ def test_a_run_drops_stage_tables_left_by_crashed_runs(
     crashed = f"stage_daily_sessions_{now - 2 * 86400}_abc123"
     older_version = "stage_popular_items_6257dd4f8e"
     in_use = f"stage_daily_sessions_{now - 60}_def456"
+    query = "SELECT relname FROM pg_class WHERE relkind = 'r' AND relname LIKE 'stage\\_%'"
+    others = {r[0] for r in clean.execute(query)}  # recent ones of other runs (kept)
     for name in (crashed, older_version, in_use):
         clean.execute(f"CREATE UNLOGGED TABLE {name} (LIKE daily_sessions)")
     try:
@@ -189,9 +191,8 @@ def test_a_run_drops_stage_tables_left_by_crashed_runs(
             assert result.success
             said = [e.user_message for e in instance.all_logs(result.run_id)
                     if "left by crashed runs" in e.user_message]
-        left = {r[0] for r in clean.execute(
-            "SELECT relname FROM pg_class WHERE relkind = 'r' AND relname LIKE 'stage\\_%'")}
-        assert left == {in_use}  # the run's own stage table is gone too
+        left = {r[0] for r in clean.execute(query)}
+        assert left - others == {in_use}  # the run's own stage table is gone too
         assert len(said) == 1 and crashed in said[0] and older_version in said[0]
     finally:
         for name in (crashed, older_version, in_use):
