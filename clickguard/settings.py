@@ -229,6 +229,9 @@ class Settings(BaseSettings):
         3, ge=1, description="Failed job runs in a row without ledger progress = crash-looping"
     )
     stream_db_retry_s: float = Field(300.0, description="How long a batch retries a down DB")
+    stream_kafka_wait_s: float = Field(
+        120.0, description="How long a driver's first start waits for the raw topic to answer "
+        "(`stack up` starts the stream while the brokers start)")
     stream_max_string_bytes: int = Field(
         32_768, description="Longest string field (UTF-8 bytes) stored; longer = DLQ unstorable"
     )

@@ -46,7 +46,6 @@ log = logging.getLogger("streaming_job.job")
 QUERY_NAME = "clickguard-stream"
 IDLE_BEAT_S = 5.0
 WARM_EVERY_S = 45.0  # a standby re-runs warm_spark before Spark reaps idle Python workers
-KAFKA_WAIT_S = 120.0  # a first start waits this long for the brokers (wait_for_kafka)
 ACTIVE_PID_FILE = "job.pid"
 # the columns of the Kafka source, for the warm-up job of the "workers" decode path
 KAFKA_DDL = ("key binary, value binary, partition int, offset long, timestamp timestamp, "
@@ -192,13 +191,15 @@ def warm_up(spark: Any, sink: BatchSink, jvm: bool = False) -> float:
     return time.monotonic() - t0
 
 
-def wait_for_kafka(settings: Settings, timeout: float = KAFKA_WAIT_S) -> bool:
-    """Wait until the raw topic answers with its partitions' end offsets, at most ``timeout``.
+def wait_for_kafka(settings: Settings, timeout: float | None = None) -> bool:
+    """Wait until the raw topic answers with its partitions' end offsets, at most ``timeout``
+    (default: ``settings.stream_kafka_wait_s``).
 
     `stack up` starts the stream while the brokers are still starting (after a crash they
     recover their logs first), so that Spark's start overlaps theirs; a query started before
     they answer fails, and the supervisor would count a failed run. On the supervisor's first
     start only. Returns whether Kafka answered (if not, the query start reports why)."""
+    limit = settings.stream_kafka_wait_s if timeout is None else timeout
     t0 = time.monotonic()
     said = False
     while True:
@@ -210,8 +211,8 @@ def wait_for_kafka(settings: Settings, timeout: float = KAFKA_WAIT_S) -> bool:
             why = f"topic {settings.topic_raw} has no partitions yet"
         except Exception as exc:  # noqa: BLE001 - brokers still starting: ask again
             why = stream_state.short_error(str(exc)) or type(exc).__name__
-        if time.monotonic() - t0 >= timeout:
-            log.warning("Kafka did not answer in %.0fs (%s): starting anyway", timeout, why)
+        if time.monotonic() - t0 >= limit:
+            log.warning("Kafka did not answer in %.0fs (%s): starting anyway", limit, why)
             return False
         if not said:
             log.info("waiting for Kafka (%s)", why)

@@ -15,9 +15,11 @@ pytestmark = pytest.mark.integration
 
 
 def test_stop_during_startup_leaves_no_process(stack: Stack, tmp_path: Path) -> None:
-    # nothing listens on port 9: the Kafka source waits for brokers forever
+    # nothing listens on port 9: the Kafka source waits for brokers forever (the driver's own
+    # wait for Kafka before it is cut to 1 s: it took 120 s of this test)
     # started without `stack start`'s wait for a running query, which never comes here
-    with private_stream(tmp_path, {"CLICKGUARD_KAFKA_BOOTSTRAP": "127.0.0.1:9"},
+    with private_stream(tmp_path, {"CLICKGUARD_KAFKA_BOOTSTRAP": "127.0.0.1:9",
+                                   "CLICKGUARD_STREAM_KAFKA_WAIT_S": "1"},
                         start=False) as run:
         node = run.stack.node("streaming")
         supervisor = node.start()
