@@ -186,12 +186,23 @@ def streaming_job_pid(settings: Settings) -> int | None:
 
 def kill_tree(pid: int) -> list[int]:
     """SIGKILL ``pid`` and all its descendants (a crash of the whole process tree)."""
-    victims = [pid, *procs.descendants(pid)]
-    for p in victims:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    return kill_trees([pid])
+
+
+def kill_trees(pids: list[int]) -> list[int]:
+    """SIGKILL the trees of ``pids`` at once; returns every pid killed.
+
+    Every process is first stopped (SIGSTOP), so none sees another die and reacts (a broker
+    starting a controlled shutdown, the supervisor starting a driver, PostgreSQL's postmaster
+    cleaning up after a backend): all of them die in the state they were in.
+    """
+    victims = [q for p in pids for q in (p, *procs.descendants(p))]
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for p in victims:
+            try:
+                os.kill(p, sig)
+            except ProcessLookupError:
+                pass
     if not procs.wait_dead(victims, 15):
         raise RuntimeError(f"processes {victims} survived SIGKILL")
     return victims
@@ -477,27 +488,9 @@ def _api(ctx: FaultContext) -> None:
 
 
 def crash_nodes(stack: Stack) -> tuple[list[str], list[int]]:
-    """SIGKILL every process of every running node at once; returns (nodes, pids).
-
-    Every process is first stopped (SIGSTOP), so none sees another die and reacts (a broker
-    starting a controlled shutdown, the supervisor starting a driver, PostgreSQL's postmaster
-    cleaning up after a backend): all of them die in the state they were in.
-    """
-    names = [n for n in stack.nodes if stack.node(n).pid() is not None]
-    victims: list[int] = []
-    for name in names:
-        pid = stack.node(name).pid()
-        if pid is not None:
-            victims += [pid, *procs.descendants(pid)]
-    for sig in (signal.SIGSTOP, signal.SIGKILL):
-        for p in victims:
-            try:
-                os.kill(p, sig)
-            except ProcessLookupError:
-                pass
-    if not procs.wait_dead(victims, 15):
-        raise RuntimeError(f"processes {victims} survived SIGKILL")
-    return names, victims
+    """SIGKILL every process of every running node at once; returns (nodes, pids)."""
+    running = {name: pid for name in stack.nodes if (pid := stack.node(name).pid()) is not None}
+    return list(running), kill_trees(list(running.values()))
 
 
 def _stack_crash(ctx: FaultContext) -> None:

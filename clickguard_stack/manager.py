@@ -152,9 +152,10 @@ class Stack:
         # the stream's Spark start (≈ 15 s) runs while the brokers start, not after them
         early = [n for n in wanted if self.nodes[n].starts_with_kafka
                  and all(d in INFRA or d not in wanted for d in self.nodes[n].needs)]
-        if early and kafka_names:
-            if "registry" in wanted:
-                self._wait("registry", timeout)
+        early_start = bool(early and kafka_names)
+        if "registry" in wanted and early_start:
+            self._wait("registry", timeout)  # the stream reads schemas from its first batch
+        if early_start:
             for n in early:
                 start(n)
         if kafka_names:
@@ -180,7 +181,7 @@ class Stack:
                     lambda: kafka_helpers.cluster_health(self.settings).ready(every), timeout
                 ):
                     raise RuntimeError(self._failure("partitions lack a full ISR", kafka_names))
-        if "registry" in wanted:
+        if "registry" in wanted and not early_start:
             self._wait("registry", timeout)
         for n in wanted:
             if n in INFRA:

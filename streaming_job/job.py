@@ -226,14 +226,8 @@ def fresh_start_warm_up(spark: Any, settings: Settings) -> None:
     client and compiled the batch path itself: events of the first 10 s waited p95 5.4-11.0 s
     (docs/results/cold-start-2026-12-03). `stack up` waits for the query, so this runs before
     traffic; a restart after a crash skips it (a backlog may be waiting, and the first batch
-    pays the same cost)."""
+    pays the same cost). Called only once `wait_for_kafka` saw the raw topic answer."""
     t0 = time.monotonic()
-    try:  # unreachable brokers would hold this driver here, before the lease: skip then
-        if not end_offsets(settings, settings.topic_raw, timeout=5.0):
-            raise RuntimeError(f"topic {settings.topic_raw} has no partitions")
-    except Exception as exc:  # noqa: BLE001 - the query start reports Kafka problems
-        log.warning("fresh-start Kafka warm-up skipped: %s", stream_state.short_error(str(exc)))
-        return
     try:
         rows = warm_kafka(spark, settings)
     except Exception as exc:  # noqa: BLE001 - a cold first batch is slower, not wrong
@@ -362,10 +356,10 @@ def main() -> int:
     # sink paths, DB connection and temp tables, Kafka producer; on the supervisor's first start
     # also Spark's batch path and a Kafka read (see fresh_start_warm_up)
     fresh = os.environ.get("CLICKGUARD_DRIVER_FRESH") == "1"
-    if fresh:  # started with the brokers by `stack up`: what follows touches Kafka
-        wait_for_kafka(settings)
+    # started with the brokers by `stack up`: what follows touches Kafka
+    kafka_ok = fresh and wait_for_kafka(settings)
     warm_s = warm_up(spark, sink, jvm=fresh)
-    if fresh:
+    if kafka_ok:  # unreachable brokers would hold this driver here, before the lease
         fresh_start_warm_up(spark, settings)
     log.info("driver %s warm: Spark %.1fs, warm-up %.1fs; waiting for the lease",
              holder, spark_s, warm_s)

@@ -25,17 +25,13 @@ PLATFORM_APPS = ("streaming", "api", "dagster-code", "dagster-webserver", "dagst
 ON_RUNNING_PLATFORM = "CLICKGUARD_TESTS_ON_RUNNING_PLATFORM"
 
 
-_platform_checked: list[bool] = []
-
-
-def refuse_a_running_platform(s: Stack) -> None:
+@pytest.fixture(scope="session")
+def not_on_a_running_platform(settings: Settings) -> None:
     """`make test` beside `make run` used the same run folder and ports: its fixtures deleted the
     demo's raw topic, emptied its tables and stopped its stream. Stop the session instead, and
-    say how to run it anyway. Checked once, when the session first needs the stack (later, app
-    nodes the tests started themselves may be up)."""
-    if _platform_checked:
-        return
-    _platform_checked.append(True)
+    say how to run it anyway. A session fixture: checked once, when the session first needs the
+    stack (later, app nodes the tests started themselves may be up)."""
+    s = Stack(settings, echo=lambda _msg: None)
     running = [n for n in PLATFORM_APPS if s.node(n).pid() is not None]
     if running and not os.environ.get(ON_RUNNING_PLATFORM):
         pytest.exit(
@@ -47,10 +43,9 @@ def refuse_a_running_platform(s: Stack) -> None:
 
 
 @pytest.fixture(scope="session")
-def stack(settings: Settings) -> Iterator[Stack]:
+def stack(settings: Settings, not_on_a_running_platform: None) -> Iterator[Stack]:
     """The infrastructure nodes, healthy. Started (and stopped at the end) only if needed."""
     s = Stack(settings, echo=lambda _msg: None)
-    refuse_a_running_platform(s)
     started = [r.name for r in s.status() if r.name in INFRA and not r.healthy]
     if started:
         s.up(list(INFRA))
@@ -61,11 +56,10 @@ def stack(settings: Settings) -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="session")
-def postgres_alone(settings: Settings) -> Iterator[Settings]:
+def postgres_alone(settings: Settings, not_on_a_running_platform: None) -> Iterator[Settings]:
     """PostgreSQL only (started if needed, stopped at the end if started here), bootstrapped:
     for tests that need no Kafka, registry or stream."""
     s = Stack(settings, echo=lambda _msg: None)
-    refuse_a_running_platform(s)
     started = not s.node("postgres").status().healthy
     if started:
         s.up(["postgres"])
