@@ -144,6 +144,14 @@ class Settings(BaseSettings):
     )
     pg_registry_password: str = "clickguard-registry"
     pg_bin_dir: Path | None = Field(None, description="Folder of initdb/pg_ctl; found if unset")
+    # 64MB (was 128): VmRSS summed over the node counted the shared buffers once per process
+    # that had touched them (the stream's backend, the background writer, the checkpointer:
+    # 946 MB at 5,000 ev/s for a 128 MB pool); the OS page cache holds what does not fit.
+    # e2e p95 / p99 at 5,000 ev/s did not suffer (docs/performance.md, eighth pass)
+    pg_shared_buffers: str = Field(
+        "64MB", pattern=r"^[0-9]+(kB|MB|GB)$",
+        description="shared_buffers of the local PostgreSQL node (given at each start)",
+    )
     events_retention_days: int = Field(
         30, description="Days of events kept: the Dagster job event_partitions drops older day "
         "partitions and trims late_events, anomalies and minute_counts (0 = keep every day)"

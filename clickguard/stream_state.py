@@ -28,6 +28,15 @@ from pathlib import Path
 from typing import Any
 
 SUPERVISOR_COMPONENT = "streaming_supervisor"
+# one row per component of the stream (the sink, each driver, the supervisor): (component,
+# status, details json). Here, not in streaming_job.sink: the supervisor writes it too, and
+# importing the sink (pyarrow, numpy) cost its process 62 MB of RSS
+HEARTBEAT = """
+INSERT INTO stream_heartbeat (component, beat_at, status, details)
+VALUES (%s, clock_timestamp(), %s, %s)
+ON CONFLICT (component) DO UPDATE
+SET beat_at = EXCLUDED.beat_at, status = EXCLUDED.status, details = EXCLUDED.details
+"""
 STATUS_FILE = "stream-status.json"
 EXIT_FILE = "job-exit.json"
 DRIVER_ROLES = ("starting", "standby", "active", "fenced", "stopped")

@@ -420,15 +420,12 @@ class PostgresNode(Node):
         )
         pwfile.unlink()
         conf = self.data_dir / "postgresql.conf"
-        # shared_buffers 128MB (was 256): every backend that touches a buffer maps it, so RSS
-        # summed over the node counted those pages once per process (693 MB at 5,000 ev/s, PSS
-        # 307 MB); the OS page cache still holds what the API reads (issue 10 memory budget)
         with conf.open("a") as f:
             f.write(
                 "\n# clickguard\n"
                 f"listen_addresses = '127.0.0.1'\nport = {self.settings.pg_port}\n"
                 f"unix_socket_directories = '{self.socket_dir}'\n"
-                "max_connections = 200\nshared_buffers = 128MB\nwork_mem = 16MB\n"
+                "max_connections = 200\nwork_mem = 16MB\n"
                 "synchronous_commit = on\nwal_level = replica\nmax_wal_size = 2GB\n"
                 "checkpoint_timeout = 10min\nlog_min_messages = warning\n"
                 "effective_cache_size = 2GB\njit = off\n"
@@ -467,11 +464,13 @@ class PostgresNode(Node):
         self.log_file.touch()
         self.own(self.log_file)
         logged = self.log_file.stat().st_size
+        s = self.settings
         done = subprocess.run(
             self._as_owner([
                 self._bin("pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),
-                # the configured port wins over the one a data folder was initialised with
-                "-o", f"-p {self.settings.pg_port}", "-w", "-t", "60", "start",
+                # the configured port and pool size win over a data folder's own
+                "-o", f"-p {s.pg_port} -c shared_buffers={s.pg_shared_buffers}",
+                "-w", "-t", "60", "start",
             ]),
             check=False, capture_output=True, text=True,
         )

@@ -62,7 +62,7 @@ import pyarrow.csv as pacsv
 from confluent_kafka import KafkaException, Producer
 from psycopg.types.json import Jsonb
 
-from clickguard import db, ledger
+from clickguard import db, ledger, stream_state
 from clickguard.contract import DlqReason, pg_text
 from clickguard.kafka import producer_config
 from clickguard.settings import Settings
@@ -132,12 +132,6 @@ VALUES (%(query_id)s, %(batch_id)s, %(started_at)s, clock_timestamp(), %(input_r
     coalesce((SELECT sum(events) FROM minute_counts WHERE scope = 'all'
               AND minute >= date_trunc('minute', %(watermark)s::timestamptz)), 0),
     %(offsets)s, %(driver)s, %(driver_epoch)s)
-"""
-HEARTBEAT = """
-INSERT INTO stream_heartbeat (component, beat_at, status, details)
-VALUES (%s, clock_timestamp(), %s, %s)
-ON CONFLICT (component) DO UPDATE
-SET beat_at = EXCLUDED.beat_at, status = EXCLUDED.status, details = EXCLUDED.details
 """
 HEARTBEAT_COMPONENT = "streaming_job"
 # Executor-side sink (stream_decode = executors): the scratch table of migration 0011.
@@ -627,7 +621,7 @@ class BatchSink:
                 beat = {k: v for k, v in row.items() if k not in ("offsets", "started_at")}
                 beat["anomalies_by_type"] = found
                 cur.execute(
-                    HEARTBEAT,
+                    stream_state.HEARTBEAT,
                     (HEARTBEAT_COMPONENT, "batch", Jsonb(json.loads(
                         json.dumps(beat, default=_json_default)))),
                 )

@@ -35,7 +35,6 @@ from clickguard import db, ledger, procs, stream_state
 from clickguard.settings import Settings, get_settings
 from clickguard.stream_state import FailedRun, StreamRunState
 from streaming_job.lease import FENCED_RC
-from streaming_job.sink import HEARTBEAT
 
 log = logging.getLogger("streaming_job.supervisor")
 JOB_PID_FILE = "job.pid"
@@ -78,7 +77,7 @@ class Reporter:
         stream_state.write_json(self.folder / stream_state.STATUS_FILE, state.to_dict())
         try:
             with db.connect(self.settings, "writer", autocommit=True) as c:
-                c.execute(HEARTBEAT, (stream_state.SUPERVISOR_COMPONENT, state.state,
+                c.execute(stream_state.HEARTBEAT, (stream_state.SUPERVISOR_COMPONENT, state.state,
                                       json.dumps(state.to_dict(), default=str)))
         except Exception as exc:  # noqa: BLE001 - the status file still says it
             log.warning("supervisor heartbeat failed: %s", str(exc).strip().splitlines()[0])

@@ -103,3 +103,14 @@ def test_a_live_process_named_in_the_lock_file_is_a_clear_error(
     finally:
         other.kill()
         other.wait()
+
+
+def test_shared_buffers_come_from_the_settings_at_each_start(node: PostgresNode) -> None:
+    """An existing data folder gets the configured pool too (it is not only written at initdb):
+    users upgrading keep their cluster and get the smaller pool at their next start."""
+    for size in ("48MB", "24MB"):
+        node.settings = node.settings.model_copy(update={"pg_shared_buffers": size})
+        node.start()
+        with psycopg.connect(node.settings.pg_dsn("superuser", "postgres")) as conn:
+            assert conn.execute("SHOW shared_buffers").fetchone() == (size,)
+        node.stop()

@@ -13,12 +13,12 @@ import pytest
 from confluent_kafka.admin import NewTopic
 from psycopg.pq import TransactionStatus
 
-from clickguard import db
+from clickguard import db, stream_state
 from clickguard import kafka as kafka_helpers
 from clickguard.settings import Settings
 from clickguard_stack.manager import Stack
 from streaming_job.job import wait_for_kafka
-from streaming_job.sink import HEARTBEAT, BatchSink
+from streaming_job.sink import BatchSink
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,7 @@ def test_warm_up_leaves_no_open_transaction(stack: Stack, settings: Settings) ->
         assert sink.conn.info.transaction_status is TransactionStatus.IDLE
         component = f"warm-up-test-{uuid.uuid4().hex[:8]}"
         with sink.conn.transaction():
-            sink.conn.execute(HEARTBEAT, (component, "test", "{}"))
+            sink.conn.execute(stream_state.HEARTBEAT, (component, "test", "{}"))
         with db.connect(settings, "reader", autocommit=True) as other:
             seen = other.execute(
                 "SELECT count(*) FROM stream_heartbeat WHERE component = %s", (component,)
