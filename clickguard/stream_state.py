@@ -27,6 +27,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+# the components that write stream_heartbeat rows: the sink after each batch, each driver
+# between batches, the supervisor about its restart state
+SINK_COMPONENT = "streaming_job"
+DRIVER_COMPONENT = "streaming_driver"
 SUPERVISOR_COMPONENT = "streaming_supervisor"
 # one row per component of the stream (the sink, each driver, the supervisor): (component,
 # status, details json). Here, not in streaming_job.sink: the supervisor writes it too, and

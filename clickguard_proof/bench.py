@@ -379,10 +379,15 @@ def _run_kcat(
 
 
 def _delimiters(records: list[Record]) -> tuple[bytes, bytes]:
-    """Random 8-byte delimiters that occur in no key and no value (checked, not hoped)."""
+    """Random 8-byte delimiters that occur in no key and no value (checked, not hoped).
+
+    kcat's ``parse_delim`` turns ``-D``/``-K`` into a C string: a NUL byte would cut the
+    delimiter short (two bytes of it occur dozens of times in a few MB of Avro, and kcat then
+    splits records), and a backslash would start another escape. Neither may occur.
+    """
     while True:
         kd, md = os.urandom(8), os.urandom(8)
-        if kd == md or b"\\" in kd + md:
+        if kd == md or any(b in (0, 0x5C) for b in kd + md):
             continue
         if not any(kd in r.key or md in r.key or kd in r.value or md in r.value for r in records):
             return kd, md

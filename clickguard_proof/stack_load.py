@@ -136,15 +136,16 @@ def wait_stream_running(settings: Settings, timeout: float = 600.0, echo: object
     """Wait (bounded) until the streaming query itself runs: a fresh ``streaming_driver``
     heartbeat with status ``running`` (the node is "healthy" while Spark is still starting,
     and events produced then would be measured with the start-up in their latency)."""
-    from clickguard import db
+    from clickguard import db, stream_state
 
     deadline, said = time.monotonic() + timeout, False
     while True:
         try:
             with db.connect(settings, "reader", autocommit=True) as conn:
                 row = conn.execute(
-                    "SELECT 1 FROM stream_heartbeat WHERE component = 'streaming_driver' AND "
-                    "status = 'running' AND beat_at > clock_timestamp() - interval '12 seconds'"
+                    "SELECT 1 FROM stream_heartbeat WHERE component = %s AND status = 'running' "
+                    "AND beat_at > clock_timestamp() - interval '12 seconds'",
+                    (stream_state.DRIVER_COMPONENT,),
                 ).fetchone()
         except Exception:  # noqa: BLE001 - the database may be starting too: keep waiting
             row = None

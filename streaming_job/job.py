@@ -279,7 +279,7 @@ def beat(settings: Settings, status: str, details: dict[str, Any]) -> None:
     try:
         with db.connect(settings, "writer", autocommit=True) as conn:
             conn.execute(stream_state.HEARTBEAT,
-                         ("streaming_driver", status, json.dumps(details, default=str)))
+                         (stream_state.DRIVER_COMPONENT, status, json.dumps(details, default=str)))
     except Exception as exc:  # noqa: BLE001 - a down database must not stop the stream
         log.warning("heartbeat failed: %s", exc)
 

@@ -133,7 +133,6 @@ VALUES (%(query_id)s, %(batch_id)s, %(started_at)s, clock_timestamp(), %(input_r
               AND minute >= date_trunc('minute', %(watermark)s::timestamptz)), 0),
     %(offsets)s, %(driver)s, %(driver_epoch)s)
 """
-HEARTBEAT_COMPONENT = "streaming_job"
 # Executor-side sink (stream_decode = executors): the scratch table of migration 0011.
 STAGE_TAG = ["query_id", "batch_id", "attempt", "task", "kind"]
 STAGE_DLQ_COLUMNS = [
@@ -622,7 +621,7 @@ class BatchSink:
                 beat["anomalies_by_type"] = found
                 cur.execute(
                     stream_state.HEARTBEAT,
-                    (HEARTBEAT_COMPONENT, "batch", Jsonb(json.loads(
+                    (stream_state.SINK_COMPONENT, "batch", Jsonb(json.loads(
                         json.dumps(beat, default=_json_default)))),
                 )
                 return row

@@ -39,7 +39,7 @@ def test_crash_looping_makes_health_degraded_and_stream_says_why(
 ) -> None:
     st = looping()
     wpg.execute(BEAT, (stream_state.SUPERVISOR_COMPONENT, st.state, json.dumps(st.to_dict())))
-    wpg.execute(BEAT, ("streaming_driver", "stopped", "{}"))
+    wpg.execute(BEAT, (stream_state.DRIVER_COMPONENT, "stopped", "{}"))
     try:
         r = client.get("/health")
         assert r.status_code == 200  # the API itself serves: degraded, not down

@@ -222,7 +222,8 @@ def test_stream_restart_below_threshold_is_quiet_crash_loop_is_one_alert(
     beat = ("INSERT INTO stream_heartbeat VALUES (%s, now(), %s, %s) ON CONFLICT (component)"
             " DO UPDATE SET beat_at = now(), status = EXCLUDED.status, details = EXCLUDED.details")
     clean.execute(beat, (stream_state.SUPERVISOR_COMPONENT, st.state, json.dumps(st.to_dict())))
-    clean.execute(beat, ("streaming_driver", "stopped", "{}"))  # newest beat: the failed run's
+    # newest beat: the failed run's
+    clean.execute(beat, (stream_state.DRIVER_COMPONENT, "stopped", "{}"))
     quiet = stream_health_sensor(dg.build_sensor_context(resources=res))
     md = quiet.asset_events[0].metadata
     assert (md["status"].value, md["run_state"].value) == ("healthy", "restarting")
