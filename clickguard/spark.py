@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -51,46 +52,22 @@ def spark_conf(settings: Settings, app_name: str, **overrides: Any) -> dict[str,
     return {k: str(v) for k, v in conf.items()}
 
 
-def warm_connect(settings: Settings, rounds: int = 2) -> float:
-    """Run jobs shaped like the batch assets' on the Spark Connect server, so the first Dagster
-    run after a server start does not pay class loading and JIT (a just-started server took
-    21.8 s for daily_sessions on 1 M events, 12.1 s once it had served a run). Returns seconds.
+def require_connect_server(remote: str, timeout: float = 5.0) -> None:
+    """Raise a clear error when the Spark Connect server of ``remote`` (``sc://host:port``)
+    accepts no TCP connection: pyspark's Connect client would retry for many minutes and the
+    Dagster run would hang without a word (seen 2026-12-05: 20 minutes with the server down)."""
+    from urllib.parse import urlsplit
 
-    Per round: a JDBC read of ``events`` that returns no row (loads the PostgreSQL driver and
-    the JDBC scan path), and a per-session aggregation over generated rows with the window,
-    ``min_by``/``max_by`` and conditional sums the session assets use.
-
-    Call it in a process of its own (``python -m clickguard.spark warm``): a Connect session
-    switches pyspark's whole process to Connect mode, and cannot start beside a local Spark."""
-    from pyspark.sql import SparkSession, Window
-    from pyspark.sql import functions as F
-
-    t0 = time.monotonic()
-    remote = f"sc://127.0.0.1:{settings.spark_connect_port}"
-    conf: dict[str, bool | float | int | str | None] = {**sql_session_conf(settings)}
-    spark = SparkSession.builder.remote(remote).config(map=conf).getOrCreate()
-    url, props = settings.pg_jdbc_url, settings.pg_jdbc_properties("reader")
+    url = urlsplit(remote)
+    host, port = url.hostname or "127.0.0.1", url.port or 15002
     try:
-        for _ in range(rounds):
-            spark.read.jdbc(url, "(SELECT event_id, event_ts FROM events WHERE false) AS w",
-                            properties=props).count()
-            ev = spark.range(300_000).selectExpr(
-                "id % 20000 AS session_id", "timestamp_seconds(id) AS event_ts",
-                "CAST(id AS STRING) AS event_id", "CONCAT('/p/', id % 20) AS page",
-                "IF(id % 9 = 0, 'purchase', 'click') AS event_type")
-            gap = F.col("event_ts").cast("long") - F.lag(F.col("event_ts").cast("long")).over(
-                Window.partitionBy("session_id").orderBy("event_ts", "event_id"))
-            order = F.struct("event_ts", "event_id")
-            ev.withColumn("seq", F.sum(F.when(gap > 1800, 1).otherwise(0)).over(
-                Window.partitionBy("session_id").orderBy("event_ts", "event_id"))
-            ).groupBy("session_id", "seq").agg(
-                F.min("event_ts"), F.max("event_ts"), F.count(F.lit(1)),
-                F.sum(F.when(F.col("event_type") == "purchase", 1).otherwise(0)),
-                F.min_by("page", order), F.max_by("page", order),
-            ).count()
-    finally:
-        spark.stop()
-    return time.monotonic() - t0
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        raise RuntimeError(
+            f"the Spark Connect server {remote} is not reachable ({exc}): start it with "
+            "`clickguard stack up spark-connect`, or unset CLICKGUARD_SPARK_REMOTE to run "
+            "each batch run on a local Spark"
+        ) from exc
 
 
 def checkpoint_query_id(checkpoint_dir: Path, timeout: float = 0.0, where: str = "") -> str:
@@ -106,11 +83,3 @@ def checkpoint_query_id(checkpoint_dir: Path, timeout: float = 0.0, where: str =
             raise TimeoutError(f"no checkpoint metadata at {meta} after {timeout:.0f}s{where}")
         time.sleep(0.5)
     return str(json.loads(meta.read_text().splitlines()[0])["id"])
-
-
-if __name__ == "__main__":  # python -m clickguard.spark warm: the Connect server's warm-up
-    from clickguard.settings import get_settings
-
-    if sys.argv[1:] != ["warm"]:
-        sys.exit("usage: python -m clickguard.spark warm")
-    print(f"{warm_connect(get_settings()):.1f}")

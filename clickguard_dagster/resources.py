@@ -39,7 +39,19 @@ from clickguard.settings import (
     pg_jdbc_url,
     pg_ssl_params,
 )
-from clickguard.spark import spark_conf, sql_session_conf
+from clickguard.spark import require_connect_server, spark_conf, sql_session_conf
+
+
+class SparkResource(LazyPySparkResource):
+    """dagster-pyspark's lazy session (no JVM for runs that need none) that fails at once, with
+    what to do, when its Spark Connect server is down instead of hanging in the client's
+    retries."""
+
+    def _init_session(self) -> None:
+        remote = self.spark_config.get("spark.remote")
+        if remote and self._spark_session is None:
+            require_connect_server(str(remote))
+        super()._init_session()
 
 
 class PostgresResource(dg.ConfigurableResource):
@@ -284,7 +296,7 @@ def build_resources(settings: Settings, env: Mapping[str, str] | None = None) ->
         conf = spark_conf(s, "clickguard-dagster", **{"spark.ui.showConsoleProgress": "false"})
     return {
         # lazy: check-only runs and sensors never start a JVM
-        "spark": LazyPySparkResource(spark_config=conf),
+        "spark": SparkResource(spark_config=conf),
         "postgres": PostgresResource(
             host=field("pg_host"), port=field("pg_port"), dbname=field("pg_db"),
             user=field("pg_writer_user"), password=field("pg_writer_password"),

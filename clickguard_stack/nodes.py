@@ -646,7 +646,7 @@ class SparkWorkerNode(SparkNode):
 
 @dataclass
 class SparkConnectNode(SparkNode):
-    warm_up: ClassVar[str] = "the batch assets' kind of Spark job"
+    warm_up: ClassVar[str] = "daily_sessions' Spark plans on generated events"
 
     def argv(self) -> list[str]:
         """SparkSubmit runs the Connect server in this JVM (its driver), with the stack's Spark
@@ -667,11 +667,12 @@ class SparkConnectNode(SparkNode):
         return [*super().argv(), *args]
 
     def warm(self) -> str:
-        """The batch assets' kind of job, run once (clickguard.spark.warm_connect), in a child
-        process: a Connect session would put this one in Connect mode for good. The child reads
-        this stack's settings, every one of them, not the shell's (settings_env)."""
+        """The batch assets' own Spark plans, run by the Dagster code's warm-up module
+        (clickguard_dagster.warm) in a child process: a Connect session would put this one in
+        Connect mode for good, and the stack manager imports no app. The child reads this
+        stack's settings, every one of them, not the shell's (settings_env)."""
         env = settings_env(self.settings, os.environ)
-        done = subprocess.run([sys.executable, "-m", "clickguard.spark", "warm"], env=env,
+        done = subprocess.run([sys.executable, "-m", "clickguard_dagster.warm"], env=env,
                               capture_output=True, text=True, timeout=300, check=False)
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]

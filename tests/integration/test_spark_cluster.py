@@ -53,7 +53,7 @@ def cluster(stack: Stack, settings: Settings) -> Iterator[Stack]:
         SparkSession.builder.master("local[1]").appName("beside-the-warm-up").getOrCreate())
     try:
         s.up(NODES, timeout=180)
-        # the Connect server ran its warm-up job (a JDBC read and a session aggregation)
+        # the Connect server ran its warm-up (daily_sessions' plans, clickguard_dagster.warm)
         assert any(line.startswith("  warmed spark-connect: ran") for line in said), said
         if local is not None:
             local.stop()

@@ -74,58 +74,6 @@ def test_postgres_tls_reaches_libpq_pgjdbc_and_dagster(tmp_path: Path) -> None:
         "postgres_db"]["params"] == {"sslmode": "prefer"}
 
 
-def test_connect_warm_up_and_postgres_resource_build_one_jdbc_url(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The Connect server's warm-up (clickguard.spark.warm_connect) reads PostgreSQL through
-    the URL the batch assets' resource gives for the same settings, TLS parameters included
-    (one builder: clickguard.settings.pg_jdbc_url); only the role differs."""
-    import pyspark.sql
-
-    from clickguard import spark
-    from clickguard_dagster.resources import build_resources
-
-    seen: dict[str, object] = {}
-
-    class Read:
-        def jdbc(self, url: str, table: str, properties: dict[str, str]) -> None:
-            seen.update(url=url, properties=properties)
-            raise LookupError("captured")  # the first read is all this test needs
-
-    class Session:
-        read = Read()
-
-        def stop(self) -> None:
-            seen["stopped"] = True
-
-    class Builder:
-        def remote(self, url: str) -> Builder:
-            return self
-
-        def config(self, map: dict[str, str]) -> Builder:
-            return self
-
-        def getOrCreate(self) -> Session:
-            return Session()
-
-    class FakeSparkSession:
-        builder = Builder()
-
-    monkeypatch.setattr(pyspark.sql, "SparkSession", FakeSparkSession)
-    ca = tmp_path / "root.crt"
-    s = Settings(_env_file=None, home=tmp_path, pg_host="db.internal", pg_port=6543,
-                 pg_db="cg", pg_sslmode="verify-full", pg_sslrootcert=ca)
-    with pytest.raises(LookupError, match="captured"):
-        spark.warm_connect(s, rounds=1)
-    pg = build_resources(s)["postgres"]
-    assert seen["url"] == pg.jdbc_url == (
-        "jdbc:postgresql://db.internal:6543/cg"
-        f"?stringtype=unspecified&sslmode=verify-full&sslrootcert={ca}")
-    assert seen["properties"] == {**pg.jdbc_properties, "user": s.pg_reader_user,
-                                  "password": s.pg_reader_password}
-    assert seen["stopped"] is True
-
-
 def test_registry_credentials_become_basic_auth_and_stay_out_of_messages() -> None:
     """A registry that answers 401 without the right basic auth (a real HTTP server on
     127.0.0.1): the client built from ``Settings.schema_registry_url`` gets in, its printable

@@ -296,7 +296,7 @@ def test_a_started_node_warms_up_once_and_a_failed_warm_up_is_loud_not_fatal(
 def test_spark_connect_warm_up_child_gets_this_stacks_settings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The warm-up's child process (python -m clickguard.spark warm) gets every setting of the
+    """The warm-up's child process (python -m clickguard_dagster.warm) gets every setting of the
     stack that started the server, not the shell's."""
     import os
     import subprocess
@@ -313,8 +313,8 @@ def test_spark_connect_warm_up_child_gets_this_stacks_settings(
 
     monkeypatch.setattr(nodes.subprocess, "run", run)
     node = next(n for n in nodes.spark_nodes(s) if n.name == "spark-connect")
-    assert node.warm() == "ran the batch assets' kind of Spark job in 9.5 s"
-    assert seen["argv"] == [nodes.sys.executable, "-m", "clickguard.spark", "warm"]
+    assert node.warm() == "ran daily_sessions' Spark plans on generated events in 9.5 s"
+    assert seen["argv"] == [nodes.sys.executable, "-m", "clickguard_dagster.warm"]
     assert seen["env"] == settings_env(s, os.environ)
     env = seen["env"]
     assert isinstance(env, dict)
@@ -333,5 +333,5 @@ def test_a_warm_up_is_announced_before_it_runs_and_reported_after(
     connect = stack.nodes["spark-connect"]
     monkeypatch.setattr(connect, "warm", lambda: said.append("(warm runs)") or "done it")
     stack._warm(["api", "spark-connect"])
-    assert said == ["  warming up spark-connect: the batch assets' kind of Spark job ...",
-                    "(warm runs)", "  warmed spark-connect: done it"]
+    warming = "  warming up spark-connect: daily_sessions' Spark plans on generated events ..."
+    assert said == [warming, "(warm runs)", "  warmed spark-connect: done it"]
