@@ -10,7 +10,9 @@ Why the real plan: with a warm-up job of another shape (a JDBC read returning no
 smaller aggregation over generated rows) the first run of ``dagster asset materialize --select
 daily_sessions`` on 1 M events after a server start was 2.2–2.7 s slower than the next ones,
 with this one 0.7–1.6 s (docs/results/dagster-connect/2026-12-05/). The JIT compiles the code of
-the plans that run with volume.
+the plans that run with volume, and since the server's sessions share one code-generation
+cache (clickguard_stack/connect_server.py) the classes Spark generates for these plans are the
+ones the runs use.
 """
 
 from __future__ import annotations

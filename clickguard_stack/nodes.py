@@ -649,21 +649,24 @@ class SparkConnectNode(SparkNode):
     warm_up: ClassVar[str] = "daily_sessions' Spark plans on generated events"
 
     def argv(self) -> list[str]:
-        """SparkSubmit runs the Connect server in this JVM (its driver), with the stack's Spark
-        configuration: connector jars (JDBC, Kafka), UTC, local dirs."""
+        """SparkSubmit runs the Connect service in this JVM (its driver), with the stack's Spark
+        configuration: connector jars (JDBC, Kafka), UTC, local dirs. The driver program is
+        clickguard_stack/connect_server.py, not Spark's SparkConnectServer class, so that client
+        sessions share one code-generation cache (that module says why)."""
         from clickguard.spark import spark_conf
 
         s = self.settings
         conf = spark_conf(s, "clickguard-connect", **{
             "spark.master": s.spark_connect_master,
             "spark.ui.enabled": "true", "spark.ui.port": s.spark_connect_ui_port,
+            "spark.sql.artifact.isolation.enabled": "false",
             "spark.connect.grpc.binding.address": "127.0.0.1",
             "spark.connect.grpc.binding.port": s.spark_connect_port,
             "spark.executor.memory": "512m",
         })
         args = ["--driver-memory", self.heap, "--driver-java-options", self.java_opts(),
-                "--class", "org.apache.spark.sql.connect.service.SparkConnectServer",
-                *(a for k, v in conf.items() for a in ("--conf", f"{k}={v}")), "spark-internal"]
+                *(a for k, v in conf.items() for a in ("--conf", f"{k}={v}")),
+                str(Path(__file__).with_name("connect_server.py"))]
         return [*super().argv(), *args]
 
     def warm(self) -> str:

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from clickguard import procs
 from clickguard.settings import REPO_ROOT, Settings
 from clickguard_stack.manager import Stack
 
@@ -36,6 +40,17 @@ df = spark.read.jdbc(jdbc, "(SELECT count(*) AS n FROM schema_migrations) AS t",
 out["migrations"] = df.first()["n"]
 spark.stop()
 print(json.dumps(out))
+"""
+
+# one aggregation whose generated code depends on MODULUS (a literal in the code)
+AGGREGATE = """
+import sys
+from pyspark.sql import SparkSession, functions as F
+url, modulus = sys.argv[1], int(sys.argv[2])
+spark = SparkSession.builder.remote(url).getOrCreate()
+df = spark.range(200_000).withColumn("k", F.col("id") % modulus)
+print(df.groupBy("k").agg(F.sum("id").alias("s"), F.max("id").alias("m")).count())
+spark.stop()
 """
 
 
@@ -123,3 +138,47 @@ def test_batch_assets_on_spark_connect_match_pandas(cluster: Stack, settings: Se
     executors = httpx.get(f"{ui}/{app['id']}/executors", timeout=10).json()
     on_worker = [e for e in executors if e["id"] != "driver"]
     assert on_worker and sum(e["totalTasks"] for e in on_worker) > 0, executors
+
+
+def compilations(settings: Settings) -> int:
+    """Classes the Connect server's driver has compiled so far (Spark's CodeGenerator metrics)."""
+    metrics = httpx.get(f"http://127.0.0.1:{settings.spark_connect_ui_port}/metrics/json/",
+                        timeout=10).json()
+    (count,) = [h["count"] for name, h in metrics["histograms"].items()
+                if name.endswith(".driver.CodeGenerator.compilationTime")]
+    return int(count)
+
+
+def test_client_sessions_share_the_servers_generated_code(
+    cluster: Stack, settings: Settings
+) -> None:
+    """Each `dagster asset materialize` is a new Connect session. A session that runs a query
+    another session ran compiles nothing again (Spark's own SparkConnectServer isolated every
+    session's class loader, and its code cache is per class loader)."""
+    modulus = random.randrange(1_000, 1_000_000)  # code no earlier test compiled
+    url = f"sc://127.0.0.1:{settings.spark_connect_port}"
+    counts = [compilations(settings)]
+    for _session in range(2):
+        proc = subprocess.run([sys.executable, "-c", AGGREGATE, url, str(modulus)],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert proc.stdout.strip().splitlines()[-1] == str(min(modulus, 200_000))
+        counts.append(compilations(settings))
+    assert counts[1] > counts[0], counts  # the first session compiled the query's code
+    assert counts[2] == counts[1], counts  # the second one reused it
+
+
+def test_the_driver_program_ends_with_a_killed_server(cluster: Stack) -> None:
+    """The Connect node's JVM runs clickguard_stack/connect_server.py as its child: SIGKILL the
+    JVM (no shutdown hook runs) and the child must end by itself, not linger as an orphan.
+    Runs last in this module: the server stays down (the fixture's teardown stops the rest)."""
+    node = cluster.node("spark-connect")
+    jvm = node.pid()
+    assert jvm is not None
+    children = procs.descendants(jvm)
+    assert children, "the Connect server's driver program is not running"
+    os.kill(jvm, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while any(procs.is_alive(c) for c in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [c for c in children if procs.is_alive(c)], "orphaned after the JVM died"
