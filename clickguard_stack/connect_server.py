@@ -15,13 +15,13 @@ Why not Spark's own ``SparkConnectServer`` main class: it forces per-session art
 builder, over any ``--conf``), so each client session gets its own class loader, and Spark keys
 its code-generation cache by class loader (SPARK-44795): every new session, e.g. each
 ``dagster asset materialize`` run, compiled all its generated code again and ran it in the JVM's
-interpreter until the JIT caught up, ≈ 0.9 s more for ``daily_sessions``' first job on 1 M events
+interpreter until the JIT caught up, ≈ 1 s more for ``daily_sessions``' first job on 1 M events
 (docs/results/dagster-connect/2026-12-05-shared-codegen/). Without isolation the sessions share
 the application's class loader: artifacts a client adds (jars, files) are visible to every
 session, which suits this single-user server bound to 127.0.0.1.
 
 Only py4j is imported (not pyspark.sql, which pulls pandas and pyarrow into a process that
-idles): this process holds ≈ 20 MB.
+idles): this process holds ≈ 23 MB of RSS.
 """
 
 from __future__ import annotations
