@@ -53,6 +53,21 @@ class SparkResource(LazyPySparkResource):
             require_connect_server(str(remote))
         super()._init_session()
 
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        """End the run's Spark Connect session on the server. dagster-pyspark never stops its
+        session: a local Spark ends with the run's process, but the Connect server kept every
+        finished run's session (its state, its cached ML objects) until its idle timeout, one a
+        minute while the live sensor launches runs. A failure here only logs: the run's work
+        is done."""
+        session = self._spark_session
+        if session is None or not self.spark_config.get("spark.remote"):
+            return
+        try:
+            session.stop()
+        except Exception as exc:  # noqa: BLE001 - the server drops it at its timeout anyway
+            if context.log is not None:
+                context.log.warning(f"could not end the Spark Connect session: {exc!r}")
+
 
 class PostgresResource(dg.ConfigurableResource):
     """The application database as the writer role (psycopg for SQL, JDBC URL for Spark)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -138,6 +139,18 @@ def test_batch_assets_on_spark_connect_match_pandas(cluster: Stack, settings: Se
     executors = httpx.get(f"{ui}/{app['id']}/executors", timeout=10).json()
     on_worker = [e for e in executors if e["id"] != "driver"]
     assert on_worker and sum(e["totalTasks"] for e in on_worker) > 0, executors
+    # every run ended its Connect session on the server (dagster-pyspark alone left each one
+    # open until the server's idle timeout); the server's UI learns it from its event bus
+    deadline, online = time.monotonic() + 15, ""
+    while time.monotonic() < deadline:
+        page = httpx.get(f"http://127.0.0.1:{settings.spark_connect_ui_port}/connect/",
+                         timeout=10).text
+        text = " ".join(re.sub(r"<[^>]+>", " ", page).split())  # sentence split by tags, lines
+        online = " ".join(re.findall(r"\d+ session\(s\) are online", text))
+        if online == "0 session(s) are online":
+            break
+        time.sleep(0.5)
+    assert online == "0 session(s) are online", online
 
 
 def compilations(settings: Settings) -> int:
