@@ -102,9 +102,15 @@ class Settings(BaseSettings):
     # live heap after a full GC ≈ 45 MB once the log cleaner's buffer is 16 MiB (nodes.py)
     kafka_heap: str = "256m"
     # a SIGKILLed broker stays in every ISR until the controller fences it after this long, so
-    # acks=all writes stall that long. 2 s was tried (issue 10): one CI run then failed a
-    # `stack up` of a restarted cluster, where 3 JVMs starting on 2 cores delay heartbeats
-    kafka_session_timeout_ms: int = 4000
+    # acks=all writes stall that long (issue 10: delivery p99 with a broker SIGKILLed ≈ this +
+    # 0.2 s; docs/producer.md). Heartbeats every 250 ms leave 8 per session, so a broker is only
+    # fenced after 2 s without any, not after a few delayed ones on 2 busy cores
+    kafka_session_timeout_ms: int = 2000
+    kafka_heartbeat_interval_ms: int = 250
+    # a SIGKILLed active controller: the voters notice after this long, elect a new one, whose
+    # sessions then start counting; KRaft's pre-vote keeps one starved voter from forcing an
+    # election (both must miss the leader)
+    kafka_quorum_fetch_timeout_ms: int = 1000
     # a managed cluster (Confluent Cloud, MSK, Aiven...): applied to every Kafka client the
     # platform makes (clickguard.kafka.client_security, Spark's source: spark_kafka_options)
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(

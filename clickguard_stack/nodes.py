@@ -280,12 +280,12 @@ class KafkaNode(Node):
             "transaction.state.log.num.partitions": 6,
             "share.coordinator.state.topic.replication.factor": s.topic_replication,
             "share.coordinator.state.topic.min.isr": s.topic_min_isr,
-            # fast failure detection on a local cluster
+            # fast failure detection on a local cluster (the why of each: clickguard/settings.py)
             "broker.session.timeout.ms": s.kafka_session_timeout_ms,
-            "broker.heartbeat.interval.ms": 500,
+            "broker.heartbeat.interval.ms": s.kafka_heartbeat_interval_ms,
             "replica.lag.time.max.ms": 6000,
             "controller.quorum.election.timeout.ms": 1000,
-            "controller.quorum.fetch.timeout.ms": 2000,
+            "controller.quorum.fetch.timeout.ms": s.kafka_quorum_fetch_timeout_ms,
             "group.initial.rebalance.delay.ms": 0,
             "controlled.shutdown.enable": "true",
             # a 2-core machine: few threads

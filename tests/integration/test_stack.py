@@ -153,7 +153,7 @@ def test_up_of_a_killed_broker_returns_once_it_has_caught_up(
     along, so `up` must wait for this one by its id, then for every ISR to be full again (it
     returned in ~2 s with kafka-2 still starting before)."""
     stack.control("kill", "kafka-2")
-    assert procs.wait_until(  # fenced: the controller's session timeout (4 s) has passed
+    assert procs.wait_until(  # fenced: the controller's session timeout (2 s) has passed
         lambda: 2 not in kafka_helpers.cluster_health(settings, topics=[]).broker_ids, 30
     )
     stack.up(["kafka-2"], timeout=120)

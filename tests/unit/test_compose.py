@@ -50,6 +50,12 @@ def test_kafka_ports_and_cluster_defaults(compose: dict, defaults: Settings) -> 
         assert env["KAFKA_MIN_INSYNC_REPLICAS"] == str(defaults.topic_min_isr)
         assert env["KAFKA_UNCLEAN_LEADER_ELECTION_ENABLE"] == "false"
         assert env["KAFKA_BROKER_SESSION_TIMEOUT_MS"] == str(defaults.kafka_session_timeout_ms)
+        assert env["KAFKA_BROKER_HEARTBEAT_INTERVAL_MS"] == str(
+            defaults.kafka_heartbeat_interval_ms
+        )
+        assert env["KAFKA_CONTROLLER_QUORUM_FETCH_TIMEOUT_MS"] == str(
+            defaults.kafka_quorum_fetch_timeout_ms
+        )
         assert f"127.0.0.1:{ports[i - 1]}" in env["KAFKA_ADVERTISED_LISTENERS"]
         assert env["KAFKA_HEAP_OPTS"].endswith(f"-Xmx{defaults.kafka_heap}")
 
