@@ -235,6 +235,15 @@ class Settings(BaseSettings):
         "400 ms ~48 % and p95 ~950 ms (docs/performance.md)",
     )
     stream_max_offsets_per_trigger: int = 50_000
+    # Spark's Kafka source asks the partition leaders for the latest offsets with an admin client
+    # whose calls wait for their leader until the API timeout (60 s by default): with a leader
+    # SIGKILLed no batch ran until the broker came back (22 s in `clickguard chaos broker-kill`),
+    # with one SIGSTOPped 30 s. Bounded, a call fails, Spark retries it with a new admin client,
+    # which reads fresh metadata and finds the new leader (fenced after kafka_session_timeout_ms).
+    # The API timeout is twice this, so one call outlives a request that timed out on a hung broker
+    stream_kafka_request_timeout_ms: int = Field(
+        2000, ge=500, description="Request timeout of the stream's Kafka clients (API: 2x)"
+    )
     stream_watermark_minutes: float = 10.0
     stream_max_future_minutes: float = 5.0
     stream_restart_backoff_s: float = 2.0

@@ -113,6 +113,11 @@ def start_query(spark: Any, settings: Settings, sink: BatchSink) -> Any:
         .option("maxOffsetsPerTrigger", settings.stream_max_offsets_per_trigger)
         .option("failOnDataLoss", "true")
         .option("kafka.fetch.max.wait.ms", 50)
+        # a dead or hung partition leader must cost seconds, not until it returns (settings)
+        .option("kafka.request.timeout.ms", settings.stream_kafka_request_timeout_ms)
+        .option("kafka.default.api.timeout.ms", 2 * settings.stream_kafka_request_timeout_ms)
+        .option("fetchOffset.numRetries", 5)
+        .option("fetchOffset.retryIntervalMs", 100)
         .option("includeHeaders", "true")  # DLQ/late records keep the producer's headers
         .load()
         .select("key", "value", "partition", "offset", "timestamp", "headers")
