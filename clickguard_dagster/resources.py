@@ -47,10 +47,15 @@ class SparkResource(LazyPySparkResource):
     what to do, when its Spark Connect server is down instead of hanging in the client's
     retries."""
 
-    def _init_session(self) -> None:
+    @property
+    def remote(self) -> str | None:
+        """The Spark Connect server's URL, None for a local Spark in the run's process."""
         remote = self.spark_config.get("spark.remote")
-        if remote and self._spark_session is None:
-            require_connect_server(str(remote))
+        return str(remote) if remote else None
+
+    def _init_session(self) -> None:
+        if self.remote and self._spark_session is None:
+            require_connect_server(self.remote)
         super()._init_session()
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
@@ -60,7 +65,7 @@ class SparkResource(LazyPySparkResource):
         minute while the live sensor launches runs. A failure here only logs: the run's work
         is done."""
         session = self._spark_session
-        if session is None or not self.spark_config.get("spark.remote"):
+        if session is None or not self.remote:
             return
         try:
             session.stop()
