@@ -17,24 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from clickguard.kafka import admin, end_offsets
+from clickguard.kafka import end_offsets
 from clickguard_producer.core import ProduceSummary, produce, register_schemas
 from clickguard_producer.faults import FaultInjector
 from clickguard_producer.generator import Generator, GeneratorConfig
+from clickguard_proof.chaos import leader_of_most
 from tests.integration.streaming_job.conftest import StreamRun
 
 pytestmark = pytest.mark.integration
 
 RATE = 200  # events/s
 DOWN_S = 60.0  # how long the broker may stay down while the test waits for the stream
-
-
-def _leader_of_most(run: StreamRun) -> int:
-    md = admin(run.settings).list_topics(run.settings.topic_raw, timeout=10)
-    counts: dict[int, int] = {}
-    for p in md.topics[run.settings.topic_raw].partitions.values():
-        counts[p.leader] = counts.get(p.leader, 0) + 1
-    return max(sorted(counts), key=lambda n: counts[n])
 
 
 def _stored_since(run: StreamRun, prefix: str, since: datetime) -> int:
@@ -66,7 +59,7 @@ def test_the_stream_commits_while_a_killed_leader_is_still_down(
     thread = threading.Thread(target=producer, daemon=True)
     thread.start()
     stream_run.query_id()
-    node = f"kafka-{_leader_of_most(stream_run)}"
+    node = leader_of_most(s)  # the broker whose loss hurts most, as `clickguard chaos` picks
     try:
         # running: events of this run are being stored
         deadline = time.monotonic() + 600
