@@ -48,14 +48,19 @@ class LazyGroup(click.Group):
         return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context) -> object:
-        """A bad ``CLICKGUARD_*`` value is a one-line error naming the variable, whichever
-        command read the settings first (it was pydantic's traceback)."""
+        """A bad ``CLICKGUARD_*`` value, or a node that would not start or stay up, is a
+        one-line error naming the variable or the node and its log, whichever command hit it
+        (a bench that restarts a broker, ``stack start``): they were tracebacks."""
+        from clickguard_stack.errors import StackError
+
         try:
             return super().invoke(ctx)
         except ValidationError as exc:
             if exc.title != Settings.__name__:
                 raise
             raise click.ClickException(invalid_settings(exc)) from exc
+        except StackError as exc:
+            raise click.ClickException(str(exc)) from exc
 
 
 def _module_exists(module: str) -> bool:

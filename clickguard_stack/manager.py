@@ -12,6 +12,7 @@ from typing import cast
 from clickguard import db, procs, stream_state
 from clickguard import kafka as kafka_helpers
 from clickguard.settings import Settings
+from clickguard_stack.errors import StackError
 from clickguard_stack.nodes import (
     KafkaNode,
     Node,
@@ -169,7 +170,7 @@ class Stack:
                 timeout,
             )
             if not ok:
-                raise RuntimeError(self._failure("Kafka brokers did not register", kafka_names))
+                raise StackError(self._failure("Kafka brokers did not register", kafka_names))
             every = self.settings.kafka_nodes
             # with every broker registered: the topics exist, and a broker back in the cluster
             # is ready once it has caught up (every ISR full); fewer brokers: no ISR can be full
@@ -180,7 +181,7 @@ class Stack:
                 if not procs.wait_until(
                     lambda: kafka_helpers.cluster_health(self.settings).ready(every), timeout
                 ):
-                    raise RuntimeError(self._failure("partitions lack a full ISR", kafka_names))
+                    raise StackError(self._failure("partitions lack a full ISR", kafka_names))
         if "registry" in wanted and not early_start:
             self._wait("registry", timeout)
         for n in wanted:
@@ -228,10 +229,10 @@ class Stack:
 
         def healthy() -> bool:
             if not node.pid():
-                raise RuntimeError(self._failure(f"{name} exited", [name]))
+                raise StackError(self._failure(f"{name} exited", [name]))
             st = node.status()
             if st.state == stream_state.CRASH_LOOPING:
-                raise RuntimeError(self._failure(f"{name} is crash-looping: {st.detail}", [name]))
+                raise StackError(self._failure(f"{name} is crash-looping: {st.detail}", [name]))
             return st.healthy
 
         deadline = time.monotonic() + timeout
@@ -239,7 +240,7 @@ class Stack:
             if healthy():
                 return
             time.sleep(0.25)
-        raise RuntimeError(self._failure(f"{name} not healthy after {timeout:.0f}s", [name]))
+        raise StackError(self._failure(f"{name} not healthy after {timeout:.0f}s", [name]))
 
     def _failure(self, what: str, names: list[str]) -> str:
         logs = ", ".join(str(self.nodes[n].log_file) for n in names)

@@ -26,6 +26,7 @@ from clickguard import procs, stream_state
 from clickguard.db import REGISTRY_DB
 from clickguard.jars import jar_dir
 from clickguard.settings import Settings, settings_env
+from clickguard_stack.errors import StackError
 
 
 @dataclass
@@ -320,7 +321,7 @@ class KafkaNode(Node):
             )
             if res.returncode != 0:  # say why (the tool's own words), not just an exit code
                 out = (res.stderr.strip() or res.stdout.strip())[-2000:]
-                raise RuntimeError(
+                raise StackError(
                     f"{self.name}: formatting its log directory {self.data_dir} failed "
                     f"(kafka StorageTool exited {res.returncode}): {out or 'no output'}"
                 )
@@ -328,7 +329,7 @@ class KafkaNode(Node):
     def _java(self) -> list[str]:
         jars = jar_dir(self.settings, "kafka")
         if not jars.exists():
-            raise RuntimeError(f"Kafka jars missing in {jars}: run `make setup` first")
+            raise StackError(f"Kafka jars missing in {jars}: run `make setup` first")
         return [
             "java", "-Xms128m", f"-Xmx{self.settings.kafka_heap}", "-XX:+UseG1GC",
             "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
@@ -374,7 +375,7 @@ class PostgresNode(Node):
     def _bin(self, tool: str) -> str:
         bin_dir = find_pg_bin(self.settings)
         if not bin_dir:
-            raise RuntimeError(
+            raise StackError(
                 "PostgreSQL server binaries not found: run `make setup` as root, or install "
                 "Debian's `postgresql` package, or set CLICKGUARD_PG_BIN_DIR"
             )
@@ -481,7 +482,7 @@ class PostgresNode(Node):
                 f.seek(logged)
                 said = [line.strip() for line in f if "FATAL" in line or "HINT" in line]
             why = "; ".join(said[-4:]) or done.stderr.strip()[-500:] or "no output"
-            raise RuntimeError(
+            raise StackError(
                 f"PostgreSQL did not start (pg_ctl exited {done.returncode}): {why}"
                 f" (log: {self.log_file})"
             )
@@ -520,7 +521,7 @@ class RegistryNode(Node):
     def _home(self) -> Path:
         home = jar_dir(self.settings, "registry") / "app"
         if not (home / "quarkus-run.jar").exists():
-            raise RuntimeError(f"registry assembly missing in {home}: run `make setup` first")
+            raise StackError(f"registry assembly missing in {home}: run `make setup` first")
         return home
 
     @staticmethod
@@ -679,7 +680,7 @@ class SparkConnectNode(SparkNode):
                               capture_output=True, text=True, timeout=300, check=False)
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise RuntimeError(f"exit {done.returncode}: {last}")
+            raise StackError(f"exit {done.returncode}: {last}")
         seconds = done.stdout.strip().splitlines()[-1]
         return f"ran {self.warm_up} in {seconds} s"
 
@@ -815,6 +816,6 @@ class StreamingNode(PythonNode):
             if stream_state.standbys_warm(stream_state.read_drivers(self.dir)) >= standbys:
                 return f"{standbys} standby driver(s) warm after {time.monotonic() - t0:.1f} s"
             if not self.pid():
-                raise RuntimeError("the supervisor exited")
+                raise StackError("the supervisor exited")
             time.sleep(0.5)
-        raise RuntimeError(f"no warm standby after {timeout:.0f} s (see the node's log)")
+        raise StackError(f"no warm standby after {timeout:.0f} s (see the node's log)")

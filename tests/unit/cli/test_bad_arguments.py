@@ -136,3 +136,21 @@ def test_config_prints_what_an_env_file_reads_back(
     secret = [n for n in Settings.model_fields if "password" in n or n.endswith(("token", "key"))]
     assert read_back.model_dump(exclude=set(secret)) == shown.model_dump(exclude=set(secret)) | {
         "home": read_back.home}  # `runner` points CLICKGUARD_HOME at a temp folder
+
+
+def test_a_node_that_cannot_start_is_a_one_line_error(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`stack start` (and every bench or chaos command that restarts a node) ended in a
+    traceback when the node failed: `bench producer` printed one when the broker it had killed
+    exited on restart. The failure here is real: no registry assembly in an empty cache."""
+    get_settings.cache_clear()
+    monkeypatch.setenv("CLICKGUARD_CACHE_DIR", str(tmp_path / "empty-cache"))
+    try:
+        result = runner.invoke(main, ["stack", "start", "registry"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)  # a ClickException: no traceback
+    assert "Error: registry assembly missing in" in result.output
+    assert "run `make setup` first" in result.output
