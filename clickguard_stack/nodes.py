@@ -24,7 +24,7 @@ from typing import ClassVar
 
 from clickguard import procs, stream_state
 from clickguard.db import REGISTRY_DB
-from clickguard.jars import jar_dir
+from clickguard.jars import QUIET_JVM_OPTS, jar_dir
 from clickguard.settings import Settings, settings_env
 from clickguard_stack.errors import StackError
 
@@ -332,7 +332,7 @@ class KafkaNode(Node):
             raise StackError(f"Kafka jars missing in {jars}: run `make setup` first")
         return [
             "java", "-Xms128m", f"-Xmx{self.settings.kafka_heap}", "-XX:+UseG1GC",
-            "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
+            "-XX:MaxGCPauseMillis=20", QUIET_JVM_OPTS, "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}",
             f"-Dclickguard.node={self.dir}",
             "-cp", f"{jars}/*",
@@ -535,7 +535,7 @@ class RegistryNode(Node):
         self.dir.mkdir(parents=True, exist_ok=True)
         return [
             self.java(), "-Xms64m", f"-Xmx{self.settings.registry_heap}", "-XX:+UseSerialGC",
-            "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
+            "-XX:TieredStopAtLevel=1", QUIET_JVM_OPTS, "-Djava.awt.headless=true",
             f"-Dclickguard.node={self.dir}",
             "-jar", str(self._home() / "quarkus-run.jar"),
         ]
@@ -593,7 +593,7 @@ class SparkNode(Node):
     ui_port: int | None = None
 
     def java_opts(self) -> str:
-        return f"-XX:+UseSerialGC -Dclickguard.node={self.dir}"
+        return f"-XX:+UseSerialGC {QUIET_JVM_OPTS} -Dclickguard.node={self.dir}"
 
     def argv(self) -> list[str]:
         """pyspark's ``spark-class`` (it execs the JVM: the pid stays), which adds the JVM module

@@ -1,8 +1,11 @@
 """Node entry of the stack's ``dashboard`` node: ``python -m dashboard.serve``.
 
-Replaces itself (exec) with ``streamlit run dashboard/app.py`` so the node's pid is Streamlit's.
-The flags keep it local and quiet: headless, bound to ``dashboard_host``, no usage statistics,
-no file watcher (nothing polls the source tree), no toolbar menu for viewers.
+Runs ``streamlit run dashboard/app.py`` in this process, so the node's pid is Streamlit's. The
+flags keep it local and quiet: headless, bound to ``dashboard_host``, no usage statistics, no
+file watcher (nothing polls the source tree), no toolbar menu for viewers. Streamlit also polls
+its two ``config.toml`` paths every 200 ms whatever ``fileWatcherType`` says
+(``streamlit.web.bootstrap._install_config_watchers``); a node whose flags are fixed at start
+has nothing to reload, so that watcher is not installed (``quiet_config_watchers``).
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ from clickguard.settings import REPO_ROOT, Settings, get_settings, refuse_expose
 APP = Path(__file__).resolve().parent / "app.py"
 
 
-def streamlit_argv(settings: Settings) -> list[str]:
-    """The command line of the dashboard server."""
+def streamlit_args(settings: Settings) -> list[str]:
+    """The arguments of ``streamlit`` that serve the dashboard."""
     return [
-        sys.executable, "-m", "streamlit", "run", str(APP),
+        "run", str(APP),
         "--server.headless=true",
         f"--server.address={settings.dashboard_host}",
         f"--server.port={settings.dashboard_port}",
@@ -31,14 +34,30 @@ def streamlit_argv(settings: Settings) -> list[str]:
     ]
 
 
+def quiet_config_watchers() -> None:
+    """No 200 ms polling of ``~/.streamlit/config.toml`` and ``./.streamlit/config.toml``: two
+    timer wake-ups of a thread pool, 10 a second, on an idle dashboard. A Streamlit that no
+    longer has the hook fails ``tests/unit/dashboard`` (pinned version), not the node."""
+    import streamlit.web.bootstrap as bootstrap
+
+    def no_watchers(flag_options: dict[str, object]) -> None:
+        del flag_options
+
+    bootstrap._install_config_watchers = no_watchers
+
+
 def main() -> None:
     settings = get_settings()
     refuse_exposed_defaults(settings, "dashboard", settings.dashboard_host)
-    argv = streamlit_argv(settings)
-    env = dict(os.environ)
     # `dashboard` and `clickguard` import from the checkout even without an editable install
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
-    os.execve(argv[0], argv, env)
+    sys.path.insert(0, str(REPO_ROOT))
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p
+    )
+    quiet_config_watchers()
+    from streamlit.web import cli
+
+    cli.main(streamlit_args(settings), prog_name="streamlit")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from typing import Any
 from pyspark.errors import StreamingQueryException
 
 from clickguard import db, stream_state
+from clickguard.jars import QUIET_JVM_OPTS
 from clickguard.kafka import end_offsets, spark_kafka_options
 from clickguard.settings import Settings, get_settings
 from clickguard.spark import spark_conf
@@ -77,7 +78,8 @@ STREAM_CONF = {
     # so each driver's eden alone was 103 MB and its old generation grew into a 258 MB space;
     # the heap now grows only as far as the batches need (it may still reach 512 MB).
     "spark.driver.memory": "512m",
-    "spark.driver.extraJavaOptions": "-XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xms64m",
+    "spark.driver.extraJavaOptions":
+        f"-XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xms64m {QUIET_JVM_OPTS}",
 }
 
 

@@ -76,11 +76,27 @@ def test_timeout_and_refused_connection() -> None:
 
 
 def test_streamlit_flags_keep_it_local_and_quiet() -> None:
-    argv = serve.streamlit_argv(settings(dashboard_port=8599))
-    assert argv[1:5] == ["-m", "streamlit", "run", str(REPO_ROOT / "dashboard" / "app.py")]
+    args = serve.streamlit_args(settings(dashboard_port=8599))
+    assert args[:2] == ["run", str(REPO_ROOT / "dashboard" / "app.py")]
     for flag in ("--server.headless=true", "--server.address=127.0.0.1", "--server.port=8599",
                  "--browser.gatherUsageStats=false", "--server.fileWatcherType=none"):
-        assert flag in argv
+        assert flag in args
+
+
+def test_no_config_file_polling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Streamlit polls its config.toml paths every 200 ms unless the node removes the hook;
+    a Streamlit upgrade that renames it fails here (the attribute must exist to be replaced)."""
+    import streamlit.web.bootstrap as bootstrap
+
+    watched: list[str] = []
+    monkeypatch.setattr(bootstrap, "watch_file", lambda path, *a, **k: watched.append(path))
+    bootstrap._install_config_watchers({})
+    assert watched, "streamlit no longer watches config.toml: drop quiet_config_watchers"
+    watched.clear()
+    monkeypatch.setattr(bootstrap, "_install_config_watchers", bootstrap._install_config_watchers)
+    serve.quiet_config_watchers()
+    bootstrap._install_config_watchers({})
+    assert watched == []
 
 
 def test_compose_runs_the_dashboard_against_the_api_service() -> None:
