@@ -182,3 +182,18 @@ def test_resources_follow_the_clickguard_variables(
     plain = build_resources(s)  # no env: plain values, usable outside a run
     assert plain["postgres"].port == 25432
     assert plain["alerts"].stream_home == str(tmp_path / "streaming")
+
+
+def test_instance_yaml_turns_off_the_community_dialog(tmp_path: Path) -> None:
+    """Every browser's first visit of the UI showed Dagster's "Join the Dagster community"
+    dialog (an e-mail form, links to Slack) over the asset catalog. The rendered file is read by
+    Dagster's own instance loader, which validates it against the instance schema."""
+    from dagster._core.instance.ref import InstanceRef
+
+    s = Settings(home=tmp_path)
+    home = tmp_path / "dagster-home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(render_instance_yaml(s))
+    ref = InstanceRef.from_dir(str(home))
+    assert ref.settings["nux"] == {"enabled": False}
+    assert ref.settings["telemetry"] == {"enabled": False}
