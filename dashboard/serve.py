@@ -10,7 +10,6 @@ has nothing to reload, so that watcher is not installed (``quiet_config_watchers
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -40,20 +39,15 @@ def quiet_config_watchers() -> None:
     longer has the hook fails ``tests/unit/dashboard`` (pinned version), not the node."""
     import streamlit.web.bootstrap as bootstrap
 
-    def no_watchers(flag_options: dict[str, object]) -> None:
-        del flag_options
-
-    bootstrap._install_config_watchers = no_watchers
+    bootstrap._install_config_watchers = lambda flag_options: None
 
 
 def main() -> None:
     settings = get_settings()
     refuse_exposed_defaults(settings, "dashboard", settings.dashboard_host)
     # `dashboard` and `clickguard` import from the checkout even without an editable install
+    # (the app runs in this process: sys.path is enough, no PYTHONPATH for a child)
     sys.path.insert(0, str(REPO_ROOT))
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p
-    )
     quiet_config_watchers()
     from streamlit.web import cli
 
