@@ -108,10 +108,15 @@ def _interleave(streams: list[Iterator[Record]]) -> Iterator[Record]:
     live = list(streams)
     while live:
         for s in list(live):
-            chunk = list(itertools.islice(s, INTERLEAVE))
-            if len(chunk) < INTERLEAVE:
+            # one record at a time: a record is encoded, and gets its ingest_ts, when the sender
+            # asks for it. Pulled 256 at once, a paced run sent them over the next 256 records'
+            # time slots: at 1,000 events/s produce→Kafka p50 was 159 ms instead of ≈ 35 ms
+            taken = 0
+            for rec in itertools.islice(s, INTERLEAVE):
+                taken += 1
+                yield rec
+            if taken < INTERLEAVE:
                 live.remove(s)
-            yield from chunk
 
 
 def merge_ground_truth(parts: list[list[GroundTruth]]) -> list[GroundTruth]:

@@ -131,3 +131,28 @@ def test_ground_truth_of_shards_merges_same_window() -> None:
     assert sorted((g.type, g.events) for g in merged) == [
         ("HIGH_FREQUENCY", 60), ("TRAFFIC_SPIKE", 6000),
     ]
+
+
+class SteppingClock:
+    """A clock the test moves by hand (one process only)."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_record_gets_its_ingest_ts_when_the_sender_takes_it() -> None:
+    """A paced sender takes one record per time slot: each record's ingest_ts must be the time
+    it was taken, not when a batch of the shard's records was pulled ahead of it."""
+    clock = SteppingClock()
+    records, _gens = shard_records(SPEC, [0, 1, 2, 3], clock=clock)
+    stamps = []
+    for i, rec in zip(range(600), records, strict=False):  # across two interleave turns
+        if rec.kind == "valid":
+            stamps.append((i, decode(rec.value)[1]["ingest_ts"]))
+        clock.now += 1.0  # the next slot, one second later
+    assert len(stamps) > 500
+    for i, ts in stamps:  # taken at slot i: stamped T0 + i seconds
+        assert ts == datetime.fromtimestamp(T0 + i, UTC), i
