@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +19,24 @@ from confluent_kafka.admin import (
 )
 
 from clickguard.settings import Settings
+
+
+class _ClientLines(logging.Filter):
+    """librdkafka hands a line over as ``("%s [%s] %s", facility, client name, text)``; keep the
+    client and the text: ``kafka producer-7: 127.0.0.1:29092/1: Connect to … failed: …``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) == 3:
+            _, name, text = record.args
+            record.msg, record.args = "kafka %s: %s", (str(name).removeprefix("rdkafka#"), text)
+        return True
+
+
+# the producers' own log lines (a broker gone, a retried producer id) as Python log records, so
+# they read like the rest of a command's output instead of raw syslog lines on stderr
+# ("%3|1796498293.856|FAIL|rdkafka#producer-7|…"); WARNING and up show without any setup
+CLIENT_LOG = logging.getLogger("clickguard.kafka.client")
+CLIENT_LOG.addFilter(_ClientLines())
 
 
 class Brokers(Protocol):
@@ -139,6 +158,7 @@ def producer_config(settings: Brokers, **overrides: object) -> dict[str, object]
         "queue.buffering.max.kbytes": 1_048_576,
         "socket.nagle.disable": True,
         "topic.metadata.refresh.interval.ms": 5000,
+        "logger": CLIENT_LOG,  # delivered by poll()/flush(), which every producer here calls
     }
     conf.update(overrides)
     return conf
