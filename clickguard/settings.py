@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     kafka_controller_port_base: int = 19192
     # live heap after a full GC ≈ 45 MB once the log cleaner's buffer is 16 MiB (nodes.py)
     kafka_heap: str = "256m"
+    # extra JVM options for the brokers, appended last (so they win), split on whitespace;
+    # e.g. "-XX:TieredStopAtLevel=1" (C1 JIT only: a third of a percent of a core less per idle
+    # broker, 1-2 % more each under load, so not the default; docs/performance.md, tenth pass)
+    kafka_jvm_opts: str = ""
     # a SIGKILLed broker stays in every ISR until the controller fences it after this long, so
     # acks=all writes stall that long (issue 10: delivery p99 with a broker SIGKILLed ≈ this +
     # 0.2 s; docs/producer.md). Heartbeats every 250 ms leave 8 per session, so a broker is only

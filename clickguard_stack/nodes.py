@@ -335,6 +335,7 @@ class KafkaNode(Node):
             "-XX:MaxGCPauseMillis=20", QUIET_JVM_OPTS, "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}",
             f"-Dclickguard.node={self.dir}",
+            *self.settings.kafka_jvm_opts.split(),
             "-cp", f"{jars}/*",
         ]
 

@@ -335,3 +335,22 @@ def test_a_warm_up_is_announced_before_it_runs_and_reported_after(
     stack._warm(["api", "spark-connect"])
     warming = "  warming up spark-connect: daily_sessions' Spark plans on generated events ..."
     assert said == [warming, "(warm runs)", "  warmed spark-connect: done it"]
+
+
+def test_broker_jvm_options_come_last_before_the_classpath(tmp_path: Path) -> None:
+    """``CLICKGUARD_KAFKA_JVM_OPTS`` reaches every broker's command line after our own options
+    (a later -XX flag wins in HotSpot), before ``-cp``, split on whitespace."""
+    from clickguard.jars import jar_dir
+    from clickguard_stack.manager import build_nodes
+
+    settings = Settings(_env_file=None, home=tmp_path, cache_dir=tmp_path / "cache",
+                        kafka_jvm_opts=" -XX:TieredStopAtLevel=1   -XX:+UseSerialGC ")
+    jar_dir(settings, "kafka").mkdir(parents=True)
+    for name in ("kafka-1", "kafka-2", "kafka-3"):
+        argv = build_nodes(settings)[name].argv()
+        cp = argv.index("-cp")
+        assert argv[cp - 2:cp] == ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]
+        assert argv.index("-XX:+UseG1GC") < cp - 2
+    plain = build_nodes(Settings(_env_file=None, home=tmp_path, cache_dir=tmp_path / "cache"))
+    argv = plain["kafka-1"].argv()
+    assert argv[argv.index("-cp") - 1].startswith("-Dclickguard.node=")
