@@ -285,7 +285,7 @@ class KafkaNode(Node):
             "broker.session.timeout.ms": s.kafka_session_timeout_ms,
             "broker.heartbeat.interval.ms": s.kafka_heartbeat_interval_ms,
             "replica.lag.time.max.ms": 6000,
-            "controller.quorum.election.timeout.ms": 1000,
+            "controller.quorum.election.timeout.ms": s.kafka_quorum_election_timeout_ms,
             "controller.quorum.fetch.timeout.ms": s.kafka_quorum_fetch_timeout_ms,
             "group.initial.rebalance.delay.ms": 0,
             "controlled.shutdown.enable": "true",

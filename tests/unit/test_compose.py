@@ -56,6 +56,9 @@ def test_kafka_ports_and_cluster_defaults(compose: dict, defaults: Settings) -> 
         assert env["KAFKA_CONTROLLER_QUORUM_FETCH_TIMEOUT_MS"] == str(
             defaults.kafka_quorum_fetch_timeout_ms
         )
+        assert env["KAFKA_CONTROLLER_QUORUM_ELECTION_TIMEOUT_MS"] == str(
+            defaults.kafka_quorum_election_timeout_ms
+        )
         assert f"127.0.0.1:{ports[i - 1]}" in env["KAFKA_ADVERTISED_LISTENERS"]
         assert env["KAFKA_HEAP_OPTS"].endswith(f"-Xmx{defaults.kafka_heap}")
 

@@ -354,3 +354,13 @@ def test_broker_jvm_options_come_last_before_the_classpath(tmp_path: Path) -> No
     plain = build_nodes(Settings(_env_file=None, home=tmp_path, cache_dir=tmp_path / "cache"))
     argv = plain["kafka-1"].argv()
     assert argv[argv.index("-cp") - 1].startswith("-Dclickguard.node=")
+
+
+def test_broker_quorum_timeouts_come_from_the_settings(tmp_path: Path) -> None:
+    from clickguard_stack.manager import build_nodes
+
+    settings = Settings(_env_file=None, home=tmp_path, kafka_quorum_election_timeout_ms=700,
+                        kafka_quorum_fetch_timeout_ms=1500)
+    props = build_nodes(settings)["kafka-2"].properties()  # type: ignore[attr-defined]
+    assert props["controller.quorum.election.timeout.ms"] == 700
+    assert props["controller.quorum.fetch.timeout.ms"] == 1500
