@@ -294,7 +294,8 @@ def _alternating_rounds(
 
     Whichever sends first into a fresh topic pays for the brokers' warm-up (their JIT for the
     high-rate paths, new log segments): ours always went first and, on the same warm stack,
-    ran at 169,012-200,619 ev/s first and 420,394-486,936 ev/s on the next tries (2026-12-05).
+    ran at 169,012-238,646 ev/s as a process's first run and 329,677-486,936 ev/s on the next
+    tries (2026-12-05, docs/producer.md).
     """
     ours_runs: list[dict[str, Any]] = []
     kcat_runs: list[dict[str, Any]] = []
