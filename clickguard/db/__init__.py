@@ -7,6 +7,7 @@ reader role (used by the API) gets SELECT only and a read-only default transacti
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +108,26 @@ def migrations() -> list[tuple[str, str]]:
     return [(p.stem, p.read_text()) for p in sorted(MIGRATIONS_DIR.glob("*.sql"))]
 
 
-def migrate(settings: Settings) -> list[str]:
-    """Apply pending migrations as the writer role; returns the versions applied."""
+def migrate(settings: Settings, attempts: int = 5) -> list[str]:
+    """Apply pending migrations as the writer role; returns the versions applied.
+
+    Its last statement grants the reader every table, which updates each table's catalog row:
+    on a running stack a Dagster run may drop its stage table (or the retention a partition)
+    at that moment, and PostgreSQL then fails the grant with "tuple concurrently deleted"
+    (XX000), which made `clickguard stack up` on a running stack exit 1. The whole transaction
+    rolled back, so it is simply run again.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return _migrate_once(settings)
+        except psycopg.errors.InternalError_ as exc:
+            if "concurrently" not in str(exc) or attempt == attempts:
+                raise
+            time.sleep(0.1 * attempt)
+    raise AssertionError("unreachable")  # the last attempt returned or raised
+
+
+def _migrate_once(settings: Settings) -> list[str]:
     applied: list[str] = []
     with connect(settings, "writer") as conn:
         conn.execute(
