@@ -108,6 +108,24 @@ def command(settings: Settings, role: str) -> list[str]:
     raise SystemExit(f"unknown role {role!r}: use webserver, daemon, code or home")
 
 
+def watch_code_server_every(seconds: float) -> None:
+    """Make this process's Dagster ask the code server for its id every ``seconds``.
+
+    The webserver and the daemon each run a thread that calls the code server's GetServerId
+    every ``dagster._grpc.server_watcher.WATCH_INTERVAL`` (1 s, no option or setting reaches
+    it) to notice a replaced server: on an idle stack the two watchers cost ≈ 1 % of a core
+    (client and server side, docs/performance.md, eleventh pass). Set before the workspace loads.
+    """
+    from dagster._grpc import server_watcher
+
+    if not isinstance(getattr(server_watcher, "WATCH_INTERVAL", None), (int, float)):
+        raise RuntimeError(  # a Dagster upgrade moved it: say so instead of polling every 1 s
+            "dagster._grpc.server_watcher.WATCH_INTERVAL is gone in this Dagster version; "
+            "update clickguard.dagster_env.watch_code_server_every"
+        )
+    server_watcher.WATCH_INTERVAL = seconds  # type: ignore[assignment]  # typed int; a float works
+
+
 def main(argv: list[str]) -> None:
     settings = get_settings()
     role = argv[0] if argv else ""
@@ -118,7 +136,20 @@ def main(argv: list[str]) -> None:
         refuse_exposed_defaults(settings, "dagster-webserver", settings.dagster_host)
     argv_exec = command(settings, role)
     os.chdir(REPO_ROOT)
-    os.execve(argv_exec[0], argv_exec, process_env(settings))
+    env = process_env(settings)
+    if role == "code":
+        os.execve(argv_exec[0], argv_exec, env)
+    # the webserver and the daemon run in this process, so their code-server watcher's interval
+    # can be set (their console scripts' own entry points, with the same argv and environment)
+    os.environ.clear()
+    os.environ.update(env)
+    watch_code_server_every(settings.dagster_code_watch_s)
+    sys.argv = argv_exec
+    if role == "webserver":
+        from dagster_webserver.cli import main as run
+    else:
+        from dagster._daemon.cli import main as run
+    run()
 
 
 if __name__ == "__main__":
