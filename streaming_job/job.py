@@ -20,6 +20,7 @@ its pid to ``<node dir>/job.pid`` (what ``clickguard stack kill streaming`` kill
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import psycopg
 from pyspark.errors import StreamingQueryException
 
 from clickguard import db, stream_state
@@ -281,14 +283,39 @@ def is_kafka_metrics_npe(message: str) -> bool:
     return "scala.Option.get()" in message and "IterableOps.map" in message
 
 
-def beat(settings: Settings, status: str, details: dict[str, Any]) -> None:
-    """Best-effort liveness row between batches (an idle stream still shows as alive)."""
-    try:
-        with db.connect(settings, "writer", autocommit=True) as conn:
-            conn.execute(stream_state.HEARTBEAT,
-                         (stream_state.DRIVER_COMPONENT, status, json.dumps(details, default=str)))
-    except Exception as exc:  # noqa: BLE001 - a down database must not stop the stream
-        log.warning("heartbeat failed: %s", exc)
+class Beats:
+    """The driver's liveness row between batches (an idle stream still shows as alive).
+
+    Written on one kept connection: a fresh one every ``IDLE_BEAT_S`` was 12 PostgreSQL backends
+    a minute on an idle stack (a fork and a SCRAM authentication each, on both sides). A beat
+    that meets a dead connection (PostgreSQL restarted) opens a new one and writes again; a down
+    database only logs a warning, it must not stop the stream.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._conn: psycopg.Connection | None = None
+
+    def beat(self, status: str, details: dict[str, Any]) -> None:
+        args = (stream_state.DRIVER_COMPONENT, status, json.dumps(details, default=str))
+        for attempt in (1, 2):
+            fresh = self._conn is None
+            try:
+                if self._conn is None:
+                    self._conn = db.connect(self.settings, "writer", autocommit=True)
+                self._conn.execute(stream_state.HEARTBEAT, args)
+                return
+            except Exception as exc:  # noqa: BLE001 - a down database must not stop the stream
+                self.close()
+                if fresh or attempt == 2:
+                    log.warning("heartbeat failed: %s", exc)
+                    return
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):  # a dead connection may fail to close
+                self._conn.close()
+            self._conn = None
 
 
 class BatchTracker:
@@ -431,6 +458,7 @@ def main() -> int:
     rc = 0
     error: str | None = None
     last_beat = 0.0
+    beats = Beats(settings)
     npe_restarts = 0
     try:
         while not stopping:
@@ -457,7 +485,7 @@ def main() -> int:
             if time.monotonic() - last_beat >= IDLE_BEAT_S:
                 last_beat = time.monotonic()
                 p = query.lastProgress or {}
-                beat(settings, "running", {
+                beats.beat("running", {
                     "query_id": str(query.id), "run_id": str(query.runId),
                     "batches": sink.batches, "last_batch": p.get("batchId"),
                     "input_rows_per_s": p.get("inputRowsPerSecond"),
@@ -475,7 +503,8 @@ def main() -> int:
         lease.release()  # after the query stopped: a standby takes over at once
         lease.close()
         sink.close()
-        beat(settings, "stopped", {"query_id": str(query.id), "rc": rc, "driver": holder})
+        beats.beat("stopped", {"query_id": str(query.id), "rc": rc, "driver": holder})
+        beats.close()
         driver.publish("stopped")
         spark.stop()
     return rc
