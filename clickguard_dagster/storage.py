@@ -10,10 +10,17 @@ restart, so the daemon recovers like before. dagster.yaml selects it (``storage:
 The stock ``NullPool`` engines are still built (the parent creates the tables through them) and
 then replaced; the replacement keeps the parent's ``auth_provider`` (a cloud token injected as
 the password on each connect), so token auth works as with the stock storage.
+
+The code server builds a new instance, so a new storage, for every sensor tick and run launch
+it serves: each one inspected the tables through fresh connections and then opened its own
+pools, ≈ 35 PostgreSQL connections a minute on an idle stack. In one process, storages of the
+same database now share their pools (one per run / event-log / schedule storage) and only the
+first one checks the tables.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 from dagster._serdes import ConfigurableClassData
@@ -26,12 +33,42 @@ from dagster_postgres.utils import (
 
 if TYPE_CHECKING:
     from dagster_postgres.auth import PgTokenProvider
+    from sqlalchemy.engine import Engine
 
 POOL_SIZE = 2
 """Connections each storage (runs, event log, schedules) keeps open per process."""
 MAX_OVERFLOW = 6
 """Extra connections under concurrency (closed when returned)."""
 POOL_RECYCLE_S = 3600
+
+
+_SHARED: dict[tuple[str, str], Engine] = {}
+"""This process's pooled engines, by (database URL, storage class): without a token provider."""
+_CHECKED: set[str] = set()
+"""Database URLs whose tables a storage of this process has already checked (or created)."""
+_LOCK = threading.Lock()
+
+
+def _pooled_engine(url: str, kind: str, token_provider: PgTokenProvider | None) -> Engine:
+    """A pooled engine for ``url``: the process's shared one unless a token provider is given
+    (each provider keeps its own token, so its storage keeps its own pools)."""
+    if token_provider is None:
+        with _LOCK:
+            if (url, kind) in _SHARED:
+                return _SHARED[(url, kind)]
+    engine = create_pg_engine(
+        url,
+        token_provider,
+        isolation_level="AUTOCOMMIT",
+        pool_size=POOL_SIZE,
+        max_overflow=MAX_OVERFLOW,
+        pool_recycle=POOL_RECYCLE_S,
+        pool_pre_ping=True,
+    )
+    if token_provider is None:
+        with _LOCK:
+            engine = _SHARED.setdefault((url, kind), engine)
+    return engine
 
 
 class PooledPostgresStorage(DagsterPostgresStorage):
@@ -44,18 +81,14 @@ class PooledPostgresStorage(DagsterPostgresStorage):
         inst_data: ConfigurableClassData | None = None,
         token_provider: PgTokenProvider | None = None,
     ) -> None:
-        super().__init__(postgres_url, should_autocreate_tables, inst_data,
-                         token_provider=token_provider)
+        check_tables = should_autocreate_tables and postgres_url not in _CHECKED
+        super().__init__(postgres_url, check_tables, inst_data, token_provider=token_provider)
+        if check_tables:
+            _CHECKED.add(postgres_url)
         for storage in (self._run_storage, self._event_log_storage, self._schedule_storage):
             old = storage._engine
-            storage._engine = create_pg_engine(
-                storage.postgres_url,
-                token_provider,
-                isolation_level="AUTOCOMMIT",
-                pool_size=POOL_SIZE,
-                max_overflow=MAX_OVERFLOW,
-                pool_recycle=POOL_RECYCLE_S,
-                pool_pre_ping=True,
+            storage._engine = _pooled_engine(
+                storage.postgres_url, type(storage).__name__, token_provider
             )
             old.dispose()
 

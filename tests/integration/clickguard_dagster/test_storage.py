@@ -9,6 +9,7 @@ import time
 import pytest
 from dagster_postgres.auth import PgTokenProvider
 
+from clickguard import db
 from clickguard.settings import Settings
 from clickguard_dagster.storage import POOL_SIZE, PooledPostgresStorage
 
@@ -54,3 +55,29 @@ def test_pooled_engines_use_the_token_provider_and_keep_connections(
         for part in (storage.run_storage, storage.event_log_storage, storage.schedule_storage):
             part.dispose()
 
+
+
+def _sessions(settings: Settings) -> int:
+    """Sessions ever opened to the Dagster database (this probe's own included)."""
+    with db.connect(settings, "writer", db=settings.pg_dagster_db, autocommit=True) as conn:
+        return int(db.one(conn, "SELECT sessions FROM pg_stat_database"
+                                " WHERE datname = current_database()")[0])
+
+
+def test_storages_of_one_process_share_pools_and_check_the_tables_once(
+    postgres_alone: Settings,
+) -> None:
+    """The code server builds a storage per sensor tick: the later ones open no connection."""
+    settings = postgres_alone
+    url = (f"postgresql://{settings.pg_writer_user}:{settings.pg_writer_password}"
+           f"@{settings.pg_host}:{settings.pg_port}/{settings.pg_dagster_db}")
+    first = PooledPostgresStorage(url)  # checks (creates) the tables
+    first.run_storage.get_runs(limit=1)
+    first.schedule_storage.all_instigator_state()
+    before = _sessions(settings)
+    for _ in range(5):  # five sensor ticks' worth of instances
+        storage = PooledPostgresStorage(url)
+        storage.run_storage.get_runs(limit=1)
+        storage.schedule_storage.all_instigator_state()
+        assert storage.run_storage._engine is first.run_storage._engine  # type: ignore[attr-defined]
+    assert _sessions(settings) - before == 1  # only the second probe's own session
