@@ -252,13 +252,13 @@ class FuzzStream:
     stack: Any
     schema_id: int
     sent: list[Sent] = field(default_factory=list)
-    _conn: psycopg.Connection | None = None
+    _pg: db.KeptConnection | None = None
 
     @property
     def conn(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = db.connect(self.settings, "writer", autocommit=True)
-        return self._conn
+        if self._pg is None:
+            self._pg = db.KeptConnection(self.settings, "writer")
+        return self._pg.get()
 
     def query_id(self, timeout: float = 300.0) -> str:
         return checkpoint_query_id(self.settings.checkpoint_dir, timeout)
@@ -353,8 +353,8 @@ def fuzz_stream(checkpoint: Path, extra_env: dict[str, str] | None = None,
                 yield run
             finally:
                 stack.control("stop", "streaming")
-                if run._conn is not None:
-                    run._conn.close()
+                if run._pg is not None:
+                    run._pg.drop()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -103,28 +103,21 @@ class LagMonitor:
         return time.monotonic() - self.t0
 
     def _run(self) -> None:
-        conn: psycopg.Connection | None = None
+        pg = db.KeptConnection(self.settings, "reader")
+
+        def sample(conn: psycopg.Connection) -> tuple[int | None, int | None]:
+            row = conn.execute("SELECT coalesce(sum(stored), 0) FROM batch_ledger").fetchone()
+            return probe_lag(self.settings, conn), int(row[0]) if row else None
+
         while not self._stop.is_set():
             lag = stored = None
             try:
-                if conn is None or conn.closed:
-                    conn = db.connect(self.settings, "reader", autocommit=True)
-                lag = probe_lag(self.settings, conn)
-                row = conn.execute(
-                    "SELECT coalesce(sum(stored), 0) FROM batch_ledger"
-                ).fetchone()
-                stored = int(row[0]) if row else None
+                lag, stored = pg.call(sample)
             except Exception:  # noqa: BLE001 - the database may be the thing we broke
-                if conn is not None:
-                    try:
-                        conn.close()
-                    except Exception:  # noqa: BLE001
-                        pass
-                conn = None
+                pg.drop()
             self.samples.append(Sample(round(self.elapsed(), 2), datetime.now(UTC), lag, stored))
             self._stop.wait(self.interval)
-        if conn is not None:
-            conn.close()
+        pg.drop()
 
     def since(self, t: float) -> list[Sample]:
         return [s for s in self.samples if s.t >= t]

@@ -20,7 +20,6 @@ its pid to ``<node dir>/job.pid`` (what ``clickguard stack kill streaming`` kill
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -33,7 +32,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import psycopg
 from pyspark.errors import StreamingQueryException
 
 from clickguard import db, stream_state
@@ -286,36 +284,23 @@ def is_kafka_metrics_npe(message: str) -> bool:
 class Beats:
     """The driver's liveness row between batches (an idle stream still shows as alive).
 
-    Written on one kept connection: a fresh one every ``IDLE_BEAT_S`` was 12 PostgreSQL backends
-    a minute on an idle stack (a fork and a SCRAM authentication each, on both sides). A beat
-    that meets a dead connection (PostgreSQL restarted) opens a new one and writes again; a down
-    database only logs a warning, it must not stop the stream.
+    Written on one kept connection (:class:`clickguard.db.KeptConnection`); a down database
+    only logs a warning, it must not stop the stream.
     """
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._conn: psycopg.Connection | None = None
+        self.pg = db.KeptConnection(settings, "writer")
 
     def beat(self, status: str, details: dict[str, Any]) -> None:
         args = (stream_state.DRIVER_COMPONENT, status, json.dumps(details, default=str))
-        for attempt in (1, 2):
-            fresh = self._conn is None
-            try:
-                if self._conn is None:
-                    self._conn = db.connect(self.settings, "writer", autocommit=True)
-                self._conn.execute(stream_state.HEARTBEAT, args)
-                return
-            except Exception as exc:  # noqa: BLE001 - a down database must not stop the stream
-                self.close()
-                if fresh or attempt == 2:
-                    log.warning("heartbeat failed: %s", exc)
-                    return
+        try:
+            self.pg.execute(stream_state.HEARTBEAT, args)
+        except Exception as exc:  # noqa: BLE001 - a down database must not stop the stream
+            self.pg.drop()
+            log.warning("heartbeat failed: %s", exc)
 
     def close(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(Exception):  # a dead connection may fail to close
-                self._conn.close()
-            self._conn = None
+        self.pg.drop()
 
 
 class BatchTracker:

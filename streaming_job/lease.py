@@ -90,25 +90,10 @@ class Lease:
         self.ttl = settings.stream_lease_ttl_s
         self.epoch: int | None = None
         self.lost = threading.Event()
-        self._conn: psycopg.Connection | None = None
+        # never hang behind a batch commit holding the row (FOR SHARE): retry next tick
+        self.pg = db.KeptConnection(settings, "writer", setup=["SET lock_timeout = '1s'"])
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-
-    # -- connection -----------------------------------------------------------------------------
-    def _connection(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = db.connect(self.settings, "writer", autocommit=True)
-            # never hang behind a batch commit holding the row (FOR SHARE): retry next tick
-            self._conn.execute("SET lock_timeout = '1s'")
-        return self._conn
-
-    def _drop(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except Exception:  # noqa: BLE001 - a dead connection may fail to close
-                pass
-        self._conn = None
 
     def _params(self) -> dict[str, object]:
         return {"name": self.name, "holder": self.holder, "epoch": self.epoch, "ttl": self.ttl}
@@ -117,12 +102,12 @@ class Lease:
     def try_acquire(self) -> bool:
         """One attempt; True (and ``epoch`` set) when this driver is now the holder."""
         try:
-            row = self._connection().execute(ACQUIRE, self._params()).fetchone()
+            row = self.pg.get().execute(ACQUIRE, self._params()).fetchone()
         except psycopg.errors.LockNotAvailable:
             return False
         except psycopg.OperationalError as exc:
             log.warning("lease: database unavailable: %s", str(exc).strip().splitlines()[0])
-            self._drop()
+            self.pg.drop()
             return False
         if row is None:
             return False
@@ -142,7 +127,7 @@ class Lease:
     def renew(self) -> bool:
         """Extend the lease; False = someone else holds it now (we are fenced). Raises on a
         database error (the caller retries; the fence still protects every commit)."""
-        cur = self._connection().execute(RENEW, self._params())
+        cur = self.pg.get().execute(RENEW, self._params())
         return cur.rowcount == 1
 
     def start_renewing(self, on_lost: Callable[[], None]) -> None:
@@ -154,7 +139,7 @@ class Lease:
                     ok = self.renew()
                 except psycopg.Error as exc:
                     log.warning("lease renewal failed: %s", str(exc).strip().splitlines()[0])
-                    self._drop()
+                    self.pg.drop()
                     continue
                 if not ok:
                     log.error("lease of %s lost (epoch %s taken over): fenced", self.name,
@@ -172,13 +157,13 @@ class Lease:
         if self.epoch is None or self.lost.is_set():
             return
         try:
-            self._connection().execute(RELEASE, self._params())
+            self.pg.get().execute(RELEASE, self._params())
         except psycopg.Error as exc:
             log.warning("lease release failed: %s", str(exc).strip().splitlines()[0])
 
     def close(self) -> None:
         self._stop.set()
-        self._drop()
+        self.pg.drop()
 
     def fence(self, cur: psycopg.Cursor) -> None:
         """Inside the batch transaction: raise :class:`LeaseLost` unless we still hold it."""

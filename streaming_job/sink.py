@@ -320,7 +320,13 @@ class BatchSink:
         self.settings = settings
         self.query_id = query_id
         self.lease = lease  # when set, every commit is fenced by its epoch (see lease.py)
-        self.conn: psycopg.Connection | None = None
+        setup = [TEMP_TABLES]
+        if lease is not None:
+            # a driver paused between the fence (a row lock) and COMMIT would block the
+            # takeover for as long as it sleeps: PostgreSQL ends such a session instead
+            idle = max(15.0, 3 * settings.stream_lease_ttl_s)
+            setup.insert(0, f"SET idle_in_transaction_session_timeout = '{idle:.0f}s'")
+        self.pg = db.KeptConnection(settings, "writer", autocommit=False, setup=setup)
         self.producer: Producer | None = None
         self.batches = 0
 
@@ -331,26 +337,6 @@ class BatchSink:
             self.query_id = checkpoint_query_id(self.settings.checkpoint_dir)
         return self.query_id
 
-    def _connection(self) -> psycopg.Connection:
-        if self.conn is None or self.conn.closed:
-            self.conn = db.connect(self.settings, "writer")
-            if self.lease is not None:
-                # a driver paused between the fence (a row lock) and COMMIT would block the
-                # takeover for as long as it sleeps: PostgreSQL ends such a session instead
-                idle = max(15.0, 3 * self.settings.stream_lease_ttl_s)
-                self.conn.execute(f"SET idle_in_transaction_session_timeout = '{idle:.0f}s'")
-            self.conn.execute(TEMP_TABLES)
-            self.conn.commit()
-        return self.conn
-
-    def _drop_connection(self) -> None:
-        if self.conn is not None:
-            try:
-                self.conn.close()
-            except Exception:  # noqa: BLE001 - a dead connection may fail to close; drop it
-                pass
-        self.conn = None
-
     def with_db_retry(self, what: str, fn: Any) -> Any:
         """Run ``fn(conn)``; on connection loss reconnect and retry with backoff (bounded).
         Both sink paths use it: the driver's transactions and :func:`stage_partition`'s COPY."""
@@ -358,10 +344,10 @@ class BatchSink:
         delay, attempt = 0.5, 0
         while True:
             try:
-                return fn(self._connection())
+                return fn(self.pg.get())
             except psycopg.OperationalError as exc:
                 attempt += 1
-                self._drop_connection()
+                self.pg.drop()
                 if time.monotonic() + delay > deadline:
                     raise
                 log.warning("%s: database unavailable (attempt %d): %s; retry in %.1fs",
@@ -377,7 +363,7 @@ class BatchSink:
     def close(self) -> None:
         if self.producer is not None:
             self.producer.flush(30)
-        self._drop_connection()
+        self.pg.drop()
 
     # -- per batch ------------------------------------------------------------------------------
     def process_batch(self, df: Any, batch_id: int) -> None:
@@ -571,13 +557,13 @@ class BatchSink:
         offsets_json(table)
         self.late_rows(c, None, datetime.now(UTC))
         try:  # one attempt each, no retry loop: a down service must not delay the start
-            conn = self._connection()
+            conn = self.pg.get()
             with conn.transaction():  # ended here: an open transaction would turn the next
                 conn.execute("SELECT 1")  # batch's transaction blocks into savepoints
             self._kafka().list_topics(timeout=10)
         except Exception as exc:  # noqa: BLE001 - warm-up is best effort; batches retry anyway
             log.warning("warm-up: %s", exc)
-            self._drop_connection()
+            self.pg.drop()
         return time.monotonic() - t0
 
     def _commit_fn(

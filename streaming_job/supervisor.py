@@ -62,13 +62,14 @@ class Reporter:
     def __init__(self, settings: Settings, folder: Path) -> None:
         self.settings = settings
         self.folder = folder
+        self.pg = db.KeptConnection(settings, "writer")  # a beat every 30 s, one connection
 
     def ledger_position(self) -> str | None:
         """Newest ``batch_ledger.committed_at`` (ISO), None if empty, UNKNOWN if unreadable."""
         try:
-            with db.connect(self.settings, "writer") as conn:
-                last = ledger.freshness(conn).last_batch_at
+            last = self.pg.call(ledger.freshness).last_batch_at
         except Exception as exc:  # noqa: BLE001 - a down database only makes progress unknown
+            self.pg.drop()
             log.warning("ledger position unknown: %s", str(exc).strip().splitlines()[0])
             return UNKNOWN
         return last.isoformat() if last else None
@@ -76,10 +77,10 @@ class Reporter:
     def save(self, state: StreamRunState) -> None:
         stream_state.write_json(self.folder / stream_state.STATUS_FILE, state.to_dict())
         try:
-            with db.connect(self.settings, "writer", autocommit=True) as c:
-                c.execute(stream_state.HEARTBEAT, (stream_state.SUPERVISOR_COMPONENT, state.state,
-                                      json.dumps(state.to_dict(), default=str)))
+            self.pg.execute(stream_state.HEARTBEAT, (stream_state.SUPERVISOR_COMPONENT, state.state,
+                                                     json.dumps(state.to_dict(), default=str)))
         except Exception as exc:  # noqa: BLE001 - the status file still says it
+            self.pg.drop()
             log.warning("supervisor heartbeat failed: %s", str(exc).strip().splitlines()[0])
 
 

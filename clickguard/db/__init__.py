@@ -7,9 +7,11 @@ reader role (used by the API) gets SELECT only and a read-only default transacti
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -17,6 +19,7 @@ from psycopg import sql
 from clickguard.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+T = TypeVar("T")
 REGISTRY_DB = "registry"  # the schema registry's storage, owned by its own role
 
 
@@ -25,6 +28,64 @@ def connect(
 ) -> psycopg.Connection:
     """A psycopg 3 connection as ``role`` (:meth:`Settings.pg_credentials`)."""
     return psycopg.connect(settings.pg_dsn(role, db), connect_timeout=5, **kw)
+
+
+class KeptConnection:
+    """One connection kept across calls, reopened on the next call after it died.
+
+    For a process's periodic small writes (heartbeats, lease renewals, batch commits): a fresh
+    connection per call costs PostgreSQL a backend fork and both sides a SCRAM authentication
+    (an idle driver's heartbeat alone opened 12 a minute; docs/performance.md, eleventh pass).
+    ``setup`` statements run (and are committed) once on each new connection.
+    """
+
+    def __init__(
+        self, settings: Settings, role: str = "writer", *, autocommit: bool = True,
+        setup: Sequence[str] = (),
+    ) -> None:
+        self.settings = settings
+        self.role = role
+        self.autocommit = autocommit
+        self.setup = tuple(setup)
+        self.conn: psycopg.Connection | None = None
+
+    def get(self) -> psycopg.Connection:
+        """The kept connection, opened (with ``setup``) when there is none or it was closed."""
+        if self.conn is None or self.conn.closed:
+            conn = connect(self.settings, self.role, autocommit=self.autocommit)
+            try:
+                for statement in self.setup:
+                    conn.execute(statement)
+                conn.commit()
+            except BaseException:
+                conn.close()
+                raise
+            self.conn = conn
+        return self.conn
+
+    def drop(self) -> None:
+        """Forget the connection (closed if it still can be: a dead one may fail to close)."""
+        if self.conn is not None:
+            with contextlib.suppress(Exception):
+                self.conn.close()
+            self.conn = None
+
+    def call(self, fn: Callable[[psycopg.Connection], T]) -> T:
+        """``fn(connection)`` for idempotent work; if the kept connection turns out dead
+        (PostgreSQL restarted, the backend terminated), once more on a new one. An error on a
+        new connection is raised: the database is down, and the caller decides what that costs."""
+        fresh = self.conn is None or self.conn.closed
+        try:
+            return fn(self.get())
+        except psycopg.OperationalError:
+            self.drop()
+            if fresh:
+                raise
+        return fn(self.get())
+
+    def execute(self, query: Any, params: Any = None) -> psycopg.Cursor[Any]:
+        """:meth:`call` of one idempotent statement."""
+        return self.call(lambda conn: conn.execute(query, params))
 
 
 def one(conn: psycopg.Connection, query: Any, params: Any = None) -> tuple[Any, ...]:

@@ -35,8 +35,8 @@ def test_beats_share_a_connection_and_reconnect_after_it_dies(postgres_alone: Se
         assert _row(settings) == ("running", {"i": 4})
 
         # its backend ends (what a PostgreSQL restart does to every session)
-        assert beats._conn is not None
-        pid = beats._conn.info.backend_pid
+        assert beats.pg.conn is not None
+        pid = beats.pg.conn.info.backend_pid
         with db.connect(settings, "superuser", autocommit=True) as su:
             assert db.one(su, "SELECT pg_terminate_backend(%s)", (pid,))[0] is True
         beats.beat("running", {"i": 5})  # meets the dead connection, opens a new one, writes

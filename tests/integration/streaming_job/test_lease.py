@@ -36,7 +36,7 @@ def test_one_holder_takeover_on_dead_session_and_on_expiry(stack: Stack) -> None
         assert not b.try_acquire()  # held and alive
         assert a.renew()
         # the holder's session dies (a SIGKILLed driver): b takes over at once, epoch 2
-        a._drop()
+        a.pg.drop()
         t0 = time.monotonic()
         assert b.try_acquire() and b.epoch == 2
         assert time.monotonic() - t0 < 2.0  # no TTL wait
