@@ -106,11 +106,21 @@ class Settings(BaseSettings):
     # broker, 1-2 % more each under load, so not the default; docs/performance.md, tenth pass)
     kafka_jvm_opts: str = ""
     # a SIGKILLed broker stays in every ISR until the controller fences it after this long, so
-    # acks=all writes stall that long (issue 10: delivery p99 with a broker SIGKILLed ≈ this +
-    # 0.2 s; docs/producer.md). Heartbeats every 250 ms leave 8 per session, so a broker is only
-    # fenced after 2 s without any, not after a few delayed ones on 2 busy cores
-    kafka_session_timeout_ms: int = 2000
+    # acks=all writes stall that long (issue 10: at 5,000 ev/s the longest delivery with a
+    # broker SIGKILLed ≈ this + 0.1-0.2 s; docs/producer.md). Heartbeats every 250 ms leave 6
+    # per session, so a broker is only fenced after 1.5 s without any, not after a few delayed
+    # ones on 2 busy cores (2,000 ms until 2026-12-06)
+    kafka_session_timeout_ms: int = 1500
     kafka_heartbeat_interval_ms: int = 250
+    # how long a follower's fetch waits at the leader for new records. A partition whose
+    # leader moved joins the follower's next fetch to the new leader, so after a broker's loss
+    # acks=all writes wait up to this long more: the active controller SIGKILLed at 5,000 ev/s,
+    # delivery p99 2.4-4.7 s with 2,000 ms, 2.4-3.1 s with 1,000, 2.8-3.4 s with 500. An idle
+    # follower polls each leader this often: idle brokers 8.9-11.6 % of a core with 2,000,
+    # 10.6-11.2 with 1,000, 11.4-11.5 with 500 (A/B 2026-12-06; docs/producer.md)
+    kafka_replica_fetch_wait_ms: int = Field(
+        1000, ge=100, description="replica.fetch.wait.max.ms of the brokers",
+    )
     # a SIGKILLed active controller: the voters notice after this long, elect a new one, whose
     # sessions then start counting; KRaft's pre-vote keeps one starved voter from forcing an
     # election (both must miss the leader)

@@ -294,12 +294,12 @@ class KafkaNode(Node):
             "num.io.threads": 4,
             "num.replica.fetchers": 1,
             "background.threads": 4,
-            # idle costs (issue 10): the active controller appends a no-op record to the
+            # idle cost (issue 10): the active controller appends a no-op record to the
             # metadata log every 500 ms by default (append + fsync + replication to 2 voters +
-            # every broker's metadata loader), and idle followers re-poll every 500 ms; a
-            # fetch still returns as soon as data arrives, so latency under load is unchanged
+            # every broker's metadata loader)
             "metadata.max.idle.interval.ms": 5000,
-            "replica.fetch.wait.max.ms": 2000,
+            # idle polls of followers against fail-over after a broker's loss (settings.py)
+            "replica.fetch.wait.max.ms": s.kafka_replica_fetch_wait_ms,
             # the log cleaner (compacted __consumer_offsets) allocates its key map on the heap:
             # 128 MiB by default, 75 % of each broker's live heap here; 16 MiB maps ~700k keys
             "log.cleaner.dedupe.buffer.size": 16 * 1024 * 1024,

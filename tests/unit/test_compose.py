@@ -53,6 +53,7 @@ def test_kafka_ports_and_cluster_defaults(compose: dict, defaults: Settings) -> 
         assert env["KAFKA_BROKER_HEARTBEAT_INTERVAL_MS"] == str(
             defaults.kafka_heartbeat_interval_ms
         )
+        assert env["KAFKA_REPLICA_FETCH_WAIT_MAX_MS"] == str(defaults.kafka_replica_fetch_wait_ms)
         assert env["KAFKA_CONTROLLER_QUORUM_FETCH_TIMEOUT_MS"] == str(
             defaults.kafka_quorum_fetch_timeout_ms
         )
