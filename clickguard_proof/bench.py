@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -81,7 +82,9 @@ def bench() -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Results folder [default: settings.results_dir, whose index it refreshes].")
 @click.option("--broker", default="leader", show_default=True,
-              help="Broker to fail: kafka-N, or 'leader' = leader of most partitions.")
+              callback=lambda _c, _p, v: _broker_choice(v),
+              help="Broker to fail: kafka-N, 'leader' = leader of most partitions, or "
+                   "'controller' = the active KRaft controller when each fault phase starts.")
 @click.option("--no-kcat", is_flag=True, help="Skip the kcat comparison.")
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--rounds", type=click.IntRange(1, 9), default=3, show_default=True,
@@ -134,7 +137,10 @@ def run_producer_bench(
     topic = settings.topic_bench
     _require_healthy(settings)
     scratch.create_fresh(settings, topic)
-    target = _pick_broker(settings, topic) if broker == "leader" else broker
+    picked = {"leader": lambda: _pick_broker(settings, topic),
+              # the active controller when each phase starts: its loss adds a KRaft election
+              "controller": lambda: stack.active_controller() or "kafka-1"}.get(broker)
+    target = picked() if picked else broker
     schema_id, _rogue = register_schemas(settings)
     echo(f"generating and encoding {count:,} records (seed {seed})...")
     t = time.monotonic()
@@ -152,6 +158,7 @@ def run_producer_bench(
         "rate_limit": rate,
         "generate_encode_eps": round(count / encode_s, 1),
         "failed_broker": target,
+        "broker_choice": broker,
         "producer_config": _public_config(settings),
         "healthy_rounds": rounds,
         "phases": [],
@@ -171,27 +178,12 @@ def run_producer_bench(
     for name, action in phases:
         with_kcat = kcat and (kcat_under_faults or not action)
         echo(f"phase {name}: ours{' + kcat' if with_kcat else ''}")
+        if action and broker == "controller":
+            target = stack.active_controller() or target
         phase: dict[str, Any] = {"name": name, "fault": action and f"{action} {target}"}
         fault_at: dict[int, Callable[[], None]] = {}
         if action:
-            base = scratch.total_offsets(settings, topic)
-
-            def fault(action: str = action, base: int = base, info: dict[str, Any] = phase) -> None:
-                # mid-run means after the producer is warmed up: the first records are on the
-                # brokers (a fresh idempotent producer first needs its producer id)
-                deadline = time.monotonic() + 15
-                while scratch.total_offsets(settings, topic) <= base and (
-                    time.monotonic() < deadline
-                ):
-                    time.sleep(0.05)
-                info["written_before_fault"] = scratch.total_offsets(settings, topic) - base
-                # the active controller's loss adds a KRaft election to the broker's fencing
-                info["active_controller"] = stack.active_controller()
-                echo(f"  {action} {target} ({info['written_before_fault']:,} records written; "
-                     f"active controller {info['active_controller']})")
-                stack.control(action, target)
-
-            fault_at[count // 3] = fault
+            fault_at[count // 3] = _fault_hook(settings, stack, topic, target, action, phase, echo)
         try:
             if not action and with_kcat and rounds > 1 and _kcat_exe():
                 phase.update(_alternating_rounds(settings, topic, records, stack, rounds, echo))
@@ -238,9 +230,52 @@ def run_producer_bench(
                 "name": "as_users_run_it", "fault": None,
                 "ours": _run_cli(settings, topic, count, seed, echo),
             })
+    if paced_rate and rate is None:
+        # the fail-over stall as a producer at a steady rate sees it: at full speed every record
+        # sent during the stall queues behind it and drains after it at the brokers' speed, so
+        # the unpaced phase's p99 is mostly that backlog (1.6-4.6 s in runs minutes apart)
+        n = min(count, int(paced_rate * 15))
+        name = f"broker_sigkilled_{paced_rate:.0f}_per_s"
+        echo(f"phase {name}: ours at {paced_rate:,.0f}/s, {n:,} records")
+        if broker == "controller":
+            target = stack.active_controller() or target
+        phase = {"name": name, "fault": f"kill {target}", "rate": paced_rate}
+        hook = _fault_hook(settings, stack, topic, target, "kill", phase, echo)
+        try:
+            phase["ours"] = _run_ours(settings, topic, records[:n], paced_rate, {n // 3: hook},
+                                      echo)
+        finally:
+            echo(f"  restarting {target}")
+            stack.control("start", target)
+            scratch.wait_full_isr(settings, topic)
+        result["phases"].append(phase)
     scratch.delete(settings, topic)
     result["machine"]["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
     return result
+
+
+def _fault_hook(
+    settings: Settings, stack: Any, topic: str, target: str, action: str,
+    info: dict[str, Any], echo: Callable[[str], None],
+) -> Callable[[], None]:
+    """The call that fails ``target`` mid-run (``stack.control(action, target)``), noting in
+    ``info`` how many records were written before it and which node was the controller."""
+    base = scratch.total_offsets(settings, topic)
+
+    def fault() -> None:
+        # mid-run means after the producer is warmed up: the first records are on the
+        # brokers (a fresh idempotent producer first needs its producer id)
+        deadline = time.monotonic() + 15
+        while scratch.total_offsets(settings, topic) <= base and time.monotonic() < deadline:
+            time.sleep(0.05)
+        info["written_before_fault"] = scratch.total_offsets(settings, topic) - base
+        # the active controller's loss adds a KRaft election to the broker's fencing
+        info["active_controller"] = stack.active_controller()
+        echo(f"  {action} {target} ({info['written_before_fault']:,} records written; "
+             f"active controller {info['active_controller']})")
+        stack.control(action, target)
+
+    return fault
 
 
 def _run_ours(
@@ -470,6 +505,12 @@ def _require_healthy(settings: Settings) -> None:
         )
 
 
+def _broker_choice(value: str) -> str:
+    if value in ("leader", "controller") or re.fullmatch(r"kafka-[1-9]\d*", value):
+        return value
+    raise click.BadParameter(f"{value!r}: give kafka-N, 'leader' or 'controller'")
+
+
 def _pick_broker(settings: Settings, topic: str) -> str:
     """kafka-N leading the most partitions of ``topic`` (its loss hurts most)."""
     md = kafka_helpers.admin(settings).list_topics(topic, timeout=10)
@@ -503,19 +544,18 @@ def render_markdown(result: dict[str, Any]) -> str:
          "failed", "ours exact", "kcat exact"],
         rows,
     )
-    controllers = {ph["fault"]: ph.get("active_controller") for ph in result["phases"]
-                   if ph["fault"]}
-    ctl = "".join(  # one sentence per fault
-        f" At `{fault}` the active KRaft controller was `{c}`"
+    ctl = "".join(  # one sentence per failed phase
+        f" At `{ph['fault']}` the active KRaft controller was `{ph['active_controller']}`"
         + (" (the failed broker: its loss adds a controller election)"
-           if c == result["failed_broker"] else "") + "."
-        for fault, c in controllers.items() if c
+           if ph["active_controller"] == ph["fault"].split()[-1] else "")
+        + f" ({ph['name']})."
+        for ph in result["phases"] if ph["fault"] and ph.get("active_controller")
     )
     return f"""# Producer benchmark
 
 {result['records_per_phase']:,} records per phase ({result['avg_record_bytes']} B each, Avro
 Confluent wire format), topic `{result['topic']}` (6 partitions, RF 3, min ISR 2), acks=all +
-idempotence + lz4. Fault target: `{result['failed_broker']}`, failed once a third of the
+idempotence + lz4. Fault target: {_target(result)}, failed once a third of the
 records was sent and the first were written (mid-run), restarted after the phase.{ctl}
 Measured {m['measured_at']} on {m['cpus']} CPUs / {m['memory_gb']} GB, load average
 {m['load_avg_1_5_15']} before and {m.get('load_avg_after')} after (the whole stack and other
@@ -538,8 +578,18 @@ processes share the machine).
   records/s. `as_users_run_it` is the literal `clickguard produce --count N` (no rate limit):
   generating, faulting and encoding while sending, in worker processes; its ev/s is acknowledged /
   (first produce() -> last delivery report){_cli_wall(result)}.
+- `broker_sigkilled_N_per_s` = the broker SIGKILLed a third into 15 s at N records/s: the
+  fail-over stall as a producer at a steady rate sees it. In the unpaced `broker_sigkilled`
+  every record sent during the stall queues behind it and drains after it at the brokers'
+  speed, so its p99 is the stall plus that backlog.
 - Original system: 4,819 msg/s healthy, 4,690 msg/s with a broker down.
 """
+
+
+def _target(result: dict[str, Any]) -> str:
+    if result.get("broker_choice") == "controller":
+        return "the active KRaft controller when each fault phase started"
+    return f"`{result['failed_broker']}`"
 
 
 def _rounds(result: dict[str, Any]) -> str:
@@ -567,7 +617,8 @@ def write_producer_results(result: dict[str, Any], out: Path) -> list[Path]:
 
     def label(ph: dict[str, Any]) -> str:
         if ph.get("rate"):
-            return f"healthy\n(paced {ph['rate']:,.0f}/s)"
+            kind = "broker SIGKILLed" if ph.get("fault") else "healthy"
+            return f"{kind}\n(paced {ph['rate']:,.0f}/s)"
         return {
             "healthy": "healthy\n(pre-encoded)",
             "healthy_live_generation": "healthy\n(live generation)",

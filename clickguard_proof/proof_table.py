@@ -115,7 +115,10 @@ def bench_producer(doc: Doc) -> tuple[str, str]:
         o = ph.get("ours") or {}
         failed += o.get("failed") or 0
         exact = exact and bool(o.get("exact", True))
-        text = f"{labels.get(ph['name'], ph['name'])} {_n(o.get('throughput_eps'))} ev/s"
+        label = labels.get(ph["name"], ph["name"])
+        if ph["name"].startswith("broker_sigkilled_") and ph.get("rate"):
+            label = f"broker SIGKILLed while paced at {_n(ph['rate'])}/s"
+        text = f"{label} {_n(o.get('throughput_eps'))} ev/s"
         if ph["name"] == "healthy" and ph.get("ratio_ours_to_kcat"):
             text += f" = {ph['ratio_ours_to_kcat']}× kcat on the same records"
         if ph.get("fault"):
