@@ -115,7 +115,8 @@ class Settings(BaseSettings):
     # how long a follower's fetch waits at the leader for new records. A partition whose
     # leader moved joins the follower's next fetch to the new leader, so after a broker's loss
     # acks=all writes wait up to this long more: the active controller SIGKILLed at 5,000 ev/s,
-    # delivery p99 2.4-4.7 s with 2,000 ms, 2.4-3.1 s with 1,000, 2.8-3.4 s with 500. An idle
+    # delivery p99 2.4-4.7 s with 2,000 ms, 2.4-3.1 s with 1,000, 2.8-3.4 s with 500 (brokers
+    # only; on the whole stack 3.3-4.0 s either way, split votes included). An idle
     # follower polls each leader this often: idle brokers 8.9-11.6 % of a core with 2,000,
     # 10.6-11.2 with 1,000, 11.4-11.5 with 500 (A/B 2026-12-06; docs/producer.md)
     kafka_replica_fetch_wait_ms: int = Field(

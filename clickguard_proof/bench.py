@@ -233,7 +233,7 @@ def run_producer_bench(
     if paced_rate and rate is None:
         # the fail-over stall as a producer at a steady rate sees it: at full speed every record
         # sent during the stall queues behind it and drains after it at the brokers' speed, so
-        # the unpaced phase's p99 is mostly that backlog (1.6-4.6 s in runs minutes apart)
+        # the unpaced phase's p99 is the stall plus that backlog (1.6-4.1 s in five runs)
         n = min(count, int(paced_rate * 15))
         name = f"broker_sigkilled_{paced_rate:.0f}_per_s"
         echo(f"phase {name}: ours at {paced_rate:,.0f}/s, {n:,} records")

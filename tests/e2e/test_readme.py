@@ -100,6 +100,9 @@ PLAN: dict[str, Run | Excluded] = {
     "clickguard chaos all": Excluded(PROOF_SMOKE),
     "clickguard slo-report": Excluded(PROOF_SMOKE),
     "clickguard bench producer": Excluded(PROOF_SMOKE),
+    "clickguard bench producer --broker controller": Excluded(
+        BENCH + " (the smoke test runs the same phases; the choice is checked in "
+        "tests/unit/proof/test_producer_rounds.py)"),
     "clickguard bench api": Excluded(PROOF_SMOKE),
     "clickguard bench capacity": Excluded(PROOF_SMOKE),
     "clickguard bench latency --rate 5000 --minutes 5": Excluded(PROOF_SMOKE),

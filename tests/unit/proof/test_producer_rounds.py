@@ -40,3 +40,16 @@ def test_order_alternates_and_the_median_run_of_each_is_reported(
     assert out["ours"]["rounds_eps"] == [100.0, 400.0, 300.0]
     assert out["ours"]["exact"] is False  # one inexact run makes the phase inexact
     assert out["kcat"]["exact"] is True
+
+
+@pytest.mark.parametrize("value", ["leader", "controller", "kafka-1", "kafka-12"])
+def test_broker_choices_are_accepted(value: str) -> None:
+    assert bench._broker_choice(value) == value
+
+
+@pytest.mark.parametrize("value", ["kafka-0", "kafka-x", "broker-1", "Controller", ""])
+def test_a_bad_broker_choice_says_what_to_give(value: str) -> None:
+    import click
+
+    with pytest.raises(click.BadParameter, match="give kafka-N, 'leader' or 'controller'"):
+        bench._broker_choice(value)
