@@ -29,20 +29,20 @@ def test_warm_up_leaves_no_open_transaction(stack: Stack, settings: Settings) ->
     sink = BatchSink(settings, query_id="warm-up-test")
     try:
         assert sink.warm_up() >= 0
-        assert sink.conn is not None and sink.producer is not None  # opened: warm for batch 1
-        assert sink.conn.info.transaction_status is TransactionStatus.IDLE
+        assert sink.pg.conn is not None and sink.producer is not None  # opened: warm for batch 1
+        assert sink.pg.conn.info.transaction_status is TransactionStatus.IDLE
         component = f"warm-up-test-{uuid.uuid4().hex[:8]}"
-        with sink.conn.transaction():
-            sink.conn.execute(stream_state.HEARTBEAT, (component, "test", "{}"))
+        with sink.pg.conn.transaction():
+            sink.pg.conn.execute(stream_state.HEARTBEAT, (component, "test", "{}"))
         with db.connect(settings, "reader", autocommit=True) as other:
             seen = other.execute(
                 "SELECT count(*) FROM stream_heartbeat WHERE component = %s", (component,)
             ).fetchone()
         assert seen == (1,)  # visible from another session: committed
     finally:
-        if sink.conn is not None:
-            with sink.conn.transaction():
-                sink.conn.execute("DELETE FROM stream_heartbeat WHERE component LIKE "
+        if sink.pg.conn is not None:
+            with sink.pg.conn.transaction():
+                sink.pg.conn.execute("DELETE FROM stream_heartbeat WHERE component LIKE "
                                   "'warm-up-test-%%'")
         sink.close()
 
