@@ -183,6 +183,8 @@ def spawn(
 def send(pid: int, sig: signal.Signals, tree: bool = False) -> None:
     """Send ``sig`` to ``pid`` (and, with ``tree``, to its descendants first)."""
     targets = [*descendants(pid), pid] if tree else [pid]
+    if sig == signal.SIGKILL:  # the parent first: it can neither see a child die nor start one
+        targets = targets[-1:] + targets[:-1]
     for p in targets:
         try:
             os.kill(p, sig)

@@ -137,10 +137,14 @@ def run_producer_bench(
     topic = settings.topic_bench
     _require_healthy(settings)
     scratch.create_fresh(settings, topic)
-    picked = {"leader": lambda: _pick_broker(settings, topic),
-              # the active controller when each phase starts: its loss adds a KRaft election
-              "controller": lambda: stack.active_controller() or "kafka-1"}.get(broker)
-    target = picked() if picked else broker
+    leader = _pick_broker(settings, topic) if broker == "leader" else broker
+
+    def fault_target() -> str:
+        """The broker the next fault phase fails; "controller" is the active KRaft controller
+        when that phase starts (its loss adds an election to the fencing)."""
+        return (stack.active_controller() or "kafka-1") if broker == "controller" else leader
+
+    target = fault_target()
     schema_id, _rogue = register_schemas(settings)
     echo(f"generating and encoding {count:,} records (seed {seed})...")
     t = time.monotonic()
@@ -178,8 +182,8 @@ def run_producer_bench(
     for name, action in phases:
         with_kcat = kcat and (kcat_under_faults or not action)
         echo(f"phase {name}: ours{' + kcat' if with_kcat else ''}")
-        if action and broker == "controller":
-            target = stack.active_controller() or target
+        if action:
+            target = fault_target()
         phase: dict[str, Any] = {"name": name, "fault": action and f"{action} {target}"}
         fault_at: dict[int, Callable[[], None]] = {}
         if action:
@@ -191,9 +195,7 @@ def run_producer_bench(
                 phase["ours"] = _run_ours(settings, topic, records, rate, fault_at, echo)
         finally:  # a failed phase must not leave the broker down for whatever runs next
             if action:
-                echo(f"  restarting {target}")
-                stack.control("start", target)
-                scratch.wait_full_isr(settings, topic)
+                _restore(settings, stack, topic, target, echo)
         if with_kcat:
             if "kcat" not in phase:  # (the alternating rounds ran it already)
                 phase["kcat"] = _run_kcat(
@@ -203,8 +205,7 @@ def run_producer_bench(
             if not action:
                 kcat_healthy_s = phase["kcat"].get("duration_s") or 1.0
             if action:
-                stack.control("start", target)
-                scratch.wait_full_isr(settings, topic)
+                _restore(settings, stack, topic, target, echo)
             k = phase["kcat"].get("throughput_eps")
             if k and rate is None:  # paced (smoke) runs are not a speed comparison
                 phase["ratio_ours_to_kcat"] = round(phase["ours"]["throughput_eps"] / k, 3)
@@ -237,21 +238,28 @@ def run_producer_bench(
         n = min(count, int(paced_rate * 15))
         name = f"broker_sigkilled_{paced_rate:.0f}_per_s"
         echo(f"phase {name}: ours at {paced_rate:,.0f}/s, {n:,} records")
-        if broker == "controller":
-            target = stack.active_controller() or target
+        target = fault_target()
         phase = {"name": name, "fault": f"kill {target}", "rate": paced_rate}
         hook = _fault_hook(settings, stack, topic, target, "kill", phase, echo)
         try:
             phase["ours"] = _run_ours(settings, topic, records[:n], paced_rate, {n // 3: hook},
                                       echo)
         finally:
-            echo(f"  restarting {target}")
-            stack.control("start", target)
-            scratch.wait_full_isr(settings, topic)
+            _restore(settings, stack, topic, target, echo)
         result["phases"].append(phase)
     scratch.delete(settings, topic)
     result["machine"]["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
     return result
+
+
+def _restore(
+    settings: Settings, stack: Any, topic: str, target: str, echo: Callable[[str], None],
+) -> None:
+    """Start the failed broker again and wait until every partition of ``topic`` is back to its
+    full ISR, so that what runs next (a phase, kcat, another command) meets a whole cluster."""
+    echo(f"  restarting {target}")
+    stack.control("start", target)
+    scratch.wait_full_isr(settings, topic)
 
 
 def _fault_hook(

@@ -62,14 +62,15 @@ class Reporter:
     def __init__(self, settings: Settings, folder: Path) -> None:
         self.settings = settings
         self.folder = folder
-        self.pg = db.KeptConnection(settings, "writer")  # a beat every 30 s, one connection
+        # a beat every 30 s on one connection; autocommit, so an error leaves it usable and
+        # KeptConnection.call replaces it when it died
+        self.pg = db.KeptConnection(settings, "writer")
 
     def ledger_position(self) -> str | None:
         """Newest ``batch_ledger.committed_at`` (ISO), None if empty, UNKNOWN if unreadable."""
         try:
             last = self.pg.call(ledger.freshness).last_batch_at
         except Exception as exc:  # noqa: BLE001 - a down database only makes progress unknown
-            self.pg.drop()
             log.warning("ledger position unknown: %s", str(exc).strip().splitlines()[0])
             return UNKNOWN
         return last.isoformat() if last else None
@@ -80,7 +81,6 @@ class Reporter:
             self.pg.execute(stream_state.HEARTBEAT, (stream_state.SUPERVISOR_COMPONENT, state.state,
                                                      json.dumps(state.to_dict(), default=str)))
         except Exception as exc:  # noqa: BLE001 - the status file still says it
-            self.pg.drop()
             log.warning("supervisor heartbeat failed: %s", str(exc).strip().splitlines()[0])
 
 

@@ -30,23 +30,20 @@ class StreamRun:
 
     settings: Settings
     stack: Stack
-    _conn: psycopg.Connection | None = None
+    def __post_init__(self) -> None:
+        self._pg = db.KeptConnection(self.settings, "writer")
 
     @property
     def conn(self) -> psycopg.Connection:
-        """A writer connection (autocommit), re-opened if PostgreSQL was restarted."""
-        if self._conn is not None and not self._conn.closed:
-            try:
-                self._conn.execute("SELECT 1")
-                return self._conn
-            except psycopg.OperationalError:
-                self._conn.close()
-        self._conn = db.connect(self.settings, "writer", autocommit=True)
-        return self._conn
+        """A writer connection (autocommit), probed and re-opened if PostgreSQL was restarted."""
+        def probed(conn: psycopg.Connection) -> psycopg.Connection:
+            conn.execute("SELECT 1")
+            return conn
+
+        return self._pg.call(probed)
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
+        self._pg.drop()
 
     def query_id(self, timeout: float = 360.0) -> str:  # Spark start-up on a loaded box
         return checkpoint_query_id(self.settings.checkpoint_dir, timeout, f"; see {self.log}")
