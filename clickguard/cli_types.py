@@ -5,6 +5,8 @@ They live in the core because it is the one package every CLI may import: the to
 layered (producer < stack < proof < cli) and the Dagster app imports no tool.
 """
 
+from datetime import UTC, datetime
+
 import click
 
 POSITIVE = click.FloatRange(min=0, min_open=True)
@@ -17,3 +19,54 @@ COUNT_OR_ZERO = click.IntRange(min=0)
 """A count where 0 means none (e.g. no anomaly blocks, no warm-up)."""
 SHARE = click.FloatRange(0, 1)
 """A fraction between 0 and 1."""
+
+
+class RateList(click.ParamType):
+    """Comma-separated events/s (``2500,5000``), each at least ``minimum``: a ladder of rates.
+    A 0 where it is not an idle step would mean "as fast as possible" to the producer."""
+
+    name = "rates"
+
+    def __init__(self, minimum: int) -> None:
+        self.minimum = minimum
+
+    def convert(self, value: object, param: click.Parameter | None,
+                ctx: click.Context | None) -> list[int]:
+        if isinstance(value, list):
+            return value
+        parts = [p.strip() for p in str(value).split(",") if p.strip()]
+        try:
+            rates = [int(p) for p in parts]
+        except ValueError:
+            self.fail(f"{value!r}: give whole events/s separated by commas, e.g. 2500,5000",
+                      param, ctx)
+        if not rates or min(rates) < self.minimum:
+            self.fail(f"{value!r}: every rate must be >= {self.minimum} events/s", param, ctx)
+        return rates
+
+
+RATES = RateList(1)
+"""Load steps in events/s, each at least 1."""
+RATES_OR_IDLE = RateList(0)
+"""Load steps in events/s where 0 is an idle step."""
+
+
+class IsoTime(click.ParamType):
+    """An ISO 8601 time, UTC unless it names an offset (``2026-12-03T13:00:00``)."""
+
+    name = "iso-time"
+
+    def convert(self, value: object, param: click.Parameter | None,
+                ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            ts = datetime.fromisoformat(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 time; e.g. 2026-12-03T13:00:00 (UTC) or"
+                      " 2026-12-03T14:00:00+01:00", param, ctx)
+        return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+ISO_TIME = IsoTime()
+"""A point in time on the command line (window bounds)."""

@@ -109,7 +109,9 @@ def up(nodes: tuple[str, ...], timeout: float) -> None:
     s = _stack()
     try:
         took = s.up(list(nodes) or None, timeout=timeout)
-    except (RuntimeError, KeyError) as exc:
+    except KeyError as exc:  # an unknown node name: nothing was started
+        raise click.ClickException(str(exc)) from exc
+    except RuntimeError as exc:
         click.echo(format_status(s.status()), err=True)
         raise click.ClickException(str(exc)) from exc
     click.echo(format_status(s.status()))

@@ -6,23 +6,27 @@ like a run launched there.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import click
 import dagster as dg
 
-from clickguard.cli_types import COUNT
+from clickguard.cli_types import COUNT, ISO_TIME
+from clickguard.contract import DlqReason
 from clickguard.dagster_env import prepare_home
 from clickguard.settings import get_settings
 
 
 @click.command("dlq-replay")
-@click.option("--reason", "reasons", multiple=True, help="DLQ reason to replay (repeatable).")
-@click.option("--since", default=None, help="detected_at >= this ISO timestamp.")
-@click.option("--until", default=None, help="detected_at < this ISO timestamp.")
+@click.option("--reason", "reasons", multiple=True, type=click.Choice([r.value for r in DlqReason]),
+              help="DLQ reason to replay (repeatable; default: every reason).")
+@click.option("--since", type=ISO_TIME, default=None, help="detected_at >= this ISO 8601 time.")
+@click.option("--until", type=ISO_TIME, default=None, help="detected_at < this ISO 8601 time.")
 @click.option("--limit", type=COUNT, default=100_000, show_default=True)
 @click.option("--include-replayed", is_flag=True, help="Also records replayed before.")
 @click.option("--dry-run", is_flag=True, help="Only count what would be replayed.")
 def dlq_replay(
-    reasons: tuple[str, ...], since: str | None, until: str | None, limit: int,
+    reasons: tuple[str, ...], since: datetime | None, until: datetime | None, limit: int,
     include_replayed: bool, dry_run: bool,
 ) -> None:
     """Re-publish DLQ records (after a fix) to the raw topic, keeping their event_id."""
@@ -31,7 +35,8 @@ def dlq_replay(
 
     settings = get_settings()
     config = {
-        "reasons": list(reasons), "since": since, "until": until, "limit": limit,
+        "reasons": list(reasons), "since": since and since.isoformat(),
+        "until": until and until.isoformat(), "limit": limit,
         "include_replayed": include_replayed, "dry_run": dry_run,
     }
     resources = {k: v for k, v in build_resources(settings).items() if k != "spark"}

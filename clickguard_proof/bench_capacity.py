@@ -27,7 +27,7 @@ from typing import Any
 import click
 
 from clickguard import db
-from clickguard.cli_types import POSITIVE
+from clickguard.cli_types import POSITIVE, RATES
 from clickguard.settings import Settings, get_settings
 from clickguard.slo import compute_slo
 from clickguard_proof.report import Report
@@ -275,7 +275,8 @@ def capacity_cmd_impl(rates: list[int], step_s: float, out: Path | None, smoke: 
 
 
 @click.command("capacity")
-@click.option("--rates", default=None, help="Comma-separated events/s (default capacity_rates).")
+@click.option("--rates", type=RATES, default=None,
+              help="Comma-separated events/s, each >= 1 (default capacity_rates).")
 @click.option("--step", "step_s", type=POSITIVE,
               default=None, help="Seconds per step.")
 @click.option("--smoke", is_flag=True, help=f"CI mode: {SMOKE_RATES} ev/s, {SMOKE_STEP_S:.0f} s "
@@ -285,11 +286,11 @@ def capacity_cmd_impl(rates: list[int], step_s: float, out: Path | None, smoke: 
               help="Measure even if the API or Dagster is down (labelled in the report).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Results folder (default: settings.results_dir).")
-def capacity(rates: str | None, step_s: float | None, smoke: bool, keep_going: bool,
+def capacity(rates: list[int] | None, step_s: float | None, smoke: bool, keep_going: bool,
              partial_stack: bool, out: Path | None) -> None:
     """Ladder of event rates: lag, batch duration, e2e p95; the highest sustainable rate."""
     s = get_settings()
-    ladder = [int(r) for r in rates.split(",")] if rates else list(s.capacity_rates)
+    ladder = rates or list(s.capacity_rates)
     capacity_cmd_impl(ladder, step_s or s.capacity_step_s, out, smoke, keep_going, partial_stack)
 
 

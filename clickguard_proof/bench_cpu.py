@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from clickguard.cli_types import NON_NEGATIVE, POSITIVE
+from clickguard.cli_types import NON_NEGATIVE, POSITIVE, RATES_OR_IDLE
 from clickguard.settings import Settings, get_settings
 from clickguard_stack import usage
 
@@ -297,7 +297,7 @@ def plot(result: dict[str, Any]) -> Callable[[Any], None]:
 
 
 @click.command("cpu")
-@click.option("--steps", "steps_csv", default="0,1000,5000", show_default=True,
+@click.option("--steps", "rates", type=RATES_OR_IDLE, default="0,1000,5000", show_default=True,
               help="Producer rates in events/s, comma-separated (0 = idle stack).")
 @click.option("--step-s", type=POSITIVE,
               default=60.0, show_default=True,
@@ -312,17 +312,11 @@ def plot(result: dict[str, Any]) -> Callable[[Any], None]:
               help="Interval of the RSS readings and of the CPU time series.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Results folder [default: settings.results_dir].")
-def cpu(steps_csv: str, step_s: float, warmup_s: float, prewarm_s: float, sample_s: float,
+def cpu(rates: list[int], step_s: float, warmup_s: float, prewarm_s: float, sample_s: float,
         out: Path | None) -> None:
     """CPU (% of one core and of all cores) and RSS per node at several event rates."""
     from clickguard_proof.report import Report
 
-    try:
-        rates = [int(r) for r in steps_csv.split(",") if r.strip()]
-    except ValueError as exc:
-        raise click.BadParameter(f"--steps must be integers: {steps_csv!r}") from exc
-    if not rates or any(r < 0 for r in rates):
-        raise click.BadParameter("--steps needs at least one rate >= 0")
     if step_s <= 0 or sample_s <= 0 or warmup_s < 0 or prewarm_s < 0:
         raise click.BadParameter(
             "--step-s and --sample-s must be > 0, --warmup-s and --prewarm-s >= 0"

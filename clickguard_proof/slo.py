@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from clickguard.cli_types import POSITIVE
+from clickguard.cli_types import ISO_TIME, POSITIVE
 from clickguard.settings import get_settings
 from clickguard.slo import (
     CDF_QUANTILES,
@@ -93,25 +93,12 @@ def slo_report_for(
     )
 
 
-def _parse_ts(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
-    """An ISO 8601 time (UTC unless it names an offset); a clear usage error otherwise."""
-    if value is None:
-        return None
-    try:
-        ts = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is not an ISO 8601 time; e.g. 2026-12-03T13:00:00 (UTC) or"
-            " 2026-12-03T14:00:00+01:00", ctx, param) from None
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
-
-
 @click.command("slo-report")
 @click.option("--minutes", type=POSITIVE, default=None,
               help="Window = the last N minutes (default: settings.slo_window_minutes).")
-@click.option("--since", default=None, callback=_parse_ts,
+@click.option("--since", type=ISO_TIME, default=None,
               help="Window start, ISO 8601 (overrides --minutes).")
-@click.option("--until", default=None, callback=_parse_ts,
+@click.option("--until", type=ISO_TIME, default=None,
               help="Window end, ISO 8601 (default now).")
 @click.option("--by", "column", type=click.Choice(WINDOW_COLUMNS), default="commit_ts",
               show_default=True, help="Which timestamp must fall in the window.")

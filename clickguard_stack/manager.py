@@ -84,6 +84,14 @@ def app_nodes(settings: Settings) -> list[PythonNode]:
     ]
 
 
+class UnknownNodeError(KeyError):
+    """A node name the stack does not have; its message is the sentence (KeyError's str()
+    would quote it)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class Stack:
     """Start, stop and inspect the nodes of the local stack."""
 
@@ -94,7 +102,7 @@ class Stack:
 
     def node(self, name: str) -> Node:
         if name not in self.nodes:
-            raise KeyError(f"unknown node {name!r}; nodes: {', '.join(self.nodes)}")
+            raise UnknownNodeError(f"unknown node {name!r}; nodes: {', '.join(self.nodes)}")
         return self.nodes[name]
 
     def resolve(self, names: list[str] | None) -> list[str]:

@@ -3,9 +3,11 @@
 Each of these once got through: a negative rate started the demo's traffic thread (which died on
 ``sleep(-x)``) and exited 0, chaos ran a scenario "at -1 events/s" against the stack,
 ``bench producer --count 0`` and ``slo-report --since yesterday`` ended in tracebacks, and
-``stack logs`` of an unknown node printed a KeyError traceback. The values are only parsed
-here (``make_context``: types and callbacks, never the command's body), so a value that got
-through again fails this test instead of starting a stack.
+``stack logs`` of an unknown node printed a KeyError traceback, ``bench capacity --rates 0,-5``
+produced as fast as it could (rate 0 = unpaced: 1.5 M records in a minute), ``dlq-replay
+--reason typo`` replayed nothing and said so as a success, ``--since yesterday`` failed inside the
+Dagster run. The values are only parsed here (``make_context``: types and callbacks, never the
+command's body), so a value that got through again fails this test instead of starting a stack.
 """
 
 import os
@@ -34,12 +36,18 @@ CASES = [
     (["bench", "latency", "--minutes", "0"], "--minutes"),
     (["bench", "latency", "--rate", "0"], "--rate"),
     (["bench", "cpu", "--step-s", "0"], "--step-s"),
+    (["bench", "cpu", "--steps", "0,-1000"], "every rate must be >= 0"),
+    (["bench", "capacity", "--rates", "0,-5"], "every rate must be >= 1"),
+    (["bench", "capacity", "--rates", "5k"], "give whole events/s separated by commas"),
+    (["bench", "capacity", "--rates", ","], "every rate must be >= 1"),
     (["slo-report", "--minutes", "-5"], "--minutes"),
     (["slo-report", "--since", "yesterday"], "not an ISO 8601 time"),
     (["slo-report", "--until", "3pm"], "not an ISO 8601 time"),
     (["fuzz-stream", "--records", "0"], "--records"),
     (["fuzz-stream", "--poison-rate", "2"], "--poison-rate"),
     (["dlq-replay", "--limit", "0"], "--limit"),
+    (["dlq-replay", "--reason", "not_wire"], "'not_wire' is not one of 'not_wire_format'"),
+    (["dlq-replay", "--since", "yesterday"], "not an ISO 8601 time"),
     (["stack", "logs", "api", "--lines", "0"], "--lines"),
 ]
 
@@ -75,12 +83,22 @@ def test_good_values_parse() -> None:  # the check above is not passing because 
     parse(["produce", "--rate", "500", "--count", "10", "--faults", "0.1"])
     parse(["slo-report", "--since", "2026-12-03T13:00:00", "--until", "2026-12-03T14:00:00+01:00"])
     parse(["chaos", "broker-kill", "--rate", "1000"])
+    parse(["bench", "capacity", "--rates", "2500, 5000"])
+    parse(["bench", "cpu", "--steps", "0,1000"])
+    parse(["dlq-replay", "--reason", "out_of_range", "--since", "2026-12-06T05:00:00"])
 
 
-def test_logs_of_an_unknown_node_name_the_nodes_without_a_traceback(runner: CliRunner) -> None:
-    result = runner.invoke(main, ["stack", "logs", "nosuch"])
+@pytest.mark.parametrize("args", [["stack", "logs", "nosuch"], ["stack", "up", "api", "nosuch"],
+                                  ["stack", "restart", "nosuch"]])
+def test_an_unknown_node_is_one_error_line_naming_the_nodes(
+    runner: CliRunner, args: list[str]
+) -> None:
+    """Not a KeyError traceback, not a quoted message; `stack up` printed the whole status table
+    before it (nothing is started: names are resolved first)."""
+    result = runner.invoke(main, args)
     assert result.exit_code == 1
-    assert "unknown node 'nosuch'" in result.output and "kafka-1" in result.output
+    assert result.output.startswith("Error: unknown node 'nosuch'; nodes: postgres, kafka-1")
+    assert result.output.count("\n") == 1, result.output
     assert isinstance(result.exception, SystemExit)  # a ClickException, not a KeyError
 
 
