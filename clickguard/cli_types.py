@@ -5,19 +5,34 @@ They live in the core because it is the one package every CLI may import: the to
 layered (producer < stack < proof < cli) and the Dagster app imports no tool.
 """
 
+import math
 from datetime import UTC, datetime
+from typing import Any
 
 import click
 
-POSITIVE = click.FloatRange(min=0, min_open=True)
+
+class FiniteRange(click.FloatRange):
+    """click's FloatRange without nan and inf: nan passes every range check (comparisons with it
+    are false) and ``--rate nan`` or ``--minutes inf`` then failed deep inside a command."""
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+POSITIVE = FiniteRange(min=0, min_open=True)
 """A rate, a duration or an interval: more than 0."""
-NON_NEGATIVE = click.FloatRange(min=0)
+NON_NEGATIVE = FiniteRange(min=0)
 """A pause or an idle time that may be 0."""
 COUNT = click.IntRange(min=1)
 """How many of something to make or run: at least 1."""
 COUNT_OR_ZERO = click.IntRange(min=0)
 """A count where 0 means none (e.g. no anomaly blocks, no warm-up)."""
-SHARE = click.FloatRange(0, 1)
+SHARE = FiniteRange(0, 1)
 """A fraction between 0 and 1."""
 
 

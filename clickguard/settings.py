@@ -11,6 +11,7 @@ plus ``CLICKGUARD_KAFKA_SECURITY_PROTOCOL``/``_SASL_*``/``_SSL_CA_LOCATION`` and
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -86,6 +87,8 @@ class Settings(BaseSettings):
             raise ValueError("a port must be between 1 and 65535")
         if value < 0:
             raise ValueError("must not be negative")
+        if not math.isfinite(value):  # nan passes every comparison; inf is no rate or size
+            raise ValueError("must be a finite number")
         return value
 
     # --- folders -------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ Each of these once got through: a negative rate started the demo's traffic threa
 ``stack logs`` of an unknown node printed a KeyError traceback, ``bench capacity --rates 0,-5``
 produced as fast as it could (rate 0 = unpaced: 1.5 M records in a minute), ``dlq-replay
 --reason typo`` replayed nothing and said so as a success, ``--since yesterday`` failed inside the
-Dagster run. The values are only parsed here (``make_context``: types and callbacks, never the
+Dagster run, and nan passed every range (``--rate nan``: a ValueError in each producer worker).
+The values are only parsed here (``make_context``: types and callbacks, never the
 command's body), so a value that got through again fails this test instead of starting a stack.
 """
 
@@ -24,6 +25,10 @@ from clickguard_cli.cli import main
 CASES = [
     (["produce", "--rate", "-5"], "--rate"),
     (["produce", "--rate", "0"], "--rate"),
+    (["produce", "--rate", "nan"], "'nan' is not a finite number"),
+    (["produce", "--duration", "inf"], "'inf' is not a finite number"),
+    (["slo-report", "--minutes", "1e309"], "'1e309' is not a finite number"),
+    (["bench", "cpu", "--warmup-s", "nan"], "'nan' is not a finite number"),
     (["produce", "--count", "0"], "--count"),
     (["produce", "--duration", "-1"], "--duration"),
     (["produce", "--faults", "1.5"], "--faults"),
@@ -107,6 +112,8 @@ def test_an_unknown_node_is_one_error_line_naming_the_nodes(
     ("CLICKGUARD_API_PORT", "70000", "a port must be between 1 and 65535"),
     ("CLICKGUARD_STREAM_MAX_OFFSETS_PER_TRIGGER", "-5", "must not be negative"),
     ("CLICKGUARD_DEMO_RATE", "-1.5", "CLICKGUARD_DEMO_RATE='-1.5'"),
+    ("CLICKGUARD_DEMO_RATE", "nan", "CLICKGUARD_DEMO_RATE='nan': Value error, must be a finite"),
+    ("CLICKGUARD_CAPACITY_MAX_P95_MS", "inf", "must be a finite number"),
 ])
 def test_a_bad_setting_is_one_error_line_naming_its_variable(
     runner: CliRunner, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, says: str
