@@ -16,8 +16,9 @@ from datetime import datetime
 from typing import Any
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from clickguard.contract import DlqReason
 from clickguard.db import partitions
 from clickguard_dagster.assets.stream import stream_events
 from clickguard_dagster.resources import KafkaResource, PostgresResource, RetentionResource
@@ -37,12 +38,38 @@ stream_checks_job = dg.define_asset_job(
 class DlqReplayConfig(dg.Config):
     """Which DLQ records to replay: reasons (empty = all) and a detected_at range."""
 
-    reasons: list[str] = Field(default_factory=list)
-    since: str | None = None  # ISO timestamp, inclusive
-    until: str | None = None  # ISO timestamp, exclusive
-    limit: int = 100_000
+    reasons: list[str] = Field(
+        default_factory=list,
+        description="dlq_events.reason values, empty = all: "
+        + ", ".join(r.value for r in DlqReason),
+    )
+    since: str | None = Field(None, description="detected_at >= this ISO 8601 time")
+    until: str | None = Field(None, description="detected_at < this ISO 8601 time")
+    limit: int = Field(100_000, ge=1)
     include_replayed: bool = False
     dry_run: bool = False
+
+    @field_validator("reasons")
+    @classmethod
+    def _known_reasons(cls, reasons: list[str]) -> list[str]:
+        """A misspelt reason selected nothing and the run reported success."""
+        unknown = [r for r in reasons if r not in DlqReason._value2member_map_]
+        if unknown:
+            raise ValueError(f"unknown reason(s) {unknown}; known: "
+                             f"{', '.join(r.value for r in DlqReason)}")
+        return reasons
+
+    @field_validator("since", "until")
+    @classmethod
+    def _iso_time(cls, value: str | None) -> str | None:
+        """Checked before the run selects anything (it failed in the query with a traceback)."""
+        if value is not None:
+            try:
+                datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an ISO 8601 time, e.g. "
+                                 "2026-12-03T13:00:00+00:00") from None
+        return value
 
 
 def select_dlq(postgres: PostgresResource, config: DlqReplayConfig) -> list[tuple[Any, ...]]:
