@@ -11,6 +11,7 @@ import click
 
 from clickguard.cli_types import COUNT, COUNT_OR_ZERO, NON_NEGATIVE, POSITIVE, SHARE
 from clickguard.settings import get_settings
+from clickguard_producer import yoochoose
 from clickguard_producer.core import ProducerError, register_schemas
 from clickguard_producer.core import produce as produce_records
 from clickguard_producer.faults import FaultConfig, FaultInjector
@@ -86,15 +87,18 @@ def produce(
     """
     settings = get_settings()
     fault_cfg = _fault_config(faults, duplicates, late, malformed)
+    replayed: list[yoochoose.YooEvent] = []
+    if replay_paths:  # read (and refuse) the files before anything is registered or sent
+        try:
+            replayed = yoochoose.read_files(replay_paths)
+        except yoochoose.ParseError as exc:
+            raise click.ClickException(str(exc)) from exc
     try:
         schema_id, rogue_id = register_schemas(settings, topic)
         progress = None if quiet else (lambda line: click.echo(line, err=True))
         result: ParallelResult | None = None
         if replay_paths:
-            from clickguard_producer import yoochoose
-
-            events = yoochoose.replay(yoochoose.read_files(replay_paths), speed=speed,
-                                      run_id=run_id)
+            events = yoochoose.replay(replayed, speed=speed, run_id=run_id)
             injector = FaultInjector(
                 schema_id, fault_cfg, seed=seed, rogue_schema_id=rogue_id,
                 watermark_minutes=settings.stream_watermark_minutes,

@@ -44,7 +44,7 @@ class YooEvent:
 
 
 class ParseError(ValueError):
-    """A line that is neither a click nor a buy line."""
+    """A line that is neither a click nor a buy line (or a file with none)."""
 
 
 def parse_ts(text: str) -> int:
@@ -55,18 +55,27 @@ def parse_ts(text: str) -> int:
     return int(dt.timestamp() * 1000)
 
 
+def _bounded(text: str, bits: int) -> int:
+    """``text`` as an integer that fits the contract's Avro type (long = 64, int = 32 bits):
+    a larger one has no encoding, so it is refused here rather than sent as corrupt bytes."""
+    value = int(text)
+    if not -(1 << (bits - 1)) <= value < 1 << (bits - 1):
+        raise ValueError(f"{text} does not fit a {bits}-bit integer")
+    return value
+
+
 def parse_line(line: str) -> YooEvent:
     parts = line.strip().split(",")
     try:
         if len(parts) == 4:
             sid, ts, item, cat = parts
-            return YooEvent(int(sid), parse_ts(ts), int(item), category=None if cat == "0" else cat)
+            return YooEvent(_bounded(sid, 64), parse_ts(ts), _bounded(item, 64),
+                            category=None if cat == "0" else cat)
         if len(parts) == 5:
             sid, ts, item, price, qty = parts
-            return YooEvent(
-                int(sid), parse_ts(ts), int(item), price=float(price), quantity=int(qty)
-            )
-    except ValueError as exc:
+            return YooEvent(_bounded(sid, 64), parse_ts(ts), _bounded(item, 64),
+                            price=float(price), quantity=_bounded(qty, 32))
+    except (ValueError, OverflowError) as exc:
         raise ParseError(f"bad YOOCHOOSE line {line.strip()!r}: {exc}") from exc
     raise ParseError(f"bad YOOCHOOSE line {line.strip()!r}: {len(parts)} fields, want 4 or 5")
 
@@ -78,14 +87,21 @@ def read_files(paths: Iterable[Path]) -> list[YooEvent]:
     """
     events: list[YooEvent] = []
     for path in paths:
-        with Path(path).open() as f:
-            for lineno, line in enumerate(f, 1):
+        with Path(path).open("rb") as f:
+            for lineno, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise ParseError(f"{path}:{lineno}: not UTF-8 text ({exc.reason} at byte "
+                                     f"{exc.start} of the line): a YOOCHOOSE .dat file?") from exc
                 if not line.strip():
                     continue
                 try:
                     events.append(parse_line(line))
                 except ParseError as exc:
                     raise ParseError(f"{path}:{lineno}: {exc}") from exc
+    if not events:
+        raise ParseError(f"no YOOCHOOSE lines in {', '.join(map(str, paths))}: nothing to replay")
     events.sort(key=lambda e: e.ts_ms)
     return events
 

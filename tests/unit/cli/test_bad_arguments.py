@@ -179,3 +179,21 @@ def test_a_node_that_cannot_start_is_a_one_line_error(
     assert isinstance(result.exception, SystemExit)  # a ClickException: no traceback
     assert "Error: registry assembly missing in" in result.output
     assert "run `make setup` first" in result.output
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    (b"\x80\xd5binary\n", "odd.dat:1: not UTF-8 text"),
+    (b"1,2014-04-07T10:51:09.277Z,214536502,0\nfoo,bar\n", "odd.dat:2: bad YOOCHOOSE line"),
+    (b"", "no YOOCHOOSE lines in"),
+])
+def test_a_bad_replay_file_is_one_error_line_before_anything_is_sent(
+    runner: CliRunner, tmp_path: Path, content: bytes, says: str
+) -> None:
+    """The file is read before the registry or Kafka is contacted (none runs here); it was a
+    UnicodeDecodeError or ParseError traceback, and an empty file a successful run of nothing."""
+    odd = tmp_path / "odd.dat"
+    odd.write_bytes(content)
+    result = runner.invoke(main, ["produce", "--replay", str(odd)])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: ") and says in result.output, result.output
+    assert result.output.count("\n") == 1, result.output
