@@ -424,6 +424,9 @@ def generate(readme: Path, results_dir: Path) -> tuple[str, str]:
     """(current README text, README text with the regenerated table)."""
     text = readme.read_text()
     rows, notes = build_rows(results_dir, readme.parent)
+    if not rows:  # a wrong folder would otherwise empty the README's table
+        raise ValueError(f"no result file of the table in {results_dir} (one of "
+                         f"{', '.join(f'{k}.json' for k in KINDS)}): nothing written")
     return text, replace_table(text, render(rows, notes))
 
 
@@ -433,7 +436,8 @@ def proof() -> None:
 
 
 @proof.command("table")
-@click.option("--results", "results_dir", type=click.Path(path_type=Path), default=None,
+@click.option("--results", "results_dir", default=None,
+              type=click.Path(path_type=Path, exists=True, file_okay=False),
               help="Results folder [default: settings.results_dir].")
 @click.option("--readme", type=click.Path(path_type=Path, exists=True), default=None,
               help="README holding the markers [default: the repository's README.md].")

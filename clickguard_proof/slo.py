@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from clickguard.cli_types import ISO_TIME, POSITIVE
+from clickguard.cli_types import COUNT, ISO_TIME, POSITIVE
 from clickguard.settings import get_settings
 from clickguard.slo import (
     CDF_QUANTILES,
@@ -104,7 +104,7 @@ def slo_report_for(
               show_default=True, help="Which timestamp must fall in the window.")
 @click.option("--event-id-prefix", default=None,
               help="Only events whose event_id starts with this (one producer run).")
-@click.option("--min-events", default=DEFAULT_MIN_EVENTS, show_default=True,
+@click.option("--min-events", type=COUNT, default=DEFAULT_MIN_EVENTS, show_default=True,
               help="Fewer events than this in the window = failure (exit 1).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Results folder (default: settings.results_dir).")
@@ -118,21 +118,26 @@ def slo_report(
     s = get_settings()
     end = until or datetime.now(UTC)
     start = since or end - timedelta(minutes=minutes or s.slo_window_minutes)
+    if start >= end:
+        raise click.UsageError(f"the window is empty: --since {start.isoformat()} is not before "
+                               f"--until {end.isoformat()}")
     with db.connect(s, "reader") as conn:
         result = compute_slo(conn, (start, end), column=column, event_id_prefix=event_id_prefix)
     report = slo_report_for(result, s, min_events)
-    paths = report.write(out or s.results_dir)
     for row in report.rows:
         click.echo(
             f"{row['stage']:<14} p50 {_f(row['p50 ms'])} p95 {_f(row['p95 ms'])} "
             f"p99 {_f(row['p99 ms'])} ms"
         )
-    click.echo(f"{result.events:,} events; wrote {paths['json']}, {paths['md']}, {paths['png']}")
-    if result.events < min_events:
+    folder = out or s.results_dir
+    if result.events < min_events:  # no report: it would replace the last real one in folder
         raise click.ClickException(
-            f"only {result.events:,} events in the window (< {min_events:,}): widen it or "
-            "produce more (e.g. `clickguard produce --rate 5000 --duration 10`)"
+            f"only {result.events:,} events in the window (< {min_events:,}): nothing written to "
+            f"{folder}; widen the window or produce more (e.g. `clickguard produce --rate 5000 "
+            "--duration 10`)"
         )
+    paths = report.write(folder)
+    click.echo(f"{result.events:,} events; wrote {paths['json']}, {paths['md']}, {paths['png']}")
 
 
 def _f(v: float | None) -> str:

@@ -236,6 +236,21 @@ def test_cli_writes_then_check_catches_a_hand_edit(tmp_path: Path) -> None:
     assert runner.invoke(pt.proof, [*args, "--check"]).exit_code == 1
 
 
+def test_a_folder_without_results_leaves_the_readme_alone(tmp_path: Path) -> None:
+    """`--results` pointing at the wrong folder emptied the README's table and exited 0."""
+    readme = tmp_path / "README.md"
+    before = f"# x\n{pt.START}\n| a row |\n{pt.END}\n"
+    readme.write_text(before)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "other.json").write_text("{}")
+    runner = CliRunner()
+    for folder, says in ((tmp_path / "empty", "no result file of the table in"),
+                         (tmp_path / "missing", "does not exist")):
+        res = runner.invoke(pt.proof, ["table", "--readme", str(readme), "--results", str(folder)])
+        assert res.exit_code != 0 and says in res.output, res.output
+    assert readme.read_text() == before
+
+
 def test_real_results_give_a_row_per_kind_present() -> None:
     results = REPO_ROOT / "docs" / "results"
     present = {k for k in pt.KINDS if (results / f"{k}.json").exists()}
