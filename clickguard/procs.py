@@ -136,6 +136,28 @@ def set_nice(nice: int) -> None:
         pass
 
 
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def die_with_parent(parent_pid: int, sig: signal.Signals = signal.SIGTERM) -> bool:
+    """Have the kernel send ``sig`` to the caller when its parent (``parent_pid``, the process
+    that started it) dies, and send it now if that already happened (the caller was reparented
+    before it got here). For workers a supervisor owns: a SIGKILLed supervisor left its stream
+    drivers running, unseen by `stack status` and never stopped by `make stop`, the active one
+    still holding the lease. False where prctl(2) is missing (not Linux)."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    if os.getppid() != parent_pid:  # it died before the prctl: no signal will come
+        os.kill(os.getpid(), sig)
+    return True
+
+
 # signals a node must get with their default action whatever its starter ignored
 INHERITED_IGNORE_RESET = (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM)
 

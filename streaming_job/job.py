@@ -34,7 +34,7 @@ from typing import Any
 
 from pyspark.errors import StreamingQueryException
 
-from clickguard import db, stream_state
+from clickguard import db, procs, stream_state
 from clickguard.jars import QUIET_JVM_OPTS
 from clickguard.kafka import end_offsets, spark_kafka_options
 from clickguard.settings import Settings, get_settings
@@ -369,6 +369,10 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
+    if supervisor := os.environ.get("CLICKGUARD_SUPERVISOR_PID"):
+        # a SIGKILLed supervisor must not leave this driver running unmanaged (and the lease
+        # held): SIGTERM then, the clean stop above
+        procs.die_with_parent(int(supervisor))
     t0 = time.monotonic()
     driver.publish("starting")
     spark = spark_session(settings)

@@ -136,3 +136,44 @@ def test_artifact_names_strip_versions() -> None:
     assert _artifact("kafka-clients-3.9.1.jar") == "kafka-clients"
     assert _artifact("spark-sql-kafka-0-10_2.13-4.1.1.jar") == "spark-sql-kafka-0-10_2.13"
     assert _artifact("commons-pool2-2.12.1.jar") == "commons-pool2"
+
+
+# a worker that asks to die with its parent; its SIGTERM handler leaves a mark, as the stream
+# driver's clean stop does
+WORKER = (
+    "import os, signal, sys, time\n"
+    "from pathlib import Path\n"
+    "from clickguard import procs\n"
+    "def on_term(*_):\n"
+    "    Path(sys.argv[1]).write_text('sigterm'); os._exit(0)\n"
+    "signal.signal(signal.SIGTERM, on_term)\n"
+    "Path(sys.argv[1] + '.ready').write_text(str(procs.die_with_parent(int(sys.argv[2]))))\n"
+    "time.sleep(60)\n"
+)
+
+
+def test_a_worker_dies_with_its_sigkilled_parent(tmp_path: Path) -> None:
+    """The stream supervisor SIGKILLed: its drivers used to run on, orphaned and unseen."""
+    mark = tmp_path / "mark"
+    parent = [sys.executable, "-c",
+              "import os, subprocess, sys, time; subprocess.Popen([sys.executable, '-c', "
+              f"{WORKER!r}, {str(mark)!r}, str(os.getpid())]); time.sleep(60)"]
+    pid = procs.spawn(parent, tmp_path / "log", cwd=Path(__file__).resolve().parents[3])
+    try:
+        assert procs.wait_until(lambda: (tmp_path / "mark.ready").exists(), 20)
+        assert (tmp_path / "mark.ready").read_text() == "True"
+        worker = procs.descendants(pid)[0]
+        procs.send(pid, signal.SIGKILL)  # the parent alone
+        assert procs.wait_until(lambda: mark.exists(), 10), "the worker outlived its parent"
+        assert mark.read_text() == "sigterm" and procs.wait_dead([worker], 5)
+    finally:
+        procs.terminate(pid, 1)
+
+
+def test_a_worker_whose_parent_is_already_gone_stops_at_once(tmp_path: Path) -> None:
+    """Reparented before it asked (the parent died during the worker's start-up)."""
+    mark = tmp_path / "mark"
+    pid = procs.spawn([sys.executable, "-c", WORKER, str(mark), "1"], tmp_path / "log",
+                      cwd=Path(__file__).resolve().parents[3])
+    assert procs.wait_until(lambda: mark.exists(), 20), "no SIGTERM for a missing parent"
+    assert mark.read_text() == "sigterm" and procs.wait_dead([pid], 5)
