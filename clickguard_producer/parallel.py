@@ -28,11 +28,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from clickguard.procs import die_with_parent
 from clickguard.settings import Settings
 from clickguard_producer.core import ProducerError, ProduceSummary, latency_percentiles, produce
 from clickguard_producer.faults import FaultConfig, FaultInjector, Record
 from clickguard_producer.generator import ANOMALY_TYPES, Generator, GeneratorConfig, GroundTruth
 
+_PARENT_PID = 0  # the process forking the workers (set before each fork)
 SHARDS = 4  # fixed: the data of a seed must not depend on the machine's core count
 INTERLEAVE = 256  # records taken from one shard before the next (a worker sending >1 shard)
 
@@ -200,6 +202,8 @@ def _run_workers(
     """Fork ``workers`` processes running ``target(*args(w, counters, results, stop))`` and
     collect what each reports; returns (outcomes by worker, processes, live counters)."""
     ctx = mp.get_context("fork")
+    global _PARENT_PID
+    _PARENT_PID = os.getpid()  # the forks inherit it: they stop when this process dies
     counters = ctx.Array("q", 3 * workers, lock=False)  # sent, acked, failed per worker
     results: Any = ctx.Queue()
     stop = ctx.Event()
@@ -249,6 +253,10 @@ def _worker(
     """One forked producer: sends what ``make_records`` yields (built in the child, so a
     generator's state is never shared) and reports its summary and ground truth."""
     out: dict[str, Any] = {"worker": w}
+    # the parent SIGKILLed: its workers sent on forever (a run without --count), orphaned; now
+    # its death is a SIGTERM here, which stops the sending at the next chunk, then flushes
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: stop.set())
+    die_with_parent(_PARENT_PID)
     try:
         records, gens = make_records()
 
@@ -265,6 +273,8 @@ def _worker(
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, never silently lost
         out["error"] = f"worker {w}: {type(exc).__name__}: {exc}"
     results.put(out)
+    if os.getppid() != _PARENT_PID:  # nobody reads the queue: exit without waiting to flush
+        results.cancel_join_thread()  # it (a large result blocked the exit on a full pipe)
 
 
 def _collect(

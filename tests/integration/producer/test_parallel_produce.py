@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from clickguard import procs
 from clickguard.settings import Settings
 from clickguard_producer.core import register_schemas
 from clickguard_producer.faults import FaultConfig, expected_counts
@@ -145,3 +146,32 @@ def test_ctrl_c_stops_every_worker_with_nothing_lost(
     assert s["duration_s"] < 110  # it stopped on the signal, not at --duration
     assert len(ledger.read_text().splitlines()) == s["acknowledged"]
     assert len(read_all(settings, topic)) == s["acknowledged"]
+
+
+def test_workers_of_a_sigkilled_producer_stop_and_keep_their_acks(
+    settings: Settings, topic: str, tmp_path: Path
+) -> None:
+    """The parent alone SIGKILLed (no --count, no --duration): its workers sent on forever,
+    orphaned, and one that stopped could hang on exit writing its result into a pipe nobody
+    read. Now they stop, flush and exit; every record their ledgers list is in the topic."""
+    ledger = tmp_path / "ledger.tsv"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clickguard_cli", "produce", "--rate", "2000", "--topic", topic,
+         "--workers", "2", "--ledger", str(ledger)],
+        env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 120
+    for line in proc.stderr:
+        if line.startswith("sent=") and not line.startswith("sent=0 "):
+            break
+        assert time.monotonic() < deadline, "no progress line with records sent"
+    workers = procs.descendants(proc.pid)
+    assert len(workers) >= 2, workers
+    proc.kill()
+    proc.wait(timeout=10)
+    assert procs.wait_dead(workers, 30), "a worker outlived its producer"
+    parts = sorted(tmp_path.glob("ledger.tsv.part*"))
+    acked = [line for part in parts for line in part.read_text().splitlines()]
+    in_topic = {(r.partition(), r.offset()) for r in read_all(settings, topic)}
+    assert acked and {(int(p), int(o)) for *_, p, o in (a.split("\t") for a in acked)} <= in_topic
