@@ -237,9 +237,16 @@ def query_running(drivers: list[dict[str, Any]]) -> bool:
     return any(d.get("role") == "active" and d.get("query") for d in drivers)
 
 
+def is_warm_standby(driver: dict[str, Any]) -> bool:
+    """A standby that finished a background warm-up round (``rewarms`` >= 1): what `stack up`
+    waits for and chaos waits for between kills. ``warm`` alone means only "ready": its first
+    takeover still compiles what the round would have."""
+    return driver.get("role") == "standby" and bool(driver.get("rewarms"))
+
+
 def standbys_warm(drivers: list[dict[str, Any]]) -> int:
-    """Standby drivers that finished a background warm-up round (``rewarms`` >= 1)."""
-    return sum(1 for d in drivers if d.get("role") == "standby" and d.get("rewarms"))
+    """Standby drivers that finished a background warm-up round (:func:`is_warm_standby`)."""
+    return sum(1 for d in drivers if is_warm_standby(d))
 
 
 def drivers_summary(drivers: list[dict[str, Any]], expected: int | None = None) -> str:
@@ -254,7 +261,7 @@ def drivers_summary(drivers: list[dict[str, Any]], expected: int | None = None) 
         elif d.get("role") == "standby":
             # "warm" means what `stack up` waits for: a background warm-up round done
             # (standbys_warm); "ready" a standby that could take over, still warming
-            text += (" warm" if d.get("rewarms") else " ready, warming" if d.get("warm")
+            text += (" warm" if is_warm_standby(d) else " ready, warming" if d.get("warm")
                      else " warming")
         parts.append(text)
     if expected and expected > 1 and not any(d.get("role") == "standby" for d in drivers):
