@@ -10,6 +10,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from clickguard import procs
 from clickguard.settings import Settings
@@ -85,23 +86,29 @@ def test_one_worker_sends_the_same_records(settings: Settings, topic: str, tmp_p
     assert ids(one) == ids(two)
 
 
+def _sending(args: list[str], **popen: Any) -> subprocess.Popen[str]:
+    """`clickguard produce ARGS` started, returned once a progress line says records were sent
+    (the workers are sending then)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clickguard_cli", "produce", *args], env=os.environ.copy(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen,
+    )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 120
+    for line in proc.stderr:
+        if line.startswith("sent=") and not line.startswith("sent=0 "):
+            return proc
+        assert time.monotonic() < deadline, "no progress line with records sent"
+    raise AssertionError(f"the producer ended before it sent anything: exit {proc.wait()}")
+
+
 def test_a_killed_worker_fails_the_run_loudly(topic: str, tmp_path: Path) -> None:
     """SIGKILL one worker for real: the command exits 1 and names it; the other one finishes."""
     out = tmp_path / "summary.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "clickguard_cli", "produce", "--duration", "15", "--topic", topic,
-         "--workers", "2", "--summary", str(out)],
-        env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    proc = _sending(["--duration", "15", "--topic", topic, "--workers", "2", "--summary", str(out)])
     assert proc.stderr is not None
-    children: list[int] = []
-    deadline = time.monotonic() + 120
-    for line in proc.stderr:  # progress lines: the workers are sending once sent > 0
-        if line.startswith("sent=") and not line.startswith("sent=0 "):
-            children = [int(c) for c in Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
-                        .read_text().split()]
-            break
-        assert time.monotonic() < deadline, "no progress line with records sent"
+    children = [int(c) for c in Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+                .read_text().split()]
     assert len(children) >= 2, children  # the workers (and the queue's feeder, if any)
     os.kill(children[0], signal.SIGKILL)
     proc.stderr.read()
@@ -126,18 +133,9 @@ def test_ctrl_c_stops_every_worker_with_nothing_lost(
 ) -> None:
     """SIGINT to the whole process group, as a terminal sends it: every sent record is acked."""
     out, ledger = tmp_path / "summary.json", tmp_path / "ledger.tsv"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "clickguard_cli", "produce", "--duration", "120", "--topic", topic,
-         "--workers", "2", "--summary", str(out), "--ledger", str(ledger)],
-        env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=_like_a_terminal_job,
-    )
+    proc = _sending(["--duration", "120", "--topic", topic, "--workers", "2", "--summary",
+                     str(out), "--ledger", str(ledger)], preexec_fn=_like_a_terminal_job)
     assert proc.stderr is not None
-    deadline = time.monotonic() + 120
-    for line in proc.stderr:
-        if line.startswith("sent=") and not line.startswith("sent=0 "):
-            break
-        assert time.monotonic() < deadline, "no progress line with records sent"
     os.killpg(proc.pid, signal.SIGINT)
     proc.stderr.read()
     assert proc.wait(timeout=180) == 0
@@ -155,17 +153,7 @@ def test_workers_of_a_sigkilled_producer_stop_and_keep_their_acks(
     orphaned, and one that stopped could hang on exit writing its result into a pipe nobody
     read. Now they stop, flush and exit; every record their ledgers list is in the topic."""
     ledger = tmp_path / "ledger.tsv"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "clickguard_cli", "produce", "--rate", "2000", "--topic", topic,
-         "--workers", "2", "--ledger", str(ledger)],
-        env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    assert proc.stderr is not None
-    deadline = time.monotonic() + 120
-    for line in proc.stderr:
-        if line.startswith("sent=") and not line.startswith("sent=0 "):
-            break
-        assert time.monotonic() < deadline, "no progress line with records sent"
+    proc = _sending(["--rate", "2000", "--topic", topic, "--workers", "2", "--ledger", str(ledger)])
     workers = procs.descendants(proc.pid)
     assert len(workers) >= 2, workers
     proc.kill()
