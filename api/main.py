@@ -11,7 +11,6 @@ pages were blank.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.resources import files
@@ -46,7 +45,6 @@ from api.routes import (
     stream,
 )
 from api.schemas import ErrorResponse
-from api.serve import MASTER_PID_ENV
 from clickguard import __version__, procs
 from clickguard.settings import Settings, get_settings
 
@@ -69,11 +67,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        master = os.environ.get(MASTER_PID_ENV)
-        if master and int(master) != os.getpid():
-            # a worker: a SIGKILLed master left its workers serving the port, unseen by
-            # `stack status` and unstoppable by `make stop` (the next start: address in use)
-            procs.die_with_parent(int(master))
+        # a uvicorn worker: a SIGKILLed master left its workers serving the port, unseen by
+        # `stack status` and unstoppable by `make stop` (the next start: address in use)
+        procs.die_with_parent_from_env()
         pool = make_pool(settings)
         await pool.open(wait=False)  # start even if PostgreSQL is down: /health reports it
         app.state.pool = pool

@@ -10,16 +10,14 @@ import os
 
 import uvicorn
 
+from clickguard.procs import PARENT_PID_ENV
 from clickguard.settings import get_settings, refuse_exposed_defaults
-
-# the uvicorn master's pid, for its workers (api.main's lifespan): they die with it
-MASTER_PID_ENV = "CLICKGUARD_API_MASTER_PID"
 
 
 def main() -> None:
     s = get_settings()
     refuse_exposed_defaults(s, "api", s.api_host)
-    os.environ[MASTER_PID_ENV] = str(os.getpid())  # the workers die with this process
+    os.environ[PARENT_PID_ENV] = str(os.getpid())  # the workers die with this process
     uvicorn.run(
         "api.main:create_app",
         factory=True,

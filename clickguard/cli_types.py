@@ -47,9 +47,9 @@ class RateList(click.ParamType):
 
     def convert(self, value: object, param: click.Parameter | None,
                 ctx: click.Context | None) -> list[int]:
-        if isinstance(value, list):
-            return value
-        parts = [p.strip() for p in str(value).split(",") if p.strip()]
+        # click may hand back a value it converted already (a list): checked the same way
+        items = value if isinstance(value, list) else str(value).split(",")
+        parts = [str(p).strip() for p in items if str(p).strip()]
         try:
             rates = [int(p) for p in parts]
         except ValueError:
@@ -66,6 +66,21 @@ RATES_OR_IDLE = RateList(0)
 """Load steps in events/s where 0 is an idle step."""
 
 
+TIME_EXAMPLE = "e.g. 2026-12-03T13:00:00 (UTC) or 2026-12-03T14:00:00+01:00"
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time, UTC unless it names an offset; ValueError saying what to type.
+
+    The one reading of a user's time bound, for an option here and a Dagster run config alike
+    (a naive time given to PostgreSQL would be read in the session's time zone instead)."""
+    try:
+        ts = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"{text!r} is not an ISO 8601 time; {TIME_EXAMPLE}") from None
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
 class IsoTime(click.ParamType):
     """An ISO 8601 time, UTC unless it names an offset (``2026-12-03T13:00:00``)."""
 
@@ -76,11 +91,9 @@ class IsoTime(click.ParamType):
         if isinstance(value, datetime):
             return value
         try:
-            ts = datetime.fromisoformat(str(value))
-        except ValueError:
-            self.fail(f"{value!r} is not an ISO 8601 time; e.g. 2026-12-03T13:00:00 (UTC) or"
-                      " 2026-12-03T14:00:00+01:00", param, ctx)
-        return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+            return parse_time(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 ISO_TIME = IsoTime()

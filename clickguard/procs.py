@@ -158,6 +158,22 @@ def die_with_parent(parent_pid: int, sig: signal.Signals = signal.SIGTERM) -> bo
     return True
 
 
+# the pid of the process whose death must end this one, for a child started as a new
+# interpreter (uvicorn's workers, the stream supervisor's drivers), not forked with it in hand
+PARENT_PID_ENV = "CLICKGUARD_PARENT_PID"
+
+
+def die_with_parent_from_env(sig: signal.Signals = signal.SIGTERM) -> bool:
+    """:func:`die_with_parent` for the pid its starter put in ``PARENT_PID_ENV``; False when
+    there is none, or it is this very process (uvicorn's master builds the app too). The
+    variable is removed here, so this process's own children do not watch their grandparent."""
+    value = os.environ.get(PARENT_PID_ENV)
+    if not value or int(value) == os.getpid():
+        return False
+    del os.environ[PARENT_PID_ENV]
+    return die_with_parent(int(value), sig)
+
+
 # signals a node must get with their default action whatever its starter ignored
 INHERITED_IGNORE_RESET = (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM)
 

@@ -12,12 +12,12 @@ exactly-once accounting still hold; it marks them ``replayed_at`` and reports co
 
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 import dagster as dg
 from pydantic import Field, field_validator
 
+from clickguard.cli_types import parse_time
 from clickguard.contract import DlqReason
 from clickguard.db import partitions
 from clickguard_dagster.assets.stream import stream_events
@@ -43,8 +43,10 @@ class DlqReplayConfig(dg.Config):
         description="dlq_events.reason values, empty = all: "
         + ", ".join(r.value for r in DlqReason),
     )
-    since: str | None = Field(None, description="detected_at >= this ISO 8601 time")
-    until: str | None = Field(None, description="detected_at < this ISO 8601 time")
+    since: str | None = Field(None, description="detected_at >= this ISO 8601 time (UTC unless "
+                              "it names an offset)")
+    until: str | None = Field(None, description="detected_at < this ISO 8601 time (UTC unless "
+                              "it names an offset)")
     limit: int = Field(100_000, ge=1)
     include_replayed: bool = False
     dry_run: bool = False
@@ -64,11 +66,7 @@ class DlqReplayConfig(dg.Config):
     def _iso_time(cls, value: str | None) -> str | None:
         """Checked before the run selects anything (it failed in the query with a traceback)."""
         if value is not None:
-            try:
-                datetime.fromisoformat(value)
-            except ValueError:
-                raise ValueError(f"{value!r} is not an ISO 8601 time, e.g. "
-                                 "2026-12-03T13:00:00+00:00") from None
+            parse_time(value)
         return value
 
 
@@ -85,8 +83,8 @@ def select_dlq(postgres: PostgresResource, config: DlqReplayConfig) -> list[tupl
             " ORDER BY id LIMIT %(limit)s",
             {
                 "reasons": config.reasons,
-                "since": datetime.fromisoformat(config.since) if config.since else None,
-                "until": datetime.fromisoformat(config.until) if config.until else None,
+                "since": parse_time(config.since) if config.since else None,
+                "until": parse_time(config.until) if config.until else None,
                 "all": config.include_replayed,
                 "limit": config.limit,
             },

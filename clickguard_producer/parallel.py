@@ -34,7 +34,6 @@ from clickguard_producer.core import ProducerError, ProduceSummary, latency_perc
 from clickguard_producer.faults import FaultConfig, FaultInjector, Record
 from clickguard_producer.generator import ANOMALY_TYPES, Generator, GeneratorConfig, GroundTruth
 
-_PARENT_PID = 0  # the process forking the workers (set before each fork)
 SHARDS = 4  # fixed: the data of a seed must not depend on the machine's core count
 INTERLEAVE = 256  # records taken from one shard before the next (a worker sending >1 shard)
 
@@ -202,8 +201,6 @@ def _run_workers(
     """Fork ``workers`` processes running ``target(*args(w, counters, results, stop))`` and
     collect what each reports; returns (outcomes by worker, processes, live counters)."""
     ctx = mp.get_context("fork")
-    global _PARENT_PID
-    _PARENT_PID = os.getpid()  # the forks inherit it: they stop when this process dies
     counters = ctx.Array("q", 3 * workers, lock=False)  # sent, acked, failed per worker
     results: Any = ctx.Queue()
     stop = ctx.Event()
@@ -256,7 +253,9 @@ def _worker(
     # the parent SIGKILLed: its workers sent on forever (a run without --count), orphaned; now
     # its death is a SIGTERM here, which stops the sending at the next chunk, then flushes
     signal.signal(signal.SIGTERM, lambda _sig, _frame: stop.set())
-    die_with_parent(_PARENT_PID)
+    parent = mp.parent_process()  # the process that forked this one (not a reaper after it died)
+    parent_pid = parent.pid if parent is not None and parent.pid else os.getppid()
+    die_with_parent(parent_pid)
     try:
         records, gens = make_records()
 
@@ -273,7 +272,7 @@ def _worker(
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, never silently lost
         out["error"] = f"worker {w}: {type(exc).__name__}: {exc}"
     results.put(out)
-    if os.getppid() != _PARENT_PID:  # nobody reads the queue: exit without waiting to flush
+    if os.getppid() != parent_pid:  # nobody reads the queue: exit without waiting to flush
         results.cancel_join_thread()  # it (a large result blocked the exit on a full pipe)
 
 

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from clickguard.contract import validate
+from clickguard.contract import avro_int_range, validate
 from clickguard_producer.faults import VALID, malformed
 
 
@@ -55,12 +55,13 @@ def parse_ts(text: str) -> int:
     return int(dt.timestamp() * 1000)
 
 
-def _bounded(text: str, bits: int) -> int:
-    """``text`` as an integer that fits the contract's Avro type (long = 64, int = 32 bits):
-    a larger one has no encoding, so it is refused here rather than sent as corrupt bytes."""
+def _bounded(text: str, field: str) -> int:
+    """``text`` as the contract's integer ``field``: one beyond its Avro type has no encoding,
+    so it is refused here rather than sent as corrupt bytes."""
     value = int(text)
-    if not -(1 << (bits - 1)) <= value < 1 << (bits - 1):
-        raise ValueError(f"{text} does not fit a {bits}-bit integer")
+    low, high = avro_int_range(field)
+    if not low <= value <= high:
+        raise ValueError(f"{text} does not fit {field} (an Avro integer from {low} to {high})")
     return value
 
 
@@ -69,12 +70,12 @@ def parse_line(line: str) -> YooEvent:
     try:
         if len(parts) == 4:
             sid, ts, item, cat = parts
-            return YooEvent(_bounded(sid, 64), parse_ts(ts), _bounded(item, 64),
+            return YooEvent(_bounded(sid, "session_id"), parse_ts(ts), _bounded(item, "item_id"),
                             category=None if cat == "0" else cat)
         if len(parts) == 5:
             sid, ts, item, price, qty = parts
-            return YooEvent(_bounded(sid, 64), parse_ts(ts), _bounded(item, 64),
-                            price=float(price), quantity=_bounded(qty, 32))
+            return YooEvent(_bounded(sid, "session_id"), parse_ts(ts), _bounded(item, "item_id"),
+                            price=float(price), quantity=_bounded(qty, "quantity"))
     except (ValueError, OverflowError) as exc:
         raise ParseError(f"bad YOOCHOOSE line {line.strip()!r}: {exc}") from exc
     raise ParseError(f"bad YOOCHOOSE line {line.strip()!r}: {len(parts)} fields, want 4 or 5")

@@ -369,10 +369,9 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
-    if supervisor := os.environ.get("CLICKGUARD_SUPERVISOR_PID"):
-        # a SIGKILLed supervisor must not leave this driver running unmanaged (and the lease
-        # held): SIGTERM then, the clean stop above
-        procs.die_with_parent(int(supervisor))
+    # a SIGKILLed supervisor must not leave this driver running unmanaged (and the lease
+    # held): SIGTERM then, the clean stop above
+    procs.die_with_parent_from_env()
     t0 = time.monotonic()
     driver.publish("starting")
     spark = spark_session(settings)

@@ -180,7 +180,7 @@ class Slot:
         self.log_offset = log_file.stat().st_size if log_file else 0
         self.before = position
         env = {**os.environ, "CLICKGUARD_DRIVER_SLOT": str(self.index),
-               "CLICKGUARD_SUPERVISOR_PID": str(os.getpid()),
+               procs.PARENT_PID_ENV: str(os.getpid()),
                "CLICKGUARD_JOB_EXIT_FILE": self.exit_name,
                "CLICKGUARD_DRIVER_FRESH": "1" if self.starts == 0 else "0"}
         self.starts += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 
 import psycopg
@@ -11,6 +12,18 @@ import pytest
 from clickguard import db
 from clickguard.settings import Settings, get_settings
 from clickguard_stack.manager import INFRA, Stack
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored() -> Iterator[None]:
+    """Dagster's in-process execution (``dg.materialize``) leaves SIGTERM raising
+    KeyboardInterrupt in the test process; a later test's forked pool then inherited it, and
+    ``Pool.__exit__`` waited forever on a worker that its terminate() did not end."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for sig, handler in saved.items():
+        if signal.getsignal(sig) is not handler:
+            signal.signal(sig, handler)
 
 
 @pytest.fixture(scope="session")

@@ -40,6 +40,21 @@ def parsed_schema() -> Any:
     return fastavro.parse_schema(schema_json())
 
 
+_AVRO_INT_BITS = {"int": 32, "long": 64}
+
+
+@lru_cache
+def avro_int_range(field: str) -> tuple[int, int]:
+    """(min, max) of the contract's Avro int or long ``field`` (nullable or not): a value beyond
+    it has no encoding, so whoever builds a record refuses it before writing corrupt bytes."""
+    (spec,) = (f for f in schema_json()["fields"] if f["name"] == field)
+    types = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
+    names = {t["type"] if isinstance(t, dict) else t for t in types} - {"null"}
+    (name,) = names
+    bits = _AVRO_INT_BITS[name]
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
 def subject(topic: str) -> str:
     """TopicNameStrategy subject for record values."""
     return f"{topic}-value"

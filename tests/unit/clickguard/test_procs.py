@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import signal
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -177,3 +180,27 @@ def test_a_worker_whose_parent_is_already_gone_stops_at_once(tmp_path: Path) -> 
                       cwd=Path(__file__).resolve().parents[3])
     assert procs.wait_until(lambda: mark.exists(), 20), "no SIGTERM for a missing parent"
     assert mark.read_text() == "sigterm" and procs.wait_dead([pid], 5)
+
+
+def test_the_parent_pid_in_the_environment_is_taken_once() -> None:
+    """uvicorn's workers and the stream's drivers learn their parent from PARENT_PID_ENV; the
+    process that acts on it removes it, so its own children (Spark's workers under a driver)
+    do not take their grandparent for theirs, and a process named in it ignores it."""
+    probe = ("import os, json, sys\nfrom clickguard import procs\n"
+             "if sys.argv[1:] == ['self']: os.environ[procs.PARENT_PID_ENV] = str(os.getpid())\n"
+             "armed = procs.die_with_parent_from_env()\n"
+             "print(json.dumps([armed, os.environ.get(procs.PARENT_PID_ENV) == str(os.getpid()),"
+             " procs.PARENT_PID_ENV in os.environ]))\n")
+    root = Path(__file__).resolve().parents[3]
+
+    def run(*args: str, parent: str | None = None) -> list[bool]:
+        env = {k: v for k, v in os.environ.items() if k != procs.PARENT_PID_ENV}
+        if parent is not None:
+            env[procs.PARENT_PID_ENV] = parent
+        out = subprocess.run([sys.executable, "-c", probe, *args], env=env, cwd=root,
+                             check=True, capture_output=True, text=True).stdout
+        return json.loads(out)  # type: ignore[no-any-return]
+
+    assert run() == [False, False, False]  # not set: nothing to watch
+    assert run(parent=str(os.getpid())) == [True, False, False]  # armed, and taken out
+    assert run("self") == [False, True, True]  # named itself: left for the children it starts

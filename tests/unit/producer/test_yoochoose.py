@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clickguard.contract import HEADER, MAGIC, DlqReason, parsed_schema, split
+from clickguard.contract import HEADER, MAGIC, DlqReason, avro_int_range, parsed_schema, split
 from clickguard_producer.faults import VALID, FaultInjector, malformed
 from clickguard_producer.wire import encode_event
 from clickguard_producer.yoochoose import (
@@ -131,3 +131,14 @@ def test_any_file_is_events_or_one_parse_error(lines: list[bytes]) -> None:
             == {k: v for k, v in event.items()
                 if k in decoded and k not in ("event_ts", "ingest_ts", "price")}
         assert decoded["price"] == event["price"] or math.isnan(event["price"])
+
+
+def test_integer_bounds_come_from_the_contracts_avro_types() -> None:
+    """The replay's integer checks follow click_event.avsc, not widths written down twice."""
+    assert avro_int_range("session_id") == (-(2**63), 2**63 - 1)  # long
+    assert avro_int_range("item_id") == (-(2**63), 2**63 - 1)  # ["null", "long"]
+    assert avro_int_range("quantity") == (-(2**31), 2**31 - 1)  # ["null", "int"]
+    with pytest.raises(ParseError, match="does not fit quantity"):
+        parse_line(f"1,2014-04-06T18:26:03.000Z,214587797,1000,{2**31}")
+    assert parse_line(f"1,2014-04-06T18:26:03.000Z,214587797,1000,{2**31 - 1}").quantity \
+        == 2**31 - 1
