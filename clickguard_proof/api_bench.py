@@ -135,6 +135,9 @@ def run_locust(
                 "max_ms": round(float(r["Max Response Time"]), 1),
                 "avg_ms": round(float(r["Average Response Time"]), 2),
             })
+    causes = failure_causes(Path(f"{prefix}_failures.csv"))
+    if causes and rows:
+        rows[-1]["failure_causes"] = causes
     if cpu0 is not None and cpu1 is not None:
         served = _served_requests(prefix)
         rows[-1]["server_cpu_s"] = round(cpu1 - cpu0, 2)
@@ -213,6 +216,36 @@ def run_api_bench(
     return result
 
 
+NOT_FOUND_HINT = (
+    "HTTP 404 = the endpoint had nothing for what it was asked (a day, session or item "
+    "without events in the database): `clickguard bench api --load-events 100000` loads a "
+    "data set first"
+)
+
+
+def failure_causes(path: Path) -> list[dict[str, Any]]:
+    """What failed, how and how often (most first), from Locust's ``*_failures.csv``: a
+    failure count alone did not say that every one was a 404 for a day with no events."""
+    if not path.exists():
+        return []
+    with path.open(newline="") as fh:
+        causes = [{"name": r["Name"], "error": r["Error"], "occurrences": int(r["Occurrences"])}
+                  for r in csv.DictReader(fh)]
+    return sorted(causes, key=lambda c: -c["occurrences"])
+
+
+def failure_lines(result: dict[str, Any], limit: int = 10) -> list[str]:
+    """Human lines for the failures of every target, with a hint when some were 404s."""
+    lines = []
+    for target in ("baseline", "api"):
+        total: dict[str, Any] = next((r for r in result.get(target, []) if r["name"] == "ALL"), {})
+        for c in total.get("failure_causes", [])[:limit]:
+            lines.append(f"{target} {c['name']}: {c['error']} × {c['occurrences']:,}")
+    if any("404" in line for line in lines):
+        lines.append(NOT_FOUND_HINT)
+    return lines
+
+
 def verdict(result: dict[str, Any]) -> dict[str, Any]:
     """Did the API meet ≥ 1,000 req/s overall with p99 ≤ 20 ms on the three key endpoints?"""
     rows = {r["name"]: r for r in result["api"]}
@@ -260,6 +293,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["", f"Target (≥ {TARGET_RPS:.0f} req/s, p99 ≤ {TARGET_P99_MS:.0f} ms on "
               f"{', '.join(KEY_ENDPOINTS)}): **{'met' if v['meets_target'] else 'NOT met'}** — "
               f"{v['total_rps']} req/s, p99 {v['key_p99_ms']}, {v['failures']} failures.", ""]
+    if causes := failure_lines(result):
+        lines += ["Failures by cause:", "", *(f"- {c}" for c in causes), ""]
     return "\n".join(lines)
 
 

@@ -18,6 +18,7 @@ import click
 
 from clickguard.cli_types import COUNT, COUNT_OR_ZERO, POSITIVE
 from clickguard.settings import Settings, get_settings
+from clickguard_proof.api_bench import failure_lines
 from clickguard_proof.report import Report
 from clickguard_stack.manager import Stack
 
@@ -76,6 +77,7 @@ def api_report(result: dict[str, Any]) -> Report:
                        label=f"baseline p99 ({base_all['rps']} req/s)")
         ax.legend(fontsize=8)
 
+    causes = failure_lines(result)
     return Report(
         name="bench-api",
         title="API load test (Locust headless) vs. bare baseline app",
@@ -88,6 +90,7 @@ def api_report(result: dict[str, Any]) -> Report:
             f"API total {api_all['rps'] if api_all else '–'} req/s, p99 "
             f"{api_all['p99_ms'] if api_all else '–'} ms, {failures} failures; "
             f"API/baseline req/s = {ratio}.",
+            *(["Failures by cause: " + "; ".join(causes)] if causes else []),
             "Runner: clickguard_proof/api_bench.py "
             "(locust -f clickguard_proof/locustfile.py --headless); the "
             "locustfile also works with Locust's web UI. Original: 396 requests, p95 22 ms, "
@@ -126,6 +129,8 @@ def api(smoke: bool, duration: int | None, users: int | None, user_rate: float |
         if row["endpoint"] == "ALL":
             click.echo(f"{row['target']:<9} {row['req/s']:>8} req/s  p50 {row['p50 ms']} "
                        f"p95 {row['p95 ms']} p99 {row['p99 ms']} ms  failures {row['failures']}")
+    for line in failure_lines(result):
+        click.echo(f"failures: {line}")
     click.echo(f"wrote {paths['json']}, {paths['md']}, {paths['png']}")
     if not report.passed:
         raise SystemExit(1)

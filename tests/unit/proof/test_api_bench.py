@@ -5,7 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from clickguard_proof.api_bench import markdown, plot, verdict
+from clickguard_proof.api_bench import (
+    NOT_FOUND_HINT,
+    failure_causes,
+    failure_lines,
+    markdown,
+    plot,
+    verdict,
+)
+from clickguard_proof.bench_api import api_report
 
 
 def row(name: str, rps: float, p99: float, failures: int = 0) -> dict[str, Any]:
@@ -39,3 +47,38 @@ def test_report_files(tmp_path: Path) -> None:
     assert "**met**" in md
     plot(r, tmp_path / "r.png")
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _failures_csv(path: Path, rows: list[tuple[str, str, int]]) -> Path:
+    """A failures file as Locust writes it (locust/stats.py: failures_csv)."""
+    lines = ['"Method","Name","Error","Occurrences","First Seen","Last Seen"']
+    lines += [f'"GET","{n}","{e}","{k}","2026-12-06 09:00:00","2026-12-06 09:01:00"'
+              for n, e, k in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_failures_are_reported_by_cause_with_a_hint_for_404s(tmp_path: Path) -> None:
+    """A bench on an empty database counted hundreds of failures and said nothing more: they
+    were 404s for days without events."""
+    csv_path = _failures_csv(tmp_path / "api_failures.csv", [
+        ("/metrics/funnel/{day}", "HTTP 404", 120), ("/sessions/{id}", "HTTP 404", 480),
+    ])
+    causes = failure_causes(csv_path)
+    assert [(c["name"], c["occurrences"]) for c in causes] == [
+        ("/sessions/{id}", 480), ("/metrics/funnel/{day}", 120)]
+    r = result(1100, 12, failures=600)
+    r["api"][-1]["failure_causes"] = causes
+    md = markdown(r)
+    assert "- api /sessions/{id}: HTTP 404 × 480" in md
+    assert NOT_FOUND_HINT in md and NOT_FOUND_HINT in failure_lines(r)
+    assert any("Failures by cause" in n for n in api_report(r).notes)
+
+
+def test_other_failures_get_no_404_hint_and_none_get_no_section(tmp_path: Path) -> None:
+    r = result(1100, 12, failures=3)
+    r["api"][-1]["failure_causes"] = failure_causes(
+        _failures_csv(tmp_path / "f.csv", [("/stats", "HTTP 500", 3)]))
+    assert failure_lines(r) == ["api /stats: HTTP 500 × 3"]
+    assert failure_causes(tmp_path / "absent.csv") == []
+    assert "Failures by cause" not in markdown(result(1100, 12))
