@@ -191,6 +191,11 @@ logger.lcm.level = INFO
 """
 
 
+# The log cleaner (compacted __consumer_offsets) allocates its key map on the heap at start:
+# 128 MiB by default, which a 256 MiB heap may fail to give in one piece (OutOfMemoryError in
+# LogCleaner.startup, a broker that never serves); 16 MiB maps ~700k keys
+KAFKA_CLEANER_BUFFER_BYTES = 16 * 1024 * 1024
+
 # BrokerLifecycleManager's line once the controller quorum has granted a controlled shutdown
 SHUTDOWN_GRANTED = b"Transitioning from PENDING_CONTROLLED_SHUTDOWN to SHUTTING_DOWN"
 
@@ -300,9 +305,7 @@ class KafkaNode(Node):
             "metadata.max.idle.interval.ms": 5000,
             # idle polls of followers against fail-over after a broker's loss (settings.py)
             "replica.fetch.wait.max.ms": s.kafka_replica_fetch_wait_ms,
-            # the log cleaner (compacted __consumer_offsets) allocates its key map on the heap:
-            # 128 MiB by default, 75 % of each broker's live heap here; 16 MiB maps ~700k keys
-            "log.cleaner.dedupe.buffer.size": 16 * 1024 * 1024,
+            "log.cleaner.dedupe.buffer.size": KAFKA_CLEANER_BUFFER_BYTES,
             "log.retention.hours": 72,
             "log.segment.bytes": 256 * 1024 * 1024,
         }

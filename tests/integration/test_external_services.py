@@ -34,7 +34,7 @@ from clickguard import kafka as kafka_helpers
 from clickguard.jars import jar_dir
 from clickguard.settings import REPO_ROOT, Settings, get_settings
 from clickguard_stack.manager import Stack
-from clickguard_stack.nodes import PostgresNode
+from clickguard_stack.nodes import KAFKA_CLEANER_BUFFER_BYTES, PostgresNode
 from tests.integration.api.conftest import free_port
 
 BIN = Path(sys.executable).parent
@@ -130,10 +130,11 @@ def start_secure_kafka(folder: Path, pki: Pki, cache: Settings) -> tuple[subproc
         "share.coordinator.state.topic.replication.factor": 1,
         "share.coordinator.state.topic.min.isr": 1,
         "group.initial.rebalance.delay.ms": 0, "num.network.threads": 2, "num.io.threads": 2,
+        "log.cleaner.dedupe.buffer.size": KAFKA_CLEANER_BUFFER_BYTES,
     }
     config = folder / "server.properties"
     config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
-    java = ["java", "-Xmx256m", "-cp", f"{jar_dir(cache, 'kafka')}/*"]
+    java = ["java", f"-Xmx{cache.kafka_heap}", "-cp", f"{jar_dir(cache, 'kafka')}/*"]
     subprocess.run(
         [*java, "kafka.tools.StorageTool", "format", "-t", "Zm9yLWV4dGVybmFsLXRlc3Q", "-c",
          str(config), "--add-scram", f"SCRAM-SHA-512=[name={CAROL_SCRAM[0]},"
@@ -214,8 +215,11 @@ def external(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Iterator
                 break
             except KafkaException as exc:
                 if broker.poll() is not None or time.monotonic() > deadline:
+                    state = "exited" if broker.poll() is not None else "still running"
+                    tail = (kafka_dir / "kafka.log").read_text(errors="replace")[-3000:]
                     raise RuntimeError(
-                        f"secure broker did not start; see {kafka_dir}/kafka.log") from exc
+                        f"secure broker did not start ({state}); {kafka_dir}/kafka.log ends:\n"
+                        f"{tail}") from exc
                 time.sleep(1)
         yield env
     finally:
