@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from clickguard.settings import REPO_ROOT, Settings
+from clickguard_stack.nodes import KAFKA_CLEANER_BUFFER_BYTES
 
 COMPOSE = REPO_ROOT / "infra" / "docker-compose.yml"
 
@@ -62,6 +63,8 @@ def test_kafka_ports_and_cluster_defaults(compose: dict, defaults: Settings) -> 
         )
         assert f"127.0.0.1:{ports[i - 1]}" in env["KAFKA_ADVERTISED_LISTENERS"]
         assert env["KAFKA_HEAP_OPTS"].endswith(f"-Xmx{defaults.kafka_heap}")
+        # the heap above holds the cleaner's key map only if it is the stack's size, not 128 MiB
+        assert env["KAFKA_LOG_CLEANER_DEDUPE_BUFFER_SIZE"] == str(KAFKA_CLEANER_BUFFER_BYTES)
 
 
 def test_postgres_registry_api_dagster_ports(compose: dict, defaults: Settings) -> None:
