@@ -6,10 +6,12 @@ layered (producer < stack < proof < cli) and the Dagster app imports no tool.
 """
 
 import math
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import click
+
+from clickguard.times import parse_time
 
 
 class FiniteRange(click.FloatRange):
@@ -64,21 +66,6 @@ RATES = RateList(1)
 """Load steps in events/s, each at least 1."""
 RATES_OR_IDLE = RateList(0)
 """Load steps in events/s where 0 is an idle step."""
-
-
-TIME_EXAMPLE = "e.g. 2026-12-03T13:00:00 (UTC) or 2026-12-03T14:00:00+01:00"
-
-
-def parse_time(text: str) -> datetime:
-    """An ISO 8601 time, UTC unless it names an offset; ValueError saying what to type.
-
-    The one reading of a user's time bound, for an option here and a Dagster run config alike
-    (a naive time given to PostgreSQL would be read in the session's time zone instead)."""
-    try:
-        ts = datetime.fromisoformat(text)
-    except (TypeError, ValueError):
-        raise ValueError(f"{text!r} is not an ISO 8601 time; {TIME_EXAMPLE}") from None
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 class IsoTime(click.ParamType):

@@ -17,9 +17,9 @@ from typing import Any
 import dagster as dg
 from pydantic import Field, field_validator
 
-from clickguard.cli_types import parse_time
 from clickguard.contract import DlqReason
 from clickguard.db import partitions
+from clickguard.times import parse_time
 from clickguard_dagster.assets.stream import stream_events
 from clickguard_dagster.resources import KafkaResource, PostgresResource, RetentionResource
 
@@ -64,10 +64,9 @@ class DlqReplayConfig(dg.Config):
     @field_validator("since", "until")
     @classmethod
     def _iso_time(cls, value: str | None) -> str | None:
-        """Checked before the run selects anything (it failed in the query with a traceback)."""
-        if value is not None:
-            parse_time(value)
-        return value
+        """Checked before the run selects anything (it failed in the query with a traceback);
+        kept with its offset (UTC if it named none), so the query reads it as typed."""
+        return None if value is None else parse_time(value).isoformat()
 
 
 def select_dlq(postgres: PostgresResource, config: DlqReplayConfig) -> list[tuple[Any, ...]]:
@@ -83,8 +82,8 @@ def select_dlq(postgres: PostgresResource, config: DlqReplayConfig) -> list[tupl
             " ORDER BY id LIMIT %(limit)s",
             {
                 "reasons": config.reasons,
-                "since": parse_time(config.since) if config.since else None,
-                "until": parse_time(config.until) if config.until else None,
+                "since": config.since,
+                "until": config.until,
                 "all": config.include_replayed,
                 "limit": config.limit,
             },
