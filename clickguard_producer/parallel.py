@@ -254,7 +254,9 @@ def _worker(
     # its death is a SIGTERM here, which stops the sending at the next chunk, then flushes
     signal.signal(signal.SIGTERM, lambda _sig, _frame: stop.set())
     parent = mp.parent_process()  # the process that forked this one (not a reaper after it died)
-    parent_pid = parent.pid if parent is not None and parent.pid else os.getppid()
+    if parent is None or parent.pid is None:
+        raise RuntimeError("a producer worker runs only as a multiprocessing child")
+    parent_pid = parent.pid
     die_with_parent(parent_pid)
     try:
         records, gens = make_records()

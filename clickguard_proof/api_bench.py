@@ -1,19 +1,17 @@
-"""The API benchmark as a function: Locust headless against the API and a bare uvicorn baseline.
+"""The API benchmark's measuring: Locust headless against the API and a bare uvicorn baseline.
 
-``run_api_bench(settings)`` checks the API answers, starts the baseline app (baseline_app.py)
-on a free port with the same number of workers, runs Locust for ``duration_s`` against the
-baseline and then against the API (same users and offered load), and writes
-``results.json``, ``results.md`` and ``results.png`` to ``out_dir``. Locust runs in a subprocess
-(it monkey-patches the process with gevent), so callers such as ``clickguard bench api`` stay
-clean. Data set: load_api_data.py.
-
-    python -m clickguard_proof.api_bench --duration 60 --users 50 --user-rate 25
+``run_api_bench(settings, work_dir)`` checks the API answers, starts the baseline app
+(baseline_app.py) on a free port with the same number of workers, runs Locust for
+``duration_s`` against the baseline and then against the API (same users and offered load) with
+its CSVs in ``work_dir``, and returns the result document; ``clickguard bench api``
+(bench_api.py) is the one command that runs it and writes the report. Locust runs in a
+subprocess (it monkey-patches the process with gevent), so the caller stays clean. Data set:
+load_api_data.py.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import os
 import socket
 import subprocess
@@ -24,10 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import click
-
 from clickguard import db, procs
-from clickguard.settings import REPO_ROOT, Settings, get_settings
+from clickguard.settings import REPO_ROOT, Settings
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 KEY_ENDPOINTS = ("/anomalies", "/stats", "/metrics/summary")
@@ -161,7 +157,7 @@ def _served_requests(prefix: Path) -> int:
 
 def run_api_bench(
     settings: Settings,
-    out_dir: Path = REPO_ROOT / "results" / "bench-api",
+    work_dir: Path,
     duration_s: int = 60,
     users: int = 50,
     user_rate: float = 25.0,
@@ -170,11 +166,13 @@ def run_api_bench(
     progress: Callable[[str], None] = print,
     api_user: str = "ApiUser",
 ) -> dict[str, Any]:
-    """Benchmark the running API (and the baseline); returns and writes the results.
+    """Benchmark the running API (and the baseline); returns the results (Locust's own CSVs
+    stay in ``work_dir``).
 
     ``api_user``: "ApiUser" (every endpoint, weighted) or "KeyEndpointsUser" (only /anomalies,
     /stats, /metrics/summary)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    local = api_url is None  # the stack's api node: its CPU per request can be read from /proc
     api_url = api_url or f"http://{settings.api_host}:{settings.api_port}"
     _wait_http(f"{api_url}/health", 10)
     result: dict[str, Any] = {
@@ -200,19 +198,16 @@ def run_api_bench(
             progress(f"baseline on :{port}, {users} users x {user_rate}/s for {duration_s}s")
             result["baseline"] = run_locust(
                 f"http://127.0.0.1:{port}", "BaselineUser", users, user_rate, duration_s,
-                out_dir / "baseline", progress, server_pid=proc.pid)
+                work_dir / "baseline", progress, server_pid=proc.pid)
         finally:
             proc.terminate()
             proc.wait(15)
     progress(f"api at {api_url}, {users} users x {user_rate}/s for {duration_s}s")
     result["api_user"] = api_user
-    result["api"] = run_locust(api_url, api_user, users, user_rate, duration_s,
-                               out_dir / "api", progress, server_pid=api_pid(settings))
+    result["api"] = run_locust(api_url, api_user, users, user_rate, duration_s, work_dir / "api",
+                               progress, server_pid=api_pid(settings) if local else None)
     result["load_average_after"] = list(os.getloadavg())
     result["verdict"] = verdict(result)
-    (out_dir / "results.json").write_text(json.dumps(result, indent=2))
-    (out_dir / "results.md").write_text(markdown(result))
-    plot(result, out_dir / "results.png")
     return result
 
 
@@ -259,91 +254,3 @@ def verdict(result: dict[str, Any]) -> dict[str, Any]:
         "meets_target": total >= TARGET_RPS and failures == 0
         and all(v <= TARGET_P99_MS for v in p99.values()) and len(p99) == len(KEY_ENDPOINTS),
     }
-
-
-def markdown(result: dict[str, Any]) -> str:
-    lines = [
-        "# API benchmark (Locust headless)", "",
-        f"Run {result['started_at']}: {result['users']} users × {result['user_rate']} req/s "
-        f"offered ({result['offered_rps']:.0f} req/s), {result['duration_s']} s per target, "
-        f"{result['api_workers']} uvicorn workers, cache TTL {result['cache_ttl_s']} s, "
-        f"API users: {result.get('api_user', 'ApiUser')}, "
-        f"{result['cpus']} CPUs shared by the API, PostgreSQL and Locust.", "",
-        f"Data: {result['data']}", "",
-        f"Load average (1/5/15 min) before {result.get('load_average_before')}, after "
-        f"{result.get('load_average_after')} — other workloads share these cores.", "",
-        "| target | endpoint | requests | failures | req/s | p50 ms | p95 ms | p99 ms | max ms |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for target in ("baseline", "api"):
-        for r in result.get(target, []):
-            lines.append(
-                f"| {target} | {r['name']} | {r['requests']} | {r['failures']} | {r['rps']} | "
-                f"{r['p50_ms']:g} | {r['p95_ms']:g} | {r['p99_ms']:g} | {r['max_ms']:g} |"
-            )
-    for target in ("baseline", "api"):
-        total: dict[str, Any] = next(
-            (r for r in result.get(target, []) if r["name"] == "ALL"), {}
-        )
-        if "cpu_ms_per_request" in total:
-            lines.append(f"\n{target} server CPU: {total['server_cpu_s']} s, "
-                         f"{total['cpu_ms_per_request']} ms per request "
-                         f"(≈ {1000 / max(total['cpu_ms_per_request'], 1e-9):.0f} req/s per core).")
-    v = result["verdict"]
-    lines += ["", f"Target (≥ {TARGET_RPS:.0f} req/s, p99 ≤ {TARGET_P99_MS:.0f} ms on "
-              f"{', '.join(KEY_ENDPOINTS)}): **{'met' if v['meets_target'] else 'NOT met'}** — "
-              f"{v['total_rps']} req/s, p99 {v['key_p99_ms']}, {v['failures']} failures.", ""]
-    if causes := failure_lines(result):
-        lines += ["Failures by cause:", "", *(f"- {c}" for c in causes), ""]
-    return "\n".join(lines)
-
-
-def plot(result: dict[str, Any], path: Path) -> None:
-    """Per-endpoint p50/p95/p99 bars with req/s in the labels, baseline first."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [("baseline", r) for r in result.get("baseline", []) if r["name"] != "ALL"]
-    rows += [("api", r) for r in result["api"]]
-    labels = [f"{r['name']}\n{r['rps']} req/s" for _, r in rows]
-    fig, ax = plt.subplots(figsize=(max(8, len(rows) * 0.9), 5))
-    width = 0.27
-    xs = range(len(rows))
-    for i, (key, colour) in enumerate((("p50_ms", "#4c9be8"), ("p95_ms", "#f0a030"),
-                                       ("p99_ms", "#d94040"))):
-        ax.bar([x + (i - 1) * width for x in xs], [r[key] for _, r in rows], width,
-               label=key.replace("_ms", ""), color=colour)
-    ax.axhline(TARGET_P99_MS, color="grey", linestyle="--", linewidth=1, label="p99 target")
-    ax.set_xticks(list(xs), labels, rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel("latency (ms)")
-    v = result["verdict"]
-    ax.set_title(f"API {v['total_rps']} req/s total (offered {result['offered_rps']:.0f}); "
-                 f"baseline = bare uvicorn")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-@click.command()
-@click.option("--duration", default=60, show_default=True, help="Seconds per target")
-@click.option("--users", default=50, show_default=True)
-@click.option("--user-rate", default=25.0, show_default=True, help="Requests/s per user")
-@click.option("--api-url", default=None, help="Default: settings.api_host:api_port")
-@click.option("--no-baseline", is_flag=True)
-@click.option("--user-class", "api_user", default="ApiUser", show_default=True,
-              type=click.Choice(["ApiUser", "KeyEndpointsUser"]))
-@click.option("--out", "out_dir", type=click.Path(path_type=Path),
-              default=REPO_ROOT / "results" / "bench-api", show_default=True)
-def main(duration: int, users: int, user_rate: float, api_url: str | None, no_baseline: bool,
-         api_user: str, out_dir: Path) -> None:
-    """Run the API benchmark and print the Markdown summary."""
-    result = run_api_bench(get_settings(), out_dir, duration, users, user_rate, api_url,
-                           not no_baseline, progress=click.echo, api_user=api_user)
-    click.echo(markdown(result))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,12 +1,13 @@
 """`clickguard bench api`: Locust headless against the running API and the bare baseline app.
 
-The measuring is ``api_bench.py``'s (``run_api_bench`` starts ``baseline_app.py``
-on a free port with the same workers, runs ``locust -f locustfile.py --headless`` against
-the baseline and then the API at the same offered load, and parses Locust's CSV). This command
-makes it part of the proof: it brings the API node up if needed, optionally loads the benchmark
-data set (``load_api_data.py``), and writes ``bench-api.json/.md/.png`` in the results
-folder with the common header (machine, date, command) — req/s and p50/p95/p99 per endpoint,
-failures (must be 0), and the API's ratio to the baseline.
+The one command of the API benchmark. The measuring is ``api_bench.py``'s (``run_api_bench``
+starts ``baseline_app.py`` on a free port with the same workers, runs ``locust -f
+locustfile.py --headless`` against the baseline and then the API at the same offered load, and
+parses Locust's CSV). This command brings the API node up if needed (unless ``--api-url`` names
+another one), optionally loads the benchmark data set (``load_api_data.py``), and writes
+``bench-api.json/.md/.png`` in the results folder with the common header (machine, date,
+command) — req/s and p50/p95/p99 per endpoint, failures by cause (must be none), server CPU per
+request, the API's ratio to the baseline and the target's verdict.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import click
 
 from clickguard.cli_types import COUNT, COUNT_OR_ZERO, POSITIVE
 from clickguard.settings import Settings, get_settings
-from clickguard_proof.api_bench import failure_lines
+from clickguard_proof.api_bench import TARGET_P99_MS, TARGET_RPS, failure_lines
 from clickguard_proof.report import Report
 from clickguard_stack.manager import Stack
 
@@ -28,15 +29,17 @@ FULL = {"duration_s": 30, "users": 50, "user_rate": 25.0}
 
 
 def run(settings: Settings, duration_s: int, users: int, user_rate: float,
-        load_events: int | None, echo: Any = print) -> dict[str, Any]:
-    """API node up, optional data load, then api_bench.py's Locust runner; returns its
-    result document."""
+        load_events: int | None, echo: Any = print, *, api_url: str | None = None,
+        baseline: bool = True, api_user: str = "ApiUser") -> dict[str, Any]:
+    """API node up (unless ``api_url`` names a running API elsewhere), optional data load,
+    then api_bench.py's Locust runner; returns its result document."""
     from clickguard_proof.api_bench import run_api_bench
 
-    stack = Stack(settings, echo=lambda _m: None)
-    if "api" not in stack.resolve(None):
-        raise click.ClickException("the API code (api.serve) is not in this checkout")
-    stack.up(["postgres", "api"])
+    if api_url is None:
+        stack = Stack(settings, echo=lambda _m: None)
+        if "api" not in stack.resolve(None):
+            raise click.ClickException("the API code (api.serve) is not in this checkout")
+        stack.up(["postgres", "api"])
     if load_events:
         from clickguard_proof.load_api_data import load
 
@@ -44,8 +47,8 @@ def run(settings: Settings, duration_s: int, users: int, user_rate: float,
         load(settings, events=load_events, anomalies=max(100, min(100_000, load_events // 10)),
              progress=echo)
     work = settings.home / "bench-api"
-    return run_api_bench(settings, work, duration_s, users, user_rate, baseline=True,
-                         progress=echo)
+    return run_api_bench(settings, work, duration_s, users, user_rate, api_url=api_url,
+                         baseline=baseline, progress=echo, api_user=api_user)
 
 
 def api_report(result: dict[str, Any]) -> Report:
@@ -72,12 +75,17 @@ def api_report(result: dict[str, Any]) -> Report:
         ax.set_xticks(list(xs), [f"{r['name']}\n{r['rps']} req/s" for r in api_rows],
                       rotation=60, ha="right", fontsize=7)
         ax.set_ylabel("latency (ms)")
+        ax.axhline(TARGET_P99_MS, color="#d94040", ls=":", lw=0.8, label="p99 target")
         if base_all:
             ax.axhline(base_all["p99_ms"], color="grey", ls="--", lw=0.8,
                        label=f"baseline p99 ({base_all['rps']} req/s)")
         ax.legend(fontsize=8)
 
     causes = failure_lines(result)
+    v = result["verdict"]
+    cpu = [f"{t} server CPU {tot['server_cpu_s']} s, {tot['cpu_ms_per_request']} ms per request "
+           f"(≈ {1000 / max(tot['cpu_ms_per_request'], 1e-9):.0f} req/s per core)"
+           for t, tot in total.items() if tot and "cpu_ms_per_request" in tot]
     return Report(
         name="bench-api",
         title="API load test (Locust headless) vs. bare baseline app",
@@ -86,10 +94,18 @@ def api_report(result: dict[str, Any]) -> Report:
         notes=[
             f"{result['users']} users × {result['user_rate']} req/s offered "
             f"({result['offered_rps']:.0f} req/s), {result['duration_s']} s per target; "
-            f"data: {result.get('data')}.",
+            f"{result['api_workers']} uvicorn workers, response cache TTL "
+            f"{result['cache_ttl_s']} s, API users: {result.get('api_user', 'ApiUser')}; "
+            f"data: {result.get('data')}; load average (1/5/15 min) before "
+            f"{result.get('load_average_before')}, after {result.get('load_average_after')}.",
             f"API total {api_all['rps'] if api_all else '–'} req/s, p99 "
             f"{api_all['p99_ms'] if api_all else '–'} ms, {failures} failures; "
             f"API/baseline req/s = {ratio}.",
+            *(["; ".join(cpu) + "."] if cpu else []),
+            f"Target (≥ {TARGET_RPS:,.0f} req/s, p99 ≤ {TARGET_P99_MS:.0f} ms on each of "
+            f"{', '.join(v['key_p99_ms']) or 'the key endpoints'}): "
+            f"**{'met' if v['meets_target'] else 'NOT met'}** — {v['total_rps']} req/s, "
+            f"p99 {v['key_p99_ms']}, {v['failures']} failures.",
             *(["Failures by cause: " + "; ".join(causes)] if causes else []),
             "Runner: clickguard_proof/api_bench.py "
             "(locust -f clickguard_proof/locustfile.py --headless); the "
@@ -112,17 +128,25 @@ def api_report(result: dict[str, Any]) -> Report:
 @click.option("--load-events", type=COUNT_OR_ZERO, default=None,
               help="First load this many benchmark events (load_api_data.py); "
               f"--smoke loads {SMOKE_LOAD_EVENTS:,} unless given.")
+@click.option("--api-url", default=None,
+              help="Benchmark the API at this URL instead of the local stack's api node.")
+@click.option("--no-baseline", is_flag=True, help="Skip the bare uvicorn baseline run.")
+@click.option("--user-class", "api_user", default="ApiUser", show_default=True,
+              type=click.Choice(["ApiUser", "KeyEndpointsUser"]),
+              help="Every endpoint, weighted, or only /anomalies, /stats, /metrics/summary.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Results folder (default: settings.results_dir).")
 def api(smoke: bool, duration: int | None, users: int | None, user_rate: float | None,
-        load_events: int | None, out: Path | None) -> None:
+        load_events: int | None, api_url: str | None, no_baseline: bool, api_user: str,
+        out: Path | None) -> None:
     """Locust against the API and the baseline app: req/s and p50/p95/p99 per endpoint."""
     s = get_settings()
     base = SMOKE if smoke else FULL
     if smoke and load_events is None:
         load_events = SMOKE_LOAD_EVENTS
     result = run(s, duration or int(base["duration_s"]), users or int(base["users"]),
-                 user_rate or float(base["user_rate"]), load_events, echo=click.echo)
+                 user_rate or float(base["user_rate"]), load_events, echo=click.echo,
+                 api_url=api_url, baseline=not no_baseline, api_user=api_user)
     report = api_report(result)
     paths = report.write(out or s.results_dir)
     for row in report.rows:

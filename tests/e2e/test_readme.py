@@ -119,7 +119,6 @@ PLAN: dict[str, Run | Excluded] = {
     "clickguard fuzz-stream --records 100000": Excluded(
         "≈ 10 minutes; tests/integration/streaming_job/test_fuzz.py runs the same records "
         "(Hypothesis) through the real stream in CI"),
-    "python -m clickguard_proof.api_bench": Excluded(BENCH),
     "clickguard bench dashboard": Excluded(
         BENCH + " (tests/unit/dashboard/test_bench_dashboard.py); ≈ 20 minutes with a browser"),
     "python -m clickguard_proof.bench_dagster": Excluded(BENCH),

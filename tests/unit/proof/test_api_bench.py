@@ -5,14 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from clickguard_proof.api_bench import (
-    NOT_FOUND_HINT,
-    failure_causes,
-    failure_lines,
-    markdown,
-    plot,
-    verdict,
-)
+from clickguard_proof.api_bench import NOT_FOUND_HINT, failure_causes, failure_lines, verdict
 from clickguard_proof.bench_api import api_report
 
 
@@ -26,6 +19,7 @@ def result(total: float, p99: float, failures: int = 0) -> dict[str, Any]:
            row("ALL", total, p99, failures)]
     r = {"started_at": "t", "users": 50, "user_rate": 25.0, "offered_rps": 1250,
          "duration_s": 60, "api_workers": 2, "cache_ttl_s": 1.0, "cpus": 2, "data": {},
+         "load_average_before": [0.5, 0.4, 0.3], "load_average_after": [1.5, 0.6, 0.3],
          "baseline": [row("baseline /", 1250, 4), row("ALL", 1250, 4)], "api": api}
     r["verdict"] = verdict(r)
     return r
@@ -41,12 +35,18 @@ def test_verdict() -> None:
 
 
 def test_report_files(tmp_path: Path) -> None:
+    """The command's one report: table per endpoint, the target's verdict, load, CPU, plot."""
     r = result(1100, 12)
-    md = markdown(r)
-    assert "| api | /stats | 18000 | 0 | 300 | 2 | 5 | 8 | 40 |" in md
-    assert "**met**" in md
-    plot(r, tmp_path / "r.png")
-    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    r["api"][-1] |= {"server_cpu_s": 33.0, "cpu_ms_per_request": 0.5}
+    paths = api_report(r).write(tmp_path)
+    md = paths["md"].read_text()
+    assert "| api | /stats | 18,000 | 0 | 300 | 2.00 | 5.00 | 8 | 40.00 |" in md
+    assert "**met** — 1100 req/s" in md
+    assert "load average (1/5/15 min) before [0.5, 0.4, 0.3], after [1.5, 0.6, 0.3]" in md
+    assert "api server CPU 33.0 s, 0.5 ms per request (≈ 2000 req/s per core)" in md
+    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    slow = api_report(result(1100, 21)).write(tmp_path / "slow")["md"].read_text()
+    assert "**NOT met** — 1100 req/s" in slow
 
 
 def _failures_csv(path: Path, rows: list[tuple[str, str, int]]) -> Path:
@@ -69,10 +69,9 @@ def test_failures_are_reported_by_cause_with_a_hint_for_404s(tmp_path: Path) -> 
         ("/sessions/{id}", 480), ("/metrics/funnel/{day}", 120)]
     r = result(1100, 12, failures=600)
     r["api"][-1]["failure_causes"] = causes
-    md = markdown(r)
-    assert "- api /sessions/{id}: HTTP 404 × 480" in md
-    assert NOT_FOUND_HINT in md and NOT_FOUND_HINT in failure_lines(r)
-    assert any("Failures by cause" in n for n in api_report(r).notes)
+    notes = "\n".join(api_report(r).notes)
+    assert "api /sessions/{id}: HTTP 404 × 480" in notes
+    assert NOT_FOUND_HINT in notes and NOT_FOUND_HINT in failure_lines(r)
 
 
 def test_other_failures_get_no_404_hint_and_none_get_no_section(tmp_path: Path) -> None:
@@ -81,4 +80,4 @@ def test_other_failures_get_no_404_hint_and_none_get_no_section(tmp_path: Path) 
         _failures_csv(tmp_path / "f.csv", [("/stats", "HTTP 500", 3)]))
     assert failure_lines(r) == ["api /stats: HTTP 500 × 3"]
     assert failure_causes(tmp_path / "absent.csv") == []
-    assert "Failures by cause" not in markdown(result(1100, 12))
+    assert not any("Failures by cause" in n for n in api_report(result(1100, 12)).notes)
