@@ -10,14 +10,15 @@ import os
 
 import uvicorn
 
-from clickguard.procs import PARENT_PID_ENV
+from clickguard.procs import parent_pid_env
 from clickguard.settings import get_settings, refuse_exposed_defaults
 
 
 def main() -> None:
     s = get_settings()
     refuse_exposed_defaults(s, "api", s.api_host)
-    os.environ[PARENT_PID_ENV] = str(os.getpid())  # the workers die with this process
+    # uvicorn starts its workers as new interpreters with this environment: they die with us
+    os.environ.update(parent_pid_env())
     uvicorn.run(
         "api.main:create_app",
         factory=True,

@@ -163,6 +163,12 @@ def die_with_parent(parent_pid: int, sig: signal.Signals = signal.SIGTERM) -> bo
 PARENT_PID_ENV = "CLICKGUARD_PARENT_PID"
 
 
+def parent_pid_env() -> dict[str, str]:
+    """The environment entry that makes a child started as a new interpreter (not forked)
+    watch this process: it calls :func:`die_with_parent_from_env` at start."""
+    return {PARENT_PID_ENV: str(os.getpid())}
+
+
 def die_with_parent_from_env(sig: signal.Signals = signal.SIGTERM) -> bool:
     """:func:`die_with_parent` for the pid its starter put in ``PARENT_PID_ENV``; False when
     there is none, or it is this very process (uvicorn's master builds the app too). The

@@ -179,8 +179,8 @@ class Slot:
         (folder / self.exit_name).unlink(missing_ok=True)
         self.log_offset = log_file.stat().st_size if log_file else 0
         self.before = position
-        env = {**os.environ, "CLICKGUARD_DRIVER_SLOT": str(self.index),
-               procs.PARENT_PID_ENV: str(os.getpid()),
+        env = {**os.environ, **procs.parent_pid_env(),
+               "CLICKGUARD_DRIVER_SLOT": str(self.index),
                "CLICKGUARD_JOB_EXIT_FILE": self.exit_name,
                "CLICKGUARD_DRIVER_FRESH": "1" if self.starts == 0 else "0"}
         self.starts += 1

@@ -187,7 +187,7 @@ def test_the_parent_pid_in_the_environment_is_taken_once() -> None:
     process that acts on it removes it, so its own children (Spark's workers under a driver)
     do not take their grandparent for theirs, and a process named in it ignores it."""
     probe = ("import os, json, sys\nfrom clickguard import procs\n"
-             "if sys.argv[1:] == ['self']: os.environ[procs.PARENT_PID_ENV] = str(os.getpid())\n"
+             "if sys.argv[1:] == ['self']: os.environ.update(procs.parent_pid_env())\n"
              "armed = procs.die_with_parent_from_env()\n"
              "print(json.dumps([armed, os.environ.get(procs.PARENT_PID_ENV) == str(os.getpid()),"
              " procs.PARENT_PID_ENV in os.environ]))\n")
@@ -196,7 +196,8 @@ def test_the_parent_pid_in_the_environment_is_taken_once() -> None:
     def run(*args: str, parent: str | None = None) -> list[bool]:
         env = {k: v for k, v in os.environ.items() if k != procs.PARENT_PID_ENV}
         if parent is not None:
-            env[procs.PARENT_PID_ENV] = parent
+            env |= procs.parent_pid_env()  # as the supervisor hands it to a driver
+            assert env[procs.PARENT_PID_ENV] == parent
         out = subprocess.run([sys.executable, "-c", probe, *args], env=env, cwd=root,
                              check=True, capture_output=True, text=True).stdout
         return json.loads(out)  # type: ignore[no-any-return]
