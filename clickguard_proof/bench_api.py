@@ -74,7 +74,8 @@ def api_report(result: dict[str, Any]) -> Report:
                    label=key.removesuffix("_ms"))
         ax.set_xticks(list(xs), [f"{r['name']}\n{r['rps']} req/s" for r in api_rows],
                       rotation=60, ha="right", fontsize=7)
-        ax.set_ylabel("latency (ms)")
+        ax.set_ylabel("latency (ms, log scale)")
+        ax.set_yscale("symlog", linthresh=1)  # one slow endpoint does not flatten the rest
         ax.axhline(TARGET_P99_MS, color="#d94040", ls=":", lw=0.8, label="p99 target")
         if base_all:
             ax.axhline(base_all["p99_ms"], color="grey", ls="--", lw=0.8,
