@@ -7,6 +7,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import cast
 
 from clickguard import db, procs, stream_state
@@ -99,6 +100,7 @@ class Stack:
         self.settings = settings
         self.nodes = build_nodes(settings)
         self.echo = echo
+        self._log_starts: dict[str, int] = {}  # a node's log size when this Stack started it
 
     def node(self, name: str) -> Node:
         if name not in self.nodes:
@@ -209,6 +211,8 @@ class Stack:
         """Start ``name`` unless it runs already; True when this call started it."""
         node = self.nodes[name]
         before = node.pid()
+        log = node.log_file
+        self._log_starts[name] = log.stat().st_size if log.exists() else 0
         pid = node.start()
         if pid == before:
             return False
@@ -252,7 +256,12 @@ class Stack:
 
     def _failure(self, what: str, names: list[str]) -> str:
         logs = ", ".join(str(self.nodes[n].log_file) for n in names)
-        return f"{what}; see the log: {logs} (or `clickguard stack logs NODE`)"
+        said = "".join(
+            f"\n{n}'s log ends:\n  " + "\n  ".join(lines)
+            for n in names
+            if (lines := log_excerpt(self.nodes[n].log_file, self._log_starts.get(n)))
+        )
+        return f"{what}; see the log: {logs} (or `clickguard stack logs NODE`){said}"
 
     # -- down / per node ----------------------------------------------------------------------
     def leftover_workers(self) -> list[Node]:
@@ -370,6 +379,40 @@ class Stack:
 
     def status(self) -> list[NodeStatus]:
         return [self.nodes[n].status() for n in self.nodes]
+
+
+def log_excerpt(path: Path, since: int | None = None, lines: int = 4) -> list[str]:
+    """What a node's log said since byte ``since`` (this start's, not an earlier run's): its
+    first three error lines, which usually name the cause, then its last ``lines`` lines, stack
+    frames left out (a JVM that died of ``OutOfMemoryError`` ends in twenty ``at ...`` lines;
+    a broker that could not register ends in its shutdown's warnings)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(max(since or 0, path.stat().st_size - 256 * 1024))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return []
+    said = [ln.rstrip() for ln in text.splitlines()
+            if ln.strip() and not ln.lstrip().startswith(("at ", "... "))]
+    errors = [i for i, ln in enumerate(said) if _is_error(ln)]
+    keep = sorted(set(errors[:3]) | set(range(max(0, len(said) - lines), len(said))))
+    out: list[str] = []
+    for i in keep:
+        if out and i - 1 not in keep:
+            out.append("...")
+        out.append(said[i])
+    return out
+
+
+def _is_error(line: str) -> bool:
+    """A log line at ERROR/FATAL, or a line without a level that names an error (an exception
+    under an ERROR line, the JVM's own ``Error occurred during initialization of VM``)."""
+    words = line.split()
+    if any(level in words for level in ("ERROR", "FATAL")):
+        return True
+    if any(level in words for level in ("INFO", "WARN", "WARNING", "DEBUG", "TRACE")):
+        return False
+    return "Error" in line or "Exception" in line
 
 
 def _module_present(node: Node) -> bool:
