@@ -33,7 +33,7 @@ from clickguard import db, procs
 from clickguard import kafka as kafka_helpers
 from clickguard.jars import jar_dir
 from clickguard.settings import REPO_ROOT, Settings, get_settings
-from clickguard_stack.manager import Stack
+from clickguard_stack.manager import Stack, log_excerpt
 from clickguard_stack.nodes import KAFKA_CLEANER_BUFFER_BYTES, PostgresNode
 from tests.integration.api.conftest import free_port
 
@@ -216,10 +216,10 @@ def external(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Iterator
             except KafkaException as exc:
                 if broker.poll() is not None or time.monotonic() > deadline:
                     state = "exited" if broker.poll() is not None else "still running"
-                    tail = (kafka_dir / "kafka.log").read_text(errors="replace")[-3000:]
+                    said = "\n".join(log_excerpt(kafka_dir / "kafka.log"))
                     raise RuntimeError(
-                        f"secure broker did not start ({state}); {kafka_dir}/kafka.log ends:\n"
-                        f"{tail}") from exc
+                        f"secure broker did not start ({state}); {kafka_dir}/kafka.log says:\n"
+                        f"{said}") from exc
                 time.sleep(1)
         yield env
     finally:
