@@ -101,6 +101,8 @@ def measure(
             # where the node's CPU went: thread groups, % of one core
             "hot_threads": usage.hot_threads(threads0[n], threads1[n], b.at - a.at)
             if alive else [],
+            "jit_pct_one_core": usage.jit_percent(threads0[n], threads1[n], b.at - a.at)
+            if alive else None,
         }
     d_busy, d_total = busy1[0] - busy0[0], busy1[1] - busy0[1]
     return {
@@ -192,11 +194,13 @@ def run_cpu_bench(
                 produced = json.loads(summary.read_text())
         stack_nodes = {n: v for n, v in m["nodes"].items() if n != PRODUCER}
         total_pct = sum(v["cpu_pct_machine"] or 0.0 for v in stack_nodes.values())
+        jit_one = sum(v.get("jit_pct_one_core") or 0.0 for v in stack_nodes.values())
         step = {
             "rate": rate,
             **m,
             "stack_cpu_pct_machine": round(total_pct, 2),
             "stack_cpu_pct_one_core": round(total_pct * m["cores"], 2),
+            "stack_jit_pct_one_core": round(jit_one, 2),
             "stack_rss_mb_max": round(sum(v["rss_mb_max"] for v in stack_nodes.values()), 1),
             "stack_pss_mb_mean": round(sum(v["pss_mb_mean"] for v in stack_nodes.values()), 1),
             "producer_summary": _producer_brief(produced),
@@ -260,6 +264,8 @@ def table_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     cores = steps[0]["cores"] if steps else "?"
     rows.append(row(f"stack, % of {cores} cores", lambda s: s["stack_cpu_pct_machine"],
                     lambda s: None))
+    rows.append(row("of it, JVM JIT compiler threads (% of 1 core)",
+                    lambda s: s.get("stack_jit_pct_one_core"), lambda s: None))
     rows.append(row("whole machine busy %", lambda s: s["machine_busy_pct"], lambda s: None))
     rows.append(row("producer ev/s reached", lambda s: s.get("produced_eps") if s["rate"] else None,
                     lambda s: None))
@@ -339,6 +345,10 @@ def cpu(rates: list[int], step_s: float, warmup_s: float, prewarm_s: float, samp
         f"Prewarm: {prewarm_s:.0f} s at {max(rates):,} ev/s before the first step (the JVMs' "
         "one-time JIT compilation, which a stack that has been up a while has behind it); "
         "`--prewarm-s 0` measures a just-started stack.",
+        "`of it, JVM JIT compiler threads` = the CPU of every JVM's C1/C2 compiler threads "
+        "inside the stack total: code paths being compiled for the first time (a just-started "
+        "stack's idle paths go on being compiled for many minutes), not work that recurs; "
+        "the targets are checked on the whole total.",
         "Whole machine busy % includes every process on the machine: when it is far above "
         "the stack's own share, the figures were taken on a busy machine.",
     ]

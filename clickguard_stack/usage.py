@@ -147,6 +147,18 @@ def tree_thread_ticks(pids: tuple[int, ...]) -> dict[str, int]:
     return out
 
 
+# HotSpot's JIT compiler threads ("C2 CompilerThread0", comm cut to 15 characters)
+JIT_THREAD_PREFIXES = ("C1 CompilerThre", "C2 CompilerThre")
+
+
+def jit_percent(before: dict[str, int], after: dict[str, int], seconds: float) -> float:
+    """CPU of the JVMs' JIT compiler threads between two :func:`tree_thread_ticks` readings, in %
+    of one core: compilation that ends once the code paths are compiled, not steady work."""
+    ticks = sum(v - before.get(k, 0) for k, v in after.items()
+                if k.split("/", 1)[-1].startswith(JIT_THREAD_PREFIXES))
+    return round(max(0, ticks) / CLK_TCK / seconds * 100.0, 2)
+
+
 def hot_threads(
     before: dict[str, int], after: dict[str, int], seconds: float, top: int = 8
 ) -> list[tuple[str, float]]:

@@ -29,7 +29,7 @@ def _step(rate: int, pct: float, rss: float) -> dict:
     node = {"cpu_pct_one_core": pct * 2, "rss_mb_max": rss}
     return {"rate": rate, "cores": 2, "nodes": {"kafka-1": node}, "stack_cpu_pct_machine": pct,
             "stack_cpu_pct_one_core": pct * 2, "stack_rss_mb_max": rss,
-            "machine_busy_pct": 50.0}
+            "stack_jit_pct_one_core": pct / 4, "machine_busy_pct": 50.0}
 
 
 def test_verdict_checks_only_the_steps_run() -> None:
@@ -51,10 +51,12 @@ def test_table_has_a_row_per_node_and_the_totals() -> None:
     with_producer["nodes"]["producer"] = {"cpu_pct_one_core": 9.0, "rss_mb_max": 80}
     rows = table_rows({"steps": [_step(0, 3.0, 100), with_producer]})
     assert [r["node"] for r in rows] == [
-        "kafka-1", "**stack total**", "stack, % of 2 cores", "whole machine busy %",
+        "kafka-1", "**stack total**", "stack, % of 2 cores",
+        "of it, JVM JIT compiler threads (% of 1 core)", "whole machine busy %",
         "producer ev/s reached", "producer",
     ]
     assert rows[0]["CPU % 1 core @1000"] == 40.0 and rows[1]["RSS MB @0"] == 100
+    assert rows[3]["CPU % 1 core @0"] == 0.75 and rows[3]["RSS MB @0"] is None
     assert rows[-1]["CPU % 1 core @0"] is None and rows[-1]["CPU % 1 core @1000"] == 9.0
 
 

@@ -112,3 +112,33 @@ def test_stack_status_prints_the_whole_stack_rss() -> None:
             NodeStatus("api", 2, 8000, "healthy", 200.25), NodeStatus("x", None, None, "down")]
     last = format_status(rows).splitlines()[-1]
     assert last.split()[:2] == ["TOTAL", "600.8"]
+
+
+def test_jit_percent_counts_only_the_compiler_threads() -> None:
+    before = {"java/C2 CompilerThre": 100, "java/C1 CompilerThre": 50, "java/data-plane-kafk": 0}
+    after = {"java/C2 CompilerThre": 200, "java/C1 CompilerThre": 75, "java/data-plane-kafk": 900,
+             "python3/python": 500}
+    assert usage.jit_percent(before, after, 10.0) == round(125 / usage.CLK_TCK / 10 * 100, 2)
+
+
+def test_a_warming_jvm_shows_its_compiler_threads(tmp_path: Path) -> None:
+    """A real JVM running a hot loop for the first time: its C1/C2 threads burn CPU."""
+    src = tmp_path / "Hot.java"
+    src.write_text(
+        "public class Hot { public static void main(String[] a) { long s = 0;"
+        " long end = System.nanoTime() + 4_000_000_000L; while (System.nanoTime() < end)"
+        " for (int i = 0; i < 1000; i++) s += Integer.toString(i).hashCode();"
+        " System.out.println(s); } }"
+    )
+    proc = subprocess.Popen(["java", str(src)], stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        before = usage.tree_thread_ticks((proc.pid,))
+        time.sleep(2.5)
+        after = usage.tree_thread_ticks((proc.pid,))
+    finally:
+        proc.kill()
+        proc.wait()
+    jit = usage.jit_percent(before, after, 2.5)
+    total = sum(v - before.get(k, 0) for k, v in after.items()) / usage.CLK_TCK / 2.5 * 100
+    assert 0 < jit < total, (jit, total, after)
