@@ -100,8 +100,13 @@ def cpu_percent(before: TreeSample, after: TreeSample, cores: int | None = None)
     wall = after.at - before.at
     if wall <= 0:
         raise ValueError("samples must be in time order and distinct")
-    pct = max(0, after.ticks - before.ticks) / CLK_TCK / wall * 100.0
+    pct = ticks_percent(after.ticks - before.ticks, wall)
     return pct / cores if cores else pct
+
+
+def ticks_percent(ticks: int, seconds: float) -> float:
+    """Clock ticks of CPU over ``seconds`` of wall time, in % of one core (negative = 0)."""
+    return max(0, ticks) / CLK_TCK / seconds * 100.0
 
 
 def machine_busy_ticks() -> tuple[int, int]:
@@ -156,7 +161,7 @@ def jit_percent(before: dict[str, int], after: dict[str, int], seconds: float) -
     of one core: compilation that ends once the code paths are compiled, not steady work."""
     ticks = sum(v - before.get(k, 0) for k, v in after.items()
                 if k.split("/", 1)[-1].startswith(JIT_THREAD_PREFIXES))
-    return round(max(0, ticks) / CLK_TCK / seconds * 100.0, 2)
+    return round(ticks_percent(ticks, seconds), 2)
 
 
 def hot_threads(
@@ -166,4 +171,4 @@ def hot_threads(
     of one core (threads that appeared in between count from 0)."""
     deltas = {k: v - before.get(k, 0) for k, v in after.items()}
     ranked = sorted(((k, d) for k, d in deltas.items() if d > 0), key=lambda kv: -kv[1])
-    return [(k, round(d / CLK_TCK / seconds * 100.0, 2)) for k, d in ranked[:top]]
+    return [(k, round(ticks_percent(d, seconds), 2)) for k, d in ranked[:top]]
