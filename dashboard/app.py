@@ -15,9 +15,19 @@ from dashboard.views import anomalies, daily, dlq, live
 
 st.set_page_config(page_title="Clickstream Guardian", page_icon="🛡️", layout="wide")
 
+# Live is the default page, served at the root URL (Streamlit ignores a default page's own
+# url_path for routing); "/live" is a hidden alias so that a typed or bookmarked /live opens it
+# instead of Streamlit's "Page not found" dialog
+LIVE = st.Page(live.page, title="Live", icon=":material/monitoring:", url_path="", default=True)
+
+
+def _to_live() -> None:
+    st.switch_page(LIVE)
+
+
 PAGES = [
-    st.Page(live.page, title="Live", icon=":material/monitoring:", url_path="live",
-            default=True),
+    LIVE,
+    st.Page(_to_live, title="Live", url_path="live", visibility="hidden"),
     st.Page(anomalies.page, title="Anomalies", icon=":material/crisis_alert:",
             url_path="anomalies"),
     st.Page(daily.page, title="Daily", icon=":material/calendar_month:", url_path="daily"),

@@ -270,6 +270,14 @@ def test_every_page_shows_the_apis_values(
     after = sum(n for (_, route, _), n in counted.items() if route == "/stream")
     assert after >= before + 2, "the Live page did not refresh on its timer"
 
+    # -- /live, the page's name: an alias of the root, not Streamlit's "Page not found" -------
+    browser.get(f"{dashboard}/live")
+    assert [r["stage"] for r in table(browser, "slo")] == list(data.STAGE_LABELS.values())
+    WebDriverWait(browser, RENDER_TIMEOUT_S).until(
+        lambda d: d.current_url.rstrip("/") == dashboard)
+    time.sleep(1)  # the dialog is drawn after the page's first elements
+    assert "Page not found" not in browser.find_element(By.TAG_NAME, "body").text
+
     # -- Anomalies: evidence table = /anomalies since 24 h ago; drill-down = /sessions/{id} -----
     since = data.iso(data.utc_now() - pd.Timedelta(hours=24))
     rows = api(live_api, "/anomalies", limit=1000, since=since)
