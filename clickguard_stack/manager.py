@@ -427,7 +427,7 @@ def _module_present(node: Node) -> bool:
 
 
 def format_status(rows: list[NodeStatus]) -> str:
-    lines = [f"{'NODE':<18} {'STATE':<13} {'PID':>8} {'PORT':>6} {'RSS MB':>8}  DETAIL"]
+    lines = [f"{'NODE':<18} {'STATE':<13} {'PID':>8} {'PORT':>6} {'RSS MiB':>8}  DETAIL"]
     for r in rows:
         detail = r.detail if len(r.detail) <= 120 else r.detail[:119] + "…"
         lines.append(
@@ -435,7 +435,7 @@ def format_status(rows: list[NodeStatus]) -> str:
             f"{r.rss_mb if r.rss_mb is not None else '-':>8}  {detail}"
         )
     lines.append(f"{'TOTAL':<18} {'':<13} {'':>8} {'':>6} {total_rss_mb(rows):>8}  "
-                 "RSS summed over every node's process tree (issue 10 budget: 4 GB)")
+                 "RSS summed over every node's process tree (issue 10 budget: 4 GiB)")
     return "\n".join(lines)
 
 

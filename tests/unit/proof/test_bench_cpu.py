@@ -55,8 +55,8 @@ def test_table_has_a_row_per_node_and_the_totals() -> None:
         "of it, JVM JIT compiler threads (% of 1 core)", "whole machine busy %",
         "producer ev/s reached", "producer",
     ]
-    assert rows[0]["CPU % 1 core @1000"] == 40.0 and rows[1]["RSS MB @0"] == 100
-    assert rows[3]["CPU % 1 core @0"] == 0.75 and rows[3]["RSS MB @0"] is None
+    assert rows[0]["CPU % 1 core @1000"] == 40.0 and rows[1]["RSS MiB @0"] == 100
+    assert rows[3]["CPU % 1 core @0"] == 0.75 and rows[3]["RSS MiB @0"] is None
     assert rows[-1]["CPU % 1 core @0"] is None and rows[-1]["CPU % 1 core @1000"] == 9.0
 
 
