@@ -70,12 +70,16 @@ def test_plot_names_each_node_once_even_when_it_joins_later() -> None:
     steps = [_step(0, 3.0, 100), _step(1000, 20.0, 120), _step(5000, 30.0, 130)]
     for s in steps[1:]:
         s["nodes"]["producer"] = {"cpu_pct_one_core": 9.0, "rss_mb_max": 80}
+    steps[1]["nodes"]["kafka-1"]["jit_pct_one_core"] = 2.5
     fig = plt.figure()
     try:
         plot({"steps": steps})(fig)
         cpu_axis = fig.axes[0]
         assert [t.get_text() for t in cpu_axis.get_xticklabels()] == ["kafka-1", "producer"]
-        heights = [round(b.get_height(), 1) for b in cpu_axis.patches]
-        assert heights == [6.0, 0, 40.0, 9.0, 60.0, 9.0]  # per step: kafka-1, producer
+        load = [round(b.get_height(), 1) for b in cpu_axis.patches if not b.get_hatch()]
+        assert load == [6.0, 0, 40.0, 9.0, 60.0, 9.0]  # per step: kafka-1, producer
+        # the JIT share, hatched inside the same bars
+        jit = [round(b.get_height(), 1) for b in cpu_axis.patches if b.get_hatch()]
+        assert jit == [0, 0, 2.5, 0, 0, 0]
     finally:
         plt.close(fig)
