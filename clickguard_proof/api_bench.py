@@ -12,6 +12,7 @@ load_api_data.py.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import socket
 import subprocess
@@ -87,6 +88,16 @@ def data_facts(settings: Settings) -> dict[str, Any]:
     return {"events_estimate": int(row[0]), "anomalies": int(row[1]),
             "daily_metrics_days": int(row[2]),
             "popular_items": int(row[3] or 0)}
+
+
+def api_data_facts(api_url: str) -> dict[str, Any]:
+    """What an API elsewhere serves, from its own ``/stats``: the database this process's
+    settings name need not be the one behind ``--api-url``."""
+    with urllib.request.urlopen(f"{api_url}/stats", timeout=10) as r:
+        stats = json.load(r)
+    return {"source": f"{api_url}/stats", "anomalies": stats.get("total_anomalies"),
+            "daily_metrics_days": stats.get("days_processed"),
+            "popular_items": stats.get("total_popular_items")}
 
 
 def run_locust(
@@ -180,7 +191,7 @@ def run_api_bench(
         "duration_s": duration_s, "users": users, "user_rate": user_rate,
         "offered_rps": users * user_rate, "api_workers": settings.api_workers,
         "cache_ttl_s": settings.api_cache_ttl_s, "cpus": os.cpu_count(),
-        "data": data_facts(settings),
+        "data": data_facts(settings) if local else api_data_facts(api_url),
         "load_average_before": list(os.getloadavg()),
     }
     progress(f"data: {result['data']}")

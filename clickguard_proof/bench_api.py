@@ -43,7 +43,9 @@ def run(settings: Settings, duration_s: int, users: int, user_rate: float,
     if load_events:
         from clickguard_proof.load_api_data import load
 
-        echo(f"loading the benchmark data set ({load_events:,} events)")
+        where = f"{settings.pg_host}:{settings.pg_port}/{settings.pg_db}"
+        echo(f"loading the benchmark data set ({load_events:,} events) into {where}"
+             + (" (CLICKGUARD_PG_*: it must be the database behind --api-url)" if api_url else ""))
         load(settings, events=load_events, anomalies=max(100, min(100_000, load_events // 10)),
              progress=echo)
     work = settings.home / "bench-api"
@@ -130,7 +132,8 @@ def api_report(result: dict[str, Any]) -> Report:
               help="First load this many benchmark events (load_api_data.py); "
               f"--smoke loads {SMOKE_LOAD_EVENTS:,} unless given.")
 @click.option("--api-url", default=None,
-              help="Benchmark the API at this URL instead of the local stack's api node.")
+              help="Benchmark the API at this URL instead of the local stack's api node (its data "
+              "described by its own /stats).")
 @click.option("--no-baseline", is_flag=True, help="Skip the bare uvicorn baseline run.")
 @click.option("--user-class", "api_user", default="ApiUser", show_default=True,
               type=click.Choice(["ApiUser", "KeyEndpointsUser"]),

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from clickguard_proof.api_bench import NOT_FOUND_HINT, failure_causes, failure_lines, verdict
+from clickguard_proof.api_bench import (
+    NOT_FOUND_HINT,
+    api_data_facts,
+    failure_causes,
+    failure_lines,
+    verdict,
+)
 from clickguard_proof.bench_api import api_report
 
 
@@ -81,3 +90,31 @@ def test_other_failures_get_no_404_hint_and_none_get_no_section(tmp_path: Path) 
     assert failure_lines(r) == ["api /stats: HTTP 500 × 3"]
     assert failure_causes(tmp_path / "absent.csv") == []
     assert not any("Failures by cause" in n for n in api_report(result(1100, 12)).notes)
+
+
+def test_an_api_elsewhere_is_described_by_its_own_stats() -> None:
+    """--api-url: the data facts are what that API serves (its /stats), not the database of
+    the shell's settings, which may be another one."""
+    stats = {"total_anomalies": 75, "days_processed": 2, "total_popular_items": 40,
+             "last_anomaly_detected": None, "last_metrics_date": None}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(stats).encode() if self.path == "/stats" else b"{}"
+            self.send_response(200 if self.path == "/stats" else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        assert api_data_facts(url) == {"source": f"{url}/stats", "anomalies": 75,
+                                       "daily_metrics_days": 2, "popular_items": 40}
+    finally:
+        server.shutdown()
+        server.server_close()
