@@ -17,7 +17,9 @@ Per scenario:
    ``api`` (SIGKILL the API, start), ``stack-crash`` (every process of every running node
    frozen, then SIGKILLed at once — a power cut of user space: PostgreSQL and the three brokers
    without a clean shutdown, both streaming drivers — and the same nodes started again with
-   ``clickguard stack up``).
+   ``clickguard stack up``); ``random`` (``--faults N`` faults of the kinds above drawn from
+   ``--seed``, each at a random moment, several nodes at once among them, everything brought
+   back with ``clickguard stack up`` after each: no fault is timed to suit the pipeline).
 4. Keep the load on until the pipeline has recovered (plus ``chaos_observe_s``), stop the producer,
    wait until the stream committed every acknowledged offset, and reconcile.
 
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import random
 import signal
 import statistics
 import threading
@@ -68,6 +71,15 @@ SCENARIOS = (
     "streaming-pause", "api", "stack-crash",
 )
 STREAMING_SCENARIOS = ("streaming-kill", "streaming-pause")
+RANDOM = "random"  # not part of `all`: its length is --faults, not one fault
+# the faults `random` draws from: a broker SIGKILLed or SIGSTOPped, the active driver (mid
+# whatever it is doing), the warm standby, the streaming node with both drivers, PostgreSQL
+# without a shutdown checkpoint, the registry, and a broker and the active driver together
+RANDOM_KINDS = ("broker-kill", "broker-pause", "driver-kill", "standby-kill", "streaming-node-kill",
+                "postgres", "registry", "broker-and-driver")
+RANDOM_GAP_S = (3.0, 25.0)  # since the previous fault's recovery
+RANDOM_DOWN_S = (0.0, 10.0)  # a killed node stays down this long before `stack up`
+RANDOM_PAUSE_S = (2.0, 20.0)  # a SIGSTOPped broker sleeps this long
 Echo = Callable[[str], None]
 
 
@@ -85,6 +97,7 @@ class ChaosConfig:
     bounces: int = 5
     seed: int = 1
     kills: int = 1  # streaming-kill: SIGKILLs of the active driver in one run (takeover p50/max)
+    faults: int = 20  # random: faults in one run
 
     @classmethod
     def from_settings(cls, s: Settings) -> ChaosConfig:
@@ -507,6 +520,77 @@ def _stack_crash(ctx: FaultContext) -> None:
     ctx.mark(f"stack up again ({seconds:.1f} s)")
 
 
+@dataclass(frozen=True)
+class PlannedFault:
+    """One fault of ``random``: ``gap_s`` after the previous recovery, node down ``down_s``."""
+
+    gap_s: float
+    kind: str
+    broker: str  # the kafka-N of the broker kinds
+    down_s: float
+
+
+def random_plan(seed: int, faults: int) -> list[PlannedFault]:
+    """The schedule of ``random``, the same for the same seed (a failure can be replayed)."""
+    rng = random.Random(seed)
+    plan = []
+    for _ in range(faults):
+        kind = rng.choice(RANDOM_KINDS)
+        down = RANDOM_PAUSE_S if kind == "broker-pause" else RANDOM_DOWN_S
+        plan.append(PlannedFault(gap_s=round(rng.uniform(*RANDOM_GAP_S), 2), kind=kind,
+                                 broker=f"kafka-{rng.randint(1, 3)}",
+                                 down_s=round(rng.uniform(*down), 2)))
+    return plan
+
+
+def _random(ctx: FaultContext) -> None:
+    plan = random_plan(ctx.cfg.seed, ctx.cfg.faults)
+    ctx.result.target = f"{len(plan)} faults, seed {ctx.cfg.seed}"
+    for i, f in enumerate(plan, 1):
+        time.sleep(f.gap_s)
+        ctx.begin()
+        tag = f"#{i}/{len(plan)} {f.kind}:"
+        if f.kind == "broker-pause":
+            ctx.stack.control("pause", f.broker)
+            ctx.mark(f"{tag} SIGSTOP {f.broker}")
+            time.sleep(f.down_s)
+            ctx.stack.control("resume", f.broker)
+            ctx.mark(f"{tag} SIGCONT {f.broker} after {f.down_s:.1f} s")
+            continue
+        if f.kind in ("broker-kill", "broker-and-driver"):
+            pid = ctx.stack.node(f.broker).pid()
+            ctx.stack.control("kill", f.broker)
+            ctx.result.killed_pids += [pid] if pid else []
+            ctx.mark(f"{tag} SIGKILL {f.broker}")
+        if f.kind in ("driver-kill", "broker-and-driver"):
+            pid = streaming_job_pid(ctx.settings)
+            if pid is None:  # a takeover in progress: nothing active to kill right now
+                ctx.mark(f"{tag} no active driver at this moment")
+            else:
+                ctx.result.killed_pids += kill_tree(pid)
+                ctx.mark(f"{tag} SIGKILL active driver {pid}")
+        if f.kind == "standby-kill":
+            standby = warm_standby(ctx.settings, set())
+            if standby is None:
+                ctx.mark(f"{tag} no warm standby at this moment")
+            else:
+                ctx.result.killed_pids += kill_tree(int(standby["pid"]))
+                ctx.mark(f"{tag} SIGKILL standby driver {standby['pid']}")
+        if f.kind == "streaming-node-kill":
+            ctx.stack.control("kill", "streaming")
+            ctx.mark(f"{tag} SIGKILL the streaming node (both drivers)")
+        if f.kind == "postgres":
+            ctx.stack.node("postgres").stop(mode="immediate")  # type: ignore[call-arg]
+            ctx.mark(f"{tag} postgres immediate stop")
+        if f.kind == "registry":
+            ctx.stack.control("kill", "registry")
+            ctx.mark(f"{tag} SIGKILL registry")
+        time.sleep(f.down_s)
+        seconds = ctx.stack.up(needed_nodes(RANDOM), timeout=ctx.cfg.recover_timeout_s)
+        ctx.mark(f"{tag} every node up again after {f.down_s:.1f} s down ({seconds:.1f} s)")
+    ctx.result.restarted_pid = streaming_job_pid(ctx.settings)
+
+
 FAULTS: dict[str, Callable[[FaultContext], None]] = {
     "broker-kill": _broker_kill,
     "broker-bounce": _broker_bounce,
@@ -517,6 +601,7 @@ FAULTS: dict[str, Callable[[FaultContext], None]] = {
     "streaming-pause": _streaming_pause,
     "api": _api,
     "stack-crash": _stack_crash,
+    RANDOM: _random,
 }
 
 
@@ -764,6 +849,9 @@ def chaos_report(name: str, results: list[ScenarioResult], cfg: ChaosConfig) -> 
             "Producer latency during the fault = produce→Kafka stage (broker LogAppendTime − "
             "producer time) of every event produced during the fault window; the producer's own "
             "delivery-report percentiles over the whole run are in the JSON.",
+            "random: --faults N faults drawn from --seed (the same seed replays the same "
+            "schedule), each at a random moment; its RTO columns are from its FIRST fault, the "
+            "fault window spans all of them, and every fault is a mark in the JSON.",
             "Original: ~62 s recovery after a Spark, broker or Postgres failure, RPO 0 "
             "(stop/start then a smoke test, no reconciliation).",
         ],
@@ -798,24 +886,27 @@ def run_chaos(
 
 
 @click.command("chaos")
-@click.argument("scenario", type=click.Choice([*SCENARIOS, "all"]))
+@click.argument("scenario", type=click.Choice([*SCENARIOS, RANDOM, "all"]))
 @click.option("--short", is_flag=True, help="CI mode: 500 ev/s, short phases, 2 bounces.")
 @click.option("--rate", type=POSITIVE,
               default=None, help="Load in events/s (default chaos_rate).")
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--kills", type=click.IntRange(1, 100), default=1, show_default=True,
               help="streaming-kill: SIGKILL the active driver N times (takeover p50/max).")
+@click.option("--faults", type=click.IntRange(1, 1000), default=20, show_default=True,
+              help="random: this many faults, kinds and moments drawn from --seed.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Results folder (default: settings.results_dir).")
 def chaos(
-    scenario: str, short: bool, rate: float | None, seed: int, kills: int, out: Path | None
+    scenario: str, short: bool, rate: float | None, seed: int, kills: int, faults: int,
+    out: Path | None,
 ) -> None:
     """Inject SCENARIO under steady load; report RTO and reconcile every acknowledged event."""
     s = get_settings()
     cfg = ChaosConfig.from_settings(s)
     if short:
         cfg = cfg.short()
-    cfg = replace(cfg, seed=seed, kills=kills)
+    cfg = replace(cfg, seed=seed, kills=kills, faults=faults)
     if rate:
         cfg = replace(cfg, rate=rate)
     names = list(SCENARIOS) if scenario == "all" else [scenario]

@@ -8,7 +8,18 @@ import pytest
 
 from clickguard.ledger import total_lag
 from clickguard.settings import Settings
-from clickguard_proof.chaos import SCENARIOS, ChaosConfig, needed_nodes, rto_lag
+from clickguard_proof.chaos import (
+    RANDOM,
+    RANDOM_DOWN_S,
+    RANDOM_GAP_S,
+    RANDOM_KINDS,
+    RANDOM_PAUSE_S,
+    SCENARIOS,
+    ChaosConfig,
+    needed_nodes,
+    random_plan,
+    rto_lag,
+)
 from clickguard_proof.stream import Sample
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -98,3 +109,25 @@ def test_streaming_scenarios_need_a_measured_takeover_and_pause_needs_zero_fence
     pause.fenced_commits = 0
     assert pause.ok
     assert ScenarioResult("broker-kill", reconciliation=rec, rto_first_event_s=1.0).ok
+
+
+def test_random_plan_is_replayable_from_its_seed_and_draws_every_kind() -> None:
+    """`chaos random --seed N` runs the same schedule again (a failure can be replayed); other
+    seeds another one; over a few seeds every kind of fault and every broker comes up."""
+    plan = random_plan(7, 20)
+    assert len(plan) == 20 and plan == random_plan(7, 20)
+    assert plan != random_plan(8, 20)
+    assert random_plan(7, 5) == plan[:5]
+    for f in plan:
+        assert f.kind in RANDOM_KINDS and f.broker in {"kafka-1", "kafka-2", "kafka-3"}
+        assert RANDOM_GAP_S[0] <= f.gap_s <= RANDOM_GAP_S[1]
+        low, high = RANDOM_PAUSE_S if f.kind == "broker-pause" else RANDOM_DOWN_S
+        assert low <= f.down_s <= high
+    many = [f for seed in range(10) for f in random_plan(seed, 20)]
+    assert {f.kind for f in many} == set(RANDOM_KINDS)
+    assert {f.broker for f in many} == {"kafka-1", "kafka-2", "kafka-3"}
+
+
+def test_random_is_its_own_scenario_not_part_of_all() -> None:
+    assert RANDOM not in SCENARIOS  # `chaos all` = one fault per scenario, not --faults of them
+    assert needed_nodes(RANDOM) == needed_nodes("postgres")
