@@ -820,6 +820,11 @@ def chaos_report(name: str, results: list[ScenarioResult], cfg: ChaosConfig) -> 
                 ax.axvspan(r.fault_t, r.fault_end_t, color="red", alpha=0.15, label="fault")
             if r.normal_lag:
                 ax.axhline(r.normal_lag, color="grey", ls="--", lw=0.7, label="normal")
+            # random: one line per fault (its kill/stop/SIGSTOP marks, not the recoveries)
+            hits = [t for t, m in r.marks if m.startswith("#") and "every node up" not in m
+                    and "SIGCONT" not in m and "no " not in m]
+            for k, t in enumerate(hits):
+                ax.axvline(t, color="red", lw=0.6, label="a fault" if k == 0 else None)
             ax.set_title(f"{r.scenario}: RTO {r.rto_first_event_s}s / {r.rto_lag_s}s, "
                          f"lost {r.reconciliation.get('lost')}", fontsize=9)
             ax.set_xlabel("s", fontsize=8)
