@@ -161,6 +161,19 @@ def versions() -> dict[str, str | None]:
     }
 
 
+SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "KEY")
+# where a stack runs, not how: left out of the human line (kept in the json)
+PLACEMENT_WORDS = ("_PORT", "_HOME", "_HOST", "_URL", "_DIR")
+
+
+def settings_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The ``CLICKGUARD_*`` variables the command ran with (secrets masked): a result measured
+    with, say, ``CLICKGUARD_KAFKA_JVM_OPTS`` set must say so, the command line does not."""
+    env = os.environ if environ is None else environ
+    return {k: ("***" if any(w in k for w in SECRET_WORDS) else v)
+            for k, v in sorted(env.items()) if k.startswith("CLICKGUARD_")}
+
+
 def provenance(command: str | None = None) -> dict[str, Any]:
     """The one provenance block every result file carries (see module docstring)."""
     return {
@@ -172,6 +185,7 @@ def provenance(command: str | None = None) -> dict[str, Any]:
         "load_avg_end": _load_avg(),
         "git": _git(),
         "versions": versions(),
+        "settings_env": settings_env(),
     }
 
 
@@ -185,6 +199,11 @@ def provenance_line(p: dict[str, Any]) -> str:
     dirty = " (+ uncommitted changes)" if (p.get("git") or {}).get("dirty") else ""
     v = {k: x for k, x in (p.get("versions") or {}).items() if x}
     soft = ", ".join(f"{k} {x}" for k, x in v.items())
+    how = {k: x for k, x in (p.get("settings_env") or {}).items()
+           if not any(w in k for w in (*PLACEMENT_WORDS, *SECRET_WORDS))}
+    if how:
+        soft += " · settings from the environment: " + ", ".join(
+            f"{k}={x}" for k, x in how.items())
     return (f"Provenance: `{p.get('command') or 'command not recorded'}` · "
             f"{p.get('generated_at', '?')} · {m.get('cpu') or 'unknown CPU'}, "
             f"{m.get('nproc') or m.get('cpus')} cores, {m.get('ram_gb') or m.get('memory_gb')} GB "

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from pathlib import Path
 
-from clickguard_proof.provenance import command_line, provenance
+import pytest
+
+from clickguard_proof.provenance import command_line, provenance, provenance_line
 from clickguard_proof.results import write_results
 
 
@@ -48,3 +51,25 @@ def test_write_results_adds_provenance_to_json_and_md(tmp_path: Path) -> None:
     doc = json.loads(paths[0].read_text())
     assert doc["command"] == "clickguard fuzz-stream --records 5"
     assert doc["provenance"] == {"command": "c"}
+
+
+def test_settings_from_the_environment_are_recorded_and_shown_secrets_masked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A figure measured with a non-default setting says which (a bench cpu run with Serial GC
+    brokers looked like any other run before this)."""
+    for k in [k for k in os.environ if k.startswith("CLICKGUARD_")]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("CLICKGUARD_KAFKA_JVM_OPTS", "-XX:+UseSerialGC")
+    monkeypatch.setenv("CLICKGUARD_PG_PASSWORD", "hunter2")
+    monkeypatch.setenv("CLICKGUARD_PG_PORT", "25432")
+    p = provenance(command="clickguard bench cpu")
+    assert p["settings_env"] == {"CLICKGUARD_KAFKA_JVM_OPTS": "-XX:+UseSerialGC",
+                                 "CLICKGUARD_PG_PASSWORD": "***", "CLICKGUARD_PG_PORT": "25432"}
+    line = provenance_line(p)
+    assert line.endswith("settings from the environment: CLICKGUARD_KAFKA_JVM_OPTS="
+                         "-XX:+UseSerialGC")
+    assert "hunter2" not in line and "25432" not in line
+    monkeypatch.delenv("CLICKGUARD_KAFKA_JVM_OPTS")
+    monkeypatch.delenv("CLICKGUARD_PG_PASSWORD")
+    assert "settings from the environment" not in provenance_line(provenance(command="x"))
