@@ -98,6 +98,11 @@ PLAN: dict[str, Run | Excluded] = {
     "clickguard config": Run(),
     "clickguard init": Run(note="idempotent on the running stack"),
     "clickguard chaos all": Excluded(PROOF_SMOKE),
+    "clickguard chaos random --faults 20 --seed 7": Excluded(
+        "≈ 8 minutes of faults; tests/e2e/proof/test_chaos.py runs `random` with two faults "
+        "of seed 4351, tests/unit/proof/test_chaos_logic.py checks the schedule"),
+    "clickguard chaos random --faults 20 --rate 1000 --seed 7": Excluded(
+        "the run of the proof notes; the same scenario as the line above"),
     "clickguard slo-report": Excluded(PROOF_SMOKE),
     "clickguard bench producer": Excluded(PROOF_SMOKE),
     "clickguard bench producer --broker controller": Excluded(
