@@ -138,6 +138,7 @@ class ScenarioResult:
     killed_pids: list[int] = field(default_factory=list)
     restarted_pid: int | None = None
     marks: list[tuple[float, str]] = field(default_factory=list)  # (t since start, what)
+    fault_marks: list[float] = field(default_factory=list)  # random: t of each fault that hit
     lag_series: list[tuple[float, int | None]] = field(default_factory=list)
     fault_t: float | None = None
     fault_end_t: float | None = None
@@ -261,7 +262,7 @@ class FaultContext:
     settings: Settings
     cfg: ChaosConfig
     result: ScenarioResult
-    mark: Callable[[str], None]
+    mark: Callable[[str], float]  # records a step, returns its t (s since the load started)
     echo: Echo
 
     def begin(self) -> None:
@@ -552,7 +553,7 @@ def _random(ctx: FaultContext) -> None:
         tag = f"#{i}/{len(plan)} {f.kind}:"
         if f.kind == "broker-pause":
             ctx.stack.control("pause", f.broker)
-            ctx.mark(f"{tag} SIGSTOP {f.broker}")
+            ctx.result.fault_marks.append(ctx.mark(f"{tag} SIGSTOP {f.broker}"))
             time.sleep(f.down_s)
             ctx.stack.control("resume", f.broker)
             ctx.mark(f"{tag} SIGCONT {f.broker} after {f.down_s:.1f} s")
@@ -561,30 +562,32 @@ def _random(ctx: FaultContext) -> None:
             pid = ctx.stack.node(f.broker).pid()
             ctx.stack.control("kill", f.broker)
             ctx.result.killed_pids += [pid] if pid else []
-            ctx.mark(f"{tag} SIGKILL {f.broker}")
+            ctx.result.fault_marks.append(ctx.mark(f"{tag} SIGKILL {f.broker}"))
         if f.kind in ("driver-kill", "broker-and-driver"):
             pid = streaming_job_pid(ctx.settings)
             if pid is None:  # a takeover in progress: nothing active to kill right now
                 ctx.mark(f"{tag} no active driver at this moment")
             else:
                 ctx.result.killed_pids += kill_tree(pid)
-                ctx.mark(f"{tag} SIGKILL active driver {pid}")
+                ctx.result.fault_marks.append(ctx.mark(f"{tag} SIGKILL active driver {pid}"))
         if f.kind == "standby-kill":
             standby = warm_standby(ctx.settings, set())
             if standby is None:
                 ctx.mark(f"{tag} no warm standby at this moment")
             else:
                 ctx.result.killed_pids += kill_tree(int(standby["pid"]))
-                ctx.mark(f"{tag} SIGKILL standby driver {standby['pid']}")
+                ctx.result.fault_marks.append(
+                    ctx.mark(f"{tag} SIGKILL standby driver {standby['pid']}"))
         if f.kind == "streaming-node-kill":
             ctx.stack.control("kill", "streaming")
-            ctx.mark(f"{tag} SIGKILL the streaming node (both drivers)")
+            ctx.result.fault_marks.append(
+                ctx.mark(f"{tag} SIGKILL the streaming node (both drivers)"))
         if f.kind == "postgres":
             ctx.stack.node("postgres").stop(mode="immediate")  # type: ignore[call-arg]
-            ctx.mark(f"{tag} postgres immediate stop")
+            ctx.result.fault_marks.append(ctx.mark(f"{tag} postgres immediate stop"))
         if f.kind == "registry":
             ctx.stack.control("kill", "registry")
-            ctx.mark(f"{tag} SIGKILL registry")
+            ctx.result.fault_marks.append(ctx.mark(f"{tag} SIGKILL registry"))
         time.sleep(f.down_s)
         seconds = ctx.stack.up(needed_nodes(RANDOM), timeout=ctx.cfg.recover_timeout_s)
         ctx.mark(f"{tag} every node up again after {f.down_s:.1f} s down ({seconds:.1f} s)")
@@ -656,10 +659,11 @@ def run_scenario(
     producer = threading.Thread(target=load, name=f"chaos-load-{scenario}", daemon=True)
     producer.start()
 
-    def mark(label: str) -> None:
+    def mark(label: str) -> float:
         t = round(monitor.elapsed(), 2)
         result.marks.append((t, label))
         echo(f"[{scenario}] t={t:6.1f}s {label}")
+        return t
 
     mark(f"load started at {cfg.rate:,.0f} events/s")
     time.sleep(cfg.warmup_s)
@@ -820,10 +824,8 @@ def chaos_report(name: str, results: list[ScenarioResult], cfg: ChaosConfig) -> 
                 ax.axvspan(r.fault_t, r.fault_end_t, color="red", alpha=0.15, label="fault")
             if r.normal_lag:
                 ax.axhline(r.normal_lag, color="grey", ls="--", lw=0.7, label="normal")
-            # random: one line per fault (its kill/stop/SIGSTOP marks, not the recoveries)
-            hits = [t for t, m in r.marks if m.startswith("#") and "every node up" not in m
-                    and "SIGCONT" not in m and "no " not in m]
-            for k, t in enumerate(hits):
+            # random: one line per fault that took effect (kill, stop, SIGSTOP)
+            for k, t in enumerate(r.fault_marks):
                 ax.axvline(t, color="red", lw=0.6, label="a fault" if k == 0 else None)
             ax.set_title(f"{r.scenario}: RTO {r.rto_first_event_s}s / {r.rto_lag_s}s, "
                          f"lost {r.reconciliation.get('lost')}", fontsize=9)

@@ -65,6 +65,7 @@ def test_broker_postgres_streaming_kill_and_stack_crash_lose_nothing(
     assert any(m.startswith("#2/2 broker-and-driver: SIGKILL kafka-") for m in faults), faults
     assert any(m.startswith("#2/2 broker-and-driver: SIGKILL active driver") for m in faults)
     assert len(rand.killed_pids) >= 3, rand.killed_pids
+    assert len(rand.fault_marks) == 3  # postgres; the broker and the driver (the plot's lines)
     paths = chaos_report("chaos-test", results, cfg).write(tmp_path)
     doc = json.loads(paths["json"].read_text())
     assert [s["scenario"] for s in doc["data"]["scenarios"]] == [r.scenario for r in results]
