@@ -28,6 +28,15 @@ from clickguard.jars import QUIET_JVM_OPTS, jar_dir
 from clickguard.settings import Settings, settings_env
 from clickguard_stack.errors import StackError
 
+# C2 compiles a method once it has run about 15,000 times (invocations and loop iterations, by
+# tier). A broker's request paths at 1,000 ev/s and its idle timers and fetches reach that only
+# after minutes, so a stack's first quarter of an hour was spent compiling them: 6-8 % of a core
+# in the brokers' compiler threads at 1,000 ev/s on a fresh stack. A tenth of every threshold
+# compiles them in the first minutes instead (during `stack up` and its first traffic): 2 % then,
+# brokers 27-28 % of a core at 1,000 ev/s against 27-35 %, and `stack up` 4-15 s longer
+# (docs/performance.md, fourteenth pass). `CLICKGUARD_KAFKA_JVM_OPTS` comes later and wins.
+BROKER_JIT_OPTS = "-XX:CompileThresholdScaling=0.1"
+
 
 @dataclass
 class NodeStatus:
@@ -335,7 +344,8 @@ class KafkaNode(Node):
             raise StackError(f"Kafka jars missing in {jars}: run `make setup` first")
         return [
             "java", "-Xms128m", f"-Xmx{self.settings.kafka_heap}", "-XX:+UseG1GC",
-            "-XX:MaxGCPauseMillis=20", QUIET_JVM_OPTS, "-Djava.awt.headless=true",
+            "-XX:MaxGCPauseMillis=20", BROKER_JIT_OPTS, QUIET_JVM_OPTS,
+            "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}",
             f"-Dclickguard.node={self.dir}",
             *self.settings.kafka_jvm_opts.split(),

@@ -351,6 +351,8 @@ def test_broker_jvm_options_come_last_before_the_classpath(tmp_path: Path) -> No
         cp = argv.index("-cp")
         assert argv[cp - 2:cp] == ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]
         assert argv.index("-XX:+UseG1GC") < cp - 2
+        # our JIT thresholds come before, so a user's -XX:CompileThresholdScaling=1 wins
+        assert argv.index("-XX:CompileThresholdScaling=0.1") < cp - 2
     plain = build_nodes(Settings(_env_file=None, home=tmp_path, cache_dir=tmp_path / "cache"))
     argv = plain["kafka-1"].argv()
     assert argv[argv.index("-cp") - 1].startswith("-Dclickguard.node=")
