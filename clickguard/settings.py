@@ -106,7 +106,8 @@ class Settings(BaseSettings):
     kafka_heap: str = "256m"
     # extra JVM options for the brokers, appended last (so they win), split on whitespace;
     # e.g. "-XX:TieredStopAtLevel=1" (C1 JIT only: a third of a percent of a core less per idle
-    # broker, 1-2 % more each under load, so not the default; docs/performance.md, tenth pass)
+    # broker, 1-2 % more each under load, so not the default; docs/performance.md, tenth pass);
+    # "-XX:CompileThresholdScaling=1" undoes the brokers' lower JIT thresholds (nodes.py)
     kafka_jvm_opts: str = ""
     # a SIGKILLed broker stays in every ISR until the controller fences it after this long, so
     # acks=all writes stall that long (issue 10: at 5,000 ev/s the longest delivery with a

@@ -30,10 +30,10 @@ from clickguard_stack.errors import StackError
 
 # C2 compiles a method once it has run about 15,000 times (invocations and loop iterations, by
 # tier). A broker's request paths at 1,000 ev/s and its idle timers and fetches reach that only
-# after minutes, so a stack's first quarter of an hour was spent compiling them: 6-8 % of a core
-# in the brokers' compiler threads at 1,000 ev/s on a fresh stack. A tenth of every threshold
-# compiles them in the first minutes instead (during `stack up` and its first traffic): 2 % then,
-# brokers 27-28 % of a core at 1,000 ev/s against 27-35 %, and `stack up` 4-15 s longer
+# after minutes, so a fresh stack spent its first quarter of an hour compiling them: 6-8 % of a
+# core in the JVMs' compiler threads at 1,000 ev/s, mostly the brokers'. A tenth of every
+# threshold compiles them in the first minutes instead (`stack up` and its first traffic): 2 %
+# then, brokers 26-28 % of a core at 1,000 ev/s against 28-35 %, and `stack up` 2-15 s longer
 # (docs/performance.md, fourteenth pass). `CLICKGUARD_KAFKA_JVM_OPTS` comes later and wins.
 BROKER_JIT_OPTS = "-XX:CompileThresholdScaling=0.1"
 
