@@ -547,13 +547,18 @@ def random_plan(seed: int, faults: int) -> list[PlannedFault]:
 def _random(ctx: FaultContext) -> None:
     plan = random_plan(ctx.cfg.seed, ctx.cfg.faults)
     ctx.result.target = f"{len(plan)} faults, seed {ctx.cfg.seed}"
+
+    def hit(label: str) -> None:
+        """A fault that took effect: a mark, and a line in the plot."""
+        ctx.result.fault_marks.append(ctx.mark(label))
+
     for i, f in enumerate(plan, 1):
         time.sleep(f.gap_s)
         ctx.begin()
         tag = f"#{i}/{len(plan)} {f.kind}:"
         if f.kind == "broker-pause":
             ctx.stack.control("pause", f.broker)
-            ctx.result.fault_marks.append(ctx.mark(f"{tag} SIGSTOP {f.broker}"))
+            hit(f"{tag} SIGSTOP {f.broker}")
             time.sleep(f.down_s)
             ctx.stack.control("resume", f.broker)
             ctx.mark(f"{tag} SIGCONT {f.broker} after {f.down_s:.1f} s")
@@ -562,32 +567,30 @@ def _random(ctx: FaultContext) -> None:
             pid = ctx.stack.node(f.broker).pid()
             ctx.stack.control("kill", f.broker)
             ctx.result.killed_pids += [pid] if pid else []
-            ctx.result.fault_marks.append(ctx.mark(f"{tag} SIGKILL {f.broker}"))
+            hit(f"{tag} SIGKILL {f.broker}")
         if f.kind in ("driver-kill", "broker-and-driver"):
             pid = streaming_job_pid(ctx.settings)
             if pid is None:  # a takeover in progress: nothing active to kill right now
                 ctx.mark(f"{tag} no active driver at this moment")
             else:
                 ctx.result.killed_pids += kill_tree(pid)
-                ctx.result.fault_marks.append(ctx.mark(f"{tag} SIGKILL active driver {pid}"))
+                hit(f"{tag} SIGKILL active driver {pid}")
         if f.kind == "standby-kill":
             standby = warm_standby(ctx.settings, set())
             if standby is None:
                 ctx.mark(f"{tag} no warm standby at this moment")
             else:
                 ctx.result.killed_pids += kill_tree(int(standby["pid"]))
-                ctx.result.fault_marks.append(
-                    ctx.mark(f"{tag} SIGKILL standby driver {standby['pid']}"))
+                hit(f"{tag} SIGKILL standby driver {standby['pid']}")
         if f.kind == "streaming-node-kill":
             ctx.stack.control("kill", "streaming")
-            ctx.result.fault_marks.append(
-                ctx.mark(f"{tag} SIGKILL the streaming node (both drivers)"))
+            hit(f"{tag} SIGKILL the streaming node (both drivers)")
         if f.kind == "postgres":
             ctx.stack.node("postgres").stop(mode="immediate")  # type: ignore[call-arg]
-            ctx.result.fault_marks.append(ctx.mark(f"{tag} postgres immediate stop"))
+            hit(f"{tag} postgres immediate stop")
         if f.kind == "registry":
             ctx.stack.control("kill", "registry")
-            ctx.result.fault_marks.append(ctx.mark(f"{tag} SIGKILL registry"))
+            hit(f"{tag} SIGKILL registry")
         time.sleep(f.down_s)
         seconds = ctx.stack.up(needed_nodes(RANDOM), timeout=ctx.cfg.recover_timeout_s)
         ctx.mark(f"{tag} every node up again after {f.down_s:.1f} s down ({seconds:.1f} s)")
