@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import sql
 
+from clickguard.db import partitions
 from clickguard.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -170,7 +171,11 @@ def migrations() -> list[tuple[str, str]]:
 
 
 def migrate(settings: Settings, attempts: int = 5) -> list[str]:
-    """Apply pending migrations as the writer role; returns the versions applied.
+    """Apply pending migrations as the writer role, then create the ``events`` day partitions
+    of today and the next ``events_partitions_ahead_days`` that are missing (migration 0009 made
+    only the two days around its own run; after that the hourly Dagster job keeps them, but a
+    stack up after midnight or after days down must not wait for its first tick). Returns the
+    versions applied.
 
     Its last statement grants the reader every table, which updates each table's catalog row:
     on a running stack a Dagster run may drop its stage table (or the retention a partition)
@@ -178,6 +183,13 @@ def migrate(settings: Settings, attempts: int = 5) -> list[str]:
     (XX000), which made `clickguard stack up` on a running stack exit 1. The whole transaction
     rolled back, so it is simply run again.
     """
+    applied = _migrate_retrying(settings, attempts)
+    with connect(settings, "writer", autocommit=True) as conn:
+        partitions.ensure_ahead(conn, settings.events_partitions_ahead_days)
+    return applied
+
+
+def _migrate_retrying(settings: Settings, attempts: int) -> list[str]:
     for attempt in range(1, attempts):
         try:
             return _migrate_once(settings)

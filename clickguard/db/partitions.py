@@ -157,13 +157,21 @@ def trim_tables(
     return deleted
 
 
+def ensure_ahead(conn: psycopg.Connection, ahead_days: int, today: date | None = None) -> list[str]:
+    """Partitions for today and the next ``ahead_days`` days (the names created): today's rows
+    never wait in the default partition, whether or not the hourly job has run since midnight
+    or since a stack that was down for days came back."""
+    today = today or datetime.now(UTC).date()
+    return ensure_days(conn, today, today + timedelta(days=ahead_days))
+
+
 def maintain(
     conn: psycopg.Connection, retention: Retention, ahead_days: int, today: date | None = None
 ) -> Maintenance:
     """Partitions for today and the next ``ahead_days`` days; none older than the events'
     retention before today; side tables trimmed by theirs. ``conn`` in autocommit mode."""
     today = today or datetime.now(UTC).date()
-    done = Maintenance(created=ensure_days(conn, today, today + timedelta(days=ahead_days)))
+    done = Maintenance(created=ensure_ahead(conn, ahead_days, today))
     if retention.events_days > 0:
         done.dropped, done.default_rows_deleted = drop_days_before(
             conn, today - timedelta(days=retention.events_days)

@@ -5,8 +5,10 @@ Test days are in 1990, far from any other test's rows, so the retention below dr
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -59,8 +61,11 @@ def test_days_are_created_filled_from_the_default_pruned_and_dropped(
 ) -> None:
     kind = conn.execute("SELECT relkind FROM pg_class WHERE oid = 'events'::regclass").fetchone()
     assert kind == ("p",)  # partitioned by the migration
+    # db.migrate (the fixture's, as every `stack up`'s) made today and the days ahead, however
+    # long ago the database was first migrated
     today = datetime.now(UTC).date()
-    assert {today, today + timedelta(days=1)} <= set(partitions.event_days(conn))
+    ahead = postgres_alone.events_partitions_ahead_days
+    assert {today + timedelta(days=i) for i in range(ahead + 1)} <= set(partitions.event_days(conn))
 
     tag = uuid.uuid4().hex[:8]
     assert partitions.ensure_days(conn, D1, D3) == ["events_p19900101", "events_p19900102",
@@ -142,6 +147,22 @@ def relations(plan: Any) -> set[str]:
     if isinstance(plan, list):
         return set().union(*(relations(v) for v in plan))
     return set()
+
+
+def test_two_callers_creating_the_same_day_do_not_collide(
+    conn: psycopg.Connection, postgres_alone: Settings,
+) -> None:
+    """`stack up` and the hourly job may create the same day at once: the second waits for the
+    first's transaction, then finds the day there instead of failing on CREATE TABLE."""
+    with db.connect(postgres_alone, "writer") as first:
+        assert first.execute("SELECT clickguard_attach_event_day(%s)", (D1,)).fetchone() == (True,)
+        with ThreadPoolExecutor(1) as pool:  # `first` has not committed yet
+            second = pool.submit(partitions.ensure_days, conn, D1, D1)
+            time.sleep(1.0)
+            assert not second.done()  # waiting for `first`, not racing it
+            first.commit()
+            assert second.result(timeout=30) == []
+    assert D1 in partitions.event_days(conn)
 
 
 def test_the_dagster_job_keeps_days_ahead_and_drops_past_the_retention(
