@@ -16,12 +16,14 @@ from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 
+ATTACH_LOCK = 424243
+"""Advisory lock of :func:`ensure_days` (``db.migrate`` holds 424242 while it migrates)."""
 LOCK_TIMEOUT = "2s"
-TRIM_CHUNK = 10_000
-"""Rows one trimming DELETE removes: each chunk is its own short transaction."""
 """How long dropping a partition waits for its lock on ``events`` before giving up until the
 next run: statements that arrive meanwhile queue behind it, so the stream's inserts and the
 API's reads wait at most this long."""
+TRIM_CHUNK = 10_000
+"""Rows one trimming DELETE removes: each chunk is its own short transaction."""
 
 
 @dataclass
@@ -51,11 +53,16 @@ def event_days(conn: psycopg.Connection) -> list[date]:
 
 def ensure_days(conn: psycopg.Connection, first: date, last: date) -> list[str]:
     """Create the partitions of ``first``..``last`` that are missing (rows of those days waiting
-    in the default partition move into them); the names created. One transaction per day."""
+    in the default partition move into them); the names created. One transaction per day.
+
+    Callers take turns: `clickguard stack up` (every ``db.migrate``) and the hourly job may
+    create the same day at once, and without the lock both would find it missing and the
+    second CREATE TABLE would fail; with it the second waits, then finds the day there."""
     created = []
     day = first
     while day <= last:
         with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (ATTACH_LOCK,))
             row = conn.execute("SELECT clickguard_attach_event_day(%s)", (day,)).fetchone()
         if row and row[0]:
             created.append(partition_name(day))

@@ -155,7 +155,8 @@ def test_two_callers_creating_the_same_day_do_not_collide(
     """`stack up` and the hourly job may create the same day at once: the second waits for the
     first's transaction, then finds the day there instead of failing on CREATE TABLE."""
     with db.connect(postgres_alone, "writer") as first:
-        assert first.execute("SELECT clickguard_attach_event_day(%s)", (D1,)).fetchone() == (True,)
+        first.execute("SELECT 1")  # a transaction open: ensure_days' own becomes a savepoint
+        assert partitions.ensure_days(first, D1, D1) == ["events_p19900101"]
         with ThreadPoolExecutor(1) as pool:  # `first` has not committed yet
             second = pool.submit(partitions.ensure_days, conn, D1, D1)
             time.sleep(1.0)
