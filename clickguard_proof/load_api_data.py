@@ -155,7 +155,8 @@ def load(
     with db.connect(settings, "writer", autocommit=True) as conn:
         conn.execute("SET synchronous_commit = off")
         today = datetime.now(UTC).date()  # the events' days get their partitions, as live ones
-        created = partitions.ensure_days(conn, today - timedelta(days=SPAN_HOURS // 24 + 1), today)
+        created = partitions.ensure_days(
+            conn, today - timedelta(days=SPAN_HOURS // 24 + 1), today).created
         if created:
             progress(f"  day partitions created: {', '.join(created)}")
         t0 = time.monotonic()

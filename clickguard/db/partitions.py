@@ -11,10 +11,14 @@ hour.
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import psycopg
+
+log = logging.getLogger(__name__)
 
 ATTACH_LOCK = 424243
 """Advisory lock of :func:`ensure_days` (``db.migrate`` holds 424242 while it migrates)."""
@@ -22,6 +26,16 @@ LOCK_TIMEOUT = "2s"
 """How long dropping a partition waits for its lock on ``events`` before giving up until the
 next run: statements that arrive meanwhile queue behind it, so the stream's inserts and the
 API's reads wait at most this long."""
+ATTACH_LOCK_TIMEOUT = "200ms"
+"""How long one try at creating a day waits for its locks. ATTACH takes an ACCESS EXCLUSIVE lock
+on ``events_default``, and while it waits every statement that locks the default partition
+queues behind it: one session left idle in a transaction after reading ``events`` stopped the
+stream's commits for as long as it stayed open (docs/dagster.md). A try that times out is
+retried; each holds that queue at most this long."""
+ATTACH_TRIES = 10
+ATTACH_RETRY_S = 1.0
+"""Tries per day and the pause between them; a day still locked after them is left for the next
+call (the hourly job, the next `stack up`) and its rows wait in ``events_default`` meanwhile."""
 TRIM_CHUNK = 10_000
 """Rows one trimming DELETE removes: each chunk is its own short transaction."""
 
@@ -31,6 +45,7 @@ class Maintenance:
     """What one :func:`maintain` call did."""
 
     created: list[str] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     default_rows_deleted: int = 0
     trimmed: dict[str, int] = field(default_factory=dict)
@@ -51,23 +66,70 @@ def event_days(conn: psycopg.Connection) -> list[date]:
     return sorted(datetime.strptime(r[0][len("events_p"):], "%Y%m%d").date() for r in rows)
 
 
-def ensure_days(conn: psycopg.Connection, first: date, last: date) -> list[str]:
+@dataclass
+class Days:
+    """What one :func:`ensure_days` call did."""
+
+    created: list[str] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)
+    """Not created: another session held ``events_default`` through every try."""
+
+
+def ensure_days(
+    conn: psycopg.Connection, first: date, last: date,
+    tries: int = ATTACH_TRIES, retry_s: float = ATTACH_RETRY_S,
+) -> Days:
     """Create the partitions of ``first``..``last`` that are missing (rows of those days waiting
-    in the default partition move into them); the names created. One transaction per day.
+    in the default partition move into them). One transaction per try and day.
 
     Callers take turns: `clickguard stack up` (every ``db.migrate``) and the hourly job may
-    create the same day at once, and without the lock both would find it missing and the
-    second CREATE TABLE would fail; with it the second waits, then finds the day there."""
-    created = []
+    create the same day at once, and without the advisory lock both would find it missing and
+    the second CREATE TABLE would fail; with it the second waits, then finds the day there.
+    The table locks are waited for :data:`ATTACH_LOCK_TIMEOUT` a try, never longer."""
+    done = Days()
     day = first
     while day <= last:
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (ATTACH_LOCK,))
-            row = conn.execute("SELECT clickguard_attach_event_day(%s)", (day,)).fetchone()
-        if row and row[0]:
-            created.append(partition_name(day))
+        name = partition_name(day)
+        for attempt in range(1, tries + 1):
+            try:
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (ATTACH_LOCK,))
+                    conn.execute(f"SET LOCAL lock_timeout = '{ATTACH_LOCK_TIMEOUT}'")
+                    row = conn.execute("SELECT clickguard_attach_event_day(%s)", (day,)).fetchone()
+            except psycopg.errors.LockNotAvailable:
+                if attempt < tries:
+                    time.sleep(retry_s)
+                    continue
+                # the days after it need the same lock: left too, not tried ten times each
+                while day <= last:
+                    done.busy.append(partition_name(day))
+                    day += timedelta(days=1)
+                log.warning(
+                    "day partitions %s not created: events_default stayed locked through %d tries"
+                    " (%s); their rows wait in events_default until the hourly job "
+                    "event_partitions or the next `clickguard stack up` creates them",
+                    ", ".join(done.busy), tries, holders(conn))
+                return done
+            if row and row[0]:
+                done.created.append(name)
+            break
         day += timedelta(days=1)
-    return created
+    return done
+
+
+def holders(conn: psycopg.Connection) -> str:
+    """Who holds ``events_default``, oldest transaction first: what a stuck day creation names."""
+    rows = conn.execute(
+        "SELECT a.pid, coalesce(a.state, '?'),"
+        " extract(epoch FROM clock_timestamp() - a.xact_start)::int, left(a.query, 60)"
+        " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.relation = to_regclass('events_default') AND l.granted"
+        " AND a.pid <> pg_backend_pid() ORDER BY a.xact_start NULLS LAST LIMIT 3"
+    ).fetchall()
+    return "; ".join(
+        f"held by pid {pid} ({state}, transaction open {age} s: {query!r})"
+        for pid, state, age, query in rows
+    ) or "its holders have gone since"
 
 
 def drop_days_before(conn: psycopg.Connection, cutoff: date) -> tuple[list[str], int]:
@@ -164,8 +226,8 @@ def trim_tables(
     return deleted
 
 
-def ensure_ahead(conn: psycopg.Connection, ahead_days: int, today: date | None = None) -> list[str]:
-    """Partitions for today and the next ``ahead_days`` days (the names created): today's rows
+def ensure_ahead(conn: psycopg.Connection, ahead_days: int, today: date | None = None) -> Days:
+    """Partitions for today and the next ``ahead_days`` days: today's rows
     never wait in the default partition, whether or not the hourly job has run since midnight
     or since a stack that was down for days came back."""
     today = today or datetime.now(UTC).date()
@@ -178,12 +240,13 @@ def maintain(
     """Partitions for today and the next ``ahead_days`` days; none older than the events'
     retention before today; side tables trimmed by theirs. ``conn`` in autocommit mode."""
     today = today or datetime.now(UTC).date()
-    done = Maintenance(created=ensure_ahead(conn, ahead_days, today))
+    days = ensure_ahead(conn, ahead_days, today)
+    done = Maintenance(created=days.created, busy=days.busy)
     if retention.events_days > 0:
         done.dropped, done.default_rows_deleted = drop_days_before(
             conn, today - timedelta(days=retention.events_days)
         )
     done.trimmed = trim_tables(conn, retention, today)
-    days = event_days(conn)
-    done.partitions, done.oldest_day = len(days), (days[0] if days else None)
+    kept = event_days(conn)
+    done.partitions, done.oldest_day = len(kept), (kept[0] if kept else None)
     return done

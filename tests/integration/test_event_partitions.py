@@ -68,9 +68,9 @@ def test_days_are_created_filled_from_the_default_pruned_and_dropped(
     assert {today + timedelta(days=i) for i in range(ahead + 1)} <= set(partitions.event_days(conn))
 
     tag = uuid.uuid4().hex[:8]
-    assert partitions.ensure_days(conn, D1, D3) == ["events_p19900101", "events_p19900102",
-                                                    "events_p19900103"]
-    assert partitions.ensure_days(conn, D1, D3) == []  # idempotent
+    assert partitions.ensure_days(conn, D1, D3).created == ["events_p19900101", "events_p19900102",
+                                                            "events_p19900103"]
+    assert partitions.ensure_days(conn, D1, D3) == partitions.Days()  # idempotent
     for day in (D1, D2, D3, D5):
         insert(conn, f"{tag}-{day}", at(day))
     insert(conn, f"{tag}-{D2}", at(D2))  # the same event again (a retry): deduplicated
@@ -79,7 +79,7 @@ def test_days_are_created_filled_from_the_default_pruned_and_dropped(
     assert where(conn, f"{tag}-{D5}") == ["events_default"]  # no partition for that day yet
 
     # a day created later takes its rows out of the default partition
-    assert partitions.ensure_days(conn, D4, D5) == ["events_p19900104", "events_p19900105"]
+    assert partitions.ensure_days(conn, D4, D5).created == ["events_p19900104", "events_p19900105"]
     assert where(conn, f"{tag}-{D5}") == ["events_p19900105"]
     assert conn.execute("SELECT count(*) FROM events_default WHERE event_id LIKE %s",
                         (f"{tag}-%",)).fetchone() == (0,)
@@ -156,14 +156,47 @@ def test_two_callers_creating_the_same_day_do_not_collide(
     first's transaction, then finds the day there instead of failing on CREATE TABLE."""
     with db.connect(postgres_alone, "writer") as first:
         first.execute("SELECT 1")  # a transaction open: ensure_days' own becomes a savepoint
-        assert partitions.ensure_days(first, D1, D1) == ["events_p19900101"]
+        assert partitions.ensure_days(first, D1, D1).created == ["events_p19900101"]
         with ThreadPoolExecutor(1) as pool:  # `first` has not committed yet
             second = pool.submit(partitions.ensure_days, conn, D1, D1)
             time.sleep(1.0)
             assert not second.done()  # waiting for `first`, not racing it
             first.commit()
-            assert second.result(timeout=30) == []
+            assert second.result(timeout=30) == partitions.Days()
     assert D1 in partitions.event_days(conn)
+
+
+def test_a_reader_left_in_a_transaction_delays_a_new_day_but_blocks_no_one(
+    conn: psycopg.Connection, postgres_alone: Settings,
+) -> None:
+    """A session idle in a transaction after reading ``events`` (a psql left open, a stuck
+    client) holds ``events_default``, which ATTACH needs exclusively. An ATTACH waiting for it
+    queued every other reader of the default behind it (the stream stopped committing until
+    that session ended): now each try gives up after ATTACH_LOCK_TIMEOUT, other readers get
+    through meanwhile, and the day is created by the first call after the session ends."""
+    idle_in_tx = db.connect(postgres_alone, "reader")
+    other = db.connect(postgres_alone, "reader", autocommit=True)
+    pool = ThreadPoolExecutor(1)
+    try:
+        idle_in_tx.execute("SELECT count(*) FROM events")  # its transaction stays open
+        other.execute("SET statement_timeout = '20s'")  # queued behind the ATTACH = a failure
+        creating = pool.submit(partitions.ensure_days, conn, D1, D2, 4, 1.0)
+        reads = 0
+        while not creating.done() and reads < 200:
+            assert other.execute("SELECT count(*) FROM events").fetchone() is not None
+            reads += 1
+            time.sleep(0.05)
+        result = creating.result(timeout=30)  # not waiting for idle_in_tx to end
+        # D2 needs the same lock: left at once, not tried four more times
+        assert result == partitions.Days(busy=["events_p19900101", "events_p19900102"])
+        assert reads >= 10  # the other reader was served all along (the four tries take > 3 s)
+        assert not {D1, D2} & set(partitions.event_days(conn))
+    finally:
+        idle_in_tx.close()  # a failed test must not leave ensure_days waiting for it
+        other.close()
+        pool.shutdown()
+    # the session has ended: the next call creates the day
+    assert partitions.ensure_days(conn, D1, D2).created == ["events_p19900101", "events_p19900102"]
 
 
 def test_the_dagster_job_keeps_days_ahead_and_drops_past_the_retention(
