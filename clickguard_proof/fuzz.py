@@ -326,9 +326,16 @@ class FuzzStream:
 @contextmanager
 def fuzz_stream(checkpoint: Path, extra_env: dict[str, str] | None = None,
                 trigger: bool = True) -> Iterator[FuzzStream]:
-    """Streaming node on fresh private topics, checkpoint and database; all removed after."""
+    """Streaming node on fresh private topics, checkpoint and database; all removed after.
+
+    The platform's own stream is stopped meanwhile (never two jobs on one stack) and started
+    again after, on its own topics, checkpoint and database, if it was running: a user who ran
+    `clickguard fuzz-stream` beside the demo found the live stream down afterwards, and nothing
+    said so. Its events of the meantime wait in Kafka and are committed once it is back."""
     from clickguard_stack.manager import Stack
 
+    platform = Stack(Settings(), echo=lambda _m: None)  # built before the private environment
+    was_running = platform.node("streaming").pid() is not None
     tag = uuid.uuid4().hex[:8]
     overrides = {
         "CLICKGUARD_TOPIC_RAW": f"fuzz.{tag}.raw",
@@ -340,21 +347,25 @@ def fuzz_stream(checkpoint: Path, extra_env: dict[str, str] | None = None,
         "CLICKGUARD_STREAM_MAX_OFFSETS_PER_TRIGGER": "5000",
         **(extra_env or {}),
     }
-    with private_env(overrides):
-        settings = Settings()
-        stack = Stack(settings, echo=lambda _m: None)
-        with private_database(settings, trigger=trigger):
-            ensure_topics(settings)
-            schema_id, _ = register_schemas(settings, settings.topic_raw)
-            run = FuzzStream(settings, stack, schema_id)
-            stack.control("stop", "streaming")  # never two jobs on one stack
-            try:
-                stack.control("start", "streaming")
-                yield run
-            finally:
+    try:
+        with private_env(overrides):
+            settings = Settings()
+            stack = Stack(settings, echo=lambda _m: None)
+            with private_database(settings, trigger=trigger):
+                ensure_topics(settings)
+                schema_id, _ = register_schemas(settings, settings.topic_raw)
+                run = FuzzStream(settings, stack, schema_id)
                 stack.control("stop", "streaming")
-                if run._pg is not None:
-                    run._pg.drop()
+                try:
+                    stack.control("start", "streaming")
+                    yield run
+                finally:
+                    stack.control("stop", "streaming")
+                    if run._pg is not None:
+                        run._pg.drop()
+    finally:
+        if was_running:  # out of the private environment: the node inherits the platform's
+            platform.control("start", "streaming")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -527,8 +538,8 @@ def fuzz_stream_cmd(records: int, chunk: int, seed: int, poison_rate: float, tim
     """Fuzz the real stream (private topics and database) and account for every record.
 
     Needs the stack's infrastructure (`clickguard stack up`); stops the `streaming` node while it
-    runs its own job, and leaves it stopped (start it again with `clickguard stack start
-    streaming`). Exit code 1 when any record is unaccounted or the stream stops committing.
+    runs its own job and starts it again after, if it was running (its events of the meantime
+    wait in Kafka). Exit code 1 when any record is unaccounted or the stream stops committing.
     """
     import tempfile
 
@@ -537,6 +548,10 @@ def fuzz_stream_cmd(records: int, chunk: int, seed: int, poison_rate: float, tim
     echo = click.echo
     t0 = time.monotonic()
     gen_counts: Counter[str] = Counter()
+    from clickguard_stack.manager import Stack
+
+    if Stack(Settings(), echo=lambda _m: None).node("streaming").pid() is not None:
+        echo("fuzz-stream: the platform's stream stops for this run and starts again after it")
     with tempfile.TemporaryDirectory(prefix="clickguard-fuzz-") as tmp, \
             fuzz_stream(Path(tmp) / "checkpoint") as run:
         echo(f"fuzz-stream: {records} records into {run.settings.topic_raw}, database "

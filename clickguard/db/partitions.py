@@ -120,14 +120,16 @@ def ensure_days(
 def holders(conn: psycopg.Connection) -> str:
     """Who holds ``events_default``, oldest transaction first: what a stuck day creation names."""
     rows = conn.execute(
-        "SELECT a.pid, coalesce(a.state, '?'),"
+        "SELECT a.pid, a.state,"
         " extract(epoch FROM clock_timestamp() - a.xact_start)::int, left(a.query, 60)"
         " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
         " WHERE l.relation = to_regclass('events_default') AND l.granted"
         " AND a.pid <> pg_backend_pid() ORDER BY a.xact_start NULLS LAST LIMIT 3"
     ).fetchall()
     return "; ".join(
-        f"held by pid {pid} ({state}, transaction open {age} s: {query!r})"
+        f"held by pid {pid} ({state}, transaction open {age} s: {query!r})" if state is not None
+        else f"held by pid {pid} (another role's session: pg_stat_activity shows its state and "
+        "query to a superuser)"
         for pid, state, age, query in rows
     ) or "its holders have gone since"
 
