@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import psycopg
 
 from clickguard import db, procs, stream_state
 from clickguard import kafka as kafka_helpers
@@ -138,7 +139,8 @@ class ScenarioResult:
     killed_pids: list[int] = field(default_factory=list)
     restarted_pid: int | None = None
     marks: list[tuple[float, str]] = field(default_factory=list)  # (t since start, what)
-    fault_marks: list[float] = field(default_factory=list)  # random: t of each fault that hit
+    # random: each fault that took effect, {"t", "at", "what"} and its own RTOs (_measure)
+    faults: list[dict[str, Any]] = field(default_factory=list)
     lag_series: list[tuple[float, int | None]] = field(default_factory=list)
     fault_t: float | None = None
     fault_end_t: float | None = None
@@ -549,8 +551,9 @@ def _random(ctx: FaultContext) -> None:
     ctx.result.target = f"{len(plan)} faults, seed {ctx.cfg.seed}"
 
     def hit(label: str) -> None:
-        """A fault that took effect: a mark, and a line in the plot."""
-        ctx.result.fault_marks.append(ctx.mark(label))
+        """A fault that took effect: a mark, a line in the plot and a row with its own RTOs."""
+        at = datetime.now(UTC).isoformat()
+        ctx.result.faults.append({"t": ctx.mark(label), "at": at, "what": label})
 
     for i, f in enumerate(plan, 1):
         time.sleep(f.gap_s)
@@ -725,16 +728,28 @@ def run_scenario(
     return result
 
 
-def rto_lag(samples: list[Sample], fault_t: float, normal: int) -> float | None:
+def rto_lag(samples: list[Sample], fault_t: float, normal: int,
+            until: float | None = None) -> float | None:
     """Seconds from the fault to the first sample after the last abnormal one (lag above
-    ``normal`` or unreadable); 0 if none was abnormal, None if it never recovered."""
-    after = [s for s in samples if s.t >= fault_t]
+    ``normal`` or unreadable); 0 if none was abnormal, None if it never recovered (before
+    ``until``, the next fault's t, when given)."""
+    after = [s for s in samples if s.t >= fault_t and (until is None or s.t < until)]
     bad = [i for i, s in enumerate(after) if s.lag is None or s.lag > normal]
     if not bad:
         return 0.0
     if bad[-1] + 1 < len(after):
         return round(after[bad[-1] + 1].t - fault_t, 2)
     return None
+
+
+def first_commit_after(conn: psycopg.Connection, run_id: str, effect: datetime) -> float | None:
+    """Seconds from ``effect`` to the first commit AFTER it of an event produced after it: a
+    batch that was in flight when the fault began cannot satisfy this."""
+    row = conn.execute(
+        "SELECT min(commit_ts) FROM events WHERE event_id LIKE %s AND ingest_ts >= %s "
+        "AND commit_ts >= %s", (f"{run_id}-%", effect, effect),
+    ).fetchone()
+    return round((row[0] - effect).total_seconds(), 3) if row and row[0] is not None else None
 
 
 def _measure(settings: Settings, result: ScenarioResult, samples: list[Sample],
@@ -754,19 +769,17 @@ def _measure(settings: Settings, result: ScenarioResult, samples: list[Sample],
         result.takeover_p50_s = round(statistics.median(times), 3)
         result.takeover_max_s = times[-1]
     with db.connect(settings, "writer", autocommit=True) as conn:
+        for k, f in enumerate(result.faults):  # random: each fault's own RTOs
+            at = datetime.fromisoformat(f["at"])
+            until = result.faults[k + 1]["t"] if k + 1 < len(result.faults) else None
+            f["rto_first_commit_s"] = first_commit_after(conn, result.run_id, at)
+            f["rto_lag_normal_s"] = rto_lag(samples, f["t"], result.normal_lag or 0, until)
         if result.scenario in STREAMING_SCENARIOS:
             # the successor's first committed batch after the (first) kill/SIGSTOP
             first = result.takeovers[0].get("takeover_s") if result.takeovers else None
             result.rto_first_event_s = first
         else:
-            # first commit AFTER the fault took effect of an event produced after it: a batch
-            # that was in flight when the fault began cannot satisfy this
-            row = conn.execute(
-                "SELECT min(commit_ts) FROM events WHERE event_id LIKE %s AND ingest_ts >= %s "
-                "AND commit_ts >= %s", (f"{result.run_id}-%", effect, effect),
-            ).fetchone()
-            if row and row[0] is not None:
-                result.rto_first_event_s = round((row[0] - effect).total_seconds(), 3)
+            result.rto_first_event_s = first_commit_after(conn, result.run_id, effect)
         if result.scenario == "streaming-pause" and result.takeovers:
             t = result.takeovers[0]
             acquired = (t.get("lease_after") or {}).get("acquired_at")
@@ -808,6 +821,11 @@ def chaos_report(name: str, results: list[ScenarioResult], cfg: ChaosConfig) -> 
             "p99 produce→Kafka in fault ms": r.during_fault_ms.get("produce_to_kafka.p99"),
             "ok": r.ok if r.skipped is None else f"skipped: {r.skipped}",
         })
+        for k, f in enumerate(r.faults, 1):  # random: a row per fault, with its own RTOs
+            rows.append({**dict.fromkeys(rows[-1]), "scenario": f"{r.scenario} fault {k}",
+                         "target": f"t = {f['t']:.1f} s: {f['what']}",
+                         "RTO first commit s": f.get("rto_first_commit_s"),
+                         "RTO lag normal s": f.get("rto_lag_normal_s")})
 
     def draw(fig: Any) -> None:
         shown = [r for r in results if r.lag_series]
@@ -828,8 +846,8 @@ def chaos_report(name: str, results: list[ScenarioResult], cfg: ChaosConfig) -> 
             if r.normal_lag:
                 ax.axhline(r.normal_lag, color="grey", ls="--", lw=0.7, label="normal")
             # random: one line per fault that took effect (kill, stop, SIGSTOP)
-            for k, t in enumerate(r.fault_marks):
-                ax.axvline(t, color="red", lw=0.6, label="a fault" if k == 0 else None)
+            for k, f in enumerate(r.faults):
+                ax.axvline(f["t"], color="red", lw=0.6, label="a fault" if k == 0 else None)
             ax.set_title(f"{r.scenario}: RTO {r.rto_first_event_s}s / {r.rto_lag_s}s, "
                          f"lost {r.reconciliation.get('lost')}", fontsize=9)
             ax.set_xlabel("s", fontsize=8)
@@ -860,8 +878,10 @@ def chaos_report(name: str, results: list[ScenarioResult], cfg: ChaosConfig) -> 
             "producer time) of every event produced during the fault window; the producer's own "
             "delivery-report percentiles over the whole run are in the JSON.",
             "random: --faults N faults drawn from --seed (the same seed replays the same "
-            "schedule), each at a random moment; its RTO columns are from its FIRST fault, the "
-            "fault window spans all of them, and every fault is a mark in the JSON.",
+            "schedule), each at a random moment; the scenario's row has the RTOs of its FIRST "
+            "fault and a fault window spanning all of them; below it, one row per fault that "
+            "took effect (a broker-and-driver fault is two) with that fault's own RTOs: first "
+            "commit after it, and lag normal again before the next fault (– = not before it).",
             "Original: ~62 s recovery after a Spark, broker or Postgres failure, RPO 0 "
             "(stop/start then a smoke test, no reconciliation).",
         ],

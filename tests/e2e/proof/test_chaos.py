@@ -65,7 +65,9 @@ def test_broker_postgres_streaming_kill_and_stack_crash_lose_nothing(
     assert any(m.startswith("#2/2 broker-and-driver: SIGKILL kafka-") for m in faults), faults
     assert any(m.startswith("#2/2 broker-and-driver: SIGKILL active driver") for m in faults)
     assert len(rand.killed_pids) >= 3, rand.killed_pids
-    assert len(rand.fault_marks) == 3  # postgres; the broker and the driver (the plot's lines)
+    # postgres; the broker and the driver: the plot's lines, a report row each with its own RTO
+    assert len(rand.faults) == 3
+    assert all(f["rto_first_commit_s"] is not None for f in rand.faults), rand.faults
     paths = chaos_report("chaos-test", results, cfg).write(tmp_path)
     doc = json.loads(paths["json"].read_text())
     assert [s["scenario"] for s in doc["data"]["scenarios"]] == [r.scenario for r in results]

@@ -41,6 +41,29 @@ def test_rto_lag_zero_when_never_abnormal_and_none_when_never_recovered() -> Non
     assert rto_lag(_samples([(10, 5), (11, None), (12, 400)]), 10.0, 100) is None
 
 
+def test_rto_lag_of_one_fault_among_several_stops_at_the_next_fault() -> None:
+    s = _samples([(10, 500), (11, 50), (20, 900), (21, 900), (22, 40)])
+    assert rto_lag(s, 10.0, 100, until=20.0) == 1.0  # normal again before fault 2 at t=20
+    assert rto_lag(s, 10.0, 100) == 12.0  # over the whole run: fault 2's recovery counted too
+    assert rto_lag(s, 20.0, 100) == 2.0
+    assert rto_lag(_samples([(10, 500), (11, 500), (20, 5)]), 10.0, 100, until=20.0) is None
+
+
+def test_random_gets_a_report_row_per_fault_with_its_own_rtos() -> None:
+    from clickguard_proof.chaos import ScenarioResult, chaos_report
+
+    r = ScenarioResult(RANDOM, reconciliation={"ok": True}, rto_first_event_s=0.3, rto_lag_s=86.8,
+                       faults=[{"t": 24.1, "at": NOW.isoformat(), "what": "#1/2 registry: SIGKILL",
+                                "rto_first_commit_s": 0.3, "rto_lag_normal_s": 4.0},
+                               {"t": 86.8, "at": NOW.isoformat(), "what": "#2/2 postgres: stop",
+                                "rto_first_commit_s": 9.5, "rto_lag_normal_s": None}])
+    rows = chaos_report("c", [r], ChaosConfig.from_settings(Settings())).rows
+    assert [(x["scenario"], x["RTO first commit s"], x["RTO lag normal s"]) for x in rows] == [
+        (RANDOM, 0.3, 86.8), (f"{RANDOM} fault 1", 0.3, 4.0), (f"{RANDOM} fault 2", 9.5, None)]
+    assert rows[2]["target"] == "t = 86.8 s: #2/2 postgres: stop"
+    assert rows[1].keys() == rows[0].keys()
+
+
 def test_lag_counts_uncommitted_records_per_partition() -> None:
     # partition 2 never committed: all of it is lag; committed beyond the end counts as 0
     assert total_lag({0: 100, 1: 50, 2: 7}, {0: 90, 1: 60}) == 10 + 0 + 7
