@@ -267,10 +267,14 @@ class FaultContext:
     mark: Callable[[str], float]  # records a step, returns its t (s since the load started)
     echo: Echo
 
+    began: datetime | None = None  # the latest begin(): random's clock of each fault
+
     def begin(self) -> None:
-        """The fault takes effect NOW (the RTO clock starts); the first call wins."""
+        """The fault takes effect NOW (the RTO clock starts); the first call wins the scenario's
+        clock, each call starts the clock of the fault it begins."""
+        self.began = datetime.now(UTC)
         if self.result.effect_at is None:
-            self.result.effect_at = datetime.now(UTC)
+            self.result.effect_at = self.began
 
 
 def _broker_kill(ctx: FaultContext) -> None:
@@ -552,7 +556,7 @@ def _random(ctx: FaultContext) -> None:
 
     def hit(label: str) -> None:
         """A fault that took effect: a mark, a line in the plot and a row with its own RTOs."""
-        at = datetime.now(UTC).isoformat()
+        at = (ctx.began or datetime.now(UTC)).isoformat()  # as the scenario's own RTO clock
         ctx.result.faults.append({"t": ctx.mark(label), "at": at, "what": label})
 
     for i, f in enumerate(plan, 1):
