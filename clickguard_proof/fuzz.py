@@ -325,17 +325,21 @@ class FuzzStream:
 
 @contextmanager
 def fuzz_stream(checkpoint: Path, extra_env: dict[str, str] | None = None,
-                trigger: bool = True) -> Iterator[FuzzStream]:
+                trigger: bool = True,
+                say: Callable[[str], None] = lambda _m: None) -> Iterator[FuzzStream]:
     """Streaming node on fresh private topics, checkpoint and database; all removed after.
 
     The platform's own stream is stopped meanwhile (never two jobs on one stack) and started
     again after, on its own topics, checkpoint and database, if it was running: a user who ran
     `clickguard fuzz-stream` beside the demo found the live stream down afterwards, and nothing
-    said so. Its events of the meantime wait in Kafka and are committed once it is back."""
+    said so. Its events of the meantime wait in Kafka and are committed once it is back.
+    ``say`` tells the user so when it was running."""
     from clickguard_stack.manager import Stack
 
     platform = Stack(Settings(), echo=lambda _m: None)  # built before the private environment
     was_running = platform.node("streaming").pid() is not None
+    if was_running:
+        say("fuzz-stream: the platform's stream stops for this run and starts again after it")
     tag = uuid.uuid4().hex[:8]
     overrides = {
         "CLICKGUARD_TOPIC_RAW": f"fuzz.{tag}.raw",
@@ -355,7 +359,7 @@ def fuzz_stream(checkpoint: Path, extra_env: dict[str, str] | None = None,
                 ensure_topics(settings)
                 schema_id, _ = register_schemas(settings, settings.topic_raw)
                 run = FuzzStream(settings, stack, schema_id)
-                stack.control("stop", "streaming")
+                stack.control("stop", "streaming")  # never two jobs on one stack
                 try:
                     stack.control("start", "streaming")
                     yield run
@@ -548,12 +552,8 @@ def fuzz_stream_cmd(records: int, chunk: int, seed: int, poison_rate: float, tim
     echo = click.echo
     t0 = time.monotonic()
     gen_counts: Counter[str] = Counter()
-    from clickguard_stack.manager import Stack
-
-    if Stack(Settings(), echo=lambda _m: None).node("streaming").pid() is not None:
-        echo("fuzz-stream: the platform's stream stops for this run and starts again after it")
     with tempfile.TemporaryDirectory(prefix="clickguard-fuzz-") as tmp, \
-            fuzz_stream(Path(tmp) / "checkpoint") as run:
+            fuzz_stream(Path(tmp) / "checkpoint", say=echo) as run:
         echo(f"fuzz-stream: {records} records into {run.settings.topic_raw}, database "
              f"{run.settings.pg_db}")
         # warm-up: the first batch waits for Spark to start; keep that out of the timings
