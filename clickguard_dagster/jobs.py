@@ -168,14 +168,17 @@ def maintain_event_partitions(
             conn, retention.retention(), retention.events_partitions_ahead_days
         )
     summary = {
-        "created": done.created, "busy": done.busy, "dropped": done.dropped,
-        "default_rows_deleted": done.default_rows_deleted, "trimmed": done.trimmed,
-        "partitions": done.partitions,
+        "created": done.days.created, "busy": done.days.busy, "dropped": done.drops.dropped,
+        "drop_busy": done.drops.busy, "default_rows_deleted": done.drops.default_rows_deleted,
+        "trimmed": done.trimmed, "partitions": done.partitions,
         "oldest_day": done.oldest_day.isoformat() if done.oldest_day else None,
     }
     context.log.info(f"event_partitions: {summary}")
-    if done.busy:  # rows of those days wait in events_default until a later run creates them
-        context.log.warning(f"day partitions not created, events_default was locked: {done.busy}")
+    if done.days.busy:  # rows of those days wait in events_default until a later run creates them
+        context.log.warning(
+            f"day partitions not created, events_default was locked: {done.days.busy}")
+    if done.drops.busy:  # kept until a later run drops them
+        context.log.warning(f"day partitions not dropped, events was locked: {done.drops.busy}")
     context.add_output_metadata({k: str(v) for k, v in summary.items()})
     return summary
 

@@ -15,6 +15,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import psycopg
 
@@ -22,35 +23,21 @@ log = logging.getLogger(__name__)
 
 ATTACH_LOCK = 424243
 """Advisory lock of :func:`ensure_days` (``db.migrate`` holds 424242 while it migrates)."""
-LOCK_TIMEOUT = "2s"
-"""How long dropping a partition waits for its lock on ``events`` before giving up until the
-next run: statements that arrive meanwhile queue behind it, so the stream's inserts and the
-API's reads wait at most this long."""
-ATTACH_LOCK_TIMEOUT = "200ms"
-"""How long one try at creating a day waits for its locks. ATTACH takes an ACCESS EXCLUSIVE lock
-on ``events_default``, and while it waits every statement that locks the default partition
-queues behind it: one session left idle in a transaction after reading ``events`` stopped the
-stream's commits for as long as it stayed open (docs/dagster.md). A try that times out is
-retried; each holds that queue at most this long."""
-ATTACH_TRIES = 10
-ATTACH_RETRY_S = 1.0
+ATTACH = "SELECT clickguard_attach_event_day(%s)"
+"""Creates one day's partition (migration 0009's function); false if it was there."""
+SHORT_LOCK_TIMEOUT = "200ms"
+"""How long one try at creating or dropping a day waits for its table locks. ATTACH takes an
+ACCESS EXCLUSIVE lock on ``events_default``, DROP one on ``events``, and while either waits every
+statement that locks that table queues behind it: one session left idle in a transaction after
+reading ``events`` stopped the stream's commits for as long as it stayed open (docs/dagster.md).
+A try that times out is retried; each holds that queue at most this long."""
+TRIES = 10
+RETRY_S = 1.0
 """Tries per day and the pause between them; a day still locked after them is left for the next
-call (the hourly job, the next `stack up`) and its rows wait in ``events_default`` meanwhile."""
+call (the hourly job, the next `stack up`): a day to create keeps its rows in
+``events_default`` meanwhile, a day to drop keeps its rows a little longer."""
 TRIM_CHUNK = 10_000
 """Rows one trimming DELETE removes: each chunk is its own short transaction."""
-
-
-@dataclass
-class Maintenance:
-    """What one :func:`maintain` call did."""
-
-    created: list[str] = field(default_factory=list)
-    busy: list[str] = field(default_factory=list)
-    dropped: list[str] = field(default_factory=list)
-    default_rows_deleted: int = 0
-    trimmed: dict[str, int] = field(default_factory=dict)
-    partitions: int = 0
-    oldest_day: date | None = None
 
 
 def partition_name(day: date) -> str:
@@ -75,9 +62,31 @@ class Days:
     """Not created: another session held ``events_default`` through every try."""
 
 
+def _briefly(
+    conn: psycopg.Connection, statement: str, params: tuple[Any, ...], tries: int,
+    retry_s: float, advisory: int | None = None,
+) -> tuple[bool, tuple[Any, ...] | None]:
+    """``statement`` in its own transaction whose table locks are waited for
+    :data:`SHORT_LOCK_TIMEOUT`, tried ``tries`` times ``retry_s`` apart; (done, its first row).
+    ``advisory``: an advisory lock taken first and waited for however long (another caller
+    doing the same work holds it for milliseconds)."""
+    for attempt in range(1, tries + 1):
+        try:
+            with conn.transaction():
+                if advisory is not None:
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (advisory,))
+                conn.execute(f"SET LOCAL lock_timeout = '{SHORT_LOCK_TIMEOUT}'")
+                cur = conn.execute(statement, params)
+                return True, cur.fetchone() if cur.description else None
+        except psycopg.errors.LockNotAvailable:
+            if attempt < tries:
+                time.sleep(retry_s)
+    return False, None
+
+
 def ensure_days(
     conn: psycopg.Connection, first: date, last: date,
-    tries: int = ATTACH_TRIES, retry_s: float = ATTACH_RETRY_S,
+    tries: int = TRIES, retry_s: float = RETRY_S,
 ) -> Days:
     """Create the partitions of ``first``..``last`` that are missing (rows of those days waiting
     in the default partition move into them). One transaction per try and day.
@@ -85,46 +94,37 @@ def ensure_days(
     Callers take turns: `clickguard stack up` (every ``db.migrate``) and the hourly job may
     create the same day at once, and without the advisory lock both would find it missing and
     the second CREATE TABLE would fail; with it the second waits, then finds the day there.
-    The table locks are waited for :data:`ATTACH_LOCK_TIMEOUT` a try, never longer."""
+    The table locks are waited for :data:`SHORT_LOCK_TIMEOUT` a try, never longer."""
     done = Days()
     day = first
     while day <= last:
-        name = partition_name(day)
-        for attempt in range(1, tries + 1):
-            try:
-                with conn.transaction():
-                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (ATTACH_LOCK,))
-                    conn.execute(f"SET LOCAL lock_timeout = '{ATTACH_LOCK_TIMEOUT}'")
-                    row = conn.execute("SELECT clickguard_attach_event_day(%s)", (day,)).fetchone()
-            except psycopg.errors.LockNotAvailable:
-                if attempt < tries:
-                    time.sleep(retry_s)
-                    continue
-                # the days after it need the same lock: left too, not tried ten times each
-                while day <= last:
-                    done.busy.append(partition_name(day))
-                    day += timedelta(days=1)
-                log.warning(
-                    "day partitions %s not created: events_default stayed locked through %d tries"
-                    " (%s); their rows wait in events_default until the hourly job "
-                    "event_partitions or the next `clickguard stack up` creates them",
-                    ", ".join(done.busy), tries, holders(conn))
-                return done
-            if row and row[0]:
-                done.created.append(name)
-            break
+        ok, row = _briefly(conn, ATTACH, (day,), tries, retry_s, advisory=ATTACH_LOCK)
+        if not ok:
+            # the days after it need the same lock: left too, not tried ten times each
+            while day <= last:
+                done.busy.append(partition_name(day))
+                day += timedelta(days=1)
+            log.warning(
+                "day partitions %s not created: events_default stayed locked through %d tries"
+                " (%s); their rows wait in events_default until the hourly job "
+                "event_partitions or the next `clickguard stack up` creates them",
+                ", ".join(done.busy), tries, holders(conn, "events_default"))
+            return done
+        if row and row[0]:
+            done.created.append(partition_name(day))
         day += timedelta(days=1)
     return done
 
 
-def holders(conn: psycopg.Connection) -> str:
-    """Who holds ``events_default``, oldest transaction first: what a stuck day creation names."""
+def holders(conn: psycopg.Connection, table: str) -> str:
+    """Who holds a lock on ``table``, oldest transaction first: what a stuck day names."""
     rows = conn.execute(
         "SELECT a.pid, a.state,"
         " extract(epoch FROM clock_timestamp() - a.xact_start)::int, left(a.query, 60)"
         " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-        " WHERE l.relation = to_regclass('events_default') AND l.granted"
-        " AND a.pid <> pg_backend_pid() ORDER BY a.xact_start NULLS LAST LIMIT 3"
+        " WHERE l.relation = to_regclass(%s) AND l.granted"
+        " AND a.pid <> pg_backend_pid() ORDER BY a.xact_start NULLS LAST LIMIT 3",
+        (table,),
     ).fetchall()
     return "; ".join(
         f"held by pid {pid} ({state}, transaction open {age} s: {query!r})" if state is not None
@@ -134,30 +134,60 @@ def holders(conn: psycopg.Connection) -> str:
     ) or "its holders have gone since"
 
 
-def drop_days_before(conn: psycopg.Connection, cutoff: date) -> tuple[list[str], int]:
+@dataclass
+class Dropped:
+    """What one :func:`drop_days_before` call did."""
+
+    dropped: list[str] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)
+    """Not dropped: another session held ``events`` through every try."""
+    default_rows_deleted: int = 0
+
+
+def drop_days_before(
+    conn: psycopg.Connection, cutoff: date, tries: int = TRIES, retry_s: float = RETRY_S,
+) -> Dropped:
     """Drop every day partition older than ``cutoff`` and delete the default partition's rows
-    older than it; (names dropped, default rows deleted). Each drop is its own transaction
-    (``conn`` in autocommit mode), so one that times out on its lock keeps the drops before it.
+    older than it. Each drop is its own transaction (``conn`` in autocommit mode), so one left
+    locked keeps the drops before it; a drop waits :data:`SHORT_LOCK_TIMEOUT` a try for
+    ``events`` (DROP of a partition locks its parent exclusively), never longer.
 
     (``DETACH PARTITION CONCURRENTLY`` would need no exclusive lock, but PostgreSQL refuses it
     on a table with a default partition; the drop's lock is held for milliseconds.)
     """
     if not conn.autocommit:
         raise ValueError("drop_days_before needs an autocommit connection")
-    dropped = []
-    conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
-    for day in event_days(conn):
-        if day >= cutoff:
+    done = Dropped()
+    old = [d for d in event_days(conn) if d < cutoff]
+    for i, day in enumerate(old):
+        name = partition_name(day)  # digits only: safe in the statement
+        ok, _ = _briefly(conn, f"DROP TABLE {name}", (), tries, retry_s)
+        if not ok:
+            # the older days after it need the same lock: left too, not tried ten times each
+            done.busy = [partition_name(d) for d in old[i:]]
+            log.warning(
+                "day partitions %s not dropped: events stayed locked through %d tries (%s); "
+                "the hourly job event_partitions drops them on a later run",
+                ", ".join(done.busy), tries, holders(conn, "events"))
             break
-        name = partition_name(day)
-        conn.execute(f"DROP TABLE {name}")  # name from partition_name: digits only
-        dropped.append(name)
+        done.dropped.append(name)
     cur = conn.execute(
         "DELETE FROM events_default WHERE event_ts < %s",
         (datetime(cutoff.year, cutoff.month, cutoff.day, tzinfo=UTC),),
     )
-    conn.execute("RESET lock_timeout")
-    return dropped, cur.rowcount
+    done.default_rows_deleted = cur.rowcount
+    return done
+
+
+@dataclass
+class Maintenance:
+    """What one :func:`maintain` call did."""
+
+    days: Days = field(default_factory=Days)
+    drops: Dropped = field(default_factory=Dropped)
+    trimmed: dict[str, int] = field(default_factory=dict)
+    partitions: int = 0
+    oldest_day: date | None = None
 
 
 @dataclass(frozen=True)
@@ -242,12 +272,9 @@ def maintain(
     """Partitions for today and the next ``ahead_days`` days; none older than the events'
     retention before today; side tables trimmed by theirs. ``conn`` in autocommit mode."""
     today = today or datetime.now(UTC).date()
-    days = ensure_ahead(conn, ahead_days, today)
-    done = Maintenance(created=days.created, busy=days.busy)
+    done = Maintenance(days=ensure_ahead(conn, ahead_days, today))
     if retention.events_days > 0:
-        done.dropped, done.default_rows_deleted = drop_days_before(
-            conn, today - timedelta(days=retention.events_days)
-        )
+        done.drops = drop_days_before(conn, today - timedelta(days=retention.events_days))
     done.trimmed = trim_tables(conn, retention, today)
     kept = event_days(conn)
     done.partitions, done.oldest_day = len(kept), (kept[0] if kept else None)

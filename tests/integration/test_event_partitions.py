@@ -94,9 +94,9 @@ def test_days_are_created_filled_from_the_default_pruned_and_dropped(
 
     # retention: days before the cutoff are dropped whole, old default rows deleted
     insert(conn, f"{tag}-old", datetime(1989, 6, 1, tzinfo=UTC))  # lands in the default
-    dropped, deleted = partitions.drop_days_before(conn, D3)
-    assert dropped == ["events_p19900101", "events_p19900102"]
-    assert deleted >= 1 and where(conn, f"{tag}-old") == []
+    done = partitions.drop_days_before(conn, D3)
+    assert done.dropped == ["events_p19900101", "events_p19900102"] and done.busy == []
+    assert done.default_rows_deleted >= 1 and where(conn, f"{tag}-old") == []
     assert where(conn, f"{tag}-{D1}") == where(conn, f"{tag}-{D2}") == []
     assert where(conn, f"{tag}-{D3}") == ["events_p19900103"]
     with pytest.raises(ValueError, match="autocommit"):
@@ -172,7 +172,7 @@ def test_a_reader_left_in_a_transaction_delays_a_new_day_but_blocks_no_one(
     """A session idle in a transaction after reading ``events`` (a psql left open, a stuck
     client) holds ``events_default``, which ATTACH needs exclusively. An ATTACH waiting for it
     queued every other reader of the default behind it (the stream stopped committing until
-    that session ended): now each try gives up after ATTACH_LOCK_TIMEOUT, other readers get
+    that session ended): now each try gives up after SHORT_LOCK_TIMEOUT, other readers get
     through meanwhile, and the day is created by the first call after the session ends."""
     idle_in_tx = db.connect(postgres_alone, "reader")
     other = db.connect(postgres_alone, "reader", autocommit=True)
@@ -197,6 +197,43 @@ def test_a_reader_left_in_a_transaction_delays_a_new_day_but_blocks_no_one(
         pool.shutdown()
     # the session has ended: the next call creates the day
     assert partitions.ensure_days(conn, D1, D2).created == ["events_p19900101", "events_p19900102"]
+
+
+def test_a_reader_left_in_a_transaction_delays_a_drop_but_blocks_no_one(
+    conn: psycopg.Connection, postgres_alone: Settings,
+) -> None:
+    """Dropping a day partition locks ``events`` exclusively, and while the DROP waits for a
+    session idle in a transaction, the stream's inserts into ``events`` queue behind it: each
+    try gives up after SHORT_LOCK_TIMEOUT, the inserts get through meanwhile, the job goes on
+    (the days stay for a later run), and the first call after the session ends drops them."""
+    partitions.ensure_days(conn, D1, D3)
+    insert(conn, "drop-old", at(D1))
+    idle_in_tx = db.connect(postgres_alone, "reader")
+    writer = db.connect(postgres_alone, "writer", autocommit=True)
+    pool = ThreadPoolExecutor(1)
+    try:
+        idle_in_tx.execute("SELECT count(*) FROM events")  # its transaction stays open
+        writer.execute("SET statement_timeout = '20s'")  # queued behind the DROP = a failure
+        dropping = pool.submit(partitions.drop_days_before, conn, D3, 4, 1.0)
+        inserts = 0
+        while not dropping.done() and inserts < 200:
+            insert(writer, f"drop-new-{inserts}", at(D3))  # as the stream's batches do
+            inserts += 1
+            time.sleep(0.05)
+        result = dropping.result(timeout=30)  # not waiting for idle_in_tx to end
+        # D2 needs the same lock: left at once, not tried four more times
+        assert result.dropped == [] and result.busy == ["events_p19900101", "events_p19900102"]
+        assert inserts >= 10  # the writer was served all along (the four tries take > 3 s)
+        assert {D1, D2} <= set(partitions.event_days(conn)) and where(conn, "drop-old")
+    finally:
+        idle_in_tx.close()  # a failed test must not leave the drop waiting for it
+        writer.close()
+        pool.shutdown()
+    assert partitions.drop_days_before(conn, D3).dropped == ["events_p19900101",
+                                                             "events_p19900102"]
+    assert where(conn, "drop-old") == []
+    assert conn.execute("SELECT count(*) FROM events WHERE event_id LIKE 'drop-new-%'"
+                        ).fetchone() == (inserts,)
 
 
 def test_the_dagster_job_keeps_days_ahead_and_drops_past_the_retention(
