@@ -736,8 +736,11 @@ def rto_lag(samples: list[Sample], fault_t: float, normal: int,
             until: float | None = None) -> float | None:
     """Seconds from the fault to the first sample after the last abnormal one (lag above
     ``normal`` or unreadable); 0 if none was abnormal, None if it never recovered (before
-    ``until``, the next fault's t, when given)."""
+    ``until``, the next fault's t, when given) or no sample was taken before it (a second
+    fault 0.2 s later: "never abnormal" would be a guess)."""
     after = [s for s in samples if s.t >= fault_t and (until is None or s.t < until)]
+    if not after:
+        return None
     bad = [i for i, s in enumerate(after) if s.lag is None or s.lag > normal]
     if not bad:
         return 0.0
@@ -885,7 +888,8 @@ def chaos_report(name: str, results: list[ScenarioResult], cfg: ChaosConfig) -> 
             "schedule), each at a random moment; the scenario's row has the RTOs of its FIRST "
             "fault and a fault window spanning all of them; below it, one row per fault that "
             "took effect (a broker-and-driver fault is two) with that fault's own RTOs: first "
-            "commit after it, and lag normal again before the next fault (– = not before it).",
+            "commit after it, and lag normal again before the next fault (– = not before it, or no "
+            "lag sample between the two).",
             "Original: ~62 s recovery after a Spark, broker or Postgres failure, RPO 0 "
             "(stop/start then a smoke test, no reconciliation).",
         ],

@@ -47,6 +47,8 @@ def test_rto_lag_of_one_fault_among_several_stops_at_the_next_fault() -> None:
     assert rto_lag(s, 10.0, 100) == 12.0  # over the whole run: fault 2's recovery counted too
     assert rto_lag(s, 20.0, 100) == 2.0
     assert rto_lag(_samples([(10, 500), (11, 500), (20, 5)]), 10.0, 100, until=20.0) is None
+    # broker-and-driver: the driver's kill 0.2 s after the broker's, no sample between them
+    assert rto_lag(s, 10.5, 100, until=10.7) is None
 
 
 def test_random_gets_a_report_row_per_fault_with_its_own_rtos() -> None:
