@@ -40,8 +40,10 @@ log = logging.getLogger("streaming_job.supervisor")
 JOB_PID_FILE = "job.pid"
 HEALTHY_RUN_S = 60.0
 STAGGER_MAX_S = 180.0  # standbys start once a first driver is warm, or after this long
-# a dead driver's replacement waits this long while another driver is alive: its JVM start-up
-# would otherwise compete on a small machine with the successor's first batches (the takeover)
+# a dead active driver's replacement waits this long while another driver is alive: its JVM
+# start-up would otherwise compete on a small machine with the successor's first batches (the
+# takeover). A dead standby is replaced at once: no takeover is under way, and until its
+# replacement is warm a kill of the active driver means a cold start (36 s measured).
 REPLACE_DELAY_S = 20.0
 STOP_GRACE_S = 20.0  # below the stack's own 30 s stop timeout
 PROGRESS_CHECK_S = 5.0  # while restarting/crash-looping: how often to look at the ledger
@@ -189,6 +191,12 @@ class Slot:
         self.kill_at = None
 
 
+def replace_delay(backoff: float, was_active: bool, others_alive: bool) -> float:
+    """Seconds before a dead driver's slot starts again: its backoff, or :data:`REPLACE_DELAY_S`
+    when it was the active driver and another one (its successor) is alive."""
+    return max(backoff, REPLACE_DELAY_S if was_active and others_alive else 0.0)
+
+
 def is_fenced_exit(rc: int) -> bool:
     """The driver lost its lease (another one took over): restart it as a standby at once."""
     return rc == FENCED_RC
@@ -272,6 +280,7 @@ def main() -> int:
             return
         others_alive = any(o is not slot and o.child is not None and o.child.poll() is None
                            for o in slots)
+        role = stream_state.read_json(folder / stream_state.driver_file(slot.index)) or {}
         after = reporter.ledger_position()
         run = failed_run(rc, ran, folder, log_file, slot.log_offset, slot.before, after,
                          slot.exit_name)
@@ -279,13 +288,14 @@ def main() -> int:
             state.ledger_position = after
         state.record_failure(run)
         reporter.save(state)
-        delay = max(slot.backoff, REPLACE_DELAY_S if others_alive else 0.0)
+        delay = replace_delay(slot.backoff, role.get("role") == "active", others_alive)
         level = logging.ERROR if state.state == stream_state.CRASH_LOOPING else logging.WARNING
         log.log(
-            level, "job (slot %d) exited with rc %s after %.1fs (batch %s, ledger advanced: %s): "
-            "%s; state %s (%d/%d failed runs without progress); restart #%d in %.1fs",
-            slot.index, rc, ran, run.batch_id, run.ledger_advanced, run.error, state.state,
-            state.consecutive_failures, state.threshold, state.restarts, delay,
+            level, "job (slot %d, %s) exited with rc %s after %.1fs (batch %s, ledger advanced: "
+            "%s): %s; state %s (%d/%d failed runs without progress); restart #%d in %.1fs",
+            slot.index, role.get("role", "no role yet"), rc, ran, run.batch_id,
+            run.ledger_advanced, run.error, state.state, state.consecutive_failures,
+            state.threshold, state.restarts, delay,
         )
         slot.restart_at = time.monotonic() + delay
         slot.backoff = min(slot.backoff * 2, settings.stream_restart_backoff_max_s)

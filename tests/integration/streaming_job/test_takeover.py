@@ -29,6 +29,7 @@ from clickguard.kafka import end_offsets
 from clickguard_producer.core import ProduceSummary, produce, register_schemas
 from clickguard_producer.faults import FaultInjector
 from clickguard_producer.generator import Generator, GeneratorConfig
+from streaming_job.supervisor import REPLACE_DELAY_S
 from tests.integration.streaming_job.conftest import StreamRun
 
 pytestmark = pytest.mark.integration
@@ -88,6 +89,27 @@ def _successor_commit(run: StreamRun, old: str, since: datetime) -> tuple[dateti
         time.sleep(0.2)
 
 
+def _kill_standby(run: StreamRun) -> int:
+    """SIGKILL the standby driver; its pid once the supervisor has scheduled its replacement
+    sooner than REPLACE_DELAY_S."""
+    standby = next(d for d in stream_state.read_drivers(run.stack.node("streaming").dir)
+                   if d.get("role") == "standby")
+    pid = int(standby["pid"])
+    offset = run.log.stat().st_size  # the log may hold earlier runs' lines
+
+    def report() -> re.Match[str] | None:
+        return re.search(rf"job \(slot {standby['slot']}, standby\) exited with rc -9 .*"
+                         r"restart #\d+ in ([\d.]+)s",
+                         run.log.read_bytes()[offset:].decode(errors="replace"))
+
+    procs.send(pid, signal.SIGKILL, tree=True)
+    assert procs.wait_until(report, 30), (
+        f"the supervisor did not report the standby's death; see {run.log}")
+    found = report()
+    assert found and float(found.group(1)) < REPLACE_DELAY_S, found
+    return pid
+
+
 @contextmanager
 def _load(run: StreamRun, acked_file: Path) -> Iterator[dict[str, Any]]:
     s = run.settings
@@ -133,7 +155,12 @@ def test_sigkill_of_the_active_driver_warm_standby_takes_over(
 ) -> None:
     acked_file = tmp_path / "acked.tsv"
     with _load(stream_run, acked_file) as box:
-        pid, holder, epoch = _active_and_standby(stream_run, set())
+        _active_and_standby(stream_run, set())
+        # a SIGKILLed standby is replaced after its backoff, not REPLACE_DELAY_S later: no
+        # takeover is under way, and until a standby is warm again a kill of the active driver
+        # would be a cold start
+        dead = _kill_standby(stream_run)
+        pid, holder, epoch = _active_and_standby(stream_run, {dead})
         # the standby has read the raw topic on its executors (job.warm_kafka), without error
         assert procs.wait_until(lambda: WARM_READ.search(stream_run.log.read_text()), 90)
         assert "re-warm failed" not in stream_run.log.read_text()

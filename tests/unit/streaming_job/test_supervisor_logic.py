@@ -71,6 +71,18 @@ def test_fenced_exit_is_a_restart_not_a_failure() -> None:
     assert not is_fenced_exit(1) and not is_fenced_exit(-9) and not is_fenced_exit(0)
 
 
+def test_only_a_dead_active_drivers_replacement_waits_for_the_takeover() -> None:
+    from streaming_job.supervisor import REPLACE_DELAY_S, replace_delay
+
+    # the active died, its successor is taking over: the replacement's JVM waits
+    assert replace_delay(2.0, was_active=True, others_alive=True) == REPLACE_DELAY_S
+    # the standby died: no takeover under way, replaced at once (else a kill of the active
+    # before the replacement is warm is a cold start)
+    assert replace_delay(2.0, was_active=False, others_alive=True) == 2.0
+    assert replace_delay(2.0, was_active=True, others_alive=False) == 2.0  # the only driver
+    assert replace_delay(60.0, was_active=False, others_alive=True) == 60.0  # crash loop backoff
+
+
 def test_one_driver_keeps_todays_exit_file_several_get_one_each() -> None:
     from clickguard.settings import Settings
     from streaming_job.supervisor import Slot
