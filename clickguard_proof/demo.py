@@ -14,6 +14,9 @@ truth (not into the repository's docs/results: a user's demo must leave the clon
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 import signal
 import threading
 import time
@@ -21,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 import httpx
@@ -100,6 +103,41 @@ def unhealthy_nodes(stack: Stack, names: list[str]) -> dict[str, str]:
 def demo_dir(s: Settings) -> Path:
     """Where a demo run writes its report and ground truth: under the home, never the repo."""
     return s.home / "demo"
+
+
+class DemoRunning(click.ClickException):
+    """Another demo streams on this home: a second one would double the traffic unseen."""
+
+
+def hold_demo_lock(s: Settings, rate: float) -> IO[str]:
+    """Take ``<home>/demo/demo.lock`` for this process's lifetime (the kernel releases it when
+    the process ends, however it ends): a second `make run` while a demo streams would start a
+    second producer and silently double the traffic (seen: 1,000 -> 2,000 events/s)."""
+    path = demo_dir(s) / "demo.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f = path.open("a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        try:
+            other = json.loads(f.read() or "{}")
+        except ValueError:  # the holder is writing it this instant
+            other = {}
+        f.close()
+        pid = other.get("pid", "?")
+        raise DemoRunning(
+            f"a demo is already streaming {other.get('rate', 0):,.0f} events/s on this stack "
+            f"(pid {pid}, since {other.get('started', '?')}); a second one would double the "
+            f"traffic. Watch it in its terminal or at http://127.0.0.1:{s.dashboard_port}; stop "
+            f"it with Ctrl-C there or `kill -TERM {pid}` first; `clickguard stack status` "
+            "shows the platform.") from None
+    f.seek(0)
+    f.truncate()
+    f.write(json.dumps({"pid": os.getpid(), "rate": rate,
+                        "started": f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"}))
+    f.flush()
+    return f
 
 
 def start_live_batch(s: Settings, timeout: float = 180.0) -> str | None:
@@ -196,6 +234,7 @@ def run_demo(s: Settings, rate: float, duration: float | None, faults: bool,
     from clickguard_producer.generator import Generator, GeneratorConfig
     from clickguard_stack.manager import INFRA, Stack
 
+    lock = hold_demo_lock(s, rate)  # before anything starts: a second demo only says why not
     stack = Stack(s, echo=echo)
     nodes = stack.resolve(None)
     echo(f"starting the platform: {', '.join(nodes)}")
@@ -263,6 +302,7 @@ def run_demo(s: Settings, rate: float, duration: float | None, faults: bool,
         restore_sigterm()
     stop.set()
     producer.join(timeout=90)
+    lock.close()
     truth = demo_dir(s) / f"{gen.run_id}.ground_truth.jsonl"
     n_truth = gen.write_ground_truth(truth)
     summary = box.get("summary")
