@@ -13,8 +13,8 @@ CHILD = """
 import time
 from clickguard_proof.demo import sigterm_as_ctrl_c
 restore = sigterm_as_ctrl_c()
-print("ready", flush=True)
-try:
+try:  # "ready" inside: the parent's SIGTERM can arrive before print() returns
+    print("ready", flush=True)
     time.sleep(60)
 except KeyboardInterrupt:
     print("stopped like Ctrl-C", flush=True)
