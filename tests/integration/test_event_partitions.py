@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import pytest
@@ -166,6 +166,36 @@ def test_two_callers_creating_the_same_day_do_not_collide(
     assert D1 in partitions.event_days(conn)
 
 
+T = TypeVar("T")
+
+
+def beside_an_idle_reader(
+    settings: Settings, role: str, work: Callable[[], T],
+    statement: Callable[[psycopg.Connection, int], object],
+) -> tuple[T, int]:
+    """``work()`` in a thread while a session sits idle in a transaction after reading
+    ``events``, and ``statement(conn, n)`` every 50 ms meanwhile on a ``role`` connection whose
+    statements time out after 20 s (queued behind a waiting lock = a failure); (work's result,
+    statements served). The idle session ends before anything waits for ``work``."""
+    idle_in_tx = db.connect(settings, "reader")
+    other = db.connect(settings, role, autocommit=True)
+    pool = ThreadPoolExecutor(1)
+    try:
+        idle_in_tx.execute("SELECT count(*) FROM events")  # its transaction stays open
+        other.execute("SET statement_timeout = '20s'")
+        running = pool.submit(work)
+        served = 0
+        while not running.done() and served < 200:
+            statement(other, served)
+            served += 1
+            time.sleep(0.05)
+        return running.result(timeout=30), served  # not waiting for idle_in_tx to end
+    finally:
+        idle_in_tx.close()  # a failed test must not leave `work` waiting for it
+        other.close()
+        pool.shutdown()
+
+
 def test_a_reader_left_in_a_transaction_delays_a_new_day_but_blocks_no_one(
     conn: psycopg.Connection, postgres_alone: Settings,
 ) -> None:
@@ -174,27 +204,14 @@ def test_a_reader_left_in_a_transaction_delays_a_new_day_but_blocks_no_one(
     queued every other reader of the default behind it (the stream stopped committing until
     that session ended): now each try gives up after SHORT_LOCK_TIMEOUT, other readers get
     through meanwhile, and the day is created by the first call after the session ends."""
-    idle_in_tx = db.connect(postgres_alone, "reader")
-    other = db.connect(postgres_alone, "reader", autocommit=True)
-    pool = ThreadPoolExecutor(1)
-    try:
-        idle_in_tx.execute("SELECT count(*) FROM events")  # its transaction stays open
-        other.execute("SET statement_timeout = '20s'")  # queued behind the ATTACH = a failure
-        creating = pool.submit(partitions.ensure_days, conn, D1, D2, 4, 1.0)
-        reads = 0
-        while not creating.done() and reads < 200:
-            assert other.execute("SELECT count(*) FROM events").fetchone() is not None
-            reads += 1
-            time.sleep(0.05)
-        result = creating.result(timeout=30)  # not waiting for idle_in_tx to end
-        # D2 needs the same lock: left at once, not tried four more times
-        assert result == partitions.Days(busy=["events_p19900101", "events_p19900102"])
-        assert reads >= 10  # the other reader was served all along (the four tries take > 3 s)
-        assert not {D1, D2} & set(partitions.event_days(conn))
-    finally:
-        idle_in_tx.close()  # a failed test must not leave ensure_days waiting for it
-        other.close()
-        pool.shutdown()
+    result, reads = beside_an_idle_reader(
+        postgres_alone, "reader", lambda: partitions.ensure_days(conn, D1, D2, 4, 1.0),
+        lambda other, _: other.execute("SELECT count(*) FROM events").fetchone(),
+    )
+    # D2 needs the same lock: left at once, not tried four more times
+    assert result == partitions.Days(busy=["events_p19900101", "events_p19900102"])
+    assert reads >= 10  # the other reader was served all along (the four tries take > 3 s)
+    assert not {D1, D2} & set(partitions.event_days(conn))
     # the session has ended: the next call creates the day
     assert partitions.ensure_days(conn, D1, D2).created == ["events_p19900101", "events_p19900102"]
 
@@ -208,27 +225,15 @@ def test_a_reader_left_in_a_transaction_delays_a_drop_but_blocks_no_one(
     (the days stay for a later run), and the first call after the session ends drops them."""
     partitions.ensure_days(conn, D1, D3)
     insert(conn, "drop-old", at(D1))
-    idle_in_tx = db.connect(postgres_alone, "reader")
-    writer = db.connect(postgres_alone, "writer", autocommit=True)
-    pool = ThreadPoolExecutor(1)
-    try:
-        idle_in_tx.execute("SELECT count(*) FROM events")  # its transaction stays open
-        writer.execute("SET statement_timeout = '20s'")  # queued behind the DROP = a failure
-        dropping = pool.submit(partitions.drop_days_before, conn, D3, 4, 1.0)
-        inserts = 0
-        while not dropping.done() and inserts < 200:
-            insert(writer, f"drop-new-{inserts}", at(D3))  # as the stream's batches do
-            inserts += 1
-            time.sleep(0.05)
-        result = dropping.result(timeout=30)  # not waiting for idle_in_tx to end
-        # D2 needs the same lock: left at once, not tried four more times
-        assert result.dropped == [] and result.busy == ["events_p19900101", "events_p19900102"]
-        assert inserts >= 10  # the writer was served all along (the four tries take > 3 s)
-        assert {D1, D2} <= set(partitions.event_days(conn)) and where(conn, "drop-old")
-    finally:
-        idle_in_tx.close()  # a failed test must not leave the drop waiting for it
-        writer.close()
-        pool.shutdown()
+    result, inserts = beside_an_idle_reader(
+        postgres_alone, "writer", lambda: partitions.drop_days_before(conn, D3, 4, 1.0),
+        lambda writer, n: insert(writer, f"drop-new-{n}", at(D3)),  # as the stream's batches
+    )
+    # D2 needs the same lock: left at once, not tried four more times
+    assert result.dropped == [] and result.busy == ["events_p19900101", "events_p19900102"]
+    assert inserts >= 10  # the writer was served all along (the four tries take > 3 s)
+    assert {D1, D2} <= set(partitions.event_days(conn)) and where(conn, "drop-old")
+    # the session has ended: the next call drops the days
     assert partitions.drop_days_before(conn, D3).dropped == ["events_p19900101",
                                                              "events_p19900102"]
     assert where(conn, "drop-old") == []
