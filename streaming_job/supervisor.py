@@ -42,7 +42,7 @@ HEALTHY_RUN_S = 60.0
 STAGGER_MAX_S = 180.0  # standbys start once a first driver is warm, or after this long
 # a dead active driver's replacement waits this long while another driver is alive: its JVM
 # start-up would otherwise compete on a small machine with the successor's first batches (the
-# takeover). A dead standby is replaced at once: no takeover is under way, and until its
+# takeover). A dead standby is replaced after its backoff: no takeover is under way, and until its
 # replacement is warm a kill of the active driver means a cold start (36 s measured).
 REPLACE_DELAY_S = 20.0
 STOP_GRACE_S = 20.0  # below the stack's own 30 s stop timeout
