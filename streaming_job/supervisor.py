@@ -191,6 +191,14 @@ class Slot:
         self.kill_at = None
 
 
+def last_role(folder: Path, slot: int) -> str:
+    """What a dead driver last was, from its role file: "active" once it held the lease (its
+    file then has an epoch, and reads "stopped" if it failed with an error, "active" if it was
+    killed), else its last published role ("starting", "standby")."""
+    published = stream_state.read_json(folder / stream_state.driver_file(slot)) or {}
+    return "active" if published.get("epoch") is not None else published.get("role", "starting")
+
+
 def replace_delay(backoff: float, was_active: bool, others_alive: bool) -> float:
     """Seconds before a dead driver's slot starts again: its backoff, or :data:`REPLACE_DELAY_S`
     when it was the active driver and another one (its successor) is alive."""
@@ -280,7 +288,8 @@ def main() -> int:
             return
         others_alive = any(o is not slot and o.child is not None and o.child.poll() is None
                            for o in slots)
-        role = stream_state.read_json(folder / stream_state.driver_file(slot.index)) or {}
+        role = last_role(folder, slot.index)
+        was_active = role == "active"
         after = reporter.ledger_position()
         run = failed_run(rc, ran, folder, log_file, slot.log_offset, slot.before, after,
                          slot.exit_name)
@@ -288,12 +297,12 @@ def main() -> int:
             state.ledger_position = after
         state.record_failure(run)
         reporter.save(state)
-        delay = replace_delay(slot.backoff, role.get("role") == "active", others_alive)
+        delay = replace_delay(slot.backoff, was_active, others_alive)
         level = logging.ERROR if state.state == stream_state.CRASH_LOOPING else logging.WARNING
         log.log(
             level, "job (slot %d, %s) exited with rc %s after %.1fs (batch %s, ledger advanced: "
             "%s): %s; state %s (%d/%d failed runs without progress); restart #%d in %.1fs",
-            slot.index, role.get("role", "no role yet"), rc, ran, run.batch_id,
+            slot.index, role, rc, ran, run.batch_id,
             run.ledger_advanced, run.error, state.state, state.consecutive_failures,
             state.threshold, state.restarts, delay,
         )

@@ -83,6 +83,19 @@ def test_only_a_dead_active_drivers_replacement_waits_for_the_takeover() -> None
     assert replace_delay(60.0, was_active=False, others_alive=True) == 60.0  # crash loop backoff
 
 
+def test_a_driver_that_held_the_lease_counts_as_active_however_it_ended(tmp_path: Path) -> None:
+    from streaming_job.supervisor import last_role
+
+    def published(slot: int, **info: object) -> None:
+        stream_state.write_json(tmp_path / stream_state.driver_file(slot), info)
+
+    published(0, role="stopped", epoch=3)  # failed with an error: its finally said "stopped"
+    published(1, role="active", epoch=4)  # SIGKILLed while active
+    published(2, role="standby", epoch=None, warm=True)
+    assert [last_role(tmp_path, i) for i in range(4)] == [
+        "active", "active", "standby", "starting"]  # slot 3: died before publishing
+
+
 def test_one_driver_keeps_todays_exit_file_several_get_one_each() -> None:
     from clickguard.settings import Settings
     from streaming_job.supervisor import Slot
