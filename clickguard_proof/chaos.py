@@ -580,7 +580,7 @@ def _random(ctx: FaultContext) -> None:
             if pid is None:  # a takeover in progress: nothing active to kill right now
                 ctx.mark(f"{tag} no active driver at this moment")
             else:
-                ctx.begin()  # broker-and-driver: this row's clock starts at its own kill
+                ctx.begin()  # at the kill itself (broker-and-driver: not at the broker's kill)
                 ctx.result.killed_pids += kill_tree(pid)
                 hit(f"{tag} SIGKILL active driver {pid}")
         if f.kind == "standby-kill":

@@ -110,8 +110,8 @@ class DemoRunning(click.ClickException):
 
 
 def hold_demo_lock(s: Settings, rate: float) -> IO[str]:
-    """Take ``<home>/demo/demo.lock`` for this process's lifetime (the kernel releases it when
-    the process ends, however it ends): a second `make run` while a demo streams would start a
+    """Take ``<home>/demo/demo.lock`` until the returned file is closed (the kernel releases it
+    when the process ends, however it ends): a second `make run` while a demo streams would start a
     second producer and silently double the traffic (seen: 1,000 -> 2,000 events/s)."""
     path = demo_dir(s) / "demo.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -229,12 +229,20 @@ def read_status(s: Settings, t: float) -> Status:
 def run_demo(s: Settings, rate: float, duration: float | None, faults: bool,
              status_every: float, echo: Any = print,
              core_only: bool = False) -> tuple[list[Status], dict[str, Any]]:
+    """Start the platform, stream until Ctrl-C/SIGTERM or ``duration``; one demo per stack."""
+    # before anything starts, a second demo only says why not; held until the traffic stopped
+    with hold_demo_lock(s, rate):
+        return _stream_demo(s, rate, duration, faults, status_every, echo, core_only)
+
+
+def _stream_demo(s: Settings, rate: float, duration: float | None, faults: bool,
+                 status_every: float, echo: Any,
+                 core_only: bool) -> tuple[list[Status], dict[str, Any]]:
     from clickguard_producer.core import produce, register_schemas
     from clickguard_producer.faults import FaultConfig, FaultInjector
     from clickguard_producer.generator import Generator, GeneratorConfig
     from clickguard_stack.manager import INFRA, Stack
 
-    lock = hold_demo_lock(s, rate)  # before anything starts: a second demo only says why not
     stack = Stack(s, echo=echo)
     nodes = stack.resolve(None)
     echo(f"starting the platform: {', '.join(nodes)}")
@@ -302,7 +310,6 @@ def run_demo(s: Settings, rate: float, duration: float | None, faults: bool,
         restore_sigterm()
     stop.set()
     producer.join(timeout=90)
-    lock.close()
     truth = demo_dir(s) / f"{gen.run_id}.ground_truth.jsonl"
     n_truth = gen.write_ground_truth(truth)
     summary = box.get("summary")

@@ -24,6 +24,20 @@ from clickguard.spark import checkpoint_query_id
 from clickguard_stack.manager import Stack
 
 
+class LogTail:
+    """What a log file gains from now on: logs persist across runs, and a test that searched
+    the whole file would find an earlier run's lines."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.start = path.stat().st_size if path.exists() else 0
+
+    def text(self) -> str:
+        with self.path.open("rb") as f:
+            f.seek(self.start)
+            return f.read().decode(errors="replace")
+
+
 @dataclass
 class StreamRun:
     """A running streaming job on private topics, and how to observe it."""

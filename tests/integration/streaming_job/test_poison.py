@@ -24,6 +24,7 @@ from clickguard.contract import encode
 from clickguard.kafka import end_offsets
 from clickguard_proof.fuzz import POISON_MARKER, FuzzRecord, FuzzStream, account, fuzz_stream
 from clickguard_stack.manager import Stack
+from tests.integration.streaming_job.conftest import LogTail
 
 pytestmark = pytest.mark.integration
 
@@ -134,19 +135,17 @@ def test_a_non_data_error_fails_the_batch_until_it_is_fixed(run: FuzzStream) -> 
     run.wait_accounted(len(run.sent), 600)  # whatever came before is committed
     run.conn.execute(NOT_PERMITTED)
     log = run.stack.node("streaming").log_file
-    log_start = log.stat().st_size if log.exists() else 0
+    tail = LogTail(log)
     before = run.accounted()
     recs = [FuzzRecord("t", None, encode(event(1000 + i), run.schema_id)) for i in range(20)]
     recs.append(FuzzRecord("t", None, encode(event(2000, page=f"not-permitted-{TAG}"),
                                              run.schema_id)))
     run.produce(recs)
-    failed = re.compile(rf"exited with rc 1 .*fuzz: not permitted {TAG}".encode())
+    failed = re.compile(rf"exited with rc 1 .*fuzz: not permitted {TAG}")
 
     def failures() -> int:
         """Driver runs that ended on the error since the records were sent (supervisor lines)."""
-        with log.open("rb") as f:
-            f.seek(log_start)
-            return len(failed.findall(f.read()))
+        return len(failed.findall(tail.text()))
 
     try:
         deadline = time.monotonic() + 400

@@ -30,7 +30,7 @@ from clickguard_producer.core import ProduceSummary, produce, register_schemas
 from clickguard_producer.faults import FaultInjector
 from clickguard_producer.generator import Generator, GeneratorConfig
 from streaming_job.supervisor import REPLACE_DELAY_S
-from tests.integration.streaming_job.conftest import StreamRun
+from tests.integration.streaming_job.conftest import LogTail, StreamRun
 
 pytestmark = pytest.mark.integration
 
@@ -95,12 +95,11 @@ def _kill_standby(run: StreamRun) -> int:
     standby = next(d for d in stream_state.read_drivers(run.stack.node("streaming").dir)
                    if d.get("role") == "standby")
     pid = int(standby["pid"])
-    offset = run.log.stat().st_size  # the log may hold earlier runs' lines
+    tail = LogTail(run.log)
 
     def report() -> re.Match[str] | None:
         return re.search(rf"job \(slot {standby['slot']}, standby\) exited with rc -9 .*"
-                         r"restart #\d+ in ([\d.]+)s",
-                         run.log.read_bytes()[offset:].decode(errors="replace"))
+                         r"restart #\d+ in ([\d.]+)s", tail.text())
 
     procs.send(pid, signal.SIGKILL, tree=True)
     assert procs.wait_until(report, 30), (
