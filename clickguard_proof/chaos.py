@@ -48,7 +48,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -509,10 +509,18 @@ def _api(ctx: FaultContext) -> None:
     ctx.mark("api answers /health")
 
 
-def crash_nodes(stack: Stack) -> tuple[list[str], list[int]]:
-    """SIGKILL every process of every running node at once; returns (nodes, pids)."""
-    running = {name: pid for name in stack.nodes if (pid := stack.node(name).pid()) is not None}
+def crash_nodes(stack: Stack, names: Iterable[str] | None = None) -> tuple[list[str], list[int]]:
+    """SIGKILL every process of every running node of ``names`` (default: all) at once, each
+    node's main process with its whole tree; returns (nodes, pids)."""
+    running = {name: pid for name in (names or stack.nodes)
+               if (pid := stack.node(name).pid()) is not None}
     return list(running), kill_trees(list(running.values()))
+
+
+def crash_streaming_node(stack: Stack) -> list[int]:
+    """SIGKILL the streaming supervisor with both drivers (a cold start follows); `stack kill
+    streaming` kills only the running job, which the warm standby replaces. [] = not running."""
+    return crash_nodes(stack, ["streaming"])[1]
 
 
 def _stack_crash(ctx: FaultContext) -> None:
@@ -591,8 +599,12 @@ def _random(ctx: FaultContext) -> None:
                 ctx.result.killed_pids += kill_tree(int(standby["pid"]))
                 hit(f"{tag} SIGKILL standby driver {standby['pid']}")
         if f.kind == "streaming-node-kill":
-            ctx.stack.control("kill", "streaming")
-            hit(f"{tag} SIGKILL the streaming node (both drivers)")
+            victims = crash_streaming_node(ctx.stack)
+            if not victims:
+                ctx.mark(f"{tag} the streaming node is not running at this moment")
+            else:
+                ctx.result.killed_pids += victims
+                hit(f"{tag} SIGKILL the streaming node (supervisor and both drivers)")
         if f.kind == "postgres":
             ctx.stack.node("postgres").stop(mode="immediate")  # type: ignore[call-arg]
             hit(f"{tag} postgres immediate stop")
