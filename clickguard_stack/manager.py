@@ -15,6 +15,7 @@ from clickguard import kafka as kafka_helpers
 from clickguard.settings import Settings
 from clickguard_stack.errors import StackError
 from clickguard_stack.nodes import (
+    DagsterCodeNode,
     KafkaNode,
     Node,
     NodeStatus,
@@ -58,7 +59,7 @@ def app_nodes(settings: Settings) -> list[PythonNode]:
             module_argv=["api.serve"],
             health_url=f"http://{settings.api_host}:{settings.api_port}/health",
         ),
-        PythonNode(  # one code server for the webserver and the daemon (clickguard.dagster_env)
+        DagsterCodeNode(  # one code server for the webserver and the daemon (dagster_env)
             # niced: the runs it launches (Spark batch) inherit it and yield the CPU to the stream
             "dagster-code", settings, settings.dagster_code_port or settings.dagster_port + 1,
             needs=["postgres"], module_argv=["clickguard.dagster_env", "code"],
@@ -434,8 +435,11 @@ def format_status(rows: list[NodeStatus]) -> str:
             f"{r.name:<18} {r.state:<13} {r.pid or '-':>8} {r.port or '-':>6} "
             f"{r.rss_mb if r.rss_mb is not None else '-':>8}  {detail}"
         )
+    runs = round(sum(r.runs_mb for r in rows), 1)
+    during = (f"; {runs:,.1f} of it Dagster runs in progress, {total_rss_mb(rows) - runs:,.1f} "
+              "without them") if runs else ""
     lines.append(f"{'TOTAL':<18} {'':<13} {'':>8} {'':>6} {total_rss_mb(rows):>8}  "
-                 "RSS summed over every node's process tree (issue 10 budget: 4 GiB)")
+                 f"RSS summed over every node's process tree (issue 10 budget: 4 GiB{during})")
     return "\n".join(lines)
 
 

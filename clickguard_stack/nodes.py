@@ -46,6 +46,7 @@ class NodeStatus:
     state: str  # "healthy", "starting", "paused", "down", "crash-looping"
     rss_mb: float | None = None
     detail: str = ""
+    runs_mb: float = 0.0  # of rss_mb: work in progress that ends (Dagster runs with their Spark)
 
     @property
     def healthy(self) -> bool:
@@ -778,6 +779,33 @@ class PythonNode(Node):
             with urllib.request.urlopen(self.health_url, timeout=2) as resp:
                 return resp.status == 200, ""
         return super().check()
+
+
+def run_workers(pid: int) -> list[int]:
+    """The Dagster runs in progress under code server ``pid``: its gRPC server starts each run
+    in a ``multiprocessing`` spawn child (the run worker, parent of the batch assets' Spark
+    driver JVM). Outermost ones only, so that their trees' RSS is counted once."""
+    spawned = [p for p in procs.descendants(pid) if "spawn_main" in " ".join(procs.cmdline(p))]
+    inner = {d for p in spawned for d in procs.descendants(p)}
+    return [p for p in spawned if p not in inner]
+
+
+@dataclass
+class DagsterCodeNode(PythonNode):
+    """The Dagster code server. The runs it launches are its children, so its RSS includes
+    them while they run (a batch run with its Spark driver: ≈ 1.5 GiB): the detail says how
+    much, and `stack status` shows the whole stack with and without them."""
+
+    def status(self) -> NodeStatus:
+        st = super().status()
+        if st.pid and st.state != "down":
+            runs = run_workers(st.pid)
+            if runs:
+                st.runs_mb = round(sum(procs.rss_mb(p) or 0.0 for p in runs), 1)
+                many = "s" if len(runs) > 1 else ""
+                st.detail = (f"{len(runs)} run{many} in progress: {st.runs_mb:,.0f} MiB of it "
+                             f"(pid{many} {', '.join(map(str, runs))})")
+        return st
 
 
 @dataclass

@@ -114,6 +114,46 @@ def test_stack_status_prints_the_whole_stack_rss() -> None:
     assert last.split()[:2] == ["TOTAL", "600.8"]
 
 
+def test_stack_status_tells_the_dagster_runs_in_progress_apart() -> None:
+    from clickguard_stack.manager import format_status
+    from clickguard_stack.nodes import NodeStatus
+
+    rows = [NodeStatus("kafka-1", 1, 9092, "healthy", 400.5),
+            NodeStatus("dagster-code", 2, 3001, "healthy", 1700.0, "1 run in progress", 1500.0)]
+    last = format_status(rows).splitlines()[-1]
+    assert last.split()[:2] == ["TOTAL", "2100.5"]
+    assert "1,500.0 of it Dagster runs in progress, 600.5 without them" in last
+
+
+def test_run_workers_are_the_spawned_children_and_their_trees_count_once() -> None:
+    """A real ``multiprocessing`` spawn child, as Dagster's code server starts a run, with a
+    child of its own (the run's Spark JVM): one run worker, whose RSS includes that child."""
+    import multiprocessing
+    import os
+    import signal
+
+    from clickguard import procs
+    from clickguard_stack.nodes import run_workers
+
+    worker = multiprocessing.get_context("spawn").Process(target=_run_with_a_child)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not procs.descendants(worker.pid or 0):  # its own child (and the tracker's)
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert run_workers(os.getpid()) == [worker.pid]
+    finally:
+        procs.send(worker.pid or 0, signal.SIGKILL, tree=True)
+        worker.join(10)
+    assert run_workers(os.getpid()) == []
+
+
+def _run_with_a_child() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    child.wait()
+
+
 def test_jit_percent_counts_only_the_compiler_threads() -> None:
     before = {"java/C2 CompilerThre": 100, "java/C1 CompilerThre": 50, "java/data-plane-kafk": 0}
     after = {"java/C2 CompilerThre": 200, "java/C1 CompilerThre": 75, "java/data-plane-kafk": 900,
