@@ -127,7 +127,8 @@ def test_stack_status_tells_the_dagster_runs_in_progress_apart() -> None:
 
 def test_run_workers_are_the_spawned_children_and_their_trees_count_once() -> None:
     """A real ``multiprocessing`` spawn child, as Dagster's code server starts a run, with a
-    child of its own (the run's Spark JVM): one run worker, whose RSS includes that child."""
+    child of its own (the run's Spark JVM) whose argv says spawn_main too: one run worker, the
+    outer one (whose tree's RSS includes the inner)."""
     import multiprocessing
     import os
     import signal
@@ -139,7 +140,7 @@ def test_run_workers_are_the_spawned_children_and_their_trees_count_once() -> No
     worker.start()
     try:
         deadline = time.monotonic() + 30
-        while not procs.descendants(worker.pid or 0):  # its own child (and the tracker's)
+        while not procs.descendants(worker.pid or 0):  # its child has started
             assert time.monotonic() < deadline
             time.sleep(0.05)
         assert run_workers(os.getpid()) == [worker.pid]
@@ -150,7 +151,7 @@ def test_run_workers_are_the_spawned_children_and_their_trees_count_once() -> No
 
 
 def _run_with_a_child() -> None:
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "spawn_main"])
     child.wait()
 
 
