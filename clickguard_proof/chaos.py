@@ -512,7 +512,7 @@ def _api(ctx: FaultContext) -> None:
 def crash_nodes(stack: Stack, names: Iterable[str] | None = None) -> tuple[list[str], list[int]]:
     """SIGKILL every process of every running node of ``names`` (default: all) at once, each
     node's main process with its whole tree; returns (nodes, pids)."""
-    running = {name: pid for name in (names or stack.nodes)
+    running = {name: pid for name in (stack.nodes if names is None else names)
                if (pid := stack.node(name).pid()) is not None}
     return list(running), kill_trees(list(running.values()))
 
