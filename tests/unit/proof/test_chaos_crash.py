@@ -63,6 +63,7 @@ def test_stack_kill_streaming_kills_only_the_running_job(tmp_path: Path) -> None
         assert stack.control("kill", "streaming").endswith(f"pid {drivers[0]}")
         assert not procs.is_alive(drivers[0])
         assert procs.is_alive(drivers[1]) and procs.is_alive(sup.pid)
+        assert crash_nodes(stack, []) == ([], []) and procs.is_alive(sup.pid)  # no names: none
     finally:
         crash_nodes(stack, ["streaming"])
         sup.wait(10)
