@@ -14,8 +14,11 @@ same transaction as the batch's data. This module is the one owner of what those
 - **consumer lag** — Kafka's end offset of the raw topic minus the position, ≥ 0, per partition;
   the total is their sum. Lag only falls when rows are committed to PostgreSQL (not when Spark
   reads them), because the position comes from the ledger, not from Spark's checkpoint.
-- **events/s** — input rows of the batches committed in the last ``window_s`` seconds, divided
-  by ``window_s`` (every consumed record counts: stored, DLQ, late or duplicate).
+- **events/s** — input rows of the batches committed in the last ``window_s`` seconds (every
+  consumed record counts: stored, DLQ, late or duplicate), divided by the time they span: the
+  window, or on a ledger younger than it the time since its first batch started (at least
+  :data:`RATE_MIN_SPAN_S`) — over a full minute a new stream's first readings were 66, 152 …
+  959 events/s while 1,000/s flowed.
 - **freshness** — seconds since the newest sign of progress: a committed batch or a stored event.
 
 The async API runs the SQL constants on its own pool and hands the rows to the pure functions;
@@ -25,7 +28,7 @@ everything else calls the ``conn`` functions. Same rules everywhere.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -52,8 +55,12 @@ WHERE query_id = %(query_id)s
 GROUP BY key
 """
 RATE_WINDOW_S = 60
-RATE_SQL = """
-SELECT coalesce(sum(input_rows), 0) AS input_rows, count(*) AS batches
+RATE_MIN_SPAN_S = 5  # a new ledger's rate is not read over a fraction of a batch cycle
+# the ledger's first batch by the committed_at index, so the cost does not grow with the ledger
+RATE_SQL = f"""
+SELECT coalesce(sum(input_rows), 0) AS input_rows, count(*) AS batches,
+       least(%(window_s)s::float8, greatest({RATE_MIN_SPAN_S}::float8, extract(epoch FROM now() - (
+           SELECT started_at FROM batch_ledger ORDER BY committed_at LIMIT 1))::float8)) AS span_s
 FROM batch_ledger WHERE committed_at >= now() - make_interval(secs => %(window_s)s)
 """
 FRESHNESS_SQL = """
@@ -128,15 +135,19 @@ def total_lag(end: Mapping[int, int], committed: Mapping[int, int]) -> int:
     return sum(lag_by_partition(end, committed).values())
 
 
-def rate_from(input_rows: int | float | None, window_s: float = RATE_WINDOW_S) -> float:
-    """Events/s from the input rows committed in a window of ``window_s`` seconds."""
-    return float(input_rows or 0) / window_s
+def rate_from(row: Mapping[str, Any] | Sequence[Any] | None) -> float:
+    """Events/s from a :data:`RATE_SQL` row (a dict or tuple row; ``None`` reads 0)."""
+    if row is None:
+        return 0.0
+    rows, span = (row["input_rows"], row["span_s"]) if isinstance(row, Mapping) else (
+        row[0], row[2])
+    return float(rows or 0) / float(span or RATE_WINDOW_S)
 
 
 def events_per_second(conn: psycopg.Connection[Any], window_s: float = RATE_WINDOW_S) -> float:
-    """Input rows of the batches committed in the last ``window_s`` seconds, per second."""
-    row = conn.execute(RATE_SQL, {"window_s": window_s}).fetchone()
-    return rate_from(row[0] if row else 0, window_s)
+    """Input rows of the batches committed in the last ``window_s`` seconds, per second of the
+    time they span (see the module doc)."""
+    return rate_from(conn.execute(RATE_SQL, {"window_s": window_s}).fetchone())
 
 
 @dataclass(frozen=True)

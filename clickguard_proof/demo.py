@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from clickguard_stack.manager import Stack
 
 ANOMALY_EVERY = 5000  # normal events between two injected anomaly blocks
-MIN_RATE_WINDOW_S = 5.0  # the first status line comes after demo_status_s (5 s)
 FAULTS = {
     "duplicate_rate": 0.002, "late_rate": 0.001, "not_wire_format_rate": 0.0003,
     "unknown_schema_id_rate": 0.0003, "missing_required_rate": 0.0003,
@@ -211,13 +210,6 @@ def where_to_look(s: Settings, nodes: list[str], live_batch: bool = False) -> st
     return "\n".join(lines)
 
 
-def rate_window_s(elapsed: float) -> float:
-    """The status line's rate window: the last minute, as /stream, the dashboard and Dagster
-    count it (``ledger.RATE_WINDOW_S``), but no longer than the demo has streamed: over a full
-    minute its first lines read 66, 152 … 959 events/s while 1,000/s flowed."""
-    return min(float(ledger.RATE_WINDOW_S), max(elapsed, MIN_RATE_WINDOW_S))
-
-
 def read_status(s: Settings, t: float) -> Status:
     """One status line's numbers; a fresh connection each time survives database restarts."""
     stored = anomalies = dlq = late = None
@@ -226,7 +218,7 @@ def read_status(s: Settings, t: float) -> Status:
     try:
         with db.connect(s, "reader", autocommit=True) as conn:
             row = db.one(conn, COUNTS_SQL)
-            eps = ledger.events_per_second(conn, rate_window_s(t))
+            eps = ledger.events_per_second(conn)
         stored, anomalies, dlq, late = (int(v) for v in row[:4])
         batch_at = row[4]
     except Exception:  # noqa: BLE001 - the database may be restarting

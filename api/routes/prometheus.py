@@ -127,8 +127,9 @@ async def metrics(request: Request, pool: PoolDep) -> PlainTextResponse:
                     "Seconds since the newest committed batch or stored event")
         s(fresh.age_s)
     s = _family(out, "clickguard_stream_events_per_second", "gauge",
-                "Input rows of batches committed in the last 60 s, per second")
-    s(ledger.rate_from(rate["input_rows"] if rate else 0))
+                "Input rows of batches committed in the last 60 s, per second"
+                " (over the time since the stream's first batch while that is shorter)")
+    s(ledger.rate_from(rate))
     s = _family(out, "clickguard_stream_heartbeat_age_seconds", "gauge",
                 "Seconds since each streaming component's heartbeat")
     for r in beats:

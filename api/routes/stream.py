@@ -153,8 +153,7 @@ async def stream(
 
     async def status() -> dict[str, Any]:
         last = await fetch_one(pool, LAST_BATCH_SQL)
-        minute = await fetch_one(pool, ledger.RATE_SQL, {"window_s": ledger.RATE_WINDOW_S}) or {
-            "input_rows": 0, "batches": 0}
+        minute = await fetch_one(pool, ledger.RATE_SQL, {"window_s": ledger.RATE_WINDOW_S})
         beats = await fetch_all(pool, HEARTBEAT_SQL)
         lag: dict[str, Any] = {"total": None, "by_partition": {}, "error": None}
         recent = await fetch_all(pool, POSITIONS_SQL)
@@ -170,8 +169,8 @@ async def stream(
                 lag = {"total": sum(by_part.values()), "by_partition": by_part, "error": None}
         return {
             "last_batch": last,
-            "events_per_sec": ledger.rate_from(minute["input_rows"]),
-            "batches_last_minute": minute["batches"],
+            "events_per_sec": ledger.rate_from(minute),
+            "batches_last_minute": minute["batches"] if minute else 0,
             "heartbeats": beats,
             "consumer_lag": lag,
             "state": await run_state(pool),

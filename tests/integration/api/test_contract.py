@@ -12,6 +12,7 @@ import numpy as np
 import psycopg
 import pytest
 
+from clickguard import ledger
 from tests.integration.api import seed
 from tests.integration.api.conftest import free_port
 
@@ -472,6 +473,32 @@ def test_stream(client: httpx.Client, seeded: psycopg.Connection) -> None:
     (beat,) = body["heartbeats"]
     assert beat["component"] == "job" and beat["status"] == "running"
     assert 3 <= beat["age_sec"] < 30
+
+
+def test_a_young_ledger_rates_over_the_time_since_its_first_batch(
+    client: httpx.Client, wpg: psycopg.Connection
+) -> None:
+    """A new stream's first minute is not divided by 60 s: 1,000 events/s read 66 at 5 s."""
+    insert = (
+        "INSERT INTO batch_ledger (query_id, batch_id, started_at, committed_at, input_rows,"
+        " stored, dlq, late, duplicates, anomalies, duration_ms)"
+        " VALUES ('q', %s, now() - make_interval(secs => %s), now() - make_interval(secs => %s),"
+        " %s, 0, 0, 0, 0, 0, 10)"
+    )
+    assert client.get("/stream").json()["events_per_sec"] == 0.0  # no batch yet
+    wpg.execute(insert, (0, 1.5, 1, 900))  # the first batch, a second old: at least 5 s
+    assert client.get("/stream").json()["events_per_sec"] == pytest.approx(900 / 5)
+    wpg.execute(insert, (1, 20, 19.5, 500))  # now the first batch started 20 s ago
+    body = client.get("/stream").json()
+    assert body["events_per_sec"] == pytest.approx(1400 / 20, rel=0.02)
+    assert body["batches_last_minute"] == 2
+    metric = next(line for line in client.get("/metrics").text.splitlines()
+                  if line.startswith("clickguard_stream_events_per_second "))
+    assert float(metric.split()[1]) == pytest.approx(1400 / 20, rel=0.02)
+    assert ledger.events_per_second(wpg) == pytest.approx(1400 / 20, rel=0.02)
+    assert ledger.events_per_second(wpg, 10) == pytest.approx(900 / 10)  # the window is shorter
+    wpg.execute(insert, (2, 301, 300, 60_000))  # a ledger older than the window: the window
+    assert client.get("/stream").json()["events_per_sec"] == pytest.approx(1400 / 60)
 
 
 LEASE = """

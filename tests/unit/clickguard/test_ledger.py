@@ -41,9 +41,10 @@ def test_sql_rows_in_either_shape() -> None:
 
 
 def test_rate_and_freshness() -> None:
-    assert ledger.rate_from(600) == 10.0
+    assert ledger.rate_from({"input_rows": 600, "batches": 60, "span_s": 60.0}) == 10.0
     assert ledger.rate_from(None) == 0.0
-    assert ledger.rate_from(30, window_s=10) == 3.0
+    assert ledger.rate_from((30, 3, 10.0)) == 3.0
+    assert ledger.rate_from((0, 0, None)) == 0.0  # psycopg hands NULL over as None
     at = datetime(2026, 1, 1, tzinfo=UTC)
     f = ledger.freshness_from({"last_batch_at": at, "last_event_at": None, "age_s": 12.5})
     assert (f.last_batch_at, f.age_s, f.fresh(15), f.fresh(10)) == (at, 12.5, True, False)

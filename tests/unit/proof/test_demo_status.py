@@ -1,13 +1,12 @@
-"""The demo's status line: the nodes it started that are no longer healthy, its rate window."""
+"""The demo's status line: the nodes it started that are no longer healthy."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
 
-from clickguard.ledger import RATE_WINDOW_S
 from clickguard.settings import Settings
-from clickguard_proof.demo import MIN_RATE_WINDOW_S, Status, rate_window_s, unhealthy_nodes
+from clickguard_proof.demo import Status, unhealthy_nodes
 from clickguard_stack.manager import Stack
 
 
@@ -23,9 +22,3 @@ def test_the_line_shows_unhealthy_nodes_only_when_there_are_some() -> None:
     st.unhealthy = {"kafka-2": "down", "streaming": "starting"}
     assert st.line().endswith("| NOT HEALTHY: kafka-2 down, streaming starting")
 
-
-def test_the_rate_is_over_the_time_streamed_in_the_first_minute() -> None:
-    """Over a full minute from the start, 1,000 events/s read 66 at 5 s and 959 at 55 s."""
-    assert rate_window_s(0.2) == MIN_RATE_WINDOW_S  # not over a fraction of a batch cycle
-    assert rate_window_s(12.5) == 12.5
-    assert rate_window_s(600.0) == RATE_WINDOW_S  # then the last minute, as /stream counts it
