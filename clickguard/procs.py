@@ -13,6 +13,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -78,38 +79,59 @@ def environ_has(pid: int, entry: str) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class ProcTable:
+    """One walk of /proc: each process's children. A stack's status asks for a dozen process
+    trees; one snapshot answers them all (each walk reads every process's stat file)."""
+
+    children: dict[int, list[int]]
+
+    @classmethod
+    def read(cls) -> ProcTable:
+        children: dict[int, list[int]] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+        return cls(children)
+
+    def descendants(self, pid: int) -> list[int]:
+        """All descendants of ``pid`` (children first)."""
+        out: list[int] = []
+        stack = list(self.children.get(pid, []))
+        while stack:
+            p = stack.pop()
+            out.append(p)
+            stack.extend(self.children.get(p, []))
+        return out
+
+    def rss_mb(self, pid: int) -> float | None:
+        """Resident set size of ``pid`` and its descendants, in MiB (VmRSS: /proc/<pid>/stat's
+        rss field is the kernel's approximate count, up to 10 % lower)."""
+        total = 0
+        for p in [pid, *self.descendants(pid)]:
+            try:
+                for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            except OSError:
+                continue
+        return round(total / 1024, 1) if total else None
+
+
 def rss_mb(pid: int) -> float | None:
     """Resident set size of ``pid`` and its descendants, in MiB."""
-    total = 0
-    for p in [pid, *descendants(pid)]:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return round(total / 1024, 1) if total else None
+    return ProcTable.read().rss_mb(pid)
 
 
 def descendants(pid: int) -> list[int]:
     """All descendants of ``pid`` (children first), read from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    out: list[int] = []
-    stack = list(children.get(pid, []))
-    while stack:
-        p = stack.pop()
-        out.append(p)
-        stack.extend(children.get(p, []))
-    return out
+    return ProcTable.read().descendants(pid)
 
 
 def set_sched_idle(pid: int = 0) -> None:

@@ -112,9 +112,9 @@ def up(nodes: tuple[str, ...], timeout: float) -> None:
     except KeyError as exc:  # an unknown node name: nothing was started
         raise click.ClickException(str(exc)) from exc
     except RuntimeError as exc:
-        click.echo(format_status(s.status()), err=True)
+        click.echo(format_status(s.status(memory=True)), err=True)
         raise click.ClickException(str(exc)) from exc
-    click.echo(format_status(s.status()))
+    click.echo(format_status(s.status(memory=True)))
     click.echo(f"stack up in {took:.1f}s")
 
 
@@ -136,7 +136,7 @@ def status(as_json: bool) -> None:
 
     from clickguard_stack.manager import format_status
 
-    rows = _stack().status()
+    rows = _stack().status(memory=True)
     if as_json:
         click.echo(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
     else:

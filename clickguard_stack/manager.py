@@ -378,8 +378,10 @@ class Stack:
             procs.wait_dead([pid], 10)
         return f"{name}: sent {sig.name} to pid {pid}"
 
-    def status(self) -> list[NodeStatus]:
-        return [self.nodes[n].status() for n in self.nodes]
+    def status(self, memory: bool = False) -> list[NodeStatus]:
+        """Every node's state; with ``memory``, each process tree's RSS from one walk of /proc."""
+        table = procs.ProcTable.read() if memory else None
+        return [self.nodes[n].status(table) for n in self.nodes]
 
 
 def log_excerpt(path: Path, since: int | None = None, lines: int = 4) -> list[str]:

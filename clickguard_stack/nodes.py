@@ -158,19 +158,20 @@ class Node:
             return True, ""
         return procs.port_open(self.port), ""
 
-    def status(self) -> NodeStatus:
+    def status(self, memory: procs.ProcTable | None = None) -> NodeStatus:
+        """State, pid and detail; the process tree's RSS only from a ``memory`` snapshot (a
+        health wait or the demo's status line asks for the state every few hundred ms)."""
         pid = self.pid()
         if not pid:
             return NodeStatus(self.name, None, self.port, "down")
+        rss = memory.rss_mb(pid) if memory else None
         if procs.is_paused(pid):
-            return NodeStatus(self.name, pid, self.port, "paused", procs.rss_mb(pid))
+            return NodeStatus(self.name, pid, self.port, "paused", rss)
         try:
             ok, detail = self.check()
         except Exception as exc:  # noqa: BLE001 - any probe failure means not healthy
             ok, detail = False, str(exc)
-        return NodeStatus(
-            self.name, pid, self.port, "healthy" if ok else "starting", procs.rss_mb(pid), detail
-        )
+        return NodeStatus(self.name, pid, self.port, "healthy" if ok else "starting", rss, detail)
 
     def reset(self) -> None:
         if self.dir.exists():
@@ -624,8 +625,8 @@ class SparkNode(Node):
                 "SPARK_DAEMON_MEMORY": self.heap, "SPARK_DAEMON_JAVA_OPTS": self.java_opts(),
                 "SPARK_WORKER_DIR": str(self.dir / "work")}
 
-    def status(self) -> NodeStatus:
-        st = super().status()
+    def status(self, memory: procs.ProcTable | None = None) -> NodeStatus:
+        st = super().status(memory)
         if st.state == "down" and not self.settings.spark_cluster_up:
             st.detail = "optional: `clickguard stack up spark-master spark-worker-1 spark-connect`"
         return st
@@ -781,12 +782,13 @@ class PythonNode(Node):
         return super().check()
 
 
-def run_workers(pid: int) -> list[int]:
+def run_workers(pid: int, table: procs.ProcTable | None = None) -> list[int]:
     """The Dagster runs in progress under code server ``pid``: its gRPC server starts each run
     in a ``multiprocessing`` spawn child (the run worker, parent of the batch assets' Spark
     driver JVM). Outermost ones only, so that their trees' RSS is counted once."""
-    spawned = [p for p in procs.descendants(pid) if "spawn_main" in " ".join(procs.cmdline(p))]
-    inner = {d for p in spawned for d in procs.descendants(p)}
+    table = table or procs.ProcTable.read()
+    spawned = [p for p in table.descendants(pid) if "spawn_main" in " ".join(procs.cmdline(p))]
+    inner = {d for p in spawned for d in table.descendants(p)}
     return [p for p in spawned if p not in inner]
 
 
@@ -796,12 +798,12 @@ class DagsterCodeNode(PythonNode):
     them while they run (a batch run with its Spark driver: ≈ 1.5 GiB): the detail says how
     much, and `stack status` shows the whole stack with and without them."""
 
-    def status(self) -> NodeStatus:
-        st = super().status()
-        if st.pid and st.state != "down":
-            runs = run_workers(st.pid)
+    def status(self, memory: procs.ProcTable | None = None) -> NodeStatus:
+        st = super().status(memory)
+        if memory and st.pid and st.state != "down":
+            runs = run_workers(st.pid, memory)
             if runs:
-                st.runs_mb = round(sum(procs.rss_mb(p) or 0.0 for p in runs), 1)
+                st.runs_mb = round(sum(memory.rss_mb(p) or 0.0 for p in runs), 1)
                 many = "s" if len(runs) > 1 else ""
                 st.detail = (f"{len(runs)} run{many} in progress: {st.runs_mb:,.0f} MiB of it "
                              f"(pid{many} {', '.join(map(str, runs))})")
@@ -820,11 +822,11 @@ class StreamingNode(PythonNode):
     warm_on_start: ClassVar[bool] = False
     starts_with_kafka: ClassVar[bool] = True
 
-    def status(self) -> NodeStatus:
+    def status(self, memory: procs.ProcTable | None = None) -> NodeStatus:
         """Crash-looping from the supervisor's run state (an alive process whose job keeps
         failing), the drivers' roles, and ``starting`` until a driver holding the lease runs the
         query."""
-        st = super().status()
+        st = super().status(memory)
         if st.state != "healthy":
             return st
         data = stream_state.read_json(self.dir / stream_state.STATUS_FILE)

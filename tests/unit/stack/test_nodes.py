@@ -33,6 +33,34 @@ def test_kill_takes_the_worker_processes_with_it(tmp_path: Path) -> None:
         node.stop(timeout=5)
 
 
+def test_status_reads_memory_only_from_a_snapshot(tmp_path: Path) -> None:
+    """A health wait asks for the state alone; `stack status` walks /proc once for every node
+    and sums each tree's VmRSS (the server and its worker)."""
+    settings = Settings(_env_file=None, home=tmp_path)
+    node = PythonNode(
+        "api", settings, None, module_argv=["tests.unit.stack._forker"],
+        extra_env={"PYTHONPATH": str(REPO_ROOT)},
+    )
+    pid = node.start()
+    try:
+        assert procs.wait_until(lambda: len(procs.descendants(pid)) == 1, 10)
+        assert node.status().rss_mb is None
+        table = procs.ProcTable.read()
+        assert table.descendants(pid) == procs.descendants(pid)
+        own = {p: _vmrss_kb(p) for p in [pid, *table.descendants(pid)]}
+        assert len(own) == 2 and all(kb > 1000 for kb in own.values())
+        assert node.status(table).rss_mb == pytest.approx(sum(own.values()) / 1024, abs=1.0)
+    finally:
+        node.stop(timeout=5)
+    assert node.status(procs.ProcTable.read()).rss_mb is None  # down
+
+
+def _vmrss_kb(pid: int) -> int:
+    line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines()
+                if x.startswith("VmRSS:"))
+    return int(line.split()[1])
+
+
 @pytest.mark.parametrize("stop_tree", [True, False])
 def test_stop_tree_lets_a_server_waiting_for_its_worker_end_cleanly(
     tmp_path: Path, stop_tree: bool
