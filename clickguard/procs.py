@@ -79,6 +79,21 @@ def environ_has(pid: int, entry: str) -> bool:
         return False
 
 
+def log_since(path: Path, offset: int = 0, limit: int | None = None) -> str:
+    """What a log gained after byte ``offset`` (its size when a run started: logs persist
+    across runs, and an earlier run's lines must not be read as this one's), at most its last
+    ``limit`` bytes. A log shorter than ``offset`` was truncated or replaced: read whole.
+    Unreadable or missing: ""."""
+    try:
+        with path.open("rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            start = offset if offset <= size else 0
+            f.seek(start if limit is None else max(start, size - limit))
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
 @dataclass(frozen=True)
 class ProcTable:
     """One walk of /proc: each process's children. A stack's status asks for a dozen process

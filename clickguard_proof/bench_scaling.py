@@ -24,7 +24,7 @@ from typing import Any
 
 import click
 
-from clickguard import db, kafka
+from clickguard import db, kafka, procs
 from clickguard.cli_types import COUNT
 from clickguard.settings import Settings, get_settings
 from clickguard_proof.fuzz import private_env
@@ -50,11 +50,7 @@ def batch_split(log: Path, offset: int) -> dict[str, Any]:
     """Sum the sink's per-batch timings logged after byte ``offset`` of the log (its size when
     the run started; a log since rotated is read whole)."""
     rows = total = collect = decode = batches = 0
-    with log.open("rb") as f:
-        if offset <= log.stat().st_size:
-            f.seek(offset)
-        text = f.read().decode(errors="replace")
-    for line in text.splitlines():
+    for line in procs.log_since(log, offset).splitlines():
         m = BATCH_LINE.match(line)
         if not m:
             continue

@@ -389,12 +389,7 @@ def log_excerpt(path: Path, since: int | None = None, lines: int = 4) -> list[st
     first three error lines, which usually name the cause, then its last ``lines`` lines, stack
     frames left out (a JVM that died of ``OutOfMemoryError`` ends in twenty ``at ...`` lines;
     a broker that could not register ends in its shutdown's warnings)."""
-    try:
-        with path.open("rb") as f:
-            f.seek(max(since or 0, path.stat().st_size - 256 * 1024))
-            text = f.read().decode(errors="replace")
-    except OSError:
-        return []
+    text = procs.log_since(path, since or 0, limit=256 * 1024)
     said = [ln.rstrip() for ln in text.splitlines()
             if ln.strip() and not ln.lstrip().startswith(("at ", "... "))]
     errors = [i for i, ln in enumerate(said) if _is_error(ln)]

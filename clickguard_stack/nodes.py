@@ -208,7 +208,7 @@ logger.lcm.level = INFO
 KAFKA_CLEANER_BUFFER_BYTES = 16 * 1024 * 1024
 
 # BrokerLifecycleManager's line once the controller quorum has granted a controlled shutdown
-SHUTDOWN_GRANTED = b"Transitioning from PENDING_CONTROLLED_SHUTDOWN to SHUTTING_DOWN"
+SHUTDOWN_GRANTED = "Transitioning from PENDING_CONTROLLED_SHUTDOWN to SHUTTING_DOWN"
 
 
 def new_cluster_id() -> str:
@@ -253,12 +253,7 @@ class KafkaNode(Node):
     def shutdown_granted(self, since: int) -> bool:
         """Whether the controller quorum granted this broker's controlled shutdown, per the
         log written after byte ``since`` (taken before the SIGTERM)."""
-        try:
-            with self.log_file.open("rb") as f:
-                f.seek(since)
-                return SHUTDOWN_GRANTED in f.read()
-        except OSError:
-            return False
+        return SHUTDOWN_GRANTED in procs.log_since(self.log_file, since)
 
     def cluster_id(self) -> str:
         """One cluster id for all nodes, created once and kept in the run folder."""
@@ -494,9 +489,8 @@ class PostgresNode(Node):
         pid = self.pid()
         if done.returncode != 0 or not pid:
             # the server's own words (FATAL and HINT lines of this start), not a traceback
-            with self.log_file.open(errors="replace") as f:
-                f.seek(logged)
-                said = [line.strip() for line in f if "FATAL" in line or "HINT" in line]
+            said = [line.strip() for line in procs.log_since(self.log_file, logged).splitlines()
+                    if "FATAL" in line or "HINT" in line]
             why = "; ".join(said[-4:]) or done.stderr.strip()[-500:] or "no output"
             raise StackError(
                 f"PostgreSQL did not start (pg_ctl exited {done.returncode}): {why}"

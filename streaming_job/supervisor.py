@@ -121,14 +121,7 @@ def error_from_log(path: Path | None, offset: int, limit: int = 65536) -> str | 
     """Last exception line the child wrote to the shared log after ``offset``."""
     if path is None:
         return None
-    try:
-        with path.open("rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            f.seek(max(offset, size - limit))
-            text = f.read().decode(errors="replace")
-    except OSError:
-        return None
-    lines = text.splitlines()
+    lines = procs.log_since(path, offset, limit).splitlines()
     named = [ln for ln in lines if stream_state.EXCEPTION_LINE.match(ln)]
     logged = [ln for ln in lines if LOG_ERROR.search(ln)]
     found = named or logged

@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from clickguard import db
+from clickguard import db, procs
 from clickguard.kafka import ensure_topics
 from clickguard.settings import Settings
 from clickguard.spark import checkpoint_query_id
@@ -33,9 +33,7 @@ class LogTail:
         self.start = path.stat().st_size if path.exists() else 0
 
     def text(self) -> str:
-        with self.path.open("rb") as f:
-            f.seek(self.start)
-            return f.read().decode(errors="replace")
+        return procs.log_since(self.path, self.start)
 
 
 @dataclass

@@ -205,3 +205,19 @@ def test_the_parent_pid_in_the_environment_is_taken_once() -> None:
     assert run() == [False, False, False]  # not set: nothing to watch
     assert run(parent=str(os.getpid())) == [True, False, False]  # armed, and taken out
     assert run("self") == [False, True, True]  # named itself: left for the children it starts
+
+
+def test_log_since_reads_what_the_log_gained(tmp_path: Path) -> None:
+    """Only this run's lines; the last ``limit`` bytes of them; a log replaced by a shorter one
+    read whole; a missing log reads as nothing."""
+    log = tmp_path / "node.log"
+    log.write_text("an earlier run's ERROR\n")
+    start = log.stat().st_size
+    with log.open("a") as f:
+        f.write("this run: started\nthis run: ERROR b\u00e9\n")
+    assert procs.log_since(log, start) == "this run: started\nthis run: ERROR b\u00e9\n"
+    assert procs.log_since(log, start, limit=12) == ": ERROR b\u00e9\n"  # 12 bytes: é is 2
+    assert procs.log_since(log, 0, limit=12) == procs.log_since(log, start, limit=12)
+    log.write_text("new\n")  # rotated: shorter than the offset
+    assert procs.log_since(log, start) == "new\n"
+    assert procs.log_since(tmp_path / "absent.log", 0) == ""
