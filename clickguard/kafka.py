@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,15 +21,27 @@ from confluent_kafka.admin import (
 
 from clickguard.settings import Settings
 
+# a broker that has just started is still loading its coordinator state; librdkafka retries
+# the producer-id request by itself. A fresh stack's first producer logged it as a warning, the
+# line before the demo's first status line. Stuck for good, it still ends loud: every record
+# the producer holds fails its delivery after ``delivery.timeout.ms``.
+_TRANSIENT = re.compile(
+    r"Failed to acquire \w+ PID from broker .*: Broker: "
+    r"(Coordinator load in progress|Coordinator not available|Not coordinator): retrying$"
+)
+
 
 class _ClientLines(logging.Filter):
     """librdkafka hands a line over as ``("%s [%s] %s", facility, client name, text)``; keep the
-    client and the text: ``kafka producer-7: 127.0.0.1:29092/1: Connect to … failed: …``."""
+    client and the text: ``kafka producer-7: 127.0.0.1:29092/1: Connect to … failed: …``. A
+    retry librdkafka makes of a coordinator still loading is information, not a warning."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and len(record.args) == 3:
             _, name, text = record.args
             record.msg, record.args = "kafka %s: %s", (str(name).removeprefix("rdkafka#"), text)
+            if record.levelno == logging.WARNING and _TRANSIENT.search(str(text)):
+                record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
         return True
 
 
