@@ -16,9 +16,10 @@ same transaction as the batch's data. This module is the one owner of what those
   reads them), because the position comes from the ledger, not from Spark's checkpoint.
 - **events/s** — input rows of the batches committed in the last ``window_s`` seconds (every
   consumed record counts: stored, DLQ, late or duplicate), divided by the time they span: the
-  window, or on a ledger younger than it the time since its first batch started (at least
-  :data:`RATE_MIN_SPAN_S`) — over a full minute a new stream's first readings were 66, 152 …
-  959 events/s while 1,000/s flowed.
+  window, or while the ledger's first batch with rows is younger than that, the time since it
+  started (at least :data:`RATE_MIN_SPAN_S`; the streaming query's own first batch, empty,
+  comes with the stack, a while before any traffic) — over a full minute a new stream's first
+  readings were 66, 152 … 959 events/s while 1,000/s flowed.
 - **freshness** — seconds since the newest sign of progress: a committed batch or a stored event.
 
 The async API runs the SQL constants on its own pool and hands the rows to the pure functions;
@@ -56,11 +57,13 @@ GROUP BY key
 """
 RATE_WINDOW_S = 60
 RATE_MIN_SPAN_S = 5  # a new ledger's rate is not read over a fraction of a batch cycle
-# the ledger's first batch by the committed_at index, so the cost does not grow with the ledger
+# the ledger's first batch with rows, by the committed_at index: only a query's first batch is
+# empty (Spark runs no batch without input), so the scan stops within a few rows
 RATE_SQL = f"""
 SELECT coalesce(sum(input_rows), 0) AS input_rows, count(*) AS batches,
        least(%(window_s)s::float8, greatest({RATE_MIN_SPAN_S}::float8, extract(epoch FROM now() - (
-           SELECT started_at FROM batch_ledger ORDER BY committed_at LIMIT 1))::float8)) AS span_s
+           SELECT started_at FROM batch_ledger WHERE input_rows > 0
+           ORDER BY committed_at LIMIT 1))::float8)) AS span_s
 FROM batch_ledger WHERE committed_at >= now() - make_interval(secs => %(window_s)s)
 """
 FRESHNESS_SQL = """

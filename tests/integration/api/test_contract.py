@@ -475,7 +475,7 @@ def test_stream(client: httpx.Client, seeded: psycopg.Connection) -> None:
     assert 3 <= beat["age_sec"] < 30
 
 
-def test_a_young_ledger_rates_over_the_time_since_its_first_batch(
+def test_a_new_stream_rates_over_the_time_since_its_first_rows(
     client: httpx.Client, wpg: psycopg.Connection
 ) -> None:
     """A new stream's first minute is not divided by 60 s: 1,000 events/s read 66 at 5 s."""
@@ -486,18 +486,20 @@ def test_a_young_ledger_rates_over_the_time_since_its_first_batch(
         " %s, 0, 0, 0, 0, 0, 10)"
     )
     assert client.get("/stream").json()["events_per_sec"] == 0.0  # no batch yet
-    wpg.execute(insert, (0, 1.5, 1, 900))  # the first batch, a second old: at least 5 s
+    wpg.execute(insert, (9, 50, 49, 0))  # the query's empty first batch, as `stack up` leaves it
+    assert client.get("/stream").json()["events_per_sec"] == 0.0
+    wpg.execute(insert, (10, 1.5, 1, 900))  # the first batch with rows: at least 5 s
     assert client.get("/stream").json()["events_per_sec"] == pytest.approx(900 / 5)
-    wpg.execute(insert, (1, 20, 19.5, 500))  # now the first batch started 20 s ago
+    wpg.execute(insert, (11, 20, 19.5, 500))  # now the first batch with rows started 20 s ago
     body = client.get("/stream").json()
     assert body["events_per_sec"] == pytest.approx(1400 / 20, rel=0.02)
-    assert body["batches_last_minute"] == 2
+    assert body["batches_last_minute"] == 3
     metric = next(line for line in client.get("/metrics").text.splitlines()
                   if line.startswith("clickguard_stream_events_per_second "))
     assert float(metric.split()[1]) == pytest.approx(1400 / 20, rel=0.02)
     assert ledger.events_per_second(wpg) == pytest.approx(1400 / 20, rel=0.02)
     assert ledger.events_per_second(wpg, 10) == pytest.approx(900 / 10)  # the window is shorter
-    wpg.execute(insert, (2, 301, 300, 60_000))  # a ledger older than the window: the window
+    wpg.execute(insert, (12, 301, 300, 60_000))  # traffic older than the window: the window
     assert client.get("/stream").json()["events_per_sec"] == pytest.approx(1400 / 60)
 
 
