@@ -255,7 +255,7 @@ class StreamStatus(BaseModel):
     last_batch: LastBatch | None
     events_per_sec: float = Field(
         description="input rows of batches committed in the last 60 s, per second (over the"
-        " time since the stream's first batch while that is shorter, at least 5 s)")
+        " time since the stream's first batch with rows while that is shorter, at least 5 s)")
     batches_last_minute: int
     heartbeats: list[Heartbeat]
     consumer_lag: ConsumerLag

@@ -128,7 +128,7 @@ async def metrics(request: Request, pool: PoolDep) -> PlainTextResponse:
         s(fresh.age_s)
     s = _family(out, "clickguard_stream_events_per_second", "gauge",
                 "Input rows of batches committed in the last 60 s, per second"
-                " (over the time since the stream's first batch while that is shorter)")
+                " (over the time since the stream's first batch with rows while that is shorter)")
     s(ledger.rate_from(rate))
     s = _family(out, "clickguard_stream_heartbeat_age_seconds", "gauge",
                 "Seconds since each streaming component's heartbeat")
