@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import signal
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,43 +16,41 @@ from clickguard_stack import nodes
 from clickguard_stack.nodes import PythonNode, StreamingNode
 
 
-def test_kill_takes_the_worker_processes_with_it(tmp_path: Path) -> None:
-    settings = Settings(_env_file=None, home=tmp_path)
+@pytest.fixture
+def forker(tmp_path: Path) -> Iterator[tuple[PythonNode, int]]:
+    """An app node whose server has started its one worker process, as uvicorn's do."""
     node = PythonNode(
-        "api", settings, None, module_argv=["tests.unit.stack._forker"],
-        extra_env={"PYTHONPATH": str(REPO_ROOT)},
+        "api", Settings(_env_file=None, home=tmp_path), None,
+        module_argv=["tests.unit.stack._forker"], extra_env={"PYTHONPATH": str(REPO_ROOT)},
     )
     pid = node.start()
     try:
         assert procs.wait_until(lambda: len(procs.descendants(pid)) == 1, 10)
-        workers = procs.descendants(pid)
-        assert node.status().state == "healthy"
-        assert node.signal(signal.SIGKILL) == pid
-        assert procs.wait_dead([pid, *workers], 10)
-        assert node.status().state == "down"
+        yield node, pid
     finally:
         node.stop(timeout=5)
 
 
-def test_status_reads_memory_only_from_a_snapshot(tmp_path: Path) -> None:
+def test_kill_takes_the_worker_processes_with_it(forker: tuple[PythonNode, int]) -> None:
+    node, pid = forker
+    workers = procs.descendants(pid)
+    assert node.status().state == "healthy"
+    assert node.signal(signal.SIGKILL) == pid
+    assert procs.wait_dead([pid, *workers], 10)
+    assert node.status().state == "down"
+
+
+def test_status_reads_memory_only_from_a_snapshot(forker: tuple[PythonNode, int]) -> None:
     """A health wait asks for the state alone; `stack status` walks /proc once for every node
     and sums each tree's VmRSS (the server and its worker)."""
-    settings = Settings(_env_file=None, home=tmp_path)
-    node = PythonNode(
-        "api", settings, None, module_argv=["tests.unit.stack._forker"],
-        extra_env={"PYTHONPATH": str(REPO_ROOT)},
-    )
-    pid = node.start()
-    try:
-        assert procs.wait_until(lambda: len(procs.descendants(pid)) == 1, 10)
-        assert node.status().rss_mb is None
-        table = procs.ProcTable.read()
-        assert table.descendants(pid) == procs.descendants(pid)
-        own = {p: _vmrss_kb(p) for p in [pid, *table.descendants(pid)]}
-        assert len(own) == 2 and all(kb > 1000 for kb in own.values())
-        assert node.status(table).rss_mb == pytest.approx(sum(own.values()) / 1024, abs=1.0)
-    finally:
-        node.stop(timeout=5)
+    node, pid = forker
+    assert node.status().rss_mb is None
+    table = procs.ProcTable.read()
+    assert table.descendants(pid) == procs.descendants(pid)
+    own = {p: _vmrss_kb(p) for p in [pid, *table.descendants(pid)]}
+    assert len(own) == 2 and all(kb > 1000 for kb in own.values())
+    assert node.status(table).rss_mb == pytest.approx(sum(own.values()) / 1024, abs=1.0)
+    node.stop(timeout=5)
     assert node.status(procs.ProcTable.read()).rss_mb is None  # down
 
 
