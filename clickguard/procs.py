@@ -127,7 +127,7 @@ class ProcTable:
 
     def rss_mb(self, pid: int) -> float | None:
         """Resident set size of ``pid`` and its descendants, in MiB (VmRSS: /proc/<pid>/stat's
-        rss field is the kernel's approximate count, up to 10 % lower)."""
+        rss field is the kernel's approximate count, a few percent lower)."""
         total = 0
         for p in [pid, *self.descendants(pid)]:
             try:

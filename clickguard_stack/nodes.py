@@ -158,13 +158,13 @@ class Node:
             return True, ""
         return procs.port_open(self.port), ""
 
-    def status(self, memory: procs.ProcTable | None = None) -> NodeStatus:
-        """State, pid and detail; the process tree's RSS only from a ``memory`` snapshot (a
+    def status(self, table: procs.ProcTable | None = None) -> NodeStatus:
+        """State, pid and detail; the process tree's RSS only from a /proc snapshot ``table`` (a
         health wait or the demo's status line asks for the state every few hundred ms)."""
         pid = self.pid()
         if not pid:
             return NodeStatus(self.name, None, self.port, "down")
-        rss = memory.rss_mb(pid) if memory else None
+        rss = table.rss_mb(pid) if table else None
         if procs.is_paused(pid):
             return NodeStatus(self.name, pid, self.port, "paused", rss)
         try:
@@ -619,8 +619,8 @@ class SparkNode(Node):
                 "SPARK_DAEMON_MEMORY": self.heap, "SPARK_DAEMON_JAVA_OPTS": self.java_opts(),
                 "SPARK_WORKER_DIR": str(self.dir / "work")}
 
-    def status(self, memory: procs.ProcTable | None = None) -> NodeStatus:
-        st = super().status(memory)
+    def status(self, table: procs.ProcTable | None = None) -> NodeStatus:
+        st = super().status(table)
         if st.state == "down" and not self.settings.spark_cluster_up:
             st.detail = "optional: `clickguard stack up spark-master spark-worker-1 spark-connect`"
         return st
@@ -792,12 +792,12 @@ class DagsterCodeNode(PythonNode):
     them while they run (a batch run with its Spark driver: ≈ 1.5 GiB): the detail says how
     much, and `stack status` shows the whole stack with and without them."""
 
-    def status(self, memory: procs.ProcTable | None = None) -> NodeStatus:
-        st = super().status(memory)
-        if memory and st.pid and st.state != "down":
-            runs = run_workers(st.pid, memory)
+    def status(self, table: procs.ProcTable | None = None) -> NodeStatus:
+        st = super().status(table)
+        if table and st.pid and st.state != "down":
+            runs = run_workers(st.pid, table)
             if runs:
-                st.runs_mb = round(sum(memory.rss_mb(p) or 0.0 for p in runs), 1)
+                st.runs_mb = round(sum(table.rss_mb(p) or 0.0 for p in runs), 1)
                 many = "s" if len(runs) > 1 else ""
                 st.detail = (f"{len(runs)} run{many} in progress: {st.runs_mb:,.0f} MiB of it "
                              f"(pid{many} {', '.join(map(str, runs))})")
@@ -816,11 +816,11 @@ class StreamingNode(PythonNode):
     warm_on_start: ClassVar[bool] = False
     starts_with_kafka: ClassVar[bool] = True
 
-    def status(self, memory: procs.ProcTable | None = None) -> NodeStatus:
+    def status(self, table: procs.ProcTable | None = None) -> NodeStatus:
         """Crash-looping from the supervisor's run state (an alive process whose job keeps
         failing), the drivers' roles, and ``starting`` until a driver holding the lease runs the
         query."""
-        st = super().status(memory)
+        st = super().status(table)
         if st.state != "healthy":
             return st
         data = stream_state.read_json(self.dir / stream_state.STATUS_FILE)
