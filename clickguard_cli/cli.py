@@ -48,9 +48,13 @@ class LazyGroup(click.Group):
         return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context) -> object:
-        """A bad ``CLICKGUARD_*`` value, or a node that would not start or stay up, is a
-        one-line error naming the variable or the node and its log, whichever command hit it
-        (a bench that restarts a broker, ``stack start``): they were tracebacks."""
+        """A bad ``CLICKGUARD_*`` value, a node that would not start or stay up, or a
+        PostgreSQL that cannot be reached is a one-line error naming the variable, the node and
+        its log, or the server, whichever command hit it (a bench that restarts a broker,
+        ``stack start``, ``migrate`` before ``stack up``): they were tracebacks."""
+        import psycopg
+
+        from clickguard.db import connect_failure
         from clickguard_stack.errors import StackError
 
         try:
@@ -61,6 +65,11 @@ class LazyGroup(click.Group):
             raise click.ClickException(invalid_settings(exc)) from exc
         except StackError as exc:
             raise click.ClickException(str(exc)) from exc
+        except psycopg.OperationalError as exc:
+            said = connect_failure(exc)
+            if said is None:
+                raise
+            raise click.ClickException(said) from exc
 
 
 def _module_exists(module: str) -> bool:

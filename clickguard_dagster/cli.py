@@ -11,6 +11,7 @@ from datetime import datetime
 import click
 import dagster as dg
 
+from clickguard import db
 from clickguard.cli_types import COUNT, ISO_TIME
 from clickguard.contract import DlqReason
 from clickguard.dagster_env import prepare_home
@@ -34,6 +35,9 @@ def dlq_replay(
     from clickguard_dagster.resources import build_resources
 
     settings = get_settings()
+    # Dagster's storage retries a refused connection for 20 s, then raises its own traceback
+    with db.connect(settings, "writer", db=settings.pg_dagster_db):
+        pass
     config = {
         "reasons": list(reasons), "since": since and since.isoformat(),
         "until": until and until.isoformat(), "limit": limit,

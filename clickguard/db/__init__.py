@@ -31,6 +31,26 @@ def connect(
     return psycopg.connect(settings.pg_dsn(role, db), connect_timeout=5, **kw)
 
 
+def connect_failure(exc: BaseException) -> str | None:
+    """One line for a CLI error when a connection never opened (refused, timed out, login
+    refused): psycopg's own words and what to do. None for any other error (a query that
+    failed on an open connection keeps its traceback). A command run before `stack up` or
+    after `make stop` ended in a psycopg traceback (`migrate`, `init`, `slo-report`,
+    `fuzz-stream`), `dlq-replay` after 20 s of Dagster's retries."""
+    text = str(exc)
+    if not isinstance(exc, psycopg.OperationalError) or not text.startswith(
+        ("connection failed", "connection timeout expired")
+    ):
+        return None
+    said = " ".join(text.removeprefix("connection failed: ").split("\n")[0].split())
+    if "refused" in said or "timeout" in said or "could not translate host" in said:
+        todo = ("is it running? `clickguard stack up` (or `make run`) starts the local stack; "
+                "CLICKGUARD_PG_HOST and CLICKGUARD_PG_PORT point at another server")
+    else:
+        todo = "check the CLICKGUARD_PG_* settings (`clickguard config` shows them)"
+    return f"PostgreSQL: {said}; {todo}"
+
+
 class KeptConnection:
     """One connection kept across calls, reopened on the next call after it died.
 

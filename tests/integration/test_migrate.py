@@ -61,3 +61,30 @@ def test_a_stage_table_dropped_under_the_grant_is_retried(postgres_alone: Settin
     assert retried == {"result": []}
     with db.connect(settings, "reader", autocommit=True) as reader:
         reader.execute("SELECT count(*) FROM schema_migrations")
+
+
+def test_a_refused_login_is_one_error_line(
+    postgres_alone: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that answers but refuses the role: `clickguard slo-report` (the reader role)
+    names the cause and the settings to check, without a traceback (the server's own FATAL
+    line, for real). Not `migrate`: it bootstraps, setting the configured passwords."""
+    from click.testing import CliRunner
+
+    from clickguard.settings import get_settings
+    from clickguard_cli.cli import main
+
+    s = postgres_alone
+    get_settings.cache_clear()
+    monkeypatch.setenv("CLICKGUARD_PG_READER_PASSWORD", "not-the-password")
+    try:
+        result = CliRunner().invoke(main, ["slo-report"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)  # a ClickException: no traceback
+    assert result.output == (
+        f'Error: PostgreSQL: connection to server at "{s.pg_host}", port {s.pg_port} failed:'
+        f' FATAL: password authentication failed for user "{s.pg_reader_user}"; check the'
+        " CLICKGUARD_PG_* settings (`clickguard config` shows them)\n"
+    )

@@ -197,3 +197,47 @@ def test_a_bad_replay_file_is_one_error_line_before_anything_is_sent(
     assert result.exit_code == 1, result.output
     assert result.output.startswith("Error: ") and says in result.output, result.output
     assert result.output.count("\n") == 1, result.output
+
+
+@pytest.mark.parametrize("args", [["migrate"], ["init"], ["slo-report"], ["dlq-replay"],
+                                  ["fuzz-stream", "--records", "10"]])
+def test_a_database_that_is_not_there_is_one_error_line_saying_what_to_do(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    """Run before `stack up` or after `make stop` (here: a port nobody listens on), these were a
+    psycopg traceback, `dlq-replay` one from Dagster's storage after 20 s of retries."""
+    import socket
+
+    with socket.socket() as s:  # a free port, closed again: connections to it are refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    get_settings.cache_clear()
+    monkeypatch.setenv("CLICKGUARD_PG_PORT", str(port))
+    try:
+        result = runner.invoke(main, args)
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)  # a ClickException: no traceback
+    assert result.output == (
+        f'Error: PostgreSQL: connection to server at "127.0.0.1", port {port} failed: Connection'
+        " refused; is it running? `clickguard stack up` (or `make run`) starts the local stack;"
+        " CLICKGUARD_PG_HOST and CLICKGUARD_PG_PORT point at another server\n"
+    )
+
+
+def test_an_error_on_an_open_connection_keeps_its_traceback() -> None:
+    import psycopg
+
+    from clickguard.db import connect_failure
+
+    assert connect_failure(psycopg.OperationalError(
+        "terminating connection due to administrator command")) is None
+    assert connect_failure(ValueError("connection failed")) is None
+    login = psycopg.OperationalError(
+        'connection failed: connection to server at "10.0.0.5", port 5432 failed: FATAL:  '
+        'password authentication failed for user "clickguard"')
+    assert connect_failure(login) == (
+        'PostgreSQL: connection to server at "10.0.0.5", port 5432 failed: FATAL: password'
+        ' authentication failed for user "clickguard"; check the CLICKGUARD_PG_* settings'
+        " (`clickguard config` shows them)")
