@@ -52,9 +52,6 @@ class LazyGroup(click.Group):
         PostgreSQL that cannot be reached is a one-line error naming the variable, the node and
         its log, or the server, whichever command hit it (a bench that restarts a broker,
         ``stack start``, ``migrate`` before ``stack up``): they were tracebacks."""
-        import psycopg
-
-        from clickguard.db import connect_failure
         from clickguard_stack.errors import StackError
 
         try:
@@ -65,7 +62,9 @@ class LazyGroup(click.Group):
             raise click.ClickException(invalid_settings(exc)) from exc
         except StackError as exc:
             raise click.ClickException(str(exc)) from exc
-        except psycopg.OperationalError as exc:
+        except Exception as exc:
+            from clickguard.db import connect_failure  # psycopg, only once something failed
+
             said = connect_failure(exc)
             if said is None:
                 raise
