@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
+from click.testing import Result
 
 from clickguard import db
 from clickguard.settings import Settings, get_settings
@@ -24,6 +25,26 @@ def _signal_handlers_restored() -> Iterator[None]:
     for sig, handler in saved.items():
         if signal.getsignal(sig) is not handler:
             signal.signal(sig, handler)
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+    """``cli(args, CLICKGUARD_X="v", ...)``: run ``clickguard ARGS`` in-process with those
+    variables set, on settings read afresh (``get_settings`` caches them) and forgotten after."""
+    from click.testing import CliRunner
+
+    from clickguard_cli.cli import main
+
+    def run(args: list[str], **env: str) -> Result:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+        try:
+            return CliRunner().invoke(main, args)
+        finally:
+            get_settings.cache_clear()
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from click.testing import Result
 
 from clickguard import db
 from clickguard.settings import Settings
@@ -64,23 +65,13 @@ def test_a_stage_table_dropped_under_the_grant_is_retried(postgres_alone: Settin
 
 
 def test_a_refused_login_is_one_error_line(
-    postgres_alone: Settings, monkeypatch: pytest.MonkeyPatch
+    postgres_alone: Settings, cli: Callable[..., Result]
 ) -> None:
     """A server that answers but refuses the role: `clickguard slo-report` (the reader role)
     names the cause and the settings to check, without a traceback (the server's own FATAL
     line, for real). Not `migrate`: it bootstraps, setting the configured passwords."""
-    from click.testing import CliRunner
-
-    from clickguard.settings import get_settings
-    from clickguard_cli.cli import main
-
     s = postgres_alone
-    get_settings.cache_clear()
-    monkeypatch.setenv("CLICKGUARD_PG_READER_PASSWORD", "not-the-password")
-    try:
-        result = CliRunner().invoke(main, ["slo-report"])
-    finally:
-        get_settings.cache_clear()
+    result = cli(["slo-report"], CLICKGUARD_PG_READER_PASSWORD="not-the-password")
     assert result.exit_code == 1, result.output
     assert isinstance(result.exception, SystemExit)  # a ClickException: no traceback
     assert result.output == (

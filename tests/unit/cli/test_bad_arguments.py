@@ -12,11 +12,12 @@ command's body), so a value that got through again fails this test instead of st
 """
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from pydantic import ValidationError
 
 from clickguard.settings import Settings, get_settings
@@ -201,8 +202,9 @@ def test_a_bad_replay_file_is_one_error_line_before_anything_is_sent(
 
 @pytest.mark.parametrize("args", [["migrate"], ["init"], ["slo-report"], ["dlq-replay"],
                                   ["fuzz-stream", "--records", "10"]])
+@pytest.mark.usefixtures("runner")  # its CLICKGUARD_HOME: a temp folder
 def test_a_database_that_is_not_there_is_one_error_line_saying_what_to_do(
-    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, args: list[str]
+    cli: Callable[..., Result], args: list[str]
 ) -> None:
     """Run before `stack up` or after `make stop` (here: a port nobody listens on), these were a
     psycopg traceback, `dlq-replay` one from Dagster's storage after 20 s of retries."""
@@ -211,12 +213,7 @@ def test_a_database_that_is_not_there_is_one_error_line_saying_what_to_do(
     with socket.socket() as s:  # a free port, closed again: connections to it are refused
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    get_settings.cache_clear()
-    monkeypatch.setenv("CLICKGUARD_PG_PORT", str(port))
-    try:
-        result = runner.invoke(main, args)
-    finally:
-        get_settings.cache_clear()
+    result = cli(args, CLICKGUARD_PG_PORT=str(port))
     assert result.exit_code == 1, result.output
     assert isinstance(result.exception, SystemExit)  # a ClickException: no traceback
     assert result.output == (
