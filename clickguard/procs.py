@@ -139,11 +139,6 @@ class ProcTable:
         return round(total / 1024, 1) if total else None
 
 
-def rss_mb(pid: int) -> float | None:
-    """Resident set size of ``pid`` and its descendants, in MiB."""
-    return ProcTable.read().rss_mb(pid)
-
-
 def descendants(pid: int) -> list[int]:
     """All descendants of ``pid`` (children first), read from /proc."""
     return ProcTable.read().descendants(pid)

@@ -212,7 +212,8 @@ def kill_trees(pids: list[int]) -> list[int]:
     starting a controlled shutdown, the supervisor starting a driver, PostgreSQL's postmaster
     cleaning up after a backend): all of them die in the state they were in.
     """
-    victims = [q for p in pids for q in (p, *procs.descendants(p))]
+    table = procs.ProcTable.read()  # one walk of /proc for every tree
+    victims = [q for p in pids for q in (p, *table.descendants(p))]
     for sig in (signal.SIGSTOP, signal.SIGKILL):
         for p in victims:
             try:
