@@ -64,7 +64,7 @@ def measure(
 ) -> dict[str, Any]:
     """Sample every tree for ``seconds``: CPU over the whole window, RSS/PSS per sample."""
     cores = os.cpu_count() or 1
-    first = {n: usage.sample_tree(p) for n, p in pids.items()}
+    first = usage.sample_trees(pids)
     threads0 = {n: usage.tree_thread_ticks(s.pids) for n, s in first.items()}
     busy0 = usage.machine_busy_ticks()
     rss: dict[str, list[int]] = {n: [s.rss_kb] for n, s in first.items()}
@@ -74,7 +74,7 @@ def measure(
     t0 = time.monotonic()
     while (elapsed := time.monotonic() - t0) < seconds:
         time.sleep(min(sample_s, max(0.05, seconds - elapsed)))
-        now = {n: usage.sample_tree(p) for n, p in pids.items()}
+        now = usage.sample_trees(pids)
         point: dict[str, Any] = {"t": round(time.monotonic() - t0, 2)}
         for n, s in now.items():
             rss[n].append(s.rss_kb)

@@ -145,14 +145,14 @@ def sample_phase(pid: int, seconds: float, every: float = 2.0,
     """CPU (% of all cores) over ``seconds`` and RSS max/mean of ``pid``'s tree (and others')."""
     cores = os.cpu_count() or 1
     trees = {"dashboard": pid, **(others or {})}
-    first = {k: usage.sample_tree(p, with_pss=False) for k, p in trees.items()}
+    first = usage.sample_trees(trees, with_pss=False)
     rss: dict[str, list[float]] = {k: [s.rss_kb / 1024] for k, s in first.items()}
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         time.sleep(min(every, max(0.0, deadline - time.monotonic())))
-        for k, p in trees.items():
-            rss[k].append(usage.sample_tree(p, with_pss=False).rss_kb / 1024)
-    last = {k: usage.sample_tree(p, with_pss=False) for k, p in trees.items()}
+        for k, s in usage.sample_trees(trees, with_pss=False).items():
+            rss[k].append(s.rss_kb / 1024)
+    last = usage.sample_trees(trees, with_pss=False)
     out = {}
     for k in trees:
         out[k] = {

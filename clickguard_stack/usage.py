@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,12 +76,15 @@ class TreeSample:
     pss_kb: int  # Pss summed over the tree (shared pages split: sums across nodes add up)
 
 
-def sample_tree(pid: int | None, with_pss: bool = True) -> TreeSample:
-    """Read ``pid`` and all its descendants now; an absent pid gives an empty sample."""
+def sample_tree(
+    pid: int | None, with_pss: bool = True, table: procs.ProcTable | None = None,
+) -> TreeSample:
+    """Read ``pid`` and all its descendants now; an absent pid gives an empty sample.
+    ``table`` is a /proc snapshot shared by several trees (each walk reads every process)."""
     now = time.monotonic()
     if not pid or not procs.is_alive(pid):
         return TreeSample(now, (), 0, 0, 0)
-    pids = (pid, *procs.descendants(pid))
+    pids = (pid, *(table or procs.ProcTable.read()).descendants(pid))
     return TreeSample(
         at=now,
         pids=pids,
@@ -88,6 +92,15 @@ def sample_tree(pid: int | None, with_pss: bool = True) -> TreeSample:
         rss_kb=sum(process_rss_kb(p) for p in pids),
         pss_kb=sum(pss_kb(p) for p in pids) if with_pss else 0,
     )
+
+
+def sample_trees(
+    pids: Mapping[str, int | None], with_pss: bool = True,
+) -> dict[str, TreeSample]:
+    """:func:`sample_tree` of every named tree from one walk of /proc: a sampler reading a
+    dozen nodes every second walks it once per round, not once per node."""
+    table = procs.ProcTable.read()
+    return {name: sample_tree(pid, with_pss, table) for name, pid in pids.items()}
 
 
 def cpu_percent(before: TreeSample, after: TreeSample, cores: int | None = None) -> float:

@@ -82,6 +82,22 @@ def test_rss_is_summed_over_the_process_tree(burner: Burner) -> None:
     assert tree.pss_kb <= tree.rss_kb and tree.pss_kb >= 96 * 1024
 
 
+def test_named_trees_are_sampled_from_one_walk_of_proc(
+    burner: Burner, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    child = int(burner.do("spawn"))
+    reads = []
+    real_read = usage.procs.ProcTable.read
+    monkeypatch.setattr(usage.procs.ProcTable, "read",
+                        classmethod(lambda cls: reads.append(1) or real_read()))
+    got = usage.sample_trees({"burner": burner.proc.pid, "leaf": child, "none": None})
+    assert len(reads) == 1
+    assert got["burner"].pids == (burner.proc.pid, child)
+    assert got["leaf"].pids == (child,)
+    assert got["leaf"].rss_kb == usage.process_rss_kb(child)
+    assert got["none"].pids == ()
+
+
 def test_a_missing_process_is_an_empty_sample() -> None:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait(10)
