@@ -286,14 +286,18 @@ def utc_axis(time_format: str) -> alt.Axis:
 
 
 def stacked_bars(counts: pd.DataFrame, x: str, color: str, title: str,
-                 time_format: str = "%H:%M") -> alt.Chart | None:
+                 time_format: str = "%H:%M",
+                 span: tuple[pd.Timestamp, pd.Timestamp] | None = None) -> alt.Chart | None:
     """Stacked bars of ``count`` per time bucket (``x`` to ``end``, in UTC), coloured by
-    ``color`` (None when empty): each bar spans its bucket, whatever the range shown."""
+    ``color`` (None when empty): each bar spans its bucket. The x axis covers ``span`` (the
+    range the page names) when given, so an hour of anomalies in "last 24 hours" is one bar
+    at the right end, not a block filling the chart; else the buckets that have rows."""
     if counts.empty:
         return None
-    return alt.Chart(counts).mark_bar(orient="vertical").encode(
-        x=alt.X(f"{x}:T", title=None, scale=alt.Scale(type="utc"),
-                axis=utc_axis(time_format)),
+    scale = (alt.Scale(type="utc") if span is None else
+             alt.Scale(type="utc", domain=[int(t.timestamp() * 1000) for t in span]))
+    return alt.Chart(counts).mark_bar(orient="vertical", clip=True).encode(
+        x=alt.X(f"{x}:T", title=None, scale=scale, axis=utc_axis(time_format)),
         x2=alt.X2("end"),
         y=alt.Y("count:Q", title=title),
         color=alt.Color(f"{color}:N", title=None),

@@ -50,7 +50,7 @@ def page() -> None:
     if len(rows) == LIMIT:
         st.caption(f"Of the newest {LIMIT:,} anomalies that match the filters.")
     ui.chart(data.stacked_bars(data.counts_by_type(df, bucket), "bucket", "anomaly_type",
-                               "anomalies", "%m-%d %H:%M"),
+                               "anomalies", "%m-%d %H:%M", span=(since, data.utc_now())),
              "No anomaly matches these filters: widen the time range or lower the score.")
     st.subheader("Evidence")
     st.caption("Newest 50: the rule's window, clicks and unique items in it, and the score "

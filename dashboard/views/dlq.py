@@ -4,6 +4,7 @@ Dagster's GraphQL API: the Clickstream Guardian API does not know about Dagster 
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from clickguard.settings import get_settings
@@ -47,7 +48,9 @@ def records() -> None:
         ui.table(data.dlq_reasons_frame(report), "dlq-reasons", "")
     with right:
         st.subheader("Over time")
-        ui.chart(data.stacked_bars(data.dlq_over_time(report), "bucket", "reason", "records"))
+        now = data.utc_now()
+        ui.chart(data.stacked_bars(data.dlq_over_time(report), "bucket", "reason", "records",
+                                   span=(now - pd.Timedelta(minutes=minutes), now)))
         st.caption(f"Every record of the window, per {bucket} min; times UTC.")
     st.subheader(f"Newest records (of {report['total']:,})")
     ui.table(data.dlq_recent_frame(report), "dlq-recent", "", height=420)

@@ -69,7 +69,8 @@ def live() -> None:
         st.subheader("Anomalies per minute")
         st.caption(f"By type, since {data.fmt_ts(since)[11:16]} (last {ANOMALY_MINUTES} min).")
         ui.chart(data.stacked_bars(data.minute_counts(per_minute), "bucket",
-                                   "anomaly_type", "anomalies / min"),
+                                   "anomaly_type", "anomalies / min",
+                                   span=(since, since + pd.Timedelta(minutes=ANOMALY_MINUTES))),
                  f"No anomalies in the last {ANOMALY_MINUTES} min: `make run` injects bot "
                  "sessions every few seconds; otherwise the rules have not fired.")
     st.subheader("Last micro-batch")

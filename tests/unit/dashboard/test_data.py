@@ -146,6 +146,20 @@ def test_time_axes_are_labelled_in_utc_24_hour_without_repeats() -> None:
         "labelExpr": "utcFormat(datum.value, '%H:%M:%S')"}
 
 
+def test_a_time_range_chart_spans_the_range_the_page_names() -> None:
+    """An hour of anomalies in "last 24 hours" was one bar filling the whole chart (the axis
+    covered only the buckets with rows); with the page's range it is a bar at the right end."""
+    counts = data.counts_by_type(data.anomalies_frame(payloads.anomalies(12)), "1h")
+    end = counts["end"].max()
+    start = end - pd.Timedelta(hours=24)
+    spec = data.stacked_bars(counts, "bucket", "anomaly_type", "n", span=(start, end)).to_dict()
+    assert spec["encoding"]["x"]["scale"] == {
+        "type": "utc", "domain": [int(start.timestamp() * 1000), int(end.timestamp() * 1000)]}
+    assert spec["mark"]["clip"] is True  # a bucket begun before the range is cut at its edge
+    assert "domain" not in data.stacked_bars(counts, "bucket", "anomaly_type", "n").to_dict()[
+        "encoding"]["x"]["scale"]
+
+
 def test_every_chart_is_valid_vega_lite_and_is_drawn_with_exactly_its_rows() -> None:
     """The page draws ``vega_lite(chart)`` without validating it (the cost of a refresh), so
     every builder's spec is validated here against Vega-Lite's schema, and what the page gets
