@@ -33,6 +33,7 @@ RATE_1K_TARGET_PCT = 40.0
 RSS_TARGET_GB = 4.0
 PRODUCER = "producer"
 PREWARM_SETTLE_S = 20.0
+PSS_EVERY = 5  # PSS at every 5th sample (10 s at the default --sample-s): see measure()
 
 
 def node_pids(settings: Settings) -> dict[str, int | None]:
@@ -58,12 +59,20 @@ def start_producer(rate: int, duration_s: float, summary: Path, log: Path) -> su
                                 stdin=subprocess.DEVNULL)
 
 
+def _own_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
 def measure(
     pids: dict[str, int | None], seconds: float, sample_s: float,
-    progress: Callable[[float], None] | None = None,
+    progress: Callable[[float], None] | None = None, pss_every: int = PSS_EVERY,
 ) -> dict[str, Any]:
-    """Sample every tree for ``seconds``: CPU over the whole window, RSS/PSS per sample."""
+    """Sample every tree for ``seconds``: CPU over the whole window, RSS per sample, PSS every
+    ``pss_every``-th sample (reading it walks every mapping of every process: on a whole stack
+    ≈ 0.1 s of CPU, twenty times the rest of a sample), and the sampler's own CPU."""
     cores = os.cpu_count() or 1
+    own0 = _own_cpu_s()
     first = usage.sample_trees(pids)
     threads0 = {n: usage.tree_thread_ticks(s.pids) for n, s in first.items()}
     busy0 = usage.machine_busy_ticks()
@@ -74,11 +83,13 @@ def measure(
     t0 = time.monotonic()
     while (elapsed := time.monotonic() - t0) < seconds:
         time.sleep(min(sample_s, max(0.05, seconds - elapsed)))
-        now = usage.sample_trees(pids)
+        with_pss = (len(series) + 1) % pss_every == 0
+        now = usage.sample_trees(pids, with_pss=with_pss)
         point: dict[str, Any] = {"t": round(time.monotonic() - t0, 2)}
         for n, s in now.items():
             rss[n].append(s.rss_kb)
-            pss[n].append(s.pss_kb)
+            if with_pss:
+                pss[n].append(s.pss_kb)
             point[n] = round(usage.cpu_percent(prev[n], s), 1) if s.pids else None
         series.append(point)
         prev = now
@@ -106,7 +117,10 @@ def measure(
             if alive else None,
         }
     d_busy, d_total = busy1[0] - busy0[0], busy1[1] - busy0[1]
+    wall = time.monotonic() - t0
     return {
+        "sampler_cpu_pct_machine": round(100.0 * (_own_cpu_s() - own0) / wall / cores, 2)
+        if wall > 0 else None,
         "seconds": round(prev[next(iter(prev))].at - first[next(iter(first))].at, 2)
         if pids else seconds,
         "cores": cores,
@@ -214,7 +228,8 @@ def run_cpu_bench(
             echo(f"{label}: WARNING the producer reached only {eps or 0:,.0f} ev/s")
         steps.append(step)
         echo(f"{label}: stack {step['stack_cpu_pct_machine']:.1f} % of {m['cores']} cores, "
-             f"RSS {step['stack_rss_mb_max']:,.0f} MiB (machine busy {m['machine_busy_pct']} %)")
+             f"RSS {step['stack_rss_mb_max']:,.0f} MiB (machine busy {m['machine_busy_pct']} %, "
+             f"this sampler {m['sampler_cpu_pct_machine']} %)")
     return {"rates": rates, "step_s": step_s, "warmup_s": warmup_s, "sample_s": sample_s,
             "prewarm_s": prewarm_s, "steps": steps, "verdict": verdict(steps)}
 
@@ -268,6 +283,8 @@ def table_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     rows.append(row("of it, JVM JIT compiler threads (% of 1 core)",
                     lambda s: s.get("stack_jit_pct_one_core"), lambda s: None))
     rows.append(row("whole machine busy %", lambda s: s["machine_busy_pct"], lambda s: None))
+    rows.append(row("of it, this sampler (% of the cores)",
+                    lambda s: s.get("sampler_cpu_pct_machine"), lambda s: None))
     rows.append(row("producer ev/s reached", lambda s: s.get("produced_eps") if s["rate"] else None,
                     lambda s: None))
     if any(PRODUCER in s["nodes"] for s in steps):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import click
@@ -9,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from clickguard.settings import Settings
+from clickguard_proof import bench_cpu
 from clickguard_proof.bench_cpu import cpu, plot, run_cpu_bench, table_rows, verdict
 
 
@@ -53,7 +58,7 @@ def test_table_has_a_row_per_node_and_the_totals() -> None:
     assert [r["node"] for r in rows] == [
         "kafka-1", "**stack total**", "stack, % of 2 cores",
         "of it, JVM JIT compiler threads (% of 1 core)", "whole machine busy %",
-        "producer ev/s reached", "producer",
+        "of it, this sampler (% of the cores)", "producer ev/s reached", "producer",
     ]
     assert rows[0]["CPU % 1 core @1000"] == 40.0 and rows[1]["RSS MiB @0"] == 100
     assert rows[3]["CPU % 1 core @0"] == 0.75 and rows[3]["RSS MiB @0"] is None
@@ -83,3 +88,33 @@ def test_plot_names_each_node_once_even_when_it_joins_later() -> None:
         assert jit == [0, 0, 2.5, 0, 0, 0]
     finally:
         plt.close(fig)
+
+
+def test_pss_is_read_every_nth_sample_and_the_sampler_counts_its_own_cpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PSS walks every mapping of every process (≈ 0.1 s of CPU per whole-stack sample), so it
+    is read at every 5th sample; what the sampler itself costs the machine is in the result."""
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    flags: list[bool] = []
+    real = bench_cpu.usage.sample_trees
+    burn_s = 0.03
+
+    def sample_and_burn(pids, with_pss=True):  # type: ignore[no-untyped-def]
+        flags.append(with_pss)
+        end = time.thread_time() + burn_s
+        while time.thread_time() < end:
+            pass
+        return real(pids, with_pss)
+
+    monkeypatch.setattr(bench_cpu.usage, "sample_trees", sample_and_burn)
+    try:
+        m = bench_cpu.measure({"sleeper": sleeper.pid}, seconds=2.0, sample_s=0.1, pss_every=5)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert flags[0] is True and len(flags) >= 10
+    assert flags[1:] == [i % 5 == 0 for i in range(1, len(flags))]
+    assert m["nodes"]["sleeper"]["pss_mb_mean"] > 0
+    burned = 100 * burn_s * len(flags) / m["seconds"] / (os.cpu_count() or 1)
+    assert burned * 0.8 <= m["sampler_cpu_pct_machine"] <= burned * 3
