@@ -9,7 +9,8 @@
   It is STOPPED by default: each run starts Spark and recomputes today's whole day, cheap on a
   demo but a waste on a production day of tens of millions of events, where the daily schedule
   is enough. ``clickguard demo`` turns it on (so a newcomer's API and asset catalog fill within
-  minutes); anyone else can with ``dagster sensor start live_batch_sensor`` or in the UI.
+  minutes) and off again when it stops; anyone can with ``dagster sensor start
+  live_batch_sensor`` or in the UI.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def build_live_batch_sensor(minimum_interval_seconds: int) -> dg.SensorDefinitio
         description=(
             "Materializes every batch asset (changed days only) while events stream in: one run "
             "at a time, when new rows were committed, at most every batch_live_min_gap_s. Turned "
-            "on by `clickguard demo`; production relies on daily_batch_schedule."
+            "on by `clickguard demo` while it runs; production relies on daily_batch_schedule."
         ),
     )
     def live_batch_sensor(

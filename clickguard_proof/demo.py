@@ -7,8 +7,9 @@ clickstream traffic at ``demo_rate`` events/s with labelled anomalies (the four 
 and injected faults (exact duplicates, late events, each kind of malformed record), prints where
 to look, and a status line every ``demo_status_s`` seconds — events/s committed (over the last
 minute, or since the start in the first one), consumer lag, anomalies, DLQ rows, newest batch
-materialization — until Ctrl-C (or ``--duration``). The stack and the sensor keep running
-afterwards (`make stop`; with no new data the sensor starts no run).
+materialization — until Ctrl-C (or ``--duration``). The stack keeps running afterwards (`make
+stop`); the sensor is put back to its default, off, unless it was on before the demo (left on,
+it starts a Spark batch run for every later trickle of data, a benchmark's included).
 The status series is written as ``demo.json/.md/.png`` in ``<home>/demo`` beside the run's ground
 truth (not into the repository's docs/results: a user's demo must leave the clone unchanged).
 """
@@ -63,6 +64,26 @@ mutation StartSensor($selector: SensorSelector!) {
     ... on Sensor { sensorState { status } }
     ... on PythonError { message }
     ... on SensorNotFoundError { message }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
+
+SENSOR_STATUS = """
+query SensorStatus($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) {
+    __typename
+    ... on Sensor { sensorState { status } }
+  }
+}
+"""
+
+RESET_SENSOR = """
+mutation ResetSensor($selector: SensorSelector!) {
+  resetSensor(sensorSelector: $selector) {
+    __typename
+    ... on Sensor { sensorState { status } }
+    ... on PythonError { message }
     ... on UnauthorizedError { message }
   }
 }
@@ -141,28 +162,54 @@ def hold_demo_lock(s: Settings, rate: float) -> IO[str]:
     return f
 
 
+def _sensor_call(s: Settings, query: str) -> dict[str, Any]:
+    """One GraphQL call about ``live_batch_sensor`` to the Dagster webserver; its data."""
+    selector = {"repositoryLocationName": DAGSTER_LOCATION, "repositoryName": "__repository__",
+                "sensorName": LIVE_BATCH_SENSOR}
+    r = httpx.post(f"http://{s.dagster_host}:{s.dagster_port}/graphql",
+                   json={"query": query, "variables": {"selector": selector}}, timeout=30)
+    r.raise_for_status()
+    body = r.json()
+    return {"errors": body["errors"]} if body.get("errors") else body.get("data") or {}
+
+
+def live_batch_status(s: Settings) -> str | None:
+    """``live_batch_sensor``'s status (RUNNING or STOPPED); None when Dagster does not say."""
+    try:
+        result = _sensor_call(s, SENSOR_STATUS).get("sensorOrError") or {}
+    except (httpx.HTTPError, ValueError):
+        return None
+    return (result.get("sensorState") or {}).get("status")
+
+
+def stop_live_batch(s: Settings) -> str | None:
+    """Put ``live_batch_sensor`` back to its default (stopped): the demo turned it on, and left
+    on it would go on starting a Spark batch run for every later trickle of data (a user's own
+    producer, a benchmark: seen as a run every 1.5 min taking a core). None when done."""
+    try:
+        result = _sensor_call(s, RESET_SENSOR).get("resetSensor") or {}
+    except (httpx.HTTPError, ValueError) as exc:
+        return repr(exc)
+    status = (result.get("sensorState") or {}).get("status")
+    return None if status == "STOPPED" else result.get("message") or f"sensor status {status}"
+
+
 def start_live_batch(s: Settings, timeout: float = 180.0) -> str | None:
     """Turn on ``live_batch_sensor`` through the Dagster webserver's GraphQL API; None when on,
     else why not. Retries while the webserver is still loading the code location."""
-    url = f"http://{s.dagster_host}:{s.dagster_port}/graphql"
-    selector = {"repositoryLocationName": DAGSTER_LOCATION, "repositoryName": "__repository__",
-                "sensorName": LIVE_BATCH_SENSOR}
     deadline = time.monotonic() + timeout
     why = "no answer"
     while time.monotonic() < deadline:
         try:
-            r = httpx.post(url, json={"query": START_SENSOR, "variables": {"selector": selector}},
-                           timeout=30)
-            r.raise_for_status()
-            body = r.json()
-            result = (body.get("data") or {}).get("startSensor") or {}
+            data = _sensor_call(s, START_SENSOR)
+            result = data.get("startSensor") or {}
             if result.get("__typename") == "Sensor":
                 status = result["sensorState"]["status"]
                 if status == "RUNNING":
                     return None
                 why = f"sensor status {status}"
             else:
-                why = result.get("message") or str(body.get("errors") or body)[:300]
+                why = result.get("message") or str(data.get("errors") or data)[:300]
         except (httpx.HTTPError, ValueError) as exc:
             why = repr(exc)
         time.sleep(2)
@@ -256,8 +303,9 @@ def _stream_demo(s: Settings, rate: float, duration: float | None, faults: bool,
             running.append(extra)
         except RuntimeError as exc:
             echo(f"WARNING: {extra} did not start ({exc}); continuing without it")
-    live_batch = False
+    live_batch = was_on = False
     if {"dagster-webserver", "dagster-daemon"} <= set(running):
+        was_on = live_batch_status(s) == "RUNNING"  # then it is the user's, and stays on
         why = start_live_batch(s)
         live_batch = why is None
         if why is not None:
@@ -311,6 +359,11 @@ def _stream_demo(s: Settings, rate: float, duration: float | None, faults: bool,
         restore_sigterm()
     stop.set()
     producer.join(timeout=90)
+    if live_batch and not was_on:
+        why = stop_live_batch(s)
+        echo(f"{LIVE_BATCH_SENSOR} turned off again (the demo turned it on)" if why is None else
+             f"WARNING: could not turn {LIVE_BATCH_SENSOR} off ({why}): it goes on starting a "
+             f"batch run whenever new rows arrive; `dagster sensor stop {LIVE_BATCH_SENSOR}`")
     truth = demo_dir(s) / f"{gen.run_id}.ground_truth.jsonl"
     n_truth = gen.write_ground_truth(truth)
     summary = box.get("summary")

@@ -84,7 +84,7 @@ def sample_tree(
     now = time.monotonic()
     if not pid or not procs.is_alive(pid):
         return TreeSample(now, (), 0, 0, 0)
-    pids = (pid, *(table or procs.ProcTable.read()).descendants(pid))
+    pids = (pid, *(table if table is not None else procs.ProcTable.read()).descendants(pid))
     return TreeSample(
         at=now,
         pids=pids,
@@ -98,7 +98,7 @@ def sample_trees(
     pids: Mapping[str, int | None], with_pss: bool = True,
 ) -> dict[str, TreeSample]:
     """:func:`sample_tree` of every named tree from one walk of /proc: a sampler reading a
-    dozen nodes every second walks it once per round, not once per node."""
+    dozen nodes at every sample walks it once per round, not once per node."""
     table = procs.ProcTable.read()
     return {name: sample_tree(pid, with_pss, table) for name, pid in pids.items()}
 

@@ -36,6 +36,7 @@ import pytest
 from dotenv import dotenv_values
 
 from clickguard.settings import REPO_ROOT, Settings
+from clickguard_proof.demo import LIVE_BATCH_SENSOR, live_batch_status
 
 pytestmark = pytest.mark.e2e
 
@@ -562,6 +563,11 @@ def test_first_hour_by_the_readme(private: Private) -> None:
     finally:
         rc = demo.ctrl_c()
     assert rc == 0, demo.tail()
+    demo.reader.join(10)
+    # the sensor the demo turned on is off again: left on, it went on starting a batch run for
+    # every later trickle of data (a benchmark's idle step measured one taking a core)
+    assert f"{LIVE_BATCH_SENSOR} turned off again" in "\n".join(demo.lines), demo.tail()
+    assert live_batch_status(private.settings) == "STOPPED"
     # the demo's report goes to the run folder, the clone stays as it was
     assert (private.home / "demo" / "demo.json").exists(), demo.tail()
     assert git_status("docs/results") == tracked_results
