@@ -70,9 +70,9 @@ def measure(
 ) -> dict[str, Any]:
     """Sample every tree for ``seconds``: CPU over the whole window, RSS per sample, PSS every
     ``pss_every``-th sample (reading it walks every mapping of every process: on a whole stack
-    ≈ 0.1 s of CPU, twenty times the rest of a sample), and the sampler's own CPU."""
+    ≈ 0.1 s of CPU, ten times the rest of a sample), and the sampler's own CPU."""
     cores = os.cpu_count() or 1
-    own0 = _own_cpu_s()
+    own0, own_t0 = _own_cpu_s(), time.monotonic()
     first = usage.sample_trees(pids)
     threads0 = {n: usage.tree_thread_ticks(s.pids) for n, s in first.items()}
     busy0 = usage.machine_busy_ticks()
@@ -117,7 +117,7 @@ def measure(
             if alive else None,
         }
     d_busy, d_total = busy1[0] - busy0[0], busy1[1] - busy0[1]
-    wall = time.monotonic() - t0
+    wall = time.monotonic() - own_t0
     return {
         "sampler_cpu_pct_machine": round(100.0 * (_own_cpu_s() - own0) / wall / cores, 2)
         if wall > 0 else None,
