@@ -33,6 +33,7 @@ RATE_1K_TARGET_PCT = 40.0
 RSS_TARGET_GB = 4.0
 PRODUCER = "producer"
 PREWARM_SETTLE_S = 20.0
+DAGSTER_CODE = "dagster-code"  # the node whose children are Dagster's runs
 PSS_EVERY = 5  # PSS at every 5th sample (10 s at the default --sample-s): see measure()
 
 
@@ -67,10 +68,12 @@ def _own_cpu_s() -> float:
 def measure(
     pids: dict[str, int | None], seconds: float, sample_s: float,
     progress: Callable[[float], None] | None = None, pss_every: int = PSS_EVERY,
+    on_round: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Sample every tree for ``seconds``: CPU over the whole window, RSS per sample, PSS every
     ``pss_every``-th sample (reading it walks every mapping of every process: on a whole stack
-    ≈ 0.1 s of CPU, ten times the rest of a sample), and the sampler's own CPU."""
+    ≈ 0.1 s of CPU, ten times the rest of a sample), and the sampler's own CPU. ``on_round``
+    runs after every sample."""
     cores = os.cpu_count() or 1
     own0, own_t0 = _own_cpu_s(), time.monotonic()
     first = usage.sample_trees(pids)
@@ -93,6 +96,8 @@ def measure(
             point[n] = round(usage.cpu_percent(prev[n], s), 1) if s.pids else None
         series.append(point)
         prev = now
+        if on_round:
+            on_round()
         if progress:
             progress(time.monotonic() - t0)
     busy1 = usage.machine_busy_ticks()
@@ -164,6 +169,8 @@ def run_cpu_bench(
     """Every step in turn (after an optional prewarm); returns the result document."""
     import json
 
+    from clickguard_stack.nodes import run_workers
+
     pids = node_pids(settings)
     down = [n for n, p in pids.items() if not p]
     if down:
@@ -191,13 +198,19 @@ def run_cpu_bench(
             )
         watched = {**pids, **({PRODUCER: proc.pid} if proc else {})}
         last = [0.0]
+        runs: set[int] = set()
+
+        def look_for_runs(code: int | None = pids.get(DAGSTER_CODE), runs: set[int] = runs) -> None:
+            if code:
+                runs.update(run_workers(code))
 
         def progress(t: float, label: str = label, last: list[float] = last) -> None:
             if t - last[0] >= 10 or t >= step_s:
                 last[0] = t
                 echo(f"{label}: sampled {t:.0f}/{step_s:.0f}s")
 
-        m = measure(watched, step_s, sample_s, progress)
+        look_for_runs()
+        m = measure(watched, step_s, sample_s, progress, on_round=look_for_runs)
         produced = None
         if proc is not None:
             try:
@@ -219,6 +232,7 @@ def run_cpu_bench(
             "stack_rss_mb_max": round(sum(v["rss_mb_max"] for v in stack_nodes.values()), 1),
             "stack_pss_mb_mean": round(sum(v["pss_mb_mean"] for v in stack_nodes.values()), 1),
             "producer_summary": _producer_brief(produced),
+            "dagster_runs": len(runs),
         }
         # a saturated machine cannot produce at the target: the step then measured less load
         eps = (produced or {}).get("throughput_eps")
@@ -227,6 +241,10 @@ def run_cpu_bench(
         if not step["reached_rate"]:
             echo(f"{label}: WARNING the producer reached only {eps or 0:,.0f} ev/s")
         steps.append(step)
+        if runs:
+            echo(f"{label}: WARNING {len(runs)} Dagster run(s) ran during the step and count in "
+                 f"{DAGSTER_CODE}'s figures (a batch run starts Spark: about a core); is a sensor "
+                 "such as live_batch_sensor on? (Dagster UI, Automation)")
         echo(f"{label}: stack {step['stack_cpu_pct_machine']:.1f} % of {m['cores']} cores, "
              f"RSS {step['stack_rss_mb_max']:,.0f} MiB (machine busy {m['machine_busy_pct']} %, "
              f"this sampler {m['sampler_cpu_pct_machine']} %)")
@@ -285,6 +303,8 @@ def table_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     rows.append(row("whole machine busy %", lambda s: s["machine_busy_pct"], lambda s: None))
     rows.append(row("of it, this sampler (% of the cores)",
                     lambda s: s.get("sampler_cpu_pct_machine"), lambda s: None))
+    rows.append(row("Dagster runs during the step", lambda s: s.get("dagster_runs"),
+                    lambda s: None))
     rows.append(row("producer ev/s reached", lambda s: s.get("produced_eps") if s["rate"] else None,
                     lambda s: None))
     if any(PRODUCER in s["nodes"] for s in steps):
@@ -375,7 +395,10 @@ def cpu(rates: list[int], step_s: float, warmup_s: float, prewarm_s: float, samp
         "stack's idle paths go on being compiled for many minutes), not work that recurs; "
         "the targets are checked on the whole total.",
         "Whole machine busy % includes every process on the machine: when it is far above "
-        "the stack's own share, the figures were taken on a busy machine.",
+        "the stack's own share, the figures were taken on a busy machine; `this sampler` is "
+        "this command's own share of it.",
+        "`Dagster runs during the step` = runs seen under dagster-code at any sample (a batch "
+        "run starts Spark: about a core); a step with one measured that run as well as its rate.",
     ]
     report = Report(
         name="bench-cpu", title="CPU and memory budget per node", data=result,

@@ -58,7 +58,8 @@ def test_table_has_a_row_per_node_and_the_totals() -> None:
     assert [r["node"] for r in rows] == [
         "kafka-1", "**stack total**", "stack, % of 2 cores",
         "of it, JVM JIT compiler threads (% of 1 core)", "whole machine busy %",
-        "of it, this sampler (% of the cores)", "producer ev/s reached", "producer",
+        "of it, this sampler (% of the cores)", "Dagster runs during the step",
+        "producer ev/s reached", "producer",
     ]
     assert rows[0]["CPU % 1 core @1000"] == 40.0 and rows[1]["RSS MiB @0"] == 100
     assert rows[3]["CPU % 1 core @0"] == 0.75 and rows[3]["RSS MiB @0"] is None
@@ -118,3 +119,45 @@ def test_pss_is_read_every_nth_sample_and_the_sampler_counts_its_own_cpu(
     assert m["nodes"]["sleeper"]["pss_mb_mean"] > 0
     burned = 100 * burn_s * len(flags) / m["seconds"] / (os.cpu_count() or 1)
     assert burned * 0.8 <= m["sampler_cpu_pct_machine"] <= burned * 3
+
+
+# a stand-in for Dagster's code server: it starts a run the way Dagster does, in a
+# multiprocessing spawn child (``... spawn_main ...`` on its command line)
+CODE_SERVER = """
+import multiprocessing as mp, time
+if __name__ == "__main__":
+    mp.get_context("spawn").Process(target=time.sleep, args=(60,)).start()
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("with_run", [True, False])
+def test_a_dagster_run_during_a_step_is_counted_and_named(
+    with_run: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    """A run left going by a sensor took a core in an "idle" step (dagster-code 101 % of a
+    core); the step now says how many runs it measured."""
+    from clickguard import procs
+    from clickguard_stack.nodes import run_workers
+
+    argv = [sys.executable, "-c", CODE_SERVER if with_run else "import time; time.sleep(60)"]
+    code = subprocess.Popen(argv)
+    try:
+        deadline = time.monotonic() + 30
+        while with_run and not run_workers(code.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        monkeypatch.setattr(bench_cpu, "node_pids", lambda _s: {"dagster-code": code.pid})
+        lines: list[str] = []
+        result = run_cpu_bench(Settings(), [0], step_s=0.6, warmup_s=0, sample_s=0.2,
+                               echo=lines.append, workdir=tmp_path)
+    finally:
+        for p in procs.descendants(code.pid):
+            os.kill(p, 9)
+        code.kill()
+        code.wait()
+    step = result["steps"][0]
+    assert step["dagster_runs"] == (1 if with_run else 0)
+    warned = [line for line in lines if "Dagster run(s) ran during the step" in line]
+    assert len(warned) == (1 if with_run else 0), lines
+    row = next(r for r in table_rows(result) if r["node"] == "Dagster runs during the step")
+    assert row["CPU % 1 core @0"] == step["dagster_runs"]
